@@ -1,0 +1,19 @@
+//! Schema migrations for the monitor, applied by the server at start-up.
+//!
+//! Every migration must run on both SQLite (the embedded default) and
+//! Postgres, so it is written with sea-query's builders, never raw SQL.
+//! Migrations are append-only: a landed migration is never edited.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_init;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_init::Migration)]
+    }
+}

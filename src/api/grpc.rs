@@ -1,0 +1,143 @@
+//! The tonic adapter for `monitor.v1.MonitorService`.
+
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Period, UserId},
+    error::Error,
+    proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
+    service::{Services, StatusQuery, time},
+    store::{statuses, urls},
+};
+
+#[derive(Debug, Clone)]
+pub struct MonitorApi {
+    services: Services,
+}
+
+impl MonitorApi {
+    pub fn new(services: Services) -> Self {
+        Self { services }
+    }
+}
+
+/// The caller the auth layer authenticated.
+fn caller<T>(req: &Request<T>) -> Result<UserId, Status> {
+    req.extensions().get::<UserId>().copied().ok_or_else(|| {
+        Error::Unauthenticated("missing authorization: send `authorization: Bearer <token>`".into())
+            .into()
+    })
+}
+
+fn url_to_proto(m: urls::Model) -> pb::Url {
+    pb::Url {
+        id: m.id,
+        url: m.url,
+        period: Some(prost_types::Duration {
+            seconds: i64::from(Period::from_stored_seconds(m.period_seconds).seconds()),
+            nanos: 0,
+        }),
+        created_at: Some(time::to_proto(m.created_at)),
+    }
+}
+
+fn status_to_proto(m: statuses::Model) -> pb::Status {
+    let latency = std::time::Duration::from_micros(u64::try_from(m.latency_micros).unwrap_or(0));
+    pb::Status {
+        id: m.id,
+        url_id: m.url_id,
+        due_at: Some(time::to_proto(m.due_at)),
+        probed_at: Some(time::to_proto(m.probed_at)),
+        status_code: m.status_code,
+        latency: prost_types::Duration::try_from(latency).ok(),
+        error_kind: m
+            .error_kind
+            .map_or(pb::ErrorKind::Unspecified as i32, i32::from),
+        error_message: m.error_message.unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl MonitorService for MonitorApi {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let pb::RegisterRequest { email, password } = req.into_inner();
+        let user = self.services.accounts.register(&email, password).await?;
+        Ok(Response::new(pb::RegisterResponse {
+            id: user.id,
+            email: user.email,
+        }))
+    }
+
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let pb::LoginRequest { email, password } = req.into_inner();
+        let issued = self.services.accounts.login(&email, password).await?;
+        Ok(Response::new(pb::LoginResponse {
+            token: issued.token,
+            expires_at: Some(time::to_proto(issued.expires_at)),
+        }))
+    }
+
+    async fn add_url(
+        &self,
+        req: Request<pb::AddUrlRequest>,
+    ) -> Result<Response<pb::AddUrlResponse>, Status> {
+        let user = caller(&req)?;
+        let pb::AddUrlRequest { url, period } = req.into_inner();
+        let model = self.services.urls.add(user, &url, period).await?;
+        Ok(Response::new(pb::AddUrlResponse {
+            url: Some(url_to_proto(model)),
+        }))
+    }
+
+    async fn list_urls(
+        &self,
+        req: Request<pb::ListUrlsRequest>,
+    ) -> Result<Response<pb::ListUrlsResponse>, Status> {
+        let user = caller(&req)?;
+        let urls = self.services.urls.list(user).await?;
+        Ok(Response::new(pb::ListUrlsResponse {
+            urls: urls.into_iter().map(url_to_proto).collect(),
+        }))
+    }
+
+    async fn delete_url(
+        &self,
+        req: Request<pb::DeleteUrlRequest>,
+    ) -> Result<Response<pb::DeleteUrlResponse>, Status> {
+        let user = caller(&req)?;
+        self.services.urls.delete(user, req.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteUrlResponse {}))
+    }
+
+    async fn list_statuses(
+        &self,
+        req: Request<pb::ListStatusesRequest>,
+    ) -> Result<Response<pb::ListStatusesResponse>, Status> {
+        let user = caller(&req)?;
+        let r = req.into_inner();
+        let page = self
+            .services
+            .statuses
+            .list(
+                user,
+                StatusQuery {
+                    url_id: r.url_id,
+                    page_size: r.page_size,
+                    page_token: r.page_token,
+                    start_time: r.start_time,
+                    end_time: r.end_time,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ListStatusesResponse {
+            statuses: page.statuses.into_iter().map(status_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}

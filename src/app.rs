@@ -1,0 +1,242 @@
+//! Builds the server from settings and runs it until shutdown.
+//!
+//! [`App::build`] does everything that can fail at start-up (validating
+//! settings, connecting and migrating the database, loading the token key,
+//! binding the listener) and returns the real bound address, so tests bind
+//! port 0 and learn the port. [`App::run`] serves until the shutdown token is
+//! cancelled, then drains in-flight calls for at most the grace period.
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower_http::trace::TraceLayer;
+
+use crate::{
+    api::grpc::MonitorApi,
+    auth::{AuthLayer, TokenKeys, password},
+    config::{self, DatabaseKind, Settings},
+    domain::PeriodBounds,
+    proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
+    service::{AccountService, Services, StatusService, UrlService},
+    store,
+};
+
+/// The name the health service reports the API under.
+pub const SERVICE_NAME: &str = "monitor.v1.MonitorService";
+
+#[derive(Debug)]
+pub struct App {
+    settings: Settings,
+    db: DatabaseConnection,
+    services: Services,
+    keys: Arc<TokenKeys>,
+    grpc_listener: TcpListener,
+    grpc_addr: SocketAddr,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let db = store::connect(&settings).await?;
+        let key = token_key(&settings).await?;
+        let keys = Arc::new(TokenKeys::new(&key, settings.token_ttl));
+
+        let urls = Arc::new(UrlService::new(
+            db.clone(),
+            PeriodBounds {
+                min: settings.min_period,
+                max: settings.max_period,
+            },
+            settings.max_urls_per_user,
+        ));
+        let services = Services {
+            accounts: Arc::new(AccountService::new(db.clone(), keys.clone())),
+            statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
+            urls,
+        };
+
+        let grpc_listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("binding MONITOR_GRPC_ADDR {}", settings.grpc_addr))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        tokio::task::spawn_blocking(password::warm_up);
+
+        Ok(Self {
+            settings,
+            db,
+            services,
+            keys,
+            grpc_listener,
+            grpc_addr,
+        })
+    }
+
+    /// The address the gRPC API is listening on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The database connection, for tools and tests that seed data.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tasks = TaskTracker::new();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+        tasks.spawn(watch_database(
+            self.db.clone(),
+            health.clone(),
+            self.settings.health_interval,
+            shutdown.clone(),
+        ));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection v1")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+
+        tracing::info!(grpc_addr = %self.grpc_addr, database = ?self.settings.database_kind(), "serving");
+        let server = Server::builder()
+            .layer(TraceLayer::new_for_grpc().make_span_with(
+                |req: &http::Request<_>| tracing::info_span!("rpc", method = %req.uri().path()),
+            ))
+            .layer(AuthLayer::new(self.keys.clone()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(MonitorServiceServer::new(MonitorApi::new(
+                self.services.clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.grpc_listener),
+                shutdown.clone().cancelled_owned(),
+            );
+        let mut server = tokio::spawn(server);
+
+        let grace = self.settings.shutdown_grace;
+        let result = tokio::select! {
+            r = &mut server => r.context("gRPC server task panicked")?.context("gRPC server failed"),
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "in-flight calls did not finish within the grace period");
+                server.abort();
+                Ok(())
+            }
+        };
+        // Stop background tasks whatever ended the server.
+        shutdown.cancel();
+        set_health(&health, ServingStatus::NotServing).await;
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!("background tasks did not stop within the grace period");
+        }
+        self.db.close().await.ok();
+        tracing::info!("stopped");
+        result
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+/// Checks the database once and reports the outcome to the health service.
+/// Returns whether the database answered.
+pub async fn check_database(db: &DatabaseConnection, reporter: &HealthReporter) -> bool {
+    let ok = tokio::time::timeout(Duration::from_secs(3), db.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    set_health(
+        reporter,
+        if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        },
+    )
+    .await;
+    ok
+}
+
+async fn watch_database(
+    db: DatabaseConnection,
+    reporter: HealthReporter,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut was_ok = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let ok = check_database(&db, &reporter).await;
+        if ok != was_ok {
+            if ok {
+                tracing::info!("database reachable again: SERVING");
+            } else {
+                tracing::error!("database unreachable: NOT_SERVING");
+            }
+            was_ok = ok;
+        }
+    }
+}
+
+/// The token key: from the setting, or for the embedded default, generated
+/// once and kept in the data directory (readable by the owner only).
+async fn token_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
+    if let Some(hex_key) = &settings.token_key {
+        return Ok(config::parse_token_key(hex_key)?);
+    }
+    anyhow::ensure!(
+        settings.database_kind() == DatabaseKind::Sqlite,
+        "MONITOR_TOKEN_KEY is required with Postgres"
+    );
+    let path = settings.data_dir.join("token.key");
+    tokio::fs::create_dir_all(&settings.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "creating the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+    load_or_create_key(&path)
+}
+
+fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    match std::fs::read_to_string(path) {
+        Ok(text) => config::parse_token_key(&text)
+            .with_context(|| format!("reading the token key in {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating the token key file {}", path.display()))?;
+            writeln!(file, "{}", hex::encode(key))
+                .with_context(|| format!("writing the token key file {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a token key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the token key file {}", path.display())),
+    }
+}

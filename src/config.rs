@@ -1,0 +1,281 @@
+//! Settings: one struct, read from flags and environment, validated before
+//! anything binds.
+//!
+//! Every field is documented here and shows up in `monitor --help`. A bad
+//! setting stops start-up with a message naming it. Secrets (the token key,
+//! database and Redis URLs, which may carry passwords) never have their
+//! values printed by `--help`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// Longest period the product allows between two probes of one URL.
+pub const MAX_PERIOD_LIMIT: Duration = Duration::from_secs(100 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, coloured when the output is a terminal.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The monitor server: watches HTTP endpoints for many users.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "monitor", version, about, long_about = None)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct Settings {
+    /// Address the gRPC API listens on (port 0 picks a free port).
+    #[arg(long, env = "MONITOR_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Address the HTTP side (JSON gateway, metrics, health) listens on.
+    #[arg(long, env = "MONITOR_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Directory for the embedded database and the generated token key.
+    #[arg(long, env = "MONITOR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database to use: `postgres://user:pass@host/db` in production. Unset
+    /// means an SQLite file `monitor.db` under the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Redis for the probe-result buffer (`redis://host:6379`). Unset means
+    /// an in-process buffer.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Key for signing tokens: 32 random bytes as 64 hex characters, shared by
+    /// every instance of a deployment. Required with Postgres; the embedded
+    /// default generates one and keeps it in the data directory.
+    #[arg(long, env = "MONITOR_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Option<String>,
+
+    /// How long a login token stays valid (e.g. `1h`, `30m`).
+    #[arg(long, env = "MONITOR_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+
+    /// Log format.
+    #[arg(long, env = "MONITOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Probe private, loopback and link-local addresses too. Off by default:
+    /// turn on only for tests and local demos.
+    #[arg(long, env = "MONITOR_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_targets: bool,
+
+    /// Shortest period a user may ask for.
+    #[arg(long, env = "MONITOR_MIN_PERIOD", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub min_period: Duration,
+
+    /// Longest period a user may ask for (100 minutes at most).
+    #[arg(long, env = "MONITOR_MAX_PERIOD", default_value = "100m", value_parser = humantime::parse_duration)]
+    pub max_period: Duration,
+
+    /// How many URLs one user may monitor.
+    #[arg(long, env = "MONITOR_MAX_URLS_PER_USER", default_value_t = 1000)]
+    pub max_urls_per_user: u32,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "MONITOR_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// How often the database is checked for the health service.
+    #[arg(long, env = "MONITOR_HEALTH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "MONITOR_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A setting that cannot be used, with its name and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {reason}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// Which database the settings select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl Settings {
+    /// The settings the binary would get with no flags (defaults, then the
+    /// environment), with the given data directory: what tests and embedders
+    /// start from before overriding fields.
+    pub fn defaults(data_dir: impl Into<PathBuf>) -> Self {
+        let mut settings = Self::parse_from(["monitor"]);
+        settings.data_dir = data_dir.into();
+        settings
+    }
+
+    /// Which database is selected.
+    pub fn database_kind(&self) -> DatabaseKind {
+        match self.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseKind::Postgres
+            }
+            _ => DatabaseKind::Sqlite,
+        }
+    }
+
+    /// The database URL, with the embedded default filled in.
+    pub fn effective_database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("monitor.db").display()
+            )
+        })
+    }
+
+    /// Checks every setting against the others; the first problem is returned.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(url) = &self.database_url {
+            let known = ["postgres://", "postgresql://", "sqlite:"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                return Err(invalid(
+                    "DATABASE_URL",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                ));
+            }
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        match &self.token_key {
+            Some(key) => {
+                parse_token_key(key)?;
+            }
+            None if self.database_kind() == DatabaseKind::Postgres => {
+                return Err(invalid(
+                    "MONITOR_TOKEN_KEY",
+                    "is required with a Postgres DATABASE_URL, so that every instance \
+                     signs tokens with the same key; generate one with `openssl rand -hex 32`",
+                ));
+            }
+            None => {}
+        }
+        if self.token_ttl < Duration::from_secs(1) {
+            return Err(invalid("MONITOR_TOKEN_TTL", "must be at least 1s"));
+        }
+        if self.min_period < Duration::from_secs(1) || self.min_period.subsec_nanos() != 0 {
+            return Err(invalid(
+                "MONITOR_MIN_PERIOD",
+                "must be a whole number of seconds, at least 1s",
+            ));
+        }
+        if self.max_period.subsec_nanos() != 0 || self.max_period > MAX_PERIOD_LIMIT {
+            return Err(invalid(
+                "MONITOR_MAX_PERIOD",
+                "must be a whole number of seconds, at most 100m",
+            ));
+        }
+        if self.min_period > self.max_period {
+            return Err(invalid(
+                "MONITOR_MIN_PERIOD",
+                format!(
+                    "{} is longer than MONITOR_MAX_PERIOD ({})",
+                    humantime::format_duration(self.min_period),
+                    humantime::format_duration(self.max_period)
+                ),
+            ));
+        }
+        if self.max_urls_per_user == 0 {
+            return Err(invalid("MONITOR_MAX_URLS_PER_USER", "must be at least 1"));
+        }
+        if self.db_max_connections == 0 {
+            return Err(invalid("MONITOR_DB_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if self.health_interval < Duration::from_millis(100) {
+            return Err(invalid("MONITOR_HEALTH_INTERVAL", "must be at least 100ms"));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a token key given as 64 hex characters.
+pub fn parse_token_key(hex_key: &str) -> Result<[u8; 32], SettingsError> {
+    let bytes = hex::decode(hex_key.trim()).map_err(|_| {
+        invalid(
+            "MONITOR_TOKEN_KEY",
+            "must be 64 hex characters (32 bytes); generate one with `openssl rand -hex 32`",
+        )
+    })?;
+    bytes.try_into().map_err(|_| {
+        invalid(
+            "MONITOR_TOKEN_KEY",
+            "must be 64 hex characters (32 bytes); generate one with `openssl rand -hex 32`",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        Settings::try_parse_from(std::iter::once("monitor").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let s = parse(&[]);
+        s.validate().unwrap();
+        assert_eq!(s.database_kind(), DatabaseKind::Sqlite);
+        assert_eq!(s.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(s.min_period, Duration::from_secs(10));
+        assert_eq!(s.max_period, Duration::from_secs(6000));
+    }
+
+    #[test]
+    fn postgres_without_token_key_names_the_setting() {
+        let s = parse(&["--database-url", "postgres://localhost/x"]);
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.name, "MONITOR_TOKEN_KEY");
+    }
+
+    #[test]
+    fn short_token_key_is_rejected() {
+        let s = parse(&["--token-key", "abcd"]);
+        assert_eq!(s.validate().unwrap_err().name, "MONITOR_TOKEN_KEY");
+    }
+
+    #[test]
+    fn max_period_above_100_minutes_is_rejected() {
+        let s = parse(&["--max-period", "101m"]);
+        assert_eq!(s.validate().unwrap_err().name, "MONITOR_MAX_PERIOD");
+    }
+
+    #[test]
+    fn min_above_max_is_rejected() {
+        let s = parse(&["--min-period", "10m", "--max-period", "5m"]);
+        assert_eq!(s.validate().unwrap_err().name, "MONITOR_MIN_PERIOD");
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_rejected() {
+        let s = parse(&["--database-url", "mysql://x"]);
+        assert_eq!(s.validate().unwrap_err().name, "DATABASE_URL");
+    }
+}

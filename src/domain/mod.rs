@@ -1,0 +1,17 @@
+//! Domain types that parse, not validate: holding one proves the value is
+//! acceptable, so the services never re-check. Each parse error names the
+//! request field it came from.
+
+mod email;
+mod password;
+mod period;
+mod target_url;
+
+pub use email::Email;
+pub use password::Password;
+pub use period::{Period, PeriodBounds};
+pub use target_url::TargetUrl;
+
+/// A user's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub i64);

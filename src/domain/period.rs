@@ -1,0 +1,99 @@
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The default period when a request leaves it unset.
+pub const DEFAULT: Duration = Duration::from_secs(60);
+
+/// The periods the server accepts (settings `MONITOR_MIN_PERIOD`, `MONITOR_MAX_PERIOD`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeriodBounds {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// How often a URL is probed: whole seconds, within the server's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period(u32);
+
+impl Period {
+    /// Parses a proto Duration; `None` means the default of one minute.
+    pub fn parse(
+        field: &'static str,
+        raw: Option<prost_types::Duration>,
+        bounds: PeriodBounds,
+    ) -> Result<Self, Error> {
+        let out_of_range = || {
+            Error::invalid(
+                field,
+                format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(bounds.min),
+                    humantime::format_duration(bounds.max)
+                ),
+            )
+        };
+        let secs = match raw {
+            None => DEFAULT.as_secs(),
+            Some(d) => {
+                if d.nanos != 0 {
+                    return Err(Error::invalid(field, "must be a whole number of seconds"));
+                }
+                u64::try_from(d.seconds).map_err(|_| out_of_range())?
+            }
+        };
+        let period = Duration::from_secs(secs);
+        if period < bounds.min || period > bounds.max {
+            return Err(out_of_range());
+        }
+        u32::try_from(secs).map(Self).map_err(|_| out_of_range())
+    }
+
+    /// Builds a period already known to be valid (read back from the database).
+    pub fn from_stored_seconds(secs: i32) -> Self {
+        Self(u32::try_from(secs).unwrap_or(1))
+    }
+
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+
+    pub fn as_duration(self) -> Duration {
+        Duration::from_secs(u64::from(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUNDS: PeriodBounds = PeriodBounds {
+        min: Duration::from_secs(10),
+        max: Duration::from_secs(6000),
+    };
+
+    #[allow(clippy::unnecessary_wraps)]
+    fn dur(seconds: i64, nanos: i32) -> Option<prost_types::Duration> {
+        Some(prost_types::Duration { seconds, nanos })
+    }
+
+    #[test]
+    fn unset_means_one_minute() {
+        assert_eq!(Period::parse("period", None, BOUNDS).unwrap().seconds(), 60);
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        assert!(Period::parse("period", dur(10, 0), BOUNDS).is_ok());
+        assert!(Period::parse("period", dur(6000, 0), BOUNDS).is_ok());
+        assert!(Period::parse("period", dur(9, 0), BOUNDS).is_err());
+        assert!(Period::parse("period", dur(6001, 0), BOUNDS).is_err());
+    }
+
+    #[test]
+    fn rejects_negative_fractional_and_huge() {
+        assert!(Period::parse("period", dur(-60, 0), BOUNDS).is_err());
+        assert!(Period::parse("period", dur(60, 500), BOUNDS).is_err());
+        assert!(Period::parse("period", dur(i64::MAX, 0), BOUNDS).is_err());
+    }
+}

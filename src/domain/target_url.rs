@@ -1,0 +1,114 @@
+use std::fmt;
+
+use url::Url;
+
+use crate::error::Error;
+
+/// Longest URL accepted, in characters, before and after normalization.
+pub const MAX_LEN: usize = 2048;
+
+/// An absolute http(s) URL with a host and no credentials, normalized by the
+/// WHATWG rules (lower-case scheme and host, default port dropped, path
+/// percent-encoded), so that one URL spelled two ways is recognised as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl(Url);
+
+impl TargetUrl {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Error> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(Error::invalid(field, "is required"));
+        }
+        let too_long = || Error::invalid(field, format!("must be at most {MAX_LEN} characters"));
+        if trimmed.chars().count() > MAX_LEN {
+            return Err(too_long());
+        }
+        let url = Url::parse(trimmed).map_err(|e| {
+            Error::invalid(
+                field,
+                format!("is not an absolute URL ({e}); expected e.g. https://example.com/health"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "scheme {:?} is not supported; use http or https",
+                    url.scheme()
+                ),
+            ));
+        }
+        match url.host_str() {
+            None | Some("") => return Err(Error::invalid(field, "must have a host")),
+            Some(_) => {}
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::invalid(
+                field,
+                "must not contain a user name or password",
+            ));
+        }
+        if url.as_str().len() > MAX_LEN {
+            return Err(too_long());
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_case_and_default_port() {
+        let u = TargetUrl::parse("url", " HTTPS://Example.COM:443/Path ").unwrap();
+        assert_eq!(u.as_str(), "https://example.com/Path");
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_probed() {
+        for bad in [
+            "",
+            "example.com",
+            "/relative",
+            "ftp://example.com/",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "http://",
+            "http://user:pass@example.com/",
+            "http://user@example.com/",
+            "http://exa mple.com/",
+        ] {
+            assert!(
+                TargetUrl::parse("url", bad).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn length_limit_holds() {
+        let base = "https://example.com/";
+        let ok = format!("{base}{}", "a".repeat(MAX_LEN - base.len()));
+        assert!(TargetUrl::parse("url", &ok).is_ok());
+        let long = format!("{ok}a");
+        assert!(TargetUrl::parse("url", &long).is_err());
+        // Short input that grows past the limit when percent-encoded.
+        let grows = format!("{base}{}", "é".repeat(1000));
+        assert!(TargetUrl::parse("url", &grows).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! The one error vocabulary of the service, mapped once to gRPC codes.
+//!
+//! Services return [`Error`]; the transports turn it into a `tonic::Status`
+//! (and, for the JSON side, an HTTP status) here and nowhere else. Internal
+//! causes are logged with their whole chain and replaced by a generic message:
+//! a client never sees SQL, file paths or stack traces.
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is missing or malformed. `field` is the proto field name.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// A dependency (the database) cannot be reached; the client may retry.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// A bug or an unexpected failure: logged in full, reported as "internal error".
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::NotFound(_) => Code::NotFound,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(err: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                Self::Unavailable(anyhow::Error::new(err).context("database unreachable"))
+            }
+            other => Self::Internal(anyhow::Error::new(other).context("database error")),
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(err: Error) -> Self {
+        match &err {
+            Error::InvalidArgument { field, message } => {
+                let details = ErrorDetails::with_bad_request_violation(*field, message.clone());
+                tonic::Status::with_error_details(Code::InvalidArgument, err.to_string(), details)
+            }
+            Error::Unavailable(cause) | Error::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+                tonic::Status::new(err.code(), err.to_string())
+            }
+            _ => tonic::Status::new(err.code(), err.to_string()),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! monitor: a self-hosted HTTP endpoint monitor.
+//!
+//! - [`config`]: settings from flags and environment, validated early.
+//! - [`telemetry`]: tracing-subscriber set-up.
+//! - [`app`]: builds the server (binds listeners, returns real ports) and runs it.
+//! - [`error`]: the one error vocabulary, mapped once to gRPC codes.
+//! - [`domain`]: newtypes that parse request values (email, password, URL, period).
+//! - [`service`]: the transport-free core (accounts, URLs, statuses).
+//! - [`api`]: the gRPC adapter over the services.
+//! - [`auth`]: argon2id password hashing, PASETO tokens, the auth layer.
+//! - [`store`]: sea-orm entities, connection and migrations.
+//! - [`proto`]: the generated protobuf types, server and client.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod proto;
+pub mod service;
+pub mod store;
+pub mod telemetry;

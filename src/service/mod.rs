@@ -1,0 +1,25 @@
+//! The transport-free core: what each RPC does, independent of gRPC or JSON.
+//!
+//! Services take raw request values, parse them into domain types (so every
+//! bad input becomes an [`crate::error::Error`] naming its field), do the
+//! work in the database, and return entity models. They never see a token:
+//! the caller's [`crate::domain::UserId`] is handed in by the auth layer.
+
+pub mod accounts;
+pub mod statuses;
+pub mod time;
+pub mod urls;
+
+use std::sync::Arc;
+
+pub use accounts::AccountService;
+pub use statuses::{StatusPage, StatusQuery, StatusService};
+pub use urls::UrlService;
+
+/// Everything the transports need, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub accounts: Arc<AccountService>,
+    pub urls: Arc<UrlService>,
+    pub statuses: Arc<StatusService>,
+}

@@ -1,0 +1,83 @@
+//! Persistence: sea-orm entities, the connection, and migrations.
+//!
+//! The same code runs on SQLite (the embedded default) and Postgres. Queries
+//! live in the services that own them; this module only connects and defines
+//! the tables' shapes, which `migrations/` creates.
+
+pub mod statuses;
+pub mod urls;
+pub mod users;
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
+    TransactionTrait,
+};
+
+use crate::config::{DatabaseKind, Settings};
+
+/// Any number: identifies the lock that serialises migrations across
+/// instances starting together on one Postgres.
+const MIGRATION_LOCK_ID: i64 = 7_400_001;
+
+/// Opens the database the settings select and applies pending migrations.
+pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.effective_database_url();
+    if settings.database_url.is_none() {
+        ensure_dir(&settings.data_dir).await?;
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(settings.db_max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    let db = Database::connect(options).await.with_context(|| {
+        format!(
+            "connecting to the {} database",
+            match settings.database_kind() {
+                DatabaseKind::Sqlite => "SQLite",
+                DatabaseKind::Postgres => "Postgres",
+            }
+        )
+    })?;
+    migrate(&db).await.context("applying database migrations")?;
+    Ok(db)
+}
+
+async fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("creating the data directory {}", dir.display()))
+}
+
+/// Applies pending migrations. On Postgres an advisory lock held by the
+/// migration's transaction makes concurrent start-ups take turns.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db.begin().await?;
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"
+        ))
+        .await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
+    } else {
+        Migrator::up(db, None).await
+    }
+}
+
+/// Whether an error is a unique-constraint violation.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
