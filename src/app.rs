@@ -15,7 +15,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
+    trace::{DefaultOnEos, DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
 
 use crate::{
     api::grpc::MonitorApi,
@@ -99,20 +103,22 @@ impl App {
             shutdown.clone(),
         ));
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building reflection v1")?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+        let reflection_v1alpha = reflection()
             .build_v1alpha()
             .context("building reflection v1alpha")?;
 
         tracing::info!(grpc_addr = %self.grpc_addr, database = ?self.settings.database_kind(), "serving");
         let server = Server::builder()
-            .layer(TraceLayer::new_for_grpc().make_span_with(
-                |req: &http::Request<_>| tracing::info_span!("rpc", method = %req.uri().path()),
-            ))
+            .layer(
+                TraceLayer::new(rpc_classifier())
+                    .make_span_with(|req: &http::Request<_>| {
+                        tracing::info_span!("rpc", method = %req.uri().path())
+                    })
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                    .on_eos(DefaultOnEos::new().level(Level::DEBUG)),
+            )
             .layer(AuthLayer::new(self.keys.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -146,6 +152,40 @@ impl App {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Reflection over every service this server has (ours, health, both
+/// reflection versions) and the google.rpc error details it sends, so
+/// grpcurl can list, describe and decode all of them.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+/// Which gRPC codes count as server failures in the RPC log. Codes a client
+/// caused (bad input, no token, not found...) are answers, not failures: they
+/// are logged at DEBUG with every other response; only the rest are ERRORs.
+fn rpc_classifier() -> SharedClassifier<GrpcErrorsAsFailures> {
+    let client_caused = [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::ResourceExhausted,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unauthenticated,
+    ];
+    SharedClassifier::new(client_caused.into_iter().fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    ))
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {

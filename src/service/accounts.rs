@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
+use super::time;
 use crate::{
     auth::{TokenKeys, password, token::IssuedToken},
     domain::{Email, Password, UserId},
@@ -38,7 +39,7 @@ impl AccountService {
         let user = users::ActiveModel {
             email: Set(email.as_str().to_owned()),
             password_hash: Set(hash),
-            created_at: Set(Utc::now()),
+            created_at: Set(time::truncate_to_micros(Utc::now())),
             ..Default::default()
         };
         match user.insert(&self.db).await {

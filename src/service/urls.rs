@@ -9,6 +9,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 
+use super::time;
 use crate::{
     domain::{Period, PeriodBounds, TargetUrl, UserId},
     error::{Error, Result},
@@ -59,7 +60,7 @@ impl UrlService {
             user_id: Set(user.0),
             url: Set(url.as_str().to_owned()),
             period_seconds: Set(i32::try_from(period.seconds()).map_err(Error::internal)?),
-            created_at: Set(Utc::now()),
+            created_at: Set(time::truncate_to_micros(Utc::now())),
             ..Default::default()
         };
         let model = match row.insert(&txn).await {

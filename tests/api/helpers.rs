@@ -1,0 +1,331 @@
+//! Test harness: the real server on port 0, a fresh database per test, and
+//! the generated client talking to it over a real socket.
+//!
+//! Postgres comes from `MONITOR_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test creates its own
+//! database there and drops it afterwards. An unreachable Postgres fails the
+//! test; outside CI it may be skipped, loudly, with
+//! `MONITOR_TEST_SKIP_POSTGRES=1`.
+
+use std::{net::SocketAddr, time::Duration};
+
+use monitor::{
+    app::App,
+    config::Settings,
+    proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient},
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, transport::Channel};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Generates one `#[tokio::test]` per backend for each named test function,
+/// in modules `sqlite` and `postgres` of the calling module.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::postgres_skipped() {
+                        return;
+                    }
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("MONITOR_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Whether Postgres tests are skipped: only outside CI, only when asked.
+pub fn postgres_skipped() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let asked = std::env::var("MONITOR_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1");
+    if asked && !ci {
+        eprintln!("SKIPPED: Postgres test (MONITOR_TEST_SKIP_POSTGRES=1)");
+        return true;
+    }
+    false
+}
+
+/// A database made for one test, dropped when the test ends.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    name: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self {
+                url: String::new(),
+                name: None,
+            },
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let admin = Database::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!(
+                        "Postgres is unreachable at {admin_url}: {e}. Start it (bash .ci/run \
+                         installs and starts it) or set MONITOR_TEST_POSTGRES_URL."
+                    )
+                });
+                let name = format!("monitor_test_{}", uuid::Uuid::new_v4().simple());
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("creating the test database");
+                admin.close().await.ok();
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b);
+                Self {
+                    url: format!("{base}/{name}"),
+                    name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.name.take() else { return };
+        // Drop runs outside async; a short-lived runtime on its own thread does the I/O.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(postgres_admin_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    admin.close().await.ok();
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running server and a client connected to it.
+#[derive(Debug)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: MonitorServiceClient<Channel>,
+    pub db: DatabaseConnection,
+    pub token_key: [u8; 32],
+    pub database: TestDatabase,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _tmp: TempDir,
+}
+
+/// Settings for a test: port 0, a temporary data directory, a random token
+/// key, and nothing from the environment that could point elsewhere.
+pub fn test_settings(
+    data_dir: &std::path::Path,
+    database: &TestDatabase,
+    key: [u8; 32],
+) -> Settings {
+    let mut s = Settings::defaults(data_dir);
+    s.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    s.http_addr = "127.0.0.1:0".parse().unwrap();
+    s.database_url = (!database.url.is_empty()).then(|| database.url.clone());
+    s.redis_url = None;
+    s.token_key = Some(hex::encode(key));
+    s.allow_private_targets = true;
+    s.db_max_connections = 5;
+    s.shutdown_grace = Duration::from_secs(5);
+    s
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create(backend).await;
+    let key: [u8; 32] = rand::random();
+    let mut settings = test_settings(tmp.path(), &database, key);
+    customize(&mut settings);
+    let app = App::build(settings).await.expect("building the app");
+    let addr = app.grpc_addr();
+    let db = app.db().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run(shutdown.clone()));
+    let client = MonitorServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connecting to the server");
+    TestApp {
+        addr,
+        client,
+        db,
+        token_key: key,
+        database,
+        shutdown,
+        server: Some(server),
+        _tmp: tmp,
+    }
+}
+
+impl TestApp {
+    /// A fresh client on its own connection.
+    pub async fn new_client(&self) -> MonitorServiceClient<Channel> {
+        MonitorServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connecting")
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connecting")
+    }
+
+    /// Registers a user with a unique email and returns (id, email).
+    pub async fn register(&self) -> (i64, String) {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let resp = self
+            .client
+            .clone()
+            .register(pb::RegisterRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner();
+        (resp.id, email)
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        self.client
+            .clone()
+            .login(pb::LoginRequest {
+                email: email.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .token
+    }
+
+    /// Registers and logs in a new user: (id, token).
+    pub async fn user(&self) -> (i64, String) {
+        let (id, email) = self.register().await;
+        (id, self.login(&email).await)
+    }
+
+    pub async fn add_url(&self, token: &str, url: &str) -> pb::Url {
+        self.client
+            .clone()
+            .add_url(authed(
+                pb::AddUrlRequest {
+                    url: url.into(),
+                    period: None,
+                },
+                token,
+            ))
+            .await
+            .expect("add url")
+            .into_inner()
+            .url
+            .expect("url in response")
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task panicked")
+                .expect("server failed");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    with_authorization(msg, &format!("Bearer {token}"))
+}
+
+pub fn with_authorization<T>(msg: T, value: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", value.parse().expect("ascii metadata"));
+    req
+}
+
+/// Asserts an RPC failed with `code` and returns the status for more checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    code: tonic::Code,
+) -> tonic::Status {
+    match result {
+        Ok(resp) => panic!("expected {code:?}, got success: {resp:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// Asserts INVALID_ARGUMENT naming `field`, in the message and in the details.
+#[track_caller]
+pub fn expect_invalid<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    field: &str,
+) -> tonic::Status {
+    use tonic_types::StatusExt;
+    let status = expect_code(result, tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with(&format!("{field}:")),
+        "message should name {field}: {:?}",
+        status.message()
+    );
+    let bad = status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries google.rpc.BadRequest details");
+    assert_eq!(bad.field_violations[0].field, field);
+    status
+}

@@ -1,0 +1,303 @@
+//! AddUrl, ListUrls, DeleteUrl.
+
+use monitor::{proto::monitor::v1 as pb, store::urls};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use tonic::Code;
+
+use crate::helpers::{Backend, authed, expect_code, expect_invalid, spawn_app, spawn_app_with};
+
+fn add(url: &str, period: Option<(i64, i32)>) -> pb::AddUrlRequest {
+    pb::AddUrlRequest {
+        url: url.into(),
+        period: period.map(|(seconds, nanos)| prost_types::Duration { seconds, nanos }),
+    }
+}
+
+async fn add_url_defaults_to_one_minute_and_normalizes_the_url(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app
+        .client
+        .clone()
+        .add_url(authed(add("HTTPS://Example.COM:443/health", None), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+        .unwrap();
+    assert!(url.id > 0);
+    assert_eq!(url.url, "https://example.com/health");
+    assert_eq!(url.period.unwrap().seconds, 60);
+    assert!(url.created_at.is_some());
+}
+
+async fn add_url_keeps_an_explicit_period_within_bounds(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    for (i, secs) in [10, 120, 6000].into_iter().enumerate() {
+        let url = app
+            .client
+            .clone()
+            .add_url(authed(
+                add(&format!("https://example.com/{i}"), Some((secs, 0))),
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .url
+            .unwrap();
+        assert_eq!(url.period.unwrap().seconds, secs);
+    }
+}
+
+async fn add_url_rejects_a_period_out_of_range_naming_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    for period in [
+        (9, 0),
+        (6001, 0),
+        (-60, 0),
+        (0, 0),
+        (60, 500_000_000),
+        (i64::MAX, 0),
+    ] {
+        let r = app
+            .client
+            .clone()
+            .add_url(authed(add("https://example.com/", Some(period)), &token))
+            .await;
+        expect_invalid(r, "period");
+    }
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 0);
+}
+
+async fn add_url_honours_configured_period_bounds(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.min_period = std::time::Duration::from_secs(30);
+        s.max_period = std::time::Duration::from_secs(300);
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let status = expect_invalid(
+        app.client
+            .clone()
+            .add_url(authed(add("https://example.com/", Some((20, 0))), &token))
+            .await,
+        "period",
+    );
+    assert!(
+        status.message().contains("30s") && status.message().contains("5m"),
+        "{}",
+        status.message()
+    );
+    expect_invalid(
+        app.client
+            .clone()
+            .add_url(authed(add("https://example.com/", Some((301, 0))), &token))
+            .await,
+        "period",
+    );
+}
+
+async fn add_url_rejects_urls_it_cannot_probe(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let too_long = format!("https://example.com/{}", "a".repeat(2048));
+    for bad in [
+        "",
+        "example.com",
+        "/relative/path",
+        "ftp://example.com/file",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://",
+        "https://user:secret@example.com/",
+        "https://user@example.com/",
+        "http://exa mple.com/",
+        too_long.as_str(),
+    ] {
+        let status = expect_invalid(
+            app.client
+                .clone()
+                .add_url(authed(add(bad, None), &token))
+                .await,
+            "url",
+        );
+        assert!(
+            !status.message().contains("secret"),
+            "credentials echoed: {}",
+            status.message()
+        );
+    }
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 0);
+}
+
+async fn add_url_twice_is_already_exists_even_spelled_differently(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    app.add_url(&token, "https://example.com/a").await;
+    for again in ["https://example.com/a", "HTTPS://EXAMPLE.com:443/a"] {
+        expect_code(
+            app.client
+                .clone()
+                .add_url(authed(add(again, None), &token))
+                .await,
+            Code::AlreadyExists,
+        );
+    }
+    // Another user may monitor the same URL.
+    let (_, other) = app.user().await;
+    app.add_url(&other, "https://example.com/a").await;
+}
+
+async fn add_url_past_the_quota_is_resource_exhausted(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.max_urls_per_user = 2).await;
+    let (_, token) = app.user().await;
+    app.add_url(&token, "https://example.com/1").await;
+    app.add_url(&token, "https://example.com/2").await;
+    let status = expect_code(
+        app.client
+            .clone()
+            .add_url(authed(add("https://example.com/3", None), &token))
+            .await,
+        Code::ResourceExhausted,
+    );
+    assert!(status.message().contains('2'), "{}", status.message());
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 2);
+    // The quota is per user.
+    let (_, other) = app.user().await;
+    app.add_url(&other, "https://example.com/3").await;
+}
+
+async fn concurrent_adds_never_exceed_the_quota(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.max_urls_per_user = 3).await;
+    let (_, token) = app.user().await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut client = app.new_client().await;
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .add_url(authed(
+                    add(&format!("https://example.com/{i}"), None),
+                    &token,
+                ))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) => assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}"),
+        }
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 3);
+}
+
+async fn list_urls_returns_only_the_callers_urls_oldest_first(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, alice) = app.user().await;
+    let (_, bob) = app.user().await;
+    let a1 = app.add_url(&alice, "https://a.example.com/1").await;
+    let a2 = app.add_url(&alice, "https://a.example.com/2").await;
+    app.add_url(&bob, "https://b.example.com/").await;
+    let list = app
+        .client
+        .clone()
+        .list_urls(authed(pb::ListUrlsRequest {}, &alice))
+        .await
+        .unwrap()
+        .into_inner()
+        .urls;
+    assert_eq!(list, vec![a1, a2]);
+    let (_, carol) = app.user().await;
+    let empty = app
+        .client
+        .clone()
+        .list_urls(authed(pb::ListUrlsRequest {}, &carol))
+        .await
+        .unwrap()
+        .into_inner()
+        .urls;
+    assert!(empty.is_empty());
+}
+
+async fn delete_url_removes_it_and_a_second_delete_is_not_found(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    app.client
+        .clone()
+        .delete_url(authed(pb::DeleteUrlRequest { id: url.id }, &token))
+        .await
+        .unwrap();
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 0);
+    expect_code(
+        app.client
+            .clone()
+            .delete_url(authed(pb::DeleteUrlRequest { id: url.id }, &token))
+            .await,
+        Code::NotFound,
+    );
+    // It can be added again afterwards.
+    app.add_url(&token, "https://example.com/").await;
+}
+
+async fn another_users_url_is_not_found_and_survives_delete(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, alice) = app.user().await;
+    let (_, mallory) = app.user().await;
+    let url = app.add_url(&alice, "https://example.com/").await;
+    let status = expect_code(
+        app.client
+            .clone()
+            .delete_url(authed(pb::DeleteUrlRequest { id: url.id }, &mallory))
+            .await,
+        Code::NotFound,
+    );
+    // Same answer as for an id that does not exist at all.
+    let missing = expect_code(
+        app.client
+            .clone()
+            .delete_url(authed(pb::DeleteUrlRequest { id: url.id + 1000 }, &mallory))
+            .await,
+        Code::NotFound,
+    );
+    assert_eq!(
+        status.message().replace(&url.id.to_string(), "N"),
+        missing.message().replace(&(url.id + 1000).to_string(), "N")
+    );
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 1);
+}
+
+async fn delete_url_without_a_positive_id_is_invalid(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    for id in [0, -5] {
+        expect_invalid(
+            app.client
+                .clone()
+                .delete_url(authed(pb::DeleteUrlRequest { id }, &token))
+                .await,
+            "id",
+        );
+    }
+}
+
+crate::on_both_backends!(
+    add_url_defaults_to_one_minute_and_normalizes_the_url,
+    add_url_keeps_an_explicit_period_within_bounds,
+    add_url_rejects_a_period_out_of_range_naming_the_field,
+    add_url_honours_configured_period_bounds,
+    add_url_rejects_urls_it_cannot_probe,
+    add_url_twice_is_already_exists_even_spelled_differently,
+    add_url_past_the_quota_is_resource_exhausted,
+    concurrent_adds_never_exceed_the_quota,
+    list_urls_returns_only_the_callers_urls_oldest_first,
+    delete_url_removes_it_and_a_second_delete_is_not_found,
+    another_users_url_is_not_found_and_survives_delete,
+    delete_url_without_a_positive_id_is_invalid,
+);
