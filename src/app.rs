@@ -21,11 +21,16 @@ use tower_http::{
 };
 use tracing::Level;
 
+use tokio::sync::Notify;
+
 use crate::{
     api::grpc::MonitorApi,
     auth::{AuthLayer, TokenKeys, password},
+    buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{self, DatabaseKind, Settings},
     domain::PeriodBounds,
+    flush::{FlushSettings, Flusher},
+    prober::{Probe, ProbeSettings, Prober, ProberSettings},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
     service::{AccountService, Services, StatusService, UrlService},
     store,
@@ -42,15 +47,21 @@ pub struct App {
     keys: Arc<TokenKeys>,
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    buffer: Arc<dyn Buffer>,
+    prober: Prober,
+    flusher: Flusher,
 }
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        // reqwest and sqlx both use rustls with ring; pick the provider once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let db = store::connect(&settings).await?;
         let key = token_key(&settings).await?;
         let keys = Arc::new(TokenKeys::new(&key, settings.token_ttl));
 
+        let wake_scheduler = Arc::new(Notify::new());
         let urls = Arc::new(UrlService::new(
             db.clone(),
             PeriodBounds {
@@ -58,12 +69,47 @@ impl App {
                 max: settings.max_period,
             },
             settings.max_urls_per_user,
+            wake_scheduler.clone(),
         ));
         let services = Services {
             accounts: Arc::new(AccountService::new(db.clone(), keys.clone())),
             statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
             urls,
         };
+
+        let buffer = buffer(&settings).await?;
+        let probe = Probe::new(ProbeSettings {
+            timeout: settings.probe_timeout,
+            max_body_bytes: settings.probe_max_body_kib * 1024,
+            max_redirects: settings.probe_follow_redirects,
+            allow_private: settings.allow_private_targets,
+        })
+        .context("building the probe HTTP client")?;
+        let prober = Prober::new(
+            db.clone(),
+            probe,
+            buffer.clone(),
+            ProberSettings {
+                tick: settings.schedule_tick,
+                // Claim a little ahead so probes start on time, not a tick late.
+                lookahead: settings.schedule_tick * 2 + Duration::from_millis(100),
+                max_lateness: settings.schedule_max_lateness,
+                claim_batch: 10_000,
+                concurrency: settings.probe_concurrency,
+                per_host: settings.probe_per_host,
+            },
+            wake_scheduler,
+        );
+        let flusher = Flusher::new(
+            db.clone(),
+            buffer.clone(),
+            FlushSettings {
+                interval: settings.flush_interval,
+                batch: settings.flush_batch,
+                retention: settings.retention,
+                retention_interval: settings.retention_interval,
+            },
+        );
 
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
@@ -78,7 +124,20 @@ impl App {
             keys,
             grpc_listener,
             grpc_addr,
+            buffer,
+            prober,
+            flusher,
         })
+    }
+
+    /// The buffer results wait in.
+    pub fn buffer(&self) -> Arc<dyn Buffer> {
+        self.buffer.clone()
+    }
+
+    /// The flush task's step functions, for tools and tests.
+    pub fn flusher(&self) -> Flusher {
+        self.flusher.clone()
     }
 
     /// The address the gRPC API is listening on.
@@ -102,6 +161,18 @@ impl App {
             self.settings.health_interval,
             shutdown.clone(),
         ));
+
+        // The prober stops first; the flusher then drains what it pushed.
+        let stop_flusher = CancellationToken::new();
+        let pipeline = self.settings.prober.then(|| {
+            let prober = tokio::spawn(
+                self.prober
+                    .clone()
+                    .run(shutdown.clone(), self.settings.shutdown_grace),
+            );
+            let flusher = tokio::spawn(self.flusher.clone().run(stop_flusher.clone()));
+            (prober, flusher)
+        });
 
         let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
         let reflection_v1alpha = reflection()
@@ -148,6 +219,13 @@ impl App {
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
             tracing::warn!("background tasks did not stop within the grace period");
         }
+        if let Some((prober, flusher)) = pipeline {
+            let _ = tokio::time::timeout(grace * 2, prober).await;
+            stop_flusher.cancel();
+            if tokio::time::timeout(grace, flusher).await.is_err() {
+                tracing::warn!("the final flush did not finish within the grace period");
+            }
+        }
         self.db.close().await.ok();
         tracing::info!("stopped");
         result
@@ -186,6 +264,36 @@ fn rpc_classifier() -> SharedClassifier<GrpcErrorsAsFailures> {
         GrpcErrorsAsFailures::new(),
         GrpcErrorsAsFailures::with_success,
     ))
+}
+
+/// The buffer the settings select: Redis when `REDIS_URL` is set, else in process.
+async fn buffer(settings: &Settings) -> anyhow::Result<Arc<dyn Buffer>> {
+    Ok(match &settings.redis_url {
+        Some(url) => {
+            let consumer = settings.instance_id.clone().unwrap_or_else(|| {
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "monitor".into());
+                format!(
+                    "{host}-{}-{:08x}",
+                    std::process::id(),
+                    rand::random::<u32>()
+                )
+            });
+            Arc::new(
+                RedisBuffer::connect(
+                    url,
+                    &settings.redis_prefix,
+                    consumer,
+                    settings.local_queue_capacity,
+                    settings.flush_batch,
+                )
+                .await?,
+            )
+        }
+        None => Arc::new(MemoryBuffer::new(
+            settings.local_queue_capacity,
+            settings.flush_batch,
+        )),
+    })
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {

@@ -87,6 +87,67 @@ pub struct Settings {
     #[arg(long, env = "MONITOR_HEALTH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
 
+    /// Run the prober and flush tasks in this instance (off: API only).
+    #[arg(long, env = "MONITOR_PROBER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub prober: bool,
+
+    /// Probe timeout: DNS, connect, TLS and the whole response.
+    #[arg(long, env = "MONITOR_PROBE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// Most of a response body a probe reads, in KiB; the rest is dropped.
+    #[arg(long, env = "MONITOR_PROBE_MAX_BODY_KIB", default_value_t = 64)]
+    pub probe_max_body_kib: usize,
+
+    /// Redirects a probe follows (0: the 3xx is the status).
+    #[arg(long, env = "MONITOR_PROBE_FOLLOW_REDIRECTS", default_value_t = 0)]
+    pub probe_follow_redirects: usize,
+
+    /// Probes running at once in this instance.
+    #[arg(long, env = "MONITOR_PROBE_CONCURRENCY", default_value_t = 512)]
+    pub probe_concurrency: usize,
+
+    /// Probes running at once against one host.
+    #[arg(long, env = "MONITOR_PROBE_PER_HOST", default_value_t = 16)]
+    pub probe_per_host: usize,
+
+    /// How often the scheduler claims due URLs.
+    #[arg(long, env = "MONITOR_SCHEDULE_TICK", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub schedule_tick: Duration,
+
+    /// A due time missed by more than this (the service was down) is skipped.
+    #[arg(long, env = "MONITOR_SCHEDULE_MAX_LATENESS", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub schedule_max_lateness: Duration,
+
+    /// Flush results to the database at least this often (100m at most).
+    #[arg(long, env = "MONITOR_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Results per flush batch; a full batch flushes at once.
+    #[arg(long, env = "MONITOR_FLUSH_BATCH", default_value_t = 2000)]
+    pub flush_batch: usize,
+
+    /// Statuses older than this are deleted.
+    #[arg(long, env = "MONITOR_RETENTION", default_value = "2days", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// How often retention runs.
+    #[arg(long, env = "MONITOR_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
+
+    /// Results kept in process while Redis is unreachable (or, without Redis,
+    /// waiting for the flush); past this the oldest are dropped.
+    #[arg(long, env = "MONITOR_LOCAL_QUEUE_CAPACITY", default_value_t = 200_000)]
+    pub local_queue_capacity: usize,
+
+    /// Prefix of this deployment's Redis keys.
+    #[arg(long, env = "MONITOR_REDIS_PREFIX", default_value = "monitor")]
+    pub redis_prefix: String,
+
+    /// This instance's name as a Redis consumer (default: host name, pid and a random suffix).
+    #[arg(long, env = "MONITOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "MONITOR_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -145,6 +206,7 @@ impl Settings {
     }
 
     /// Checks every setting against the others; the first problem is returned.
+    #[allow(clippy::too_many_lines)] // a flat list of independent checks
     pub fn validate(&self) -> Result<(), SettingsError> {
         if let Some(url) = &self.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
@@ -206,6 +268,69 @@ impl Settings {
         }
         if self.db_max_connections == 0 {
             return Err(invalid("MONITOR_DB_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if self.probe_timeout < Duration::from_millis(100) {
+            return Err(invalid("MONITOR_PROBE_TIMEOUT", "must be at least 100ms"));
+        }
+        if self.probe_max_body_kib == 0 {
+            return Err(invalid("MONITOR_PROBE_MAX_BODY_KIB", "must be at least 1"));
+        }
+        if self.probe_follow_redirects > 20 {
+            return Err(invalid(
+                "MONITOR_PROBE_FOLLOW_REDIRECTS",
+                "must be at most 20",
+            ));
+        }
+        if self.probe_concurrency == 0 {
+            return Err(invalid("MONITOR_PROBE_CONCURRENCY", "must be at least 1"));
+        }
+        if self.probe_per_host == 0 {
+            return Err(invalid("MONITOR_PROBE_PER_HOST", "must be at least 1"));
+        }
+        if self.schedule_tick < Duration::from_millis(10)
+            || self.schedule_tick > Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "MONITOR_SCHEDULE_TICK",
+                "must be between 10ms and 1s",
+            ));
+        }
+        if self.schedule_max_lateness < Duration::from_secs(1) {
+            return Err(invalid(
+                "MONITOR_SCHEDULE_MAX_LATENESS",
+                "must be at least 1s",
+            ));
+        }
+        if self.flush_interval < Duration::from_millis(10) || self.flush_interval > MAX_PERIOD_LIMIT
+        {
+            return Err(invalid(
+                "MONITOR_FLUSH_INTERVAL",
+                "must be between 10ms and 100m",
+            ));
+        }
+        if self.flush_batch == 0 || self.flush_batch > 100_000 {
+            return Err(invalid(
+                "MONITOR_FLUSH_BATCH",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.retention < Duration::from_secs(60) {
+            return Err(invalid("MONITOR_RETENTION", "must be at least 1m"));
+        }
+        if self.retention_interval < Duration::from_secs(1) {
+            return Err(invalid("MONITOR_RETENTION_INTERVAL", "must be at least 1s"));
+        }
+        if self.local_queue_capacity == 0 {
+            return Err(invalid(
+                "MONITOR_LOCAL_QUEUE_CAPACITY",
+                "must be at least 1",
+            ));
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return Err(invalid(
+                "MONITOR_REDIS_PREFIX",
+                "must be non-empty, without spaces",
+            ));
         }
         if self.health_interval < Duration::from_millis(100) {
             return Err(invalid("MONITOR_HEALTH_INTERVAL", "must be at least 100ms"));

@@ -9,14 +9,20 @@
 //! - [`api`]: the gRPC adapter over the services.
 //! - [`auth`]: argon2id password hashing, PASETO tokens, the auth layer.
 //! - [`store`]: sea-orm entities, connection and migrations.
+//! - [`prober`]: the schedule, the probe (reqwest) and the SSRF guard.
+//! - [`buffer`]: where results wait between probe and store (Redis or in-process).
+//! - [`flush`]: moves results into the database in batches; retention.
 //! - [`proto`]: the generated protobuf types, server and client.
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod buffer;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod flush;
+pub mod prober;
 pub mod proto;
 pub mod service;
 pub mod store;

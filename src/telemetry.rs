@@ -24,3 +24,38 @@ pub fn init(format: LogFormat) {
             .init(),
     }
 }
+
+/// Logs a repeating task's failures once per outage, not on every retry:
+/// the first failure as an error, the recovery as info.
+#[derive(Debug)]
+pub struct OutageLog {
+    what: &'static str,
+    failing: bool,
+}
+
+impl OutageLog {
+    pub fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            failing: false,
+        }
+    }
+
+    pub fn record<T>(&mut self, result: &anyhow::Result<T>) {
+        match (result, self.failing) {
+            (Ok(_), true) => {
+                tracing::info!(task = self.what, "recovered");
+                self.failing = false;
+            }
+            (Err(e), false) => {
+                tracing::error!(
+                    task = self.what,
+                    error = format!("{e:#}"),
+                    "failing; will retry"
+                );
+                self.failing = true;
+            }
+            _ => {}
+        }
+    }
+}

@@ -3,11 +3,14 @@
 //! A URL belongs to one user; every query filters by the caller's id, so
 //! another user's URL is indistinguishable from one that does not exist.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
+use tokio::sync::Notify;
 
 use super::time;
 use crate::{
@@ -21,14 +24,22 @@ pub struct UrlService {
     db: DatabaseConnection,
     bounds: PeriodBounds,
     max_per_user: u32,
+    /// Wakes this instance's scheduler, so a new URL is probed at once.
+    scheduler: Arc<Notify>,
 }
 
 impl UrlService {
-    pub fn new(db: DatabaseConnection, bounds: PeriodBounds, max_per_user: u32) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        bounds: PeriodBounds,
+        max_per_user: u32,
+        scheduler: Arc<Notify>,
+    ) -> Self {
         Self {
             db,
             bounds,
             max_per_user,
+            scheduler,
         }
     }
 
@@ -56,11 +67,20 @@ impl UrlService {
                 .one(&txn)
                 .await?;
         }
+        let now = time::truncate_to_micros(Utc::now());
         let row = urls::ActiveModel {
             user_id: Set(user.0),
             url: Set(url.as_str().to_owned()),
             period_seconds: Set(i32::try_from(period.seconds()).map_err(Error::internal)?),
-            created_at: Set(time::truncate_to_micros(Utc::now())),
+            created_at: Set(now),
+            // Due at once; later due times fall on a random phase of the
+            // period, so URLs added together do not fire together.
+            phase_ms: Set(rand::Rng::gen_range(
+                &mut rand::thread_rng(),
+                0..i64::from(period.seconds()) * 1000,
+            )),
+            next_due_ms: Set(now.timestamp_millis()),
+            last_due_ms: Set(None),
             ..Default::default()
         };
         let model = match row.insert(&txn).await {
@@ -89,6 +109,7 @@ impl UrlService {
             )));
         }
         txn.commit().await?;
+        self.scheduler.notify_one();
         tracing::info!(user_id = user.0, url_id = model.id, "url added");
         Ok(model)
     }

@@ -11,6 +11,12 @@ pub struct Model {
     pub url: String,
     pub period_seconds: i32,
     pub created_at: DateTimeUtc,
+    /// Fixes the grid of due times: `phase_ms + k * period` (ms since the epoch).
+    pub phase_ms: i64,
+    /// The next due time no prober has claimed yet.
+    pub next_due_ms: i64,
+    /// The due time claimed last.
+    pub last_due_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

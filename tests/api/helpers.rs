@@ -162,6 +162,9 @@ pub fn test_settings(
     s.redis_url = None;
     s.token_key = Some(hex::encode(key));
     s.allow_private_targets = true;
+    // API tests add URLs nobody should probe (example.com); the prober
+    // tests turn it on and point it at their own local target.
+    s.prober = false;
     s.db_max_connections = 5;
     s.shutdown_grace = Duration::from_secs(5);
     s

@@ -1,0 +1,241 @@
+//! The prober: claims due URLs, probes each at its due time, and hands the
+//! results to the buffer.
+//!
+//! The loop is a step function ([`Prober::tick`]) driven every
+//! `schedule_tick`, or at once when AddUrl wakes it. Claims are taken a short
+//! look-ahead before they are due; each claimed probe is a task that sleeps
+//! until its due time, takes a global and a per-host permit, probes and
+//! pushes. So the tasks alive at any moment are the probes due within the
+//! look-ahead plus those in flight, never one per URL: the per-URL state is
+//! three integers in the database.
+
+pub mod probe;
+pub mod schedule;
+pub mod ssrf;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use probe::{Probe, ProbeSettings};
+
+use crate::{
+    buffer::Buffer, proto::monitor::v1::ErrorKind, service::time::truncate_to_micros,
+    telemetry::OutageLog,
+};
+
+/// What one probe found, as it travels through the buffer to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub url_id: i64,
+    /// When the probe was due by the schedule (ms since the epoch).
+    pub due_ms: i64,
+    /// When it was sent (µs since the epoch).
+    pub started_us: i64,
+    /// 0 when there was no response.
+    pub status_code: i32,
+    pub latency_us: i64,
+    /// `ErrorKind` number, when something failed.
+    pub error_kind: Option<i16>,
+    pub error_message: Option<String>,
+}
+
+impl ProbeResult {
+    pub fn new(
+        url_id: i64,
+        due_at: DateTime<Utc>,
+        started_at: DateTime<Utc>,
+        status_code: u16,
+        latency: Duration,
+        error: Option<(ErrorKind, String)>,
+    ) -> Self {
+        let (error_kind, error_message) = match error {
+            Some((kind, msg)) => (Some(kind as i16), Some(msg)),
+            None => (None, None),
+        };
+        Self {
+            url_id,
+            due_ms: due_at.timestamp_millis(),
+            started_us: truncate_to_micros(started_at).timestamp_micros(),
+            status_code: i32::from(status_code),
+            latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
+            error_kind,
+            error_message,
+        }
+    }
+}
+
+/// Scheduling and concurrency settings.
+#[derive(Debug, Clone)]
+pub struct ProberSettings {
+    pub tick: Duration,
+    pub lookahead: Duration,
+    pub max_lateness: Duration,
+    pub claim_batch: u64,
+    pub concurrency: usize,
+    pub per_host: usize,
+}
+
+/// Per-host semaphores, dropped when no probe of the host is running.
+#[derive(Debug, Default)]
+struct HostLimits {
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimits {
+    async fn acquire(&self, host: &str) -> OwnedSemaphorePermit {
+        let sem = {
+            let mut hosts = self.hosts.lock().expect("host limits poisoned");
+            if hosts.len() > 1024 {
+                // Forget hosts nobody is probing right now.
+                hosts.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            hosts
+                .entry(host.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+                .clone()
+        };
+        sem.acquire_owned().await.expect("semaphore never closed")
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub claimed: usize,
+    pub scheduled: usize,
+    pub skipped_late: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Prober {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: DatabaseConnection,
+    probe: Probe,
+    buffer: Arc<dyn Buffer>,
+    settings: ProberSettings,
+    wake: Arc<Notify>,
+    global: Arc<Semaphore>,
+    hosts: HostLimits,
+    tasks: TaskTracker,
+}
+
+impl Prober {
+    pub fn new(
+        db: DatabaseConnection,
+        probe: Probe,
+        buffer: Arc<dyn Buffer>,
+        settings: ProberSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                probe,
+                buffer,
+                global: Arc::new(Semaphore::new(settings.concurrency)),
+                hosts: HostLimits {
+                    per_host: settings.per_host,
+                    ..HostLimits::default()
+                },
+                settings,
+                wake,
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Claims what is due and starts a task for each claim.
+    pub async fn tick(&self) -> anyhow::Result<TickReport> {
+        let s = &self.inner.settings;
+        let now = Utc::now().timestamp_millis();
+        let claims = schedule::claim_due(
+            &self.inner.db,
+            now,
+            millis(s.lookahead),
+            millis(s.max_lateness),
+            s.claim_batch,
+        )
+        .await?;
+        let mut report = TickReport {
+            claimed: claims.len(),
+            ..TickReport::default()
+        };
+        for claim in claims {
+            if now - claim.due_ms > millis(s.max_lateness) {
+                report.skipped_late += 1;
+                tracing::debug!(
+                    url_id = claim.url_id,
+                    due_ms = claim.due_ms,
+                    "due time missed while down; skipped"
+                );
+                continue;
+            }
+            report.scheduled += 1;
+            let this = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { this.fire(claim).await });
+        }
+        Ok(report)
+    }
+
+    async fn fire(&self, claim: schedule::Claim) {
+        let due_at = claim.due_at();
+        let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let host = url::Url::parse(&claim.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _host = self.inner.hosts.acquire(&host).await;
+        let _global = self
+            .inner
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let result = self.inner.probe.run(claim.url_id, &claim.url, due_at).await;
+        tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, "probed");
+        self.inner.buffer.push(result).await;
+    }
+
+    /// Ticks until `shutdown`, then lets claimed probes finish (at most `grace`).
+    pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
+        let tick = self.inner.settings.tick;
+        let mut outage = OutageLog::new("scheduler");
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(tick) => {}
+                () = self.inner.wake.notified() => {}
+            }
+            outage.record(&self.tick().await);
+        }
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("probes still running at shutdown were abandoned");
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

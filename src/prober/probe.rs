@@ -1,0 +1,205 @@
+//! One probe: GET a URL once and say what happened.
+//!
+//! Every probe opens a new connection (no pooling), so the latency includes
+//! DNS, connect and TLS, as a user's first request would. The body is read
+//! up to a limit and then dropped. Redirects are not followed unless the
+//! settings allow some; the 3xx is then the status. A failure is never given
+//! a made-up status code: status_code is 0 and error_kind says why.
+
+use std::{error::Error as StdError, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use reqwest::redirect;
+use tokio::time::Instant;
+
+use super::{
+    ProbeResult,
+    ssrf::{self, Blocked, DnsFailure, GuardedResolver},
+};
+use crate::proto::monitor::v1::ErrorKind;
+
+/// How probes are made (from the settings).
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    pub timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_redirects: usize,
+    pub allow_private: bool,
+}
+
+/// A reqwest client set up for probing, shared by all probes.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    client: reqwest::Client,
+    settings: Arc<ProbeSettings>,
+}
+
+const MAX_MESSAGE: usize = 200;
+
+impl Probe {
+    pub fn new(settings: ProbeSettings) -> anyhow::Result<Self> {
+        let allow_private = settings.allow_private;
+        let max_redirects = settings.max_redirects;
+        let policy = redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > max_redirects {
+                return attempt.error(TooManyRedirects(max_redirects));
+            }
+            if let Err(blocked) = ssrf::check_literal(attempt.url(), allow_private) {
+                return attempt.error(blocked);
+            }
+            if !matches!(attempt.url().scheme(), "http" | "https") {
+                let scheme = attempt.url().scheme().to_owned();
+                return attempt.error(BadRedirect(scheme));
+            }
+            if max_redirects == 0 {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(policy)
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            client,
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// Probes `url` for the due time `due_at`.
+    pub async fn run(&self, url_id: i64, url: &str, due_at: DateTime<Utc>) -> ProbeResult {
+        let started_at = Utc::now();
+        let start = Instant::now();
+        match self.fetch(url).await {
+            Ok((code, head_latency, body_error)) => {
+                ProbeResult::new(url_id, due_at, started_at, code, head_latency, body_error)
+            }
+            Err(e) => ProbeResult::new(url_id, due_at, started_at, 0, start.elapsed(), Some(e)),
+        }
+    }
+
+    /// The status code, the time to the response head, and a body failure if any.
+    async fn fetch(
+        &self,
+        url: &str,
+    ) -> Result<(u16, Duration, Option<(ErrorKind, String)>), (ErrorKind, String)> {
+        let parsed = url::Url::parse(url).map_err(|e| (ErrorKind::Other, short(&e.to_string())))?;
+        ssrf::check_literal(&parsed, self.settings.allow_private)
+            .map_err(|b| (ErrorKind::Blocked, short(&b.to_string())))?;
+        let start = Instant::now();
+        let mut resp = self
+            .client
+            .get(parsed)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let head_latency = start.elapsed();
+        let code = resp.status().as_u16();
+        let mut read = 0usize;
+        let body_error = loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    read += chunk.len();
+                    if read >= self.settings.max_body_bytes {
+                        break None; // enough: drop the rest with the connection
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => {
+                    let (kind, msg) = classify(&e);
+                    let kind = if kind == ErrorKind::Timeout {
+                        kind
+                    } else {
+                        ErrorKind::Body
+                    };
+                    break Some((kind, msg));
+                }
+            }
+        };
+        Ok((code, head_latency, body_error))
+    }
+}
+
+#[derive(Debug)]
+struct TooManyRedirects(usize);
+
+impl std::fmt::Display for TooManyRedirects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "more than {} redirects", self.0)
+    }
+}
+
+impl StdError for TooManyRedirects {}
+
+#[derive(Debug)]
+struct BadRedirect(String);
+
+impl std::fmt::Display for BadRedirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "redirect to an unsupported scheme {:?}", self.0)
+    }
+}
+
+impl StdError for BadRedirect {}
+
+fn short(s: &str) -> String {
+    let mut s = s.to_owned();
+    if s.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Walks the error's causes for the ones that tell what happened.
+fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
+    let mut source: Option<&(dyn StdError + 'static)> = e.source();
+    let mut deepest = e.to_string();
+    let mut tls = false;
+    while let Some(s) = source {
+        if let Some(b) = s.downcast_ref::<Blocked>() {
+            return (ErrorKind::Blocked, short(&b.to_string()));
+        }
+        if let Some(d) = s.downcast_ref::<DnsFailure>() {
+            return (ErrorKind::Dns, short(&d.to_string()));
+        }
+        if s.downcast_ref::<TooManyRedirects>().is_some()
+            || s.downcast_ref::<BadRedirect>().is_some()
+        {
+            return (ErrorKind::Redirect, short(&s.to_string()));
+        }
+        if s.downcast_ref::<rustls::Error>().is_some() {
+            tls = true;
+        }
+        deepest = s.to_string();
+        source = s.source();
+    }
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if tls {
+        ErrorKind::Tls
+    } else if e.is_redirect() {
+        ErrorKind::Redirect
+    } else if e.is_connect() || e.is_request() {
+        ErrorKind::Connect
+    } else if e.is_body() || e.is_decode() {
+        ErrorKind::Body
+    } else {
+        ErrorKind::Other
+    };
+    let msg = if kind == ErrorKind::Timeout {
+        "no complete answer within the probe timeout".to_owned()
+    } else {
+        deepest
+    };
+    (kind, short(&msg))
+}
