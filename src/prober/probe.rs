@@ -41,6 +41,9 @@ impl Probe {
         let allow_private = settings.allow_private;
         let max_redirects = settings.max_redirects;
         let policy = redirect::Policy::custom(move |attempt| {
+            if max_redirects == 0 {
+                return attempt.stop(); // the 3xx is the status
+            }
             if attempt.previous().len() > max_redirects {
                 return attempt.error(TooManyRedirects(max_redirects));
             }
@@ -51,11 +54,7 @@ impl Probe {
                 let scheme = attempt.url().scheme().to_owned();
                 return attempt.error(BadRedirect(scheme));
             }
-            if max_redirects == 0 {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
+            attempt.follow()
         });
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)

@@ -143,6 +143,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub token_key: [u8; 32],
     pub database: TestDatabase,
+    /// The settings this app runs with, to start siblings on the same stores.
+    pub settings: Settings,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _tmp: TempDir,
@@ -180,7 +182,9 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Settin
     let key: [u8; 32] = rand::random();
     let mut settings = test_settings(tmp.path(), &database, key);
     customize(&mut settings);
-    let app = App::build(settings).await.expect("building the app");
+    let app = App::build(settings.clone())
+        .await
+        .expect("building the app");
     let addr = app.grpc_addr();
     let db = app.db().clone();
     let shutdown = CancellationToken::new();
@@ -194,13 +198,141 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Settin
         db,
         token_key: key,
         database,
+        settings,
         shutdown,
         server: Some(server),
         _tmp: tmp,
     }
 }
 
+/// The shared test Redis (`MONITOR_TEST_REDIS_URL`, default 127.0.0.1:6379).
+pub fn test_redis_url() -> String {
+    std::env::var("MONITOR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Points settings at the test Redis under a prefix no other test uses.
+pub fn use_redis(s: &mut Settings) {
+    s.redis_url = Some(test_redis_url());
+    s.redis_prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+}
+
+/// Settings for a prober test: fast schedule and flush, short periods allowed.
+pub fn prober_settings(s: &mut Settings) {
+    s.prober = true;
+    s.min_period = Duration::from_secs(1);
+    s.probe_timeout = Duration::from_secs(1);
+    s.schedule_tick = Duration::from_millis(50);
+    s.flush_interval = Duration::from_millis(200);
+    s.shutdown_grace = Duration::from_secs(5);
+}
+
 impl TestApp {
+    /// Another instance on the same database, Redis prefix and token key.
+    pub async fn sibling(&self, customize: impl FnOnce(&mut Settings)) -> TestApp {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut settings = self.settings.clone();
+        settings.data_dir = if self.settings.database_url.is_none() {
+            self.settings.data_dir.clone()
+        } else {
+            tmp.path().to_owned()
+        };
+        customize(&mut settings);
+        let app = App::build(settings.clone())
+            .await
+            .expect("building the sibling");
+        let addr = app.grpc_addr();
+        let db = app.db().clone();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run(shutdown.clone()));
+        let client = MonitorServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connecting to the sibling");
+        TestApp {
+            addr,
+            client,
+            db,
+            token_key: self.token_key,
+            database: TestDatabase {
+                url: self.database.url.clone(),
+                name: None,
+            },
+            settings,
+            shutdown,
+            server: Some(server),
+            _tmp: tmp,
+        }
+    }
+
+    /// Adds a URL with a period in seconds.
+    pub async fn add_url_every(&self, token: &str, url: &str, seconds: i64) -> pb::Url {
+        self.client
+            .clone()
+            .add_url(authed(
+                pb::AddUrlRequest {
+                    url: url.into(),
+                    period: Some(prost_types::Duration { seconds, nanos: 0 }),
+                },
+                token,
+            ))
+            .await
+            .expect("add url")
+            .into_inner()
+            .url
+            .expect("url in response")
+    }
+
+    /// Every status of a URL, oldest first.
+    pub async fn statuses(&self, token: &str, url_id: i64) -> Vec<pb::Status> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let resp = self
+                .client
+                .clone()
+                .list_statuses(authed(
+                    pb::ListStatusesRequest {
+                        url_id,
+                        page_size: 1000,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .expect("list statuses")
+                .into_inner();
+            all.extend(resp.statuses);
+            if resp.next_page_token.is_empty() {
+                break;
+            }
+            page_token = resp.next_page_token;
+        }
+        all.reverse();
+        all
+    }
+
+    /// Waits until a URL has at least `n` statuses (at most `within`).
+    pub async fn wait_for_statuses(
+        &self,
+        token: &str,
+        url_id: i64,
+        n: usize,
+        within: Duration,
+    ) -> Vec<pb::Status> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.statuses(token, url_id).await;
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "url {url_id}: {} statuses after {within:?}, wanted {n}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     /// A fresh client on its own connection.
     pub async fn new_client(&self) -> MonitorServiceClient<Channel> {
         MonitorServiceClient::connect(format!("http://{}", self.addr))

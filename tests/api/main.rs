@@ -2,9 +2,11 @@
 //! client, over real sockets. Each behaviour runs on SQLite and on Postgres.
 
 mod helpers;
+mod target;
 
 mod accounts;
 mod auth;
+mod prober;
 mod server;
 mod statuses;
 mod urls;

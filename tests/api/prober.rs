@@ -1,0 +1,292 @@
+//! The prober pipeline end to end: schedule -> probe -> buffer -> store,
+//! against a local target that counts its hits.
+
+use std::{
+    collections::HashSet,
+    time::{Duration, SystemTime},
+};
+
+use monitor::proto::monitor::v1::{self as pb, ErrorKind};
+use tonic::Code;
+
+use crate::{
+    helpers::{Backend, authed, expect_code, prober_settings, spawn_app_with, use_redis},
+    target::Target,
+};
+
+fn ms(ts: Option<prost_types::Timestamp>) -> i64 {
+    let ts = ts.expect("timestamp");
+    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+}
+
+fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
+    b.duration_since(a).unwrap_or_default().as_secs_f64()
+}
+
+async fn probes_record_status_codes_and_error_kinds(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, prober_settings).await;
+    let (_, token) = app.user().await;
+    let cases = [
+        (target.url("/ok"), 200, ErrorKind::Unspecified),
+        (target.url("/fail"), 500, ErrorKind::Unspecified),
+        (target.url("/redirect"), 302, ErrorKind::Unspecified),
+        (target.url("/slow"), 0, ErrorKind::Timeout),
+        (target.reset_url(), 0, ErrorKind::Connect),
+        (
+            "http://127.0.0.1:1/closed-port".to_owned(),
+            0,
+            ErrorKind::Connect,
+        ),
+    ];
+    let mut added = Vec::new();
+    for (url, _, _) in &cases {
+        added.push(app.add_url_every(&token, url, 60).await);
+    }
+    for ((url, code, kind), u) in cases.iter().zip(&added) {
+        let s = &app
+            .wait_for_statuses(&token, u.id, 1, Duration::from_secs(10))
+            .await[0];
+        assert_eq!(s.status_code, *code, "{url}: {s:?}");
+        assert_eq!(s.error_kind, *kind as i32, "{url}: {s:?}");
+        if *code == 0 {
+            assert!(!s.error_message.is_empty(), "{url}: a failure says why");
+        } else {
+            assert!(s.error_message.is_empty(), "{url}: {s:?}");
+        }
+        assert!(s.latency.is_some());
+        // A new URL is probed at once: within a second of being added.
+        let created = ms(u.created_at);
+        assert!(
+            ms(s.probed_at) - created < 1_000,
+            "{url}: first probe {} ms after AddUrl",
+            ms(s.probed_at) - created
+        );
+    }
+    // The redirect was not followed: /ok was hit once, by its own URL.
+    assert_eq!(target.hits("/ok").len(), 1);
+}
+
+async fn probes_follow_redirects_only_when_allowed(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, |s| {
+        prober_settings(s);
+        s.probe_follow_redirects = 3;
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let u = app
+        .add_url_every(&token, &target.url("/redirect"), 60)
+        .await;
+    let s = &app
+        .wait_for_statuses(&token, u.id, 1, Duration::from_secs(10))
+        .await[0];
+    assert_eq!(s.status_code, 200);
+    assert_eq!(target.hits("/ok").len(), 1);
+}
+
+async fn each_url_is_probed_on_its_period_without_drift(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, prober_settings).await;
+    let (_, token) = app.user().await;
+    let period = 2;
+    let u = app
+        .add_url_every(&token, &target.url("/ok?every=2"), period)
+        .await;
+    let statuses = app
+        .wait_for_statuses(&token, u.id, 5, Duration::from_secs(15))
+        .await;
+    // After the first (immediate) probe, due times are exactly one period apart.
+    let dues: Vec<i64> = statuses.iter().map(|s| ms(s.due_at)).collect();
+    for pair in dues[1..].windows(2) {
+        assert_eq!(pair[1] - pair[0], period * 1000, "due times {dues:?}");
+    }
+    // The first gap is between half a period and one and a half.
+    let first_gap = dues[1] - dues[0];
+    assert!(
+        (period * 500..=period * 1500).contains(&first_gap),
+        "{dues:?}"
+    );
+    // Probes start on time and the target saw them one period apart (± 1 s).
+    for s in &statuses {
+        let late = ms(s.probed_at) - ms(s.due_at);
+        assert!(
+            (0..1_000).contains(&late),
+            "probe started {late} ms after its due time"
+        );
+    }
+    let hits = target.hits("/ok?every=2");
+    for pair in hits[1..].windows(2) {
+        let gap = secs_between(pair[0], pair[1]);
+        assert!((gap - 2.0).abs() <= 1.0, "hits {gap} s apart");
+    }
+}
+
+async fn a_deleted_url_is_never_probed_again(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, prober_settings).await;
+    let (_, token) = app.user().await;
+    let u = app
+        .add_url_every(&token, &target.url("/ok?deleted"), 1)
+        .await;
+    app.wait_for_statuses(&token, u.id, 2, Duration::from_secs(10))
+        .await;
+    app.client
+        .clone()
+        .delete_url(authed(pb::DeleteUrlRequest { id: u.id }, &token))
+        .await
+        .unwrap();
+    // A probe claimed just before the delete may still land (look-ahead < 1 s).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_delete = target.hits("/ok?deleted").len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        target.hits("/ok?deleted").len(),
+        after_delete,
+        "probed after delete"
+    );
+    expect_code(
+        app.client
+            .clone()
+            .list_statuses(authed(
+                pb::ListStatusesRequest {
+                    url_id: u.id,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::NotFound,
+    );
+}
+
+async fn the_ssrf_guard_blocks_loopback_unless_allowed(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, |s| {
+        prober_settings(s);
+        s.allow_private_targets = false;
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let port = target.addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}/ok"),
+        format!("http://localhost:{port}/ok"),
+        format!("http://[::1]:{port}/ok"),
+        format!("http://169.254.169.254:{port}/latest/meta-data"),
+        "http://10.0.0.1/".to_owned(),
+    ] {
+        let u = app.add_url_every(&token, &url, 60).await;
+        let s = &app
+            .wait_for_statuses(&token, u.id, 1, Duration::from_secs(10))
+            .await[0];
+        assert_eq!(s.status_code, 0, "{url}");
+        assert_eq!(s.error_kind, ErrorKind::Blocked as i32, "{url}: {s:?}");
+    }
+    assert_eq!(target.total_hits(), 0, "nothing reached the target");
+}
+
+async fn a_restart_continues_the_schedule(backend: Backend) {
+    let target = Target::start().await;
+    let mut first = spawn_app_with(backend, |s| {
+        prober_settings(s);
+        if backend == Backend::Postgres {
+            use_redis(s);
+        }
+    })
+    .await;
+    let (_, token) = first.user().await;
+    let period = 2;
+    let u = first
+        .add_url_every(&token, &target.url("/ok?restart"), period)
+        .await;
+    first
+        .wait_for_statuses(&token, u.id, 3, Duration::from_secs(10))
+        .await;
+    first.stop().await;
+    let downtime = Duration::from_millis(2500);
+    tokio::time::sleep(downtime).await;
+    let second = first.sibling(|_| {}).await;
+    let before = second.statuses(&token, u.id).await.len();
+    let statuses = second
+        .wait_for_statuses(&token, u.id, before + 3, Duration::from_secs(15))
+        .await;
+    let dues: Vec<i64> = statuses.iter().map(|s| ms(s.due_at)).collect();
+    // Every due time after the first is on the URL's grid: multiples of the
+    // period apart, none repeated, no burst at start-up.
+    for pair in dues[1..].windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap > 0 && gap % (period * 1000) == 0, "due times {dues:?}");
+    }
+    // Skipped at most the due times that fell in the downtime.
+    let skipped: i64 = dues[1..]
+        .windows(2)
+        .map(|p| (p[1] - p[0]) / (period * 1000) - 1)
+        .sum();
+    let max_skipped = (downtime.as_millis() as i64) / (period * 1000) + 1;
+    assert!(
+        skipped <= max_skipped,
+        "skipped {skipped} due times: {dues:?}"
+    );
+    assert_eq!(
+        target.hits("/ok?restart").len(),
+        statuses.len(),
+        "every probe recorded once"
+    );
+}
+
+crate::on_both_backends!(
+    probes_record_status_codes_and_error_kinds,
+    probes_follow_redirects_only_when_allowed,
+    each_url_is_probed_on_its_period_without_drift,
+    a_deleted_url_is_never_probed_again,
+    the_ssrf_guard_blocks_loopback_unless_allowed,
+    a_restart_continues_the_schedule,
+);
+
+/// Two instances on one Postgres and one Redis: each due time probed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_probe_each_due_time_exactly_once() {
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let target = Target::start().await;
+    let mut a = spawn_app_with(Backend::Postgres, |s| {
+        prober_settings(s);
+        use_redis(s);
+    })
+    .await;
+    let mut b = a.sibling(|_| {}).await;
+    let (_, token) = a.user().await;
+    let mut urls = Vec::new();
+    for i in 0..8 {
+        urls.push(
+            a.add_url_every(&token, &target.url(&format!("/ok?two={i}")), 1)
+                .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    a.stop().await;
+    b.stop().await;
+    let c = a.sibling(|s| s.prober = false).await;
+    for (i, u) in urls.iter().enumerate() {
+        let statuses = c.statuses(&token, u.id).await;
+        let hits = target.hits(&format!("/ok?two={i}"));
+        assert!(
+            statuses.len() >= 4,
+            "url {i}: only {} probes in 6 s",
+            statuses.len()
+        );
+        assert_eq!(
+            hits.len(),
+            statuses.len(),
+            "url {i}: hits at the target vs rows stored"
+        );
+        let dues: HashSet<i64> = statuses.iter().map(|s| ms(s.due_at)).collect();
+        assert_eq!(
+            dues.len(),
+            statuses.len(),
+            "url {i}: a due time recorded twice"
+        );
+    }
+}
