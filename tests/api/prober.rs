@@ -223,7 +223,7 @@ async fn a_restart_continues_the_schedule(backend: Backend) {
         .windows(2)
         .map(|p| (p[1] - p[0]) / (period * 1000) - 1)
         .sum();
-    let max_skipped = (downtime.as_millis() as i64) / (period * 1000) + 1;
+    let max_skipped = i64::try_from(downtime.as_millis()).unwrap() / (period * 1000) + 1;
     assert!(
         skipped <= max_skipped,
         "skipped {skipped} due times: {dues:?}"
