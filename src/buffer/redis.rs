@@ -146,9 +146,10 @@ impl RedisBuffer {
         max: usize,
         from: &str,
     ) -> anyhow::Result<Vec<XReadValue<String, String, String>>> {
-        let resp: XReadResponse<String, String, String, String> = self
+        // Nil when there is nothing to read: no map to convert.
+        let value: Value = self
             .opts()
-            .xreadgroup_map(
+            .xreadgroup(
                 GROUP,
                 &self.consumer,
                 Some(max as u64),
@@ -158,6 +159,10 @@ impl RedisBuffer {
                 from,
             )
             .await?;
+        if value.is_null() {
+            return Ok(Vec::new());
+        }
+        let resp: XReadResponse<String, String, String, String> = value.into_xread_response()?;
         Ok(resp.into_values().next().unwrap_or_default())
     }
 }

@@ -400,6 +400,13 @@ impl TestApp {
             .expect("url in response")
     }
 
+    /// A new connection to the app's database (the app's own closes when it stops).
+    pub async fn open_db(&self) -> DatabaseConnection {
+        Database::connect(self.settings.effective_database_url())
+            .await
+            .expect("connecting to the app's database")
+    }
+
     /// Stops the server and waits for it to finish.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();

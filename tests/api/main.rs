@@ -2,10 +2,13 @@
 //! client, over real sockets. Each behaviour runs on SQLite and on Postgres.
 
 mod helpers;
+mod services;
 mod target;
 
 mod accounts;
 mod auth;
+mod outages;
+mod pipeline;
 mod prober;
 mod server;
 mod statuses;

@@ -1,0 +1,165 @@
+//! The flush and retention steps and the Redis buffer, driven directly.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use monitor::{
+    buffer::{Buffer, MemoryBuffer, RedisBuffer},
+    flush::{FlushSettings, Flusher, store_results},
+    prober::ProbeResult,
+    store::statuses,
+};
+use sea_orm::{EntityTrait, PaginatorTrait, Set};
+
+use crate::helpers::{Backend, spawn_app, test_redis_url};
+
+fn result(url_id: i64, due_ms: i64) -> ProbeResult {
+    ProbeResult {
+        url_id,
+        due_ms,
+        started_us: due_ms * 1000 + 1_500,
+        status_code: 200,
+        latency_us: 2_000,
+        error_kind: None,
+        error_message: None,
+    }
+}
+
+fn settings() -> FlushSettings {
+    FlushSettings {
+        interval: Duration::from_secs(1),
+        batch: 10_000,
+        retention: Duration::from_secs(2 * 24 * 3600),
+        retention_interval: Duration::from_secs(60),
+    }
+}
+
+async fn a_large_batch_is_stored_in_chunks_and_a_second_delivery_adds_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let base = Utc::now().timestamp_millis();
+    // More rows than one statement may bind on either database.
+    let batch: Vec<_> = (0..10_000)
+        .map(|i| result(url.id, base + i * 1000))
+        .collect();
+    let (inserted, dropped) = store_results(&app.db, &batch).await.unwrap();
+    assert_eq!((inserted, dropped), (10_000, 0));
+    let (again, _) = store_results(&app.db, &batch).await.unwrap();
+    assert_eq!(again, 0, "a batch delivered twice adds no rows");
+    assert_eq!(
+        statuses::Entity::find().count(&app.db).await.unwrap(),
+        10_000
+    );
+}
+
+async fn results_of_deleted_urls_are_dropped(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let now = Utc::now().timestamp_millis();
+    let batch = vec![result(url.id, now), result(url.id + 999, now)];
+    let (inserted, dropped) = store_results(&app.db, &batch).await.unwrap();
+    assert_eq!((inserted, dropped), (1, 1));
+}
+
+async fn the_flusher_moves_the_memory_buffer_into_the_store(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let buffer = Arc::new(MemoryBuffer::new(100, 10));
+    let now = Utc::now().timestamp_millis();
+    for i in 0..25 {
+        buffer.push(result(url.id, now + i)).await;
+    }
+    let flusher = Flusher::new(
+        app.db.clone(),
+        buffer.clone(),
+        FlushSettings {
+            batch: 10,
+            ..settings()
+        },
+    );
+    let first = flusher.flush_once().await.unwrap();
+    assert_eq!((first.read, first.inserted), (10, 10));
+    assert_eq!(buffer.backlog().await.unwrap(), 15);
+    assert_eq!(flusher.drain().await.unwrap(), 15);
+    assert_eq!(buffer.backlog().await.unwrap(), 0);
+    assert_eq!(statuses::Entity::find().count(&app.db).await.unwrap(), 25);
+}
+
+async fn retention_deletes_only_statuses_older_than_two_days(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let now = monitor::service::time::truncate_to_micros(Utc::now());
+    let at = |hours: i64| now - chrono::Duration::hours(hours);
+    let rows: Vec<_> = [1, 47, 49, 72, 200]
+        .into_iter()
+        .map(|h| statuses::ActiveModel {
+            url_id: Set(url.id),
+            due_at: Set(at(h)),
+            probed_at: Set(at(h)),
+            status_code: Set(200),
+            latency_micros: Set(1),
+            error_kind: Set(None),
+            error_message: Set(None),
+            ..Default::default()
+        })
+        .collect();
+    statuses::Entity::insert_many(rows)
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let flusher = Flusher::new(
+        app.db.clone(),
+        Arc::new(MemoryBuffer::new(10, 10)),
+        settings(),
+    );
+    assert_eq!(flusher.retention_once(now).await.unwrap(), 3);
+    let left: Vec<DateTime<Utc>> = statuses::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.probed_at)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|t| *t > at(48)));
+}
+
+crate::on_both_backends!(
+    a_large_batch_is_stored_in_chunks_and_a_second_delivery_adds_nothing,
+    results_of_deleted_urls_are_dropped,
+    the_flusher_moves_the_memory_buffer_into_the_store,
+    retention_deletes_only_statuses_older_than_two_days,
+);
+
+/// A batch read but never acknowledged (the instance died mid-flush) is read
+/// again by the instance that comes back under the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_redis_batch_is_delivered_again() {
+    let prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+    let url = test_redis_url();
+    let first = RedisBuffer::connect(&url, &prefix, "instance-a".into(), 100, 100)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        first.push(result(1, i)).await;
+    }
+    assert_eq!(first.backlog().await.unwrap(), 3);
+    let batch = first.read(10).await.unwrap();
+    assert_eq!(batch.results.len(), 3);
+    drop(batch); // "crash" before the acknowledgement
+    drop(first);
+
+    let again = RedisBuffer::connect(&url, &prefix, "instance-a".into(), 100, 100)
+        .await
+        .unwrap();
+    let batch = again.read(10).await.unwrap();
+    let dues: Vec<i64> = batch.results.iter().map(|r| r.due_ms).collect();
+    assert_eq!(dues, vec![0, 1, 2]);
+    again.ack(batch).await.unwrap();
+    assert_eq!(again.backlog().await.unwrap(), 0);
+    assert!(again.read(10).await.unwrap().results.is_empty());
+}
