@@ -235,7 +235,35 @@ async fn a_restart_continues_the_schedule(backend: Backend) {
     );
 }
 
+async fn probes_of_one_host_respect_the_per_host_limit(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, |s| {
+        prober_settings(s);
+        s.probe_per_host = 2;
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            app.add_url_every(&token, &target.url(&format!("/hold?n={i}")), 60)
+                .await
+                .id,
+        );
+    }
+    for id in ids {
+        app.wait_for_statuses(&token, id, 1, Duration::from_secs(10))
+            .await;
+    }
+    let max = target
+        .in_flight
+        .max
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(max, 2, "at most 2 probes of one host at once");
+}
+
 crate::on_both_backends!(
+    probes_of_one_host_respect_the_per_host_limit,
     probes_record_status_codes_and_error_kinds,
     probes_follow_redirects_only_when_allowed,
     each_url_is_probed_on_its_period_without_drift,

@@ -1,13 +1,16 @@
 //! A local HTTP target for probes, on port 0, that records every hit.
 //!
 //! Routes: `/ok` 200, `/fail` 500, `/redirect` 302 to `/ok`, `/slow` answers
-//! after 30 s. A second listener resets every connection it accepts.
+//! after 30 s, `/hold` after 300 ms while counting requests in flight. A second listener resets every connection it accepts.
 //! Any query string is kept, so tests tell URLs apart by it.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -22,14 +25,29 @@ use tokio::net::TcpListener;
 
 type Hits = Arc<Mutex<HashMap<String, Vec<SystemTime>>>>;
 
+/// Requests to `/hold` in flight now, and the most ever at once.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    now: AtomicUsize,
+    pub max: AtomicUsize,
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    hits: Hits,
+    in_flight: Arc<InFlight>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     pub reset_addr: SocketAddr,
     hits: Hits,
+    pub in_flight: Arc<InFlight>,
 }
 
-async fn record(State(hits): State<Hits>, req: Request) -> Response {
+async fn record(State(state): State<AppState>, req: Request) -> Response {
+    let hits = state.hits;
     let key = req
         .uri()
         .path_and_query()
@@ -43,6 +61,13 @@ async fn record(State(hits): State<Hits>, req: Request) -> Response {
         "/ok" => (StatusCode::OK, "ok").into_response(),
         "/fail" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
         "/redirect" => (StatusCode::FOUND, [(header::LOCATION, "/ok")]).into_response(),
+        "/hold" => {
+            let n = state.in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+            state.in_flight.max.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            state.in_flight.now.fetch_sub(1, Ordering::SeqCst);
+            (StatusCode::OK, "held").into_response()
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             (StatusCode::OK, "late").into_response()
@@ -54,7 +79,11 @@ async fn record(State(hits): State<Hits>, req: Request) -> Response {
 impl Target {
     pub async fn start() -> Self {
         let hits: Hits = Arc::default();
-        let app = Router::new().fallback(get(record)).with_state(hits.clone());
+        let in_flight = Arc::new(InFlight::default());
+        let app = Router::new().fallback(get(record)).with_state(AppState {
+            hits: hits.clone(),
+            in_flight: in_flight.clone(),
+        });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -79,6 +108,7 @@ impl Target {
             addr,
             reset_addr,
             hits,
+            in_flight,
         }
     }
 

@@ -1,0 +1,242 @@
+//! End-to-end prober benchmark: schedule -> probe -> buffer -> store against
+//! a local HTTP target, in one process.
+//!
+//! It starts the service in process (SQLite and the in-process buffer, or
+//! Postgres and Redis from BENCH_DATABASE_URL / BENCH_REDIS_URL), adds
+//! `--urls` URLs with `--period`, lets them run for a warm-up and then
+//! `--duration`, and reports, from the statuses stored in that window:
+//! probes per second, schedule lateness (probe start minus due time)
+//! p50/p99/max, how even the load is (busiest second over the mean), and the
+//! resident memory added per URL (an upper bound: target and client share
+//! the process).
+//!
+//!     cargo bench --bench prober -- --urls 2000 --period 1s --duration 20s
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use monitor::{
+    app::App,
+    config::Settings,
+    proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient},
+    store::statuses,
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// URLs to monitor.
+    #[arg(long, default_value_t = 2000)]
+    urls: usize,
+    /// Period of every URL.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    period: Duration,
+    /// Measured window.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Warm-up before the window (default: one period, at least 3 s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
+    /// Accepted for `cargo bench` compatibility.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// A tiny HTTP target on its own runtime thread, counting hits.
+fn start_target() -> (SocketAddr, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().fallback(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    "ok"
+                }
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), hits)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+#[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (target, hits) = start_target();
+    let tmp = tempfile::tempdir()?;
+    let mut s = Settings::defaults(tmp.path());
+    s.grpc_addr = "127.0.0.1:0".parse()?;
+    s.database_url = std::env::var("BENCH_DATABASE_URL").ok();
+    s.redis_url = std::env::var("BENCH_REDIS_URL").ok();
+    s.redis_prefix = format!("monitor-bench-{}", std::process::id());
+    s.token_key = Some(hex::encode([7u8; 32]));
+    s.allow_private_targets = true;
+    s.min_period = Duration::from_secs(1);
+    s.max_urls_per_user = u32::try_from(args.urls).unwrap_or(u32::MAX);
+    s.probe_per_host = s.probe_concurrency;
+    s.log_format = monitor::config::LogFormat::Pretty;
+    let backend = if s.database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let buffer = if s.redis_url.is_some() {
+        "redis"
+    } else {
+        "in-process"
+    };
+
+    let rss_start = rss_bytes();
+    let app = App::build(s).await?;
+    let db = app.db().clone();
+    let addr = app.grpc_addr();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run(shutdown.clone()));
+    let mut client = MonitorServiceClient::connect(format!("http://{addr}")).await?;
+    let creds = pb::RegisterRequest {
+        email: "bench@example.com".into(),
+        password: "bench-password".into(),
+    };
+    client.register(creds.clone()).await?;
+    let token = client
+        .login(pb::LoginRequest {
+            email: creds.email,
+            password: creds.password,
+        })
+        .await?
+        .into_inner()
+        .token;
+    let rss_base = rss_bytes();
+
+    let period = i64::try_from(args.period.as_secs())?;
+    let workers = 8;
+    let mut adders = Vec::new();
+    for w in 0..workers {
+        let mut client = client.clone();
+        let token = token.clone();
+        let n = args.urls;
+        adders.push(tokio::spawn(async move {
+            for i in (w..n).step_by(workers) {
+                let mut req = tonic::Request::new(pb::AddUrlRequest {
+                    url: format!("http://{target}/u/{i}"),
+                    period: Some(prost_types::Duration {
+                        seconds: period,
+                        nanos: 0,
+                    }),
+                });
+                req.metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                client.add_url(req).await.expect("add url");
+            }
+        }));
+    }
+    for a in adders {
+        a.await?;
+    }
+
+    let warmup = args
+        .warmup
+        .unwrap_or_else(|| args.period.max(Duration::from_secs(3)));
+    tokio::time::sleep(warmup).await;
+    let from = Utc::now();
+    let hits_from = hits.load(Ordering::Relaxed);
+    tokio::time::sleep(args.duration).await;
+    let to = Utc::now();
+    let hits_to = hits.load(Ordering::Relaxed);
+    let rss_end = rss_bytes();
+    // Let the last window's results reach the store.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let rows = statuses::Entity::find()
+        .filter(statuses::Column::ProbedAt.gte(from))
+        .filter(statuses::Column::ProbedAt.lt(to))
+        .all(&db)
+        .await?;
+    let mut lateness: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            (r.probed_at - r.due_at)
+                .num_microseconds()
+                .unwrap_or(i64::MAX)
+        })
+        .collect();
+    lateness.sort_unstable();
+    let window = (to - from).num_milliseconds() as f64 / 1000.0;
+    let mut per_second = std::collections::BTreeMap::<i64, u64>::new();
+    for r in &rows {
+        *per_second.entry(r.due_at.timestamp()).or_default() += 1;
+    }
+    let busiest = per_second.values().copied().max().unwrap_or(0) as f64;
+    let mean = rows.len() as f64 / per_second.len().max(1) as f64;
+    let failed = rows.iter().filter(|r| r.status_code != 200).count();
+    let demand = args.urls as f64 / args.period.as_secs_f64();
+
+    let report = serde_json::json!({
+        "backend": backend,
+        "buffer": buffer,
+        "urls": args.urls,
+        "period_s": args.period.as_secs_f64(),
+        "window_s": window,
+        "demand_probes_per_s": demand,
+        "stored_probes_per_s": rows.len() as f64 / window,
+        "target_hits_per_s": (hits_to - hits_from) as f64 / window,
+        "failed": failed,
+        "lateness_ms": {
+            "p50": percentile(&lateness, 0.50) as f64 / 1000.0,
+            "p99": percentile(&lateness, 0.99) as f64 / 1000.0,
+            "max": lateness.last().copied().unwrap_or(0) as f64 / 1000.0,
+        },
+        "busiest_second_over_mean": if mean > 0.0 { busiest / mean } else { 0.0 },
+        "rss_bytes_per_url": (rss_end.saturating_sub(rss_base)) as f64 / args.urls as f64,
+        "rss_start_mib": rss_start as f64 / 1_048_576.0,
+        "rss_end_mib": rss_end as f64 / 1_048_576.0,
+        "started": DateTime::<Utc>::from(std::time::SystemTime::now()).to_rfc3339(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    Ok(())
+}
