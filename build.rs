@@ -1,9 +1,12 @@
-//! Generates the gRPC server and client from `proto/` without protoc.
+//! Generates, from `proto/` and without protoc: the gRPC server and client
+//! (tonic-prost-build), canonical proto3 JSON for every message (pbjson), and
+//! the JSON gateway's axum routes from the `google.api.http` annotations
+//! (tonic-rest-build).
 //!
-//! protox compiles the protos in-process. The descriptor set for server
-//! reflection is written with protox's own encoder: re-encoding through
-//! prost-types would drop the `google.api.http` options that the JSON gateway
-//! and grpcurl rely on.
+//! protox compiles the protos in-process. The descriptor set is written with
+//! protox's own encoder: re-encoding through prost-types would drop the
+//! `google.api.http` options that the gateway, the OpenAPI document and
+//! grpcurl rely on.
 
 use std::{env, fs, path::PathBuf};
 
@@ -16,14 +19,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.open_files(protos)?;
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(
-        out_dir.join("monitor_descriptor.bin"),
-        compiler.encode_file_descriptor_set(),
-    )?;
+    let descriptor = compiler.encode_file_descriptor_set();
+    fs::write(out_dir.join("monitor_descriptor.bin"), &descriptor)?;
 
+    // Well-known types come from pbjson-types, which carry their canonical
+    // JSON forms ("60s", RFC 3339).
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(compiler.file_descriptor_set())?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor)?
+        .build(&[".monitor.v1"])?;
+
+    let rest = tonic_rest_build::RestCodegenConfig::new()
+        .package("monitor.v1", "monitor::v1")
+        .proto_root("crate::proto")
+        .runtime_crate("crate::api::http::gateway")
+        .extension_type("crate::domain::UserId")
+        .public_methods(&["Register", "Login"]);
+    fs::write(
+        out_dir.join("monitor_rest_routes.rs"),
+        tonic_rest_build::generate(&descriptor, &rest)?,
+    )?;
     Ok(())
 }

@@ -162,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
             for i in (w..n).step_by(workers) {
                 let mut req = tonic::Request::new(pb::AddUrlRequest {
                     url: format!("http://{target}/u/{i}"),
-                    period: Some(prost_types::Duration {
+                    period: Some(pbjson_types::Duration {
                         seconds: period,
                         nanos: 0,
                     }),

@@ -10,6 +10,7 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
+use std::future::IntoFuture;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -24,7 +25,7 @@ use tracing::Level;
 use tokio::sync::Notify;
 
 use crate::{
-    api::grpc::MonitorApi,
+    api::{grpc::MonitorApi, http as json_api},
     auth::{AuthLayer, TokenKeys, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{self, DatabaseKind, Settings},
@@ -47,6 +48,8 @@ pub struct App {
     keys: Arc<TokenKeys>,
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
     buffer: Arc<dyn Buffer>,
     prober: Prober,
     flusher: Flusher,
@@ -115,6 +118,10 @@ impl App {
             .await
             .with_context(|| format!("binding MONITOR_GRPC_ADDR {}", settings.grpc_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
+        let http_listener = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("binding MONITOR_HTTP_ADDR {}", settings.http_addr))?;
+        let http_addr = http_listener.local_addr()?;
         tokio::task::spawn_blocking(password::warm_up);
 
         Ok(Self {
@@ -124,6 +131,8 @@ impl App {
             keys,
             grpc_listener,
             grpc_addr,
+            http_listener,
+            http_addr,
             buffer,
             prober,
             flusher,
@@ -145,12 +154,18 @@ impl App {
         self.grpc_addr
     }
 
+    /// The address the HTTP side (JSON gateway) is listening on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
     /// The database connection, for tools and tests that seed data.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
 
     /// Serves until `shutdown` is cancelled, then drains.
+    #[allow(clippy::too_many_lines)] // one sequence: start, serve, drain
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -179,7 +194,26 @@ impl App {
             .build_v1alpha()
             .context("building reflection v1alpha")?;
 
-        tracing::info!(grpc_addr = %self.grpc_addr, database = ?self.settings.database_kind(), "serving");
+        tracing::info!(
+            grpc_addr = %self.grpc_addr,
+            http_addr = %self.http_addr,
+            database = ?self.settings.database_kind(),
+            "serving"
+        );
+        let api = MonitorApi::new(self.services.clone());
+        let http_app = json_api::router(api.clone(), self.keys.clone(), self.settings.http_max_body)
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &http::Request<_>| {
+                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                    })
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+            );
+        let http_server = axum::serve(self.http_listener, http_app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let http_server = tokio::spawn(http_server.into_future());
+
         let server = Server::builder()
             .layer(
                 TraceLayer::new(rpc_classifier())
@@ -194,21 +228,33 @@ impl App {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(MonitorServiceServer::new(MonitorApi::new(
-                self.services.clone(),
-            )))
+            .add_service(MonitorServiceServer::new(api))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.grpc_listener),
                 shutdown.clone().cancelled_owned(),
             );
-        let mut server = tokio::spawn(server);
+        let server = tokio::spawn(server);
 
         let grace = self.settings.shutdown_grace;
+        let aborts = [server.abort_handle(), http_server.abort_handle()];
+        // Whichever server ends first (a failure) stops the other.
+        let grpc = async {
+            let r = server.await;
+            shutdown.cancel();
+            r.context("gRPC server task panicked")?
+                .context("gRPC server failed")
+        };
+        let http = async {
+            let r = http_server.await;
+            shutdown.cancel();
+            r.context("HTTP server task panicked")?
+                .context("HTTP server failed")
+        };
         let result = tokio::select! {
-            r = &mut server => r.context("gRPC server task panicked")?.context("gRPC server failed"),
+            (g, h) = async { tokio::join!(grpc, http) } => g.and(h),
             () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(?grace, "in-flight calls did not finish within the grace period");
-                server.abort();
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
                 Ok(())
             }
         };

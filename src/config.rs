@@ -34,6 +34,10 @@ pub struct Settings {
     #[arg(long, env = "MONITOR_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Largest JSON request body the HTTP side accepts, in bytes (413 above).
+    #[arg(long, env = "MONITOR_HTTP_MAX_BODY", default_value_t = 64 * 1024)]
+    pub http_max_body: usize,
+
     /// Directory for the embedded database and the generated token key.
     #[arg(long, env = "MONITOR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -223,6 +227,12 @@ impl Settings {
             return Err(invalid(
                 "REDIS_URL",
                 "must start with redis:// or rediss://",
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.http_max_body) {
+            return Err(invalid(
+                "MONITOR_HTTP_MAX_BODY",
+                "must be between 1024 and 16777216 bytes",
             ));
         }
         match &self.token_key {

@@ -87,3 +87,25 @@ impl From<Error> for tonic::Status {
         }
     }
 }
+
+/// The HTTP status the JSON gateway answers for a gRPC code: grpc-gateway's
+/// mapping (`runtime.HTTPStatusFromCode`), so clients written against
+/// grpc-gateway services see the statuses they expect.
+pub fn http_status(code: Code) -> http::StatusCode {
+    use http::StatusCode as S;
+    match code {
+        Code::Ok => S::OK,
+        // 499 "client closed request", as grpc-gateway and nginx use it.
+        Code::Cancelled => S::from_u16(499).unwrap_or(S::BAD_REQUEST),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => S::BAD_REQUEST,
+        Code::DeadlineExceeded => S::GATEWAY_TIMEOUT,
+        Code::NotFound => S::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => S::CONFLICT,
+        Code::PermissionDenied => S::FORBIDDEN,
+        Code::Unauthenticated => S::UNAUTHORIZED,
+        Code::ResourceExhausted => S::TOO_MANY_REQUESTS,
+        Code::Unimplemented => S::NOT_IMPLEMENTED,
+        Code::Unavailable => S::SERVICE_UNAVAILABLE,
+        Code::Unknown | Code::Internal | Code::DataLoss => S::INTERNAL_SERVER_ERROR,
+    }
+}

@@ -13,7 +13,19 @@ pub mod google {
 pub mod monitor {
     pub mod v1 {
         tonic::include_proto!("monitor.v1");
+        // Canonical proto3 JSON (pbjson): lowerCamelCase out, both spellings
+        // in, unknown fields refused.
+        include!(concat!(env!("OUT_DIR"), "/monitor.v1.serde.rs"));
     }
+}
+
+/// The JSON gateway's axum routes, generated from the `google.api.http`
+/// annotations: one handler per RPC calling the same `MonitorService`
+/// implementation as gRPC.
+// Generated handlers `#[expect]` lints this module already allows.
+#[allow(unfulfilled_lint_expectations)]
+pub mod rest {
+    include!(concat!(env!("OUT_DIR"), "/monitor_rest_routes.rs"));
 }
 
 /// The encoded descriptor set of every proto, `google.api.http` options

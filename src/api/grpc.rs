@@ -33,7 +33,7 @@ fn url_to_proto(m: urls::Model) -> pb::Url {
     pb::Url {
         id: m.id,
         url: m.url,
-        period: Some(prost_types::Duration {
+        period: Some(pbjson_types::Duration {
             seconds: i64::from(Period::from_stored_seconds(m.period_seconds).seconds()),
             nanos: 0,
         }),
@@ -49,7 +49,7 @@ fn status_to_proto(m: statuses::Model) -> pb::Status {
         due_at: Some(time::to_proto(m.due_at)),
         probed_at: Some(time::to_proto(m.probed_at)),
         status_code: m.status_code,
-        latency: prost_types::Duration::try_from(latency).ok(),
+        latency: Some(latency.into()),
         error_kind: m
             .error_kind
             .map_or(pb::ErrorKind::Unspecified as i32, i32::from),

@@ -16,7 +16,8 @@ impl Email {
         if trimmed.is_empty() {
             return Err(Error::invalid(field, "is required"));
         }
-        if trimmed.len() > MAX_LEN {
+        // Counted before trimming: what was sent is what is limited.
+        if raw.len() > MAX_LEN {
             return Err(Error::invalid(
                 field,
                 format!("must be at most {MAX_LEN} characters"),

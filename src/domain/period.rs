@@ -20,7 +20,7 @@ impl Period {
     /// Parses a proto Duration; `None` means the default of one minute.
     pub fn parse(
         field: &'static str,
-        raw: Option<prost_types::Duration>,
+        raw: Option<pbjson_types::Duration>,
         bounds: PeriodBounds,
     ) -> Result<Self, Error> {
         let out_of_range = || {
@@ -73,8 +73,8 @@ mod tests {
     };
 
     #[allow(clippy::unnecessary_wraps)]
-    fn dur(seconds: i64, nanos: i32) -> Option<prost_types::Duration> {
-        Some(prost_types::Duration { seconds, nanos })
+    fn dur(seconds: i64, nanos: i32) -> Option<pbjson_types::Duration> {
+        Some(pbjson_types::Duration { seconds, nanos })
     }
 
     #[test]

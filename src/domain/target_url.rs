@@ -20,7 +20,8 @@ impl TargetUrl {
             return Err(Error::invalid(field, "is required"));
         }
         let too_long = || Error::invalid(field, format!("must be at most {MAX_LEN} characters"));
-        if trimmed.chars().count() > MAX_LEN {
+        // Counted before trimming: what was sent is what is limited.
+        if raw.chars().count() > MAX_LEN {
             return Err(too_long());
         }
         let url = Url::parse(trimmed).map_err(|e| {

@@ -29,8 +29,8 @@ pub struct StatusQuery {
     pub url_id: i64,
     pub page_size: i32,
     pub page_token: String,
-    pub start_time: Option<prost_types::Timestamp>,
-    pub end_time: Option<prost_types::Timestamp>,
+    pub start_time: Option<pbjson_types::Timestamp>,
+    pub end_time: Option<pbjson_types::Timestamp>,
 }
 
 #[derive(Debug)]

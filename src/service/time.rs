@@ -6,7 +6,10 @@ use crate::error::Error;
 
 /// Converts a proto Timestamp, rejecting values outside what proto3 allows
 /// (years 1 to 9999, nanos within a second).
-pub fn from_proto(field: &'static str, ts: prost_types::Timestamp) -> Result<DateTime<Utc>, Error> {
+pub fn from_proto(
+    field: &'static str,
+    ts: pbjson_types::Timestamp,
+) -> Result<DateTime<Utc>, Error> {
     let nanos = u32::try_from(ts.nanos).ok().filter(|n| *n < 1_000_000_000);
     nanos
         .and_then(|n| DateTime::from_timestamp(ts.seconds, n))
@@ -19,8 +22,8 @@ pub fn from_proto(field: &'static str, ts: prost_types::Timestamp) -> Result<Dat
         })
 }
 
-pub fn to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+pub fn to_proto(t: DateTime<Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
         seconds: t.timestamp(),
         nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
     }
@@ -40,12 +43,12 @@ mod tests {
     fn round_trips_and_rejects_out_of_range() {
         let t = truncate_to_micros(Utc::now());
         assert_eq!(from_proto("t", to_proto(t)).unwrap(), t);
-        let bad_nanos = prost_types::Timestamp {
+        let bad_nanos = pbjson_types::Timestamp {
             seconds: 0,
             nanos: -1,
         };
         assert!(from_proto("t", bad_nanos).is_err());
-        let too_late = prost_types::Timestamp {
+        let too_late = pbjson_types::Timestamp {
             seconds: 253_402_300_800,
             nanos: 0,
         };

@@ -52,7 +52,7 @@ impl UrlService {
         &self,
         user: UserId,
         url: &str,
-        period: Option<prost_types::Duration>,
+        period: Option<pbjson_types::Duration>,
     ) -> Result<urls::Model> {
         let url = TargetUrl::parse("url", url)?;
         let period = Period::parse("period", period, self.bounds)?;

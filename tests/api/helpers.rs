@@ -139,6 +139,8 @@ impl Drop for TestDatabase {
 #[derive(Debug)]
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The HTTP side (JSON gateway).
+    pub http_addr: SocketAddr,
     pub client: MonitorServiceClient<Channel>,
     pub db: DatabaseConnection,
     pub token_key: [u8; 32],
@@ -186,6 +188,7 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Settin
         .await
         .expect("building the app");
     let addr = app.grpc_addr();
+    let http_addr = app.http_addr();
     let db = app.db().clone();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
@@ -194,6 +197,7 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Settin
         .expect("connecting to the server");
     TestApp {
         addr,
+        http_addr,
         client,
         db,
         token_key: key,
@@ -227,6 +231,38 @@ pub fn prober_settings(s: &mut Settings) {
 }
 
 impl TestApp {
+    /// `http://<http_addr><path>`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    /// Sends `method path` to the JSON side with an optional JSON body and
+    /// `authorization` value; returns the status and the parsed JSON body.
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        authorization: Option<&str>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = reqwest::Client::new().request(method, self.http_url(path));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        if let Some(auth) = authorization {
+            req = req.header("authorization", auth);
+        }
+        let res = req.send().await.expect("HTTP request");
+        let status = res.status();
+        let text = res.text().await.expect("HTTP body");
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        (status, json)
+    }
+
     /// Another instance on the same database, Redis prefix and token key.
     pub async fn sibling(&self, customize: impl FnOnce(&mut Settings)) -> TestApp {
         let tmp = tempfile::tempdir().expect("temp dir");
@@ -241,6 +277,7 @@ impl TestApp {
             .await
             .expect("building the sibling");
         let addr = app.grpc_addr();
+        let http_addr = app.http_addr();
         let db = app.db().clone();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run(shutdown.clone()));
@@ -249,6 +286,7 @@ impl TestApp {
             .expect("connecting to the sibling");
         TestApp {
             addr,
+            http_addr,
             client,
             db,
             token_key: self.token_key,
@@ -270,7 +308,7 @@ impl TestApp {
             .add_url(authed(
                 pb::AddUrlRequest {
                     url: url.into(),
-                    period: Some(prost_types::Duration { seconds, nanos: 0 }),
+                    period: Some(pbjson_types::Duration { seconds, nanos: 0 }),
                 },
                 token,
             ))
@@ -470,4 +508,43 @@ pub fn expect_invalid<T: std::fmt::Debug>(
         .expect("INVALID_ARGUMENT carries google.rpc.BadRequest details");
     assert_eq!(bad.field_violations[0].field, field);
     status
+}
+
+/// A Python virtual environment under the repository's `.venv` with the
+/// tools the tests drive (tests/requirements.txt: grpcurl, schemathesis,
+/// grpcio-tools), created on first use. Returns its `bin` directory.
+pub fn tools_venv() -> std::path::PathBuf {
+    static VENV: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    VENV.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let venv = root.join(".venv");
+        let bin = venv.join("bin");
+        let requirements = root.join("tests/requirements.txt");
+        let wanted = std::fs::read_to_string(&requirements).expect("tests/requirements.txt");
+        let stamp = venv.join(".monitor-test-requirements");
+        if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+            return bin;
+        }
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd
+                .output()
+                .expect("running python3 (needed for tool tests)");
+            assert!(
+                out.status.success(),
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if !bin.join("pip").exists() {
+            run(std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv));
+        }
+        run(std::process::Command::new(bin.join("pip"))
+            .args(["install", "-q", "-r"])
+            .arg(&requirements));
+        std::fs::write(&stamp, wanted).expect("writing the venv stamp");
+        bin
+    })
+    .clone()
 }

@@ -2,8 +2,10 @@
 //! client, over real sockets. Each behaviour runs on SQLite and on Postgres.
 
 mod helpers;
+mod http;
 mod services;
 mod target;
+mod tools;
 
 mod accounts;
 mod auth;

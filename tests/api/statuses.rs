@@ -112,7 +112,7 @@ async fn list_statuses_defaults_to_100_and_carries_every_field(backend: Backend)
     assert!(ok.error_message.is_empty());
     assert_eq!(
         ok.latency.unwrap(),
-        prost_types::Duration {
+        pbjson_types::Duration {
             seconds: 0,
             nanos: 12_345_000
         }
@@ -245,7 +245,7 @@ async fn list_statuses_rejects_bad_paging_and_ranges(backend: Backend) {
     let r = c
         .list_statuses(authed(
             pb::ListStatusesRequest {
-                end_time: Some(prost_types::Timestamp {
+                end_time: Some(pbjson_types::Timestamp {
                     seconds: 0,
                     nanos: -1,
                 }),

@@ -9,7 +9,7 @@ use crate::helpers::{Backend, authed, expect_code, expect_invalid, spawn_app, sp
 fn add(url: &str, period: Option<(i64, i32)>) -> pb::AddUrlRequest {
     pb::AddUrlRequest {
         url: url.into(),
-        period: period.map(|(seconds, nanos)| prost_types::Duration { seconds, nanos }),
+        period: period.map(|(seconds, nanos)| pbjson_types::Duration { seconds, nanos }),
     }
 }
 

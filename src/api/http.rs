@@ -1,0 +1,241 @@
+//! The JSON side: grpc-gateway style routes generated from the proto's
+//! `google.api.http` annotations, the seed's curl routes, and the OpenAPI
+//! document.
+//!
+//! The routes call the same [`MonitorApi`] as gRPC, so validation, errors and
+//! isolation are the gRPC ones. Bodies are canonical proto3 JSON (pbjson):
+//! lowerCamelCase out, both spellings in, unknown fields refused.
+//!
+//! Every error is `{code, message, details}` (a `google.rpc.Status` in JSON)
+//! with grpc-gateway's HTTP status for the code — including what axum
+//! rejects before a handler runs (malformed JSON, wrong types, an unknown
+//! route or method, a body over the limit), which [`errors_as_json`] rewrites.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use super::{grpc::MonitorApi, openapi, seed};
+use crate::{
+    auth::{TokenKeys, layer::authenticate},
+    error::http_status,
+    proto::rest,
+};
+
+/// What the generated handlers need at run time (`runtime_crate` in
+/// build.rs): the error type they return and how they build a tonic request.
+pub mod gateway {
+    pub use tonic_rest::build_tonic_request;
+
+    /// A gRPC status answered as JSON.
+    #[derive(Debug)]
+    pub struct RestError(tonic::Status);
+
+    impl RestError {
+        pub fn new(status: tonic::Status) -> Self {
+            Self(status)
+        }
+    }
+
+    impl From<tonic::Status> for RestError {
+        fn from(status: tonic::Status) -> Self {
+            Self(status)
+        }
+    }
+
+    impl axum::response::IntoResponse for RestError {
+        fn into_response(self) -> axum::response::Response {
+            super::status_response(&self.0)
+        }
+    }
+}
+
+/// Paths callable without a token.
+fn is_public(path: &str) -> bool {
+    rest::PUBLIC_REST_PATHS.contains(&path) || seed::PUBLIC_PATHS.contains(&path)
+}
+
+/// The JSON router: generated v1 routes, the seed's routes, `/openapi.json`.
+pub fn router(api: MonitorApi, keys: Arc<TokenKeys>, max_body: usize) -> Router {
+    let api = Arc::new(api);
+    Router::new()
+        .merge(rest::monitor_service_rest_router(api.clone()))
+        .merge(seed::router(api))
+        .route_layer(middleware::from_fn_with_state(keys, require_token))
+        .route("/openapi.json", get(openapi_document))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(errors_as_json))
+        .layer(middleware::map_request(json_by_default))
+}
+
+async fn openapi_document() -> Response {
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60"),
+        )],
+        Json(openapi::document().clone()),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        &format!("no route for {method} {}; see /openapi.json", uri.path()),
+        &[],
+    )
+}
+
+/// Authenticates a matched route that needs a token and hands the handler
+/// the caller's [`crate::domain::UserId`], as the gRPC auth layer does.
+async fn require_token(
+    State(keys): State<Arc<TokenKeys>>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let public = matched.as_ref().is_some_and(|m| is_public(m.as_str()));
+    if !public {
+        match authenticate(&keys, req.headers()) {
+            Ok(user) => {
+                req.extensions_mut().insert(user);
+            }
+            Err(err) => return status_response(&err.into()),
+        }
+    }
+    next.run(req).await
+}
+
+/// The gateway speaks only JSON: a body sent without a content type, or with
+/// curl's default form type (`curl -d`), is read as JSON. Any other type is
+/// refused with 415.
+async fn json_by_default(mut req: Request) -> Request {
+    let form_or_missing = req.headers().get(header::CONTENT_TYPE).is_none_or(|v| {
+        v.to_str()
+            .is_ok_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+    });
+    if form_or_missing && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    req
+}
+
+/// Rewrites an error response that is not JSON yet — axum's rejections —
+/// into the JSON error shape, keeping what it says.
+async fn errors_as_json(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let body = axum::body::to_bytes(res.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let said = String::from_utf8_lossy(&body).trim().to_owned();
+    let (status, code, message) = match status {
+        StatusCode::NOT_FOUND => (status, Code::NotFound, or(said, "not found")),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = allow
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("another method");
+            (
+                status,
+                Code::Unimplemented,
+                format!("method not allowed on this path; use {allowed}"),
+            )
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            status,
+            Code::InvalidArgument,
+            "request body too large (the limit is MONITOR_HTTP_MAX_BODY)".to_owned(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            status,
+            Code::InvalidArgument,
+            or(said, "send Content-Type: application/json"),
+        ),
+        // A body that parsed as JSON but not as the message (wrong types,
+        // unknown fields) is a bad argument, as grpc-gateway answers it.
+        StatusCode::UNPROCESSABLE_ENTITY => (
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            or(said, "invalid request"),
+        ),
+        s if s.is_server_error() => {
+            tracing::error!(status = %s, body = %said, "HTTP handler failed");
+            (s, Code::Internal, "internal error".to_owned())
+        }
+        s => (s, Code::InvalidArgument, or(said, "invalid request")),
+    };
+    let mut res = error_response(status, code, &message, &[]);
+    if let Some(allow) = allow {
+        res.headers_mut().insert(header::ALLOW, allow);
+    }
+    res
+}
+
+fn or(said: String, fallback: &str) -> String {
+    if said.is_empty() {
+        fallback.to_owned()
+    } else {
+        said
+    }
+}
+
+/// A tonic status as a JSON error response.
+pub fn status_response(status: &tonic::Status) -> Response {
+    let details = status
+        .get_error_details()
+        .bad_request()
+        .map(|br| {
+            let violations: Vec<Value> = br
+                .field_violations
+                .iter()
+                .map(|v| json!({"field": v.field, "description": v.description}))
+                .collect();
+            vec![json!({
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": violations,
+            })]
+        })
+        .unwrap_or_default();
+    error_response(
+        http_status(status.code()),
+        status.code(),
+        status.message(),
+        &details,
+    )
+}
+
+/// The JSON error shape: a `google.rpc.Status`, as grpc-gateway writes it.
+fn error_response(status: StatusCode, code: Code, message: &str, details: &[Value]) -> Response {
+    let body = json!({"code": code as i32, "message": message, "details": details});
+    let mut res = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    res
+}

@@ -1,0 +1,151 @@
+//! The seed service's curl session, kept working as its README wrote it:
+//!
+//! ```text
+//! POST /register {"Email": "...", "Password": "..."}        -> 201
+//! POST /login    {"Email": "...", "Password": "..."}        -> 200 {"token": ...}
+//! POST /url      {"URL": "https://...", "Period": 2}        -> 201   (Authorization: <token>)
+//! ```
+//!
+//! Field names match in any case, as Go's JSON decoder matched them; `Period`
+//! is in whole minutes (default 1). Each route calls the same
+//! [`MonitorApi`] method as its v1 route, so validation and errors are the
+//! same; statuses are read through `GET /v1/urls/{url_id}/statuses`.
+
+use std::sync::Arc;
+
+use axum::{Extension, Json, Router, extract::State, http::StatusCode, routing::post};
+use serde_json::{Map, Value};
+
+use super::{grpc::MonitorApi, http::gateway::RestError};
+use crate::{
+    domain::UserId,
+    error::Error,
+    proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
+};
+
+/// Seed routes callable without a token.
+pub const PUBLIC_PATHS: [&str; 2] = ["/register", "/login"];
+
+pub fn router(api: Arc<MonitorApi>) -> Router {
+    Router::new()
+        .route("/register", post(register))
+        .route("/login", post(login))
+        .route("/url", post(add_url))
+        .with_state(api)
+}
+
+/// The JSON object's field `name`, matched in any case.
+fn field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    body.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+fn object(body: &Value) -> Result<&Map<String, Value>, Error> {
+    body.as_object()
+        .ok_or_else(|| Error::invalid("body", "expected a JSON object"))
+}
+
+fn string(body: &Map<String, Value>, name: &'static str) -> Result<String, Error> {
+    match field(body, name) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(Error::invalid(name, "expected a string")),
+    }
+}
+
+/// `Period` in whole minutes; unset means the default.
+fn period(body: &Map<String, Value>) -> Result<Option<pbjson_types::Duration>, Error> {
+    let minutes = match field(body, "Period") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v.as_i64().filter(|m| *m > 0).ok_or_else(|| {
+            Error::invalid(
+                "Period",
+                "expected whole minutes as a positive number, e.g. 2",
+            )
+        })?,
+    };
+    let seconds = minutes
+        .checked_mul(60)
+        .ok_or_else(|| Error::invalid("Period", "too long"))?;
+    Ok(Some(pbjson_types::Duration { seconds, nanos: 0 }))
+}
+
+fn credentials(body: &Value) -> Result<(String, String), Error> {
+    let body = object(body)?;
+    Ok((string(body, "Email")?, string(body, "Password")?))
+}
+
+async fn register(
+    State(api): State<Arc<MonitorApi>>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<pb::RegisterResponse>), RestError> {
+    let (email, password) = credentials(&body).map_err(tonic::Status::from)?;
+    let res = api
+        .register(tonic::Request::new(pb::RegisterRequest { email, password }))
+        .await?;
+    Ok((StatusCode::CREATED, Json(res.into_inner())))
+}
+
+async fn login(
+    State(api): State<Arc<MonitorApi>>,
+    Json(body): Json<Value>,
+) -> Result<Json<pb::LoginResponse>, RestError> {
+    let (email, password) = credentials(&body).map_err(tonic::Status::from)?;
+    let res = api
+        .login(tonic::Request::new(pb::LoginRequest { email, password }))
+        .await?;
+    Ok(Json(res.into_inner()))
+}
+
+async fn add_url(
+    State(api): State<Arc<MonitorApi>>,
+    Extension(user): Extension<UserId>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<pb::AddUrlResponse>), RestError> {
+    let req = object(&body)
+        .and_then(|b| {
+            Ok(pb::AddUrlRequest {
+                url: string(b, "URL")?,
+                period: period(b)?,
+            })
+        })
+        .map_err(tonic::Status::from)?;
+    let mut req = tonic::Request::new(req);
+    req.extensions_mut().insert(user);
+    let res = api.add_url(req).await?;
+    Ok((StatusCode::CREATED, Json(res.into_inner())))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn fields_match_in_any_case() {
+        let body = json!({"eMaIl": "a@b.c", "PASSWORD": "p"});
+        assert_eq!(
+            credentials(&body).unwrap(),
+            ("a@b.c".to_owned(), "p".to_owned())
+        );
+    }
+
+    #[test]
+    fn period_is_whole_positive_minutes() {
+        let p = |v: Value| period(json!({ "period": v }).as_object().unwrap());
+        assert_eq!(p(json!(2)).unwrap().unwrap().seconds, 120);
+        assert!(p(Value::Null).unwrap().is_none());
+        assert!(period(&Map::new()).unwrap().is_none());
+        for bad in [json!(0), json!(-1), json!(1.5), json!("2"), json!(i64::MAX)] {
+            assert!(p(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_refused() {
+        assert!(credentials(&json!([1])).is_err());
+        assert!(credentials(&json!({"Email": 1, "Password": "p"})).is_err());
+    }
+}

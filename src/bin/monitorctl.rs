@@ -1,0 +1,393 @@
+//! monitorctl: the command-line client, built on the library's generated
+//! gRPC client.
+//!
+//! `login` keeps the token (mode 0600) under the user's config directory, and
+//! the other commands send it. Output is a table, or with `--json` the
+//! responses in canonical proto3 JSON for scripts. Exit codes say what kind
+//! of failure it was (see `--help`).
+
+use std::{
+    io::{BufRead, IsTerminal},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use clap::{Parser, Subcommand};
+use comfy_table::{Table, presets::NOTHING};
+use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient};
+use serde::{Deserialize, Serialize};
+use tonic::{Code, Request, transport::Channel};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  the server failed (internal error)
+  2  bad usage (see --help)
+  3  not logged in, or the token expired: run `monitorctl login EMAIL`
+  4  the server refused the request (invalid input, not found, already exists, quota)
+  5  the server cannot be reached or is unavailable: check --server and retry";
+
+#[derive(Debug, Parser)]
+#[command(name = "monitorctl", version, about = "Command-line client for the monitor service", after_help = EXIT_CODES)]
+struct Cli {
+    /// The server's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "MONITOR_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// Where the login token is kept (default: the user's config directory, `monitor/`).
+    #[arg(long, global = true, env = "MONITORCTL_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+    /// Print responses as JSON (canonical proto3 JSON) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an account. The password is read from MONITOR_PASSWORD or stdin.
+    Register { email: String },
+    /// Log in and keep the token for the other commands.
+    Login { email: String },
+    /// Forget the kept token.
+    Logout,
+    /// Monitor a URL.
+    Add {
+        url: String,
+        /// How often to probe it (e.g. 30s, 2m); the server's default is 1m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        period: Option<Duration>,
+    },
+    /// List your URLs.
+    List,
+    /// Stop monitoring a URL.
+    Delete { id: i64 },
+    /// Show a URL's recent statuses, newest first.
+    Statuses {
+        url_id: i64,
+        /// How many to show (at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+}
+
+/// What `login` keeps on disk.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    server: String,
+    email: String,
+    token: String,
+}
+
+/// A failure with the message to print and the exit code.
+#[derive(Debug)]
+struct Failure(String, u8);
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        let code = match status.code() {
+            Code::Unauthenticated => 3,
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::ResourceExhausted
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::PermissionDenied => 4,
+            Code::Unavailable | Code::DeadlineExceeded => 5,
+            _ => 1,
+        };
+        let mut message = status.message().to_owned();
+        if code == 3 {
+            message.push_str("\nhint: run `monitorctl login EMAIL`");
+        }
+        Self(message, code)
+    }
+}
+
+fn token_path(cli: &Cli) -> Result<PathBuf, Failure> {
+    let dir = match &cli.config_dir {
+        Some(dir) => dir.clone(),
+        None => dirs::config_dir()
+            .ok_or_else(|| Failure("no config directory; pass --config-dir".into(), 2))?
+            .join("monitor"),
+    };
+    Ok(dir.join("token.json"))
+}
+
+fn read_password() -> Result<String, Failure> {
+    if let Ok(p) = std::env::var("MONITOR_PASSWORD") {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure(format!("reading the password from stdin: {e}"), 2))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn save(path: &PathBuf, saved: &Saved) -> Result<(), Failure> {
+    let fail =
+        |e: std::io::Error| Failure(format!("saving the token to {}: {e}", path.display()), 1);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(fail)?;
+    serde_json::to_writer(file, saved).map_err(|e| fail(e.into()))
+}
+
+fn load(path: &PathBuf) -> Result<Saved, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|_| {
+        Failure(
+            "not logged in\nhint: run `monitorctl login EMAIL`".into(),
+            3,
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        Failure(
+            format!(
+                "{} is damaged ({e}); run `monitorctl login EMAIL` again",
+                path.display()
+            ),
+            3,
+        )
+    })
+}
+
+fn authed<T>(msg: T, saved: &Saved) -> Result<Request<T>, Failure> {
+    let mut req = Request::new(msg);
+    let value = format!("Bearer {}", saved.token)
+        .parse()
+        .map_err(|_| Failure("the kept token is damaged; log in again".into(), 3))?;
+    req.metadata_mut().insert("authorization", value);
+    Ok(req)
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure(format!("encoding JSON: {e}"), 1))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(NOTHING).set_header(header.to_vec());
+    t
+}
+
+fn duration_text(d: Option<&pbjson_types::Duration>) -> String {
+    d.map_or_else(String::new, |d| {
+        let std = Duration::new(
+            u64::try_from(d.seconds).unwrap_or(0),
+            u32::try_from(d.nanos).unwrap_or(0),
+        );
+        if std.subsec_nanos() == 0 {
+            humantime::format_duration(std).to_string()
+        } else {
+            format!("{:.1}ms", std.as_secs_f64() * 1000.0)
+        }
+    })
+}
+
+fn time_text(t: Option<&pbjson_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .map_or_else(String::new, |t| {
+            t.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string()
+        })
+}
+
+fn url_rows(t: &mut Table, urls: &[pb::Url]) {
+    for u in urls {
+        t.add_row(vec![
+            u.id.to_string(),
+            u.url.clone(),
+            duration_text(u.period.as_ref()),
+            time_text(u.created_at.as_ref()),
+        ]);
+    }
+}
+
+async fn connect(server: &str) -> Result<MonitorServiceClient<Channel>, Failure> {
+    MonitorServiceClient::connect(server.to_owned())
+        .await
+        .map_err(|e| Failure(format!("cannot reach {server}: {e}"), 5))
+}
+
+#[allow(clippy::too_many_lines)] // one arm per subcommand
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let path = token_path(&cli)?;
+    if let Command::Logout = cli.command {
+        if path.exists() {
+            std::fs::remove_file(&path)
+                .map_err(|e| Failure(format!("removing {}: {e}", path.display()), 1))?;
+        }
+        println!("logged out");
+        return Ok(());
+    }
+    let mut client = connect(&cli.server).await?;
+    match &cli.command {
+        Command::Logout => unreachable!("handled above"),
+        Command::Register { email } => {
+            let password = read_password()?;
+            let res = client
+                .register(pb::RegisterRequest {
+                    email: email.clone(),
+                    password,
+                })
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else {
+                println!(
+                    "registered {} (id {}); now run `monitorctl login {}`",
+                    res.email, res.id, res.email
+                );
+            }
+        }
+        Command::Login { email } => {
+            let password = read_password()?;
+            let res = client
+                .login(pb::LoginRequest {
+                    email: email.clone(),
+                    password,
+                })
+                .await?
+                .into_inner();
+            save(
+                &path,
+                &Saved {
+                    server: cli.server.clone(),
+                    email: email.clone(),
+                    token: res.token.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&res)?;
+            } else {
+                println!(
+                    "logged in as {email} until {}; token kept in {}",
+                    time_text(res.expires_at.as_ref()),
+                    path.display()
+                );
+            }
+        }
+        Command::Add { url, period } => {
+            let saved = load(&path)?;
+            let period = period.map(pbjson_types::Duration::from);
+            let res = client
+                .add_url(authed(
+                    pb::AddUrlRequest {
+                        url: url.clone(),
+                        period,
+                    },
+                    &saved,
+                )?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else {
+                let mut t = table(&["ID", "URL", "PERIOD", "CREATED"]);
+                url_rows(&mut t, res.url.as_slice());
+                println!("{t}");
+            }
+        }
+        Command::List => {
+            let saved = load(&path)?;
+            let res = client
+                .list_urls(authed(pb::ListUrlsRequest {}, &saved)?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else if res.urls.is_empty() {
+                println!("no URLs yet; add one with `monitorctl add URL`");
+            } else {
+                let mut t = table(&["ID", "URL", "PERIOD", "CREATED"]);
+                url_rows(&mut t, &res.urls);
+                println!("{t}");
+            }
+        }
+        Command::Delete { id } => {
+            let saved = load(&path)?;
+            let res = client
+                .delete_url(authed(pb::DeleteUrlRequest { id: *id }, &saved)?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else {
+                println!("deleted URL {id}");
+            }
+        }
+        Command::Statuses { url_id, limit } => {
+            let saved = load(&path)?;
+            let res = client
+                .list_statuses(authed(
+                    pb::ListStatusesRequest {
+                        url_id: *url_id,
+                        page_size: *limit,
+                        ..Default::default()
+                    },
+                    &saved,
+                )?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else if res.statuses.is_empty() {
+                println!("no statuses yet for URL {url_id}");
+            } else {
+                let mut t = table(&["PROBED AT", "CODE", "LATENCY", "ERROR"]);
+                for s in &res.statuses {
+                    let error = pb::ErrorKind::try_from(s.error_kind)
+                        .ok()
+                        .filter(|k| *k != pb::ErrorKind::Unspecified)
+                        .map_or_else(String::new, |k| {
+                            let kind = k
+                                .as_str_name()
+                                .trim_start_matches("ERROR_KIND_")
+                                .to_lowercase();
+                            format!("{kind}: {}", s.error_message)
+                        });
+                    t.add_row(vec![
+                        time_text(s.probed_at.as_ref()),
+                        s.status_code.to_string(),
+                        duration_text(s.latency.as_ref()),
+                        error,
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message, code)) => {
+            eprintln!("monitorctl: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
