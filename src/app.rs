@@ -15,22 +15,19 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::transport::Server;
-use tonic_health::{ServingStatus, server::HealthReporter};
-use tower_http::{
-    classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
-    trace::{DefaultOnEos, DefaultOnResponse, TraceLayer},
-};
-use tracing::Level;
+use tonic_health::ServingStatus;
 
 use tokio::sync::Notify;
 
 use crate::{
-    api::{grpc::MonitorApi, http as json_api},
+    api::{grpc::MonitorApi, http as json_api, observe::GrpcObserveLayer},
     auth::{AuthLayer, TokenKeys, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{self, DatabaseKind, Settings},
     domain::PeriodBounds,
     flush::{FlushSettings, Flusher},
+    health::Health,
+    metrics::Metrics,
     prober::{Probe, ProbeSettings, Prober, ProberSettings},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
     service::{AccountService, Services, StatusService, UrlService},
@@ -48,6 +45,7 @@ pub struct App {
     keys: Arc<TokenKeys>,
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    metrics: Arc<Metrics>,
     http_listener: TcpListener,
     http_addr: SocketAddr,
     buffer: Arc<dyn Buffer>,
@@ -64,6 +62,7 @@ impl App {
         let key = token_key(&settings).await?;
         let keys = Arc::new(TokenKeys::new(&key, settings.token_ttl));
 
+        let metrics = Arc::new(Metrics::new());
         let wake_scheduler = Arc::new(Notify::new());
         let urls = Arc::new(UrlService::new(
             db.clone(),
@@ -102,6 +101,7 @@ impl App {
                 per_host: settings.probe_per_host,
             },
             wake_scheduler,
+            metrics.clone(),
         );
         let flusher = Flusher::new(
             db.clone(),
@@ -112,7 +112,8 @@ impl App {
                 retention: settings.retention,
                 retention_interval: settings.retention_interval,
             },
-        );
+        )
+        .with_metrics(metrics.clone());
 
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
@@ -131,6 +132,7 @@ impl App {
             keys,
             grpc_listener,
             grpc_addr,
+            metrics,
             http_listener,
             http_addr,
             buffer,
@@ -168,14 +170,20 @@ impl App {
     #[allow(clippy::too_many_lines)] // one sequence: start, serve, drain
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
-        let (health, health_service) = tonic_health::server::health_reporter();
-        set_health(&health, ServingStatus::Serving).await;
-        tasks.spawn(watch_database(
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Arc::new(Health::new(
             self.db.clone(),
-            health.clone(),
-            self.settings.health_interval,
-            shutdown.clone(),
+            self.buffer.clone(),
+            self.settings.redis_url.is_some(),
+            reporter,
+            self.metrics.clone(),
         ));
+        health.check().await;
+        tasks.spawn(
+            health
+                .clone()
+                .watch(self.settings.health_interval, shutdown.clone()),
+        );
 
         // The prober stops first; the flusher then drains what it pushed.
         let stop_flusher = CancellationToken::new();
@@ -201,29 +209,19 @@ impl App {
             "serving"
         );
         let api = MonitorApi::new(self.services.clone());
-        let http_app = json_api::router(api.clone(), self.keys.clone(), self.settings.http_max_body)
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &http::Request<_>| {
-                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-                    })
-                    .on_request(())
-                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-            );
+        let http_app = json_api::router(
+            api.clone(),
+            self.keys.clone(),
+            self.settings.http_max_body,
+            self.metrics.clone(),
+            health.clone(),
+        );
         let http_server = axum::serve(self.http_listener, http_app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let http_server = tokio::spawn(http_server.into_future());
 
         let server = Server::builder()
-            .layer(
-                TraceLayer::new(rpc_classifier())
-                    .make_span_with(|req: &http::Request<_>| {
-                        tracing::info_span!("rpc", method = %req.uri().path())
-                    })
-                    .on_request(())
-                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
-                    .on_eos(DefaultOnEos::new().level(Level::DEBUG)),
-            )
+            .layer(GrpcObserveLayer::new(self.metrics.clone()))
             .layer(AuthLayer::new(self.keys.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -260,7 +258,7 @@ impl App {
         };
         // Stop background tasks whatever ended the server.
         shutdown.cancel();
-        set_health(&health, ServingStatus::NotServing).await;
+        health.set(ServingStatus::NotServing).await;
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
             tracing::warn!("background tasks did not stop within the grace period");
@@ -291,27 +289,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
-/// Which gRPC codes count as server failures in the RPC log. Codes a client
-/// caused (bad input, no token, not found...) are answers, not failures: they
-/// are logged at DEBUG with every other response; only the rest are ERRORs.
-fn rpc_classifier() -> SharedClassifier<GrpcErrorsAsFailures> {
-    let client_caused = [
-        GrpcCode::Cancelled,
-        GrpcCode::InvalidArgument,
-        GrpcCode::NotFound,
-        GrpcCode::AlreadyExists,
-        GrpcCode::PermissionDenied,
-        GrpcCode::ResourceExhausted,
-        GrpcCode::FailedPrecondition,
-        GrpcCode::OutOfRange,
-        GrpcCode::Unauthenticated,
-    ];
-    SharedClassifier::new(client_caused.into_iter().fold(
-        GrpcErrorsAsFailures::new(),
-        GrpcErrorsAsFailures::with_success,
-    ))
-}
-
 /// The buffer the settings select: Redis when `REDIS_URL` is set, else in process.
 async fn buffer(settings: &Settings) -> anyhow::Result<Arc<dyn Buffer>> {
     Ok(match &settings.redis_url {
@@ -340,53 +317,6 @@ async fn buffer(settings: &Settings) -> anyhow::Result<Arc<dyn Buffer>> {
             settings.flush_batch,
         )),
     })
-}
-
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    reporter.set_service_status(SERVICE_NAME, status).await;
-}
-
-/// Checks the database once and reports the outcome to the health service.
-/// Returns whether the database answered.
-pub async fn check_database(db: &DatabaseConnection, reporter: &HealthReporter) -> bool {
-    let ok = tokio::time::timeout(Duration::from_secs(3), db.ping())
-        .await
-        .is_ok_and(|r| r.is_ok());
-    set_health(
-        reporter,
-        if ok {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        },
-    )
-    .await;
-    ok
-}
-
-async fn watch_database(
-    db: DatabaseConnection,
-    reporter: HealthReporter,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut was_ok = true;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        let ok = check_database(&db, &reporter).await;
-        if ok != was_ok {
-            if ok {
-                tracing::info!("database reachable again: SERVING");
-            } else {
-                tracing::error!("database unreachable: NOT_SERVING");
-            }
-            was_ok = ok;
-        }
-    }
 }
 
 /// The token key: from the setting, or for the embedded default, generated

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     buffer::Buffer,
+    metrics::Metrics,
     prober::ProbeResult,
     store::{statuses, urls},
     telemetry::OutageLog,
@@ -55,6 +56,7 @@ pub struct Flusher {
     db: DatabaseConnection,
     buffer: Arc<dyn Buffer>,
     settings: FlushSettings,
+    metrics: Arc<Metrics>,
 }
 
 impl Flusher {
@@ -63,11 +65,29 @@ impl Flusher {
             db,
             buffer,
             settings,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Records into `metrics` (the app's) instead of a private set.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Moves one batch from the buffer to the database.
     pub async fn flush_once(&self) -> anyhow::Result<FlushReport> {
+        let result = self.flush_batch().await;
+        if result.is_err() {
+            self.metrics.flush_failures.inc();
+        }
+        result
+    }
+
+    #[tracing::instrument(name = "flush", skip(self), fields(batch = tracing::field::Empty, inserted = tracing::field::Empty))]
+    async fn flush_batch(&self) -> anyhow::Result<FlushReport> {
+        let started = std::time::Instant::now();
         self.buffer.retry_local().await;
         let batch = self.buffer.read(self.settings.batch).await?;
         let mut report = FlushReport {
@@ -81,6 +101,14 @@ impl Flusher {
         }
         self.buffer.ack(batch).await?;
         if report.read > 0 {
+            let span = tracing::Span::current();
+            span.record("batch", report.read);
+            span.record("inserted", report.inserted);
+            self.metrics.flush_batches.inc();
+            self.metrics.flush_rows.inc_by(report.inserted);
+            self.metrics
+                .flush_duration
+                .observe(started.elapsed().as_secs_f64());
             tracing::debug!(read = report.read, inserted = report.inserted, "flushed");
         }
         Ok(report)
@@ -101,7 +129,9 @@ impl Flusher {
     /// Deletes statuses probed before `now - retention`; returns how many.
     pub async fn retention_once(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
         let retention = chrono::Duration::from_std(self.settings.retention)?;
-        delete_older_than(&self.db, now - retention).await
+        let deleted = delete_older_than(&self.db, now - retention).await?;
+        self.metrics.retention_deleted.inc_by(deleted);
+        Ok(deleted)
     }
 
     /// Flushes and applies retention until `shutdown`, then drains what is left.

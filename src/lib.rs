@@ -12,6 +12,8 @@
 //! - [`prober`]: the schedule, the probe (reqwest) and the SSRF guard.
 //! - [`buffer`]: where results wait between probe and store (Redis or in-process).
 //! - [`flush`]: moves results into the database in batches; retention.
+//! - [`health`]: dependency checks behind grpc.health.v1 and `/readyz`.
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`proto`]: the generated protobuf types, server and client.
 
 pub mod api;
@@ -22,6 +24,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod flush;
+pub mod health;
+pub mod metrics;
 pub mod prober;
 pub mod proto;
 pub mod service;

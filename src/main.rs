@@ -21,13 +21,15 @@ async fn main() -> std::process::ExitCode {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    match app.run(shutdown).await {
+    let code = match app.run(shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "server failed");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry::shutdown();
+    code
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

@@ -1,7 +1,11 @@
 //! Logging set-up: tracing-subscriber, pretty or JSON, filtered by `RUST_LOG`
 //! (default `info`, with sqlx's per-query logs held at `warn`).
+//!
+//! Built with the `otlp` feature and run with `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! set (e.g. `http://collector:4318`), spans are also exported over
+//! OTLP/HTTP; [`shutdown`] flushes them at exit.
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*, registry::LookupSpan};
 
 use crate::config::LogFormat;
 
@@ -11,7 +15,9 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn,hyp
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(otlp_layer());
     match format {
         LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).init(),
         LogFormat::Json => registry
@@ -22,6 +28,57 @@ pub fn init(format: LogFormat) {
                     .with_current_span(true),
             )
             .init(),
+    }
+}
+
+type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
+
+#[cfg(feature = "otlp")]
+static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+    std::sync::OnceLock::new();
+
+/// The OTLP span exporter layer, when built in and configured.
+fn otlp_layer<S>() -> Option<BoxedLayer<S>>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    #[cfg(feature = "otlp")]
+    {
+        use opentelemetry::trace::TracerProvider as _;
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")?;
+        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+        {
+            Ok(exporter) => exporter,
+            Err(e) => {
+                eprintln!("monitor: OTLP export disabled: {e}");
+                return None;
+            }
+        };
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("monitor")
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("monitor");
+        let _ = PROVIDER.set(provider);
+        Some(Box::new(tracing_opentelemetry::layer().with_tracer(tracer)))
+    }
+    #[cfg(not(feature = "otlp"))]
+    None
+}
+
+/// Flushes exported spans; call once before exit.
+pub fn shutdown() {
+    #[cfg(feature = "otlp")]
+    if let Some(provider) = PROVIDER.get()
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("monitor: flushing OTLP spans failed: {e}");
     }
 }
 

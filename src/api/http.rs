@@ -25,10 +25,12 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use super::{grpc::MonitorApi, openapi, seed};
+use super::{grpc::MonitorApi, observe::observe_http, openapi, seed};
 use crate::{
     auth::{TokenKeys, layer::authenticate},
     error::http_status,
+    health::Health,
+    metrics::Metrics,
     proto::rest,
 };
 
@@ -65,18 +67,55 @@ fn is_public(path: &str) -> bool {
     rest::PUBLIC_REST_PATHS.contains(&path) || seed::PUBLIC_PATHS.contains(&path)
 }
 
-/// The JSON router: generated v1 routes, the seed's routes, `/openapi.json`.
-pub fn router(api: MonitorApi, keys: Arc<TokenKeys>, max_body: usize) -> Router {
+/// The HTTP router: generated v1 routes, the seed's routes,
+/// `/openapi.json`, `/metrics`, `/healthz` and `/readyz`.
+pub fn router(
+    api: MonitorApi,
+    keys: Arc<TokenKeys>,
+    max_body: usize,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> Router {
     let api = Arc::new(api);
+    let ops = Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(metrics.clone())
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready).with_state(health));
     Router::new()
         .merge(rest::monitor_service_rest_router(api.clone()))
         .merge(seed::router(api))
         .route_layer(middleware::from_fn_with_state(keys, require_token))
         .route("/openapi.json", get(openapi_document))
+        .merge(ops)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(errors_as_json))
+        .layer(middleware::from_fn_with_state(metrics, observe_http))
         .layer(middleware::map_request(json_by_default))
+}
+
+/// Prometheus text format.
+async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Readiness: 200 while the database and Redis answer, 503 otherwise, with
+/// which one is down.
+async fn ready(State(health): State<Arc<Health>>) -> Response {
+    let status = if health.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health.report())).into_response()
 }
 
 async fn openapi_document() -> Response {
@@ -111,6 +150,7 @@ async fn require_token(
     if !public {
         match authenticate(&keys, req.headers()) {
             Ok(user) => {
+                tracing::Span::current().record("user_id", user.0);
                 req.extensions_mut().insert(user);
             }
             Err(err) => return status_response(&err.into()),

@@ -114,6 +114,8 @@ where
         if requires_token(req.uri().path()) {
             match authenticate(&self.keys, req.headers()) {
                 Ok(user) => {
+                    // The RPC span (api::observe) records who called, never the token.
+                    tracing::Span::current().record("user_id", user.0);
                     req.extensions_mut().insert(user);
                 }
                 Err(err) => {

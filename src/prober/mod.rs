@@ -28,7 +28,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub use probe::{Probe, ProbeSettings};
 
 use crate::{
-    buffer::Buffer, proto::monitor::v1::ErrorKind, service::time::truncate_to_micros,
+    buffer::Buffer,
+    metrics::{Metrics, ProbeLabels},
+    proto::monitor::v1::ErrorKind,
+    service::time::truncate_to_micros,
     telemetry::OutageLog,
 };
 
@@ -131,6 +134,7 @@ struct Inner {
     global: Arc<Semaphore>,
     hosts: HostLimits,
     tasks: TaskTracker,
+    metrics: Arc<Metrics>,
 }
 
 impl Prober {
@@ -140,6 +144,7 @@ impl Prober {
         buffer: Arc<dyn Buffer>,
         settings: ProberSettings,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -154,6 +159,7 @@ impl Prober {
                 settings,
                 wake,
                 tasks: TaskTracker::new(),
+                metrics,
             }),
         }
     }
@@ -177,6 +183,7 @@ impl Prober {
         for claim in claims {
             if now - claim.due_ms > millis(s.max_lateness) {
                 report.skipped_late += 1;
+                self.inner.metrics.probes_skipped_late.inc();
                 tracing::debug!(
                     url_id = claim.url_id,
                     due_ms = claim.due_ms,
@@ -210,8 +217,44 @@ impl Prober {
             .await
             .expect("never closed");
         let result = self.inner.probe.run(claim.url_id, &claim.url, due_at).await;
+        self.record(&result);
         tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, "probed");
         self.inner.buffer.push(result).await;
+    }
+
+    fn record(&self, result: &ProbeResult) {
+        let m = &self.inner.metrics;
+        #[allow(clippy::cast_precision_loss)] // microseconds fit an f64 exactly
+        let seconds = |us: i64| us as f64 / 1e6;
+        m.schedule_lateness
+            .observe(seconds(result.started_us - result.due_ms * 1000).max(0.0));
+        m.probe_duration.observe(seconds(result.latency_us));
+        let labels = match result.error_kind {
+            Some(kind) => ProbeLabels {
+                outcome: "error",
+                error_kind: ErrorKind::try_from(i32::from(kind)).map_or_else(
+                    |_| "other".to_owned(),
+                    |k| {
+                        k.as_str_name()
+                            .trim_start_matches("ERROR_KIND_")
+                            .to_lowercase()
+                    },
+                ),
+                status_class: "",
+            },
+            None => ProbeLabels {
+                outcome: "response",
+                error_kind: String::new(),
+                status_class: match result.status_code {
+                    100..=199 => "1xx",
+                    200..=299 => "2xx",
+                    300..=399 => "3xx",
+                    400..=499 => "4xx",
+                    _ => "5xx",
+                },
+            },
+        };
+        m.probes.get_or_create(&labels).inc();
     }
 
     /// Ticks until `shutdown`, then lets claimed probes finish (at most `grace`).

@@ -3,6 +3,9 @@
 
 mod helpers;
 mod http;
+mod observability;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod services;
 mod target;
 mod tools;

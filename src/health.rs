@@ -1,0 +1,161 @@
+//! Dependency-aware health: the database and (when configured) Redis are
+//! checked every `health_interval`; the outcome drives `grpc.health.v1`
+//! (the server as a whole, `""`, and `monitor.v1.MonitorService`) and the
+//! HTTP `/readyz`. `/healthz` only says the process serves.
+//!
+//! NOT_SERVING while either is unreachable, SERVING again after: a load
+//! balancer then sends calls to instances that can answer them. Each check
+//! also samples the buffer backlog and the database pool for `/metrics`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use sea_orm::{DatabaseConnection, DbBackend};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    app::SERVICE_NAME,
+    buffer::Buffer,
+    metrics::{Metrics, PoolLabels},
+};
+
+/// How long one dependency may take to answer a check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub struct Health {
+    db: DatabaseConnection,
+    buffer: Arc<dyn Buffer>,
+    redis_configured: bool,
+    reporter: HealthReporter,
+    metrics: Arc<Metrics>,
+    db_ok: AtomicBool,
+    redis_ok: AtomicBool,
+}
+
+impl Health {
+    pub fn new(
+        db: DatabaseConnection,
+        buffer: Arc<dyn Buffer>,
+        redis_configured: bool,
+        reporter: HealthReporter,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            db,
+            buffer,
+            redis_configured,
+            reporter,
+            metrics,
+            db_ok: AtomicBool::new(true),
+            redis_ok: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether every dependency answered the last check.
+    pub fn ready(&self) -> bool {
+        self.db_ok.load(Ordering::Relaxed) && self.redis_ok.load(Ordering::Relaxed)
+    }
+
+    /// The last check, for `/readyz`.
+    pub fn report(&self) -> Value {
+        let state = |ok: bool| if ok { "ok" } else { "unreachable" };
+        json!({
+            "ready": self.ready(),
+            "database": state(self.db_ok.load(Ordering::Relaxed)),
+            "redis": if self.redis_configured {
+                state(self.redis_ok.load(Ordering::Relaxed))
+            } else {
+                "not configured (in-process buffer)"
+            },
+        })
+    }
+
+    /// Checks every dependency once, updates the health service, the
+    /// readiness and the sampled gauges; returns whether all answered.
+    pub async fn check(&self) -> bool {
+        let db_ok = tokio::time::timeout(CHECK_TIMEOUT, self.db.ping())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let backlog = tokio::time::timeout(CHECK_TIMEOUT, self.buffer.backlog()).await;
+        let redis_ok = match backlog {
+            Ok(Ok(n)) => {
+                self.metrics
+                    .buffer_backlog
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+                true
+            }
+            _ => false,
+        };
+        self.sample_pool();
+        let before = self.ready();
+        self.db_ok.store(db_ok, Ordering::Relaxed);
+        self.redis_ok.store(redis_ok, Ordering::Relaxed);
+        let ready = self.ready();
+        self.set(if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        })
+        .await;
+        if ready != before {
+            if ready {
+                tracing::info!("dependencies reachable again: SERVING");
+            } else {
+                tracing::error!(
+                    database_ok = db_ok,
+                    redis_ok,
+                    "a dependency is unreachable: NOT_SERVING"
+                );
+            }
+        }
+        ready
+    }
+
+    /// Reports `status` for the server and for MonitorService.
+    pub async fn set(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        self.reporter.set_service_status(SERVICE_NAME, status).await;
+    }
+
+    fn sample_pool(&self) {
+        let (size, idle) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => return,
+        };
+        let idle = u32::try_from(idle).unwrap_or(size);
+        let gauge = |state| {
+            self.metrics
+                .db_pool
+                .get_or_create(&PoolLabels { state })
+                .clone()
+        };
+        gauge("in_use").set(i64::from(size.saturating_sub(idle)));
+        gauge("idle").set(i64::from(idle));
+    }
+
+    /// Checks every `interval` until `shutdown`.
+    pub async fn watch(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            self.check().await;
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Prometheus metrics of one running instance, served at `/metrics`.
+//!
+//! One [`Metrics`] value per [`crate::app::App`], with its own registry
+//! (prometheus-client), handed to the parts that record: the prober, the
+//! flush task, the RPC layers. Nothing is global, so two instances in one
+//! process (the tests) keep separate counts. Gauges that describe state
+//! elsewhere — the buffer backlog, the database pool — are sampled when
+//! `/metrics` is scraped.
+//!
+//! Names follow the Prometheus conventions: base units in the name
+//! (`_seconds`), `_total` on counters (added by the encoder).
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::{Registry, Unit},
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    /// `response` (any status code) or `error` (no response).
+    pub outcome: &'static str,
+    /// For errors: `dns`, `connect`, `tls`, `timeout`, `body`, `blocked`,
+    /// `redirect`, `other`; empty for responses.
+    pub error_kind: String,
+    /// `2xx` … `5xx` for responses; empty for errors.
+    pub status_class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// `grpc` or `http`.
+    pub transport: &'static str,
+    /// `/monitor.v1.MonitorService/AddUrl`, or the HTTP route template.
+    pub method: String,
+    /// The gRPC code name (`OK`, `INVALID_ARGUMENT`, …) or the HTTP status.
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub transport: &'static str,
+    pub method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// `in_use` or `idle`.
+    pub state: &'static str,
+}
+
+fn histogram_seconds() -> Histogram {
+    // 1 ms .. ~33 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
+}
+
+fn histogram_lateness() -> Histogram {
+    // 0.1 ms .. ~3 s: lateness is normally a few milliseconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 16,
+    ))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub probes: Family<ProbeLabels, Counter>,
+    pub probe_duration: Histogram,
+    pub schedule_lateness: Histogram,
+    pub probes_skipped_late: Counter,
+    pub buffer_backlog: Gauge,
+    pub flush_batches: Counter,
+    pub flush_rows: Counter,
+    pub flush_duration: Histogram,
+    pub flush_failures: Counter,
+    pub retention_deleted: Counter,
+    pub rpcs: Family<RpcLabels, Counter>,
+    pub rpc_duration: Family<MethodLabels, Histogram>,
+    pub db_pool: Family<PoolLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut m = Self {
+            registry: Registry::default(),
+            probes: Family::default(),
+            probe_duration: histogram_seconds(),
+            schedule_lateness: histogram_lateness(),
+            probes_skipped_late: Counter::default(),
+            buffer_backlog: Gauge::default(),
+            flush_batches: Counter::default(),
+            flush_rows: Counter::default(),
+            flush_duration: histogram_seconds(),
+            flush_failures: Counter::default(),
+            retention_deleted: Counter::default(),
+            rpcs: Family::default(),
+            rpc_duration: Family::new_with_constructor(histogram_seconds),
+            db_pool: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "monitor_probes",
+            "Probes made, by outcome, error kind and status class",
+            m.probes.clone(),
+        );
+        r.register_with_unit(
+            "monitor_probe_duration",
+            "Time from sending a probe to its outcome",
+            Unit::Seconds,
+            m.probe_duration.clone(),
+        );
+        r.register_with_unit(
+            "monitor_schedule_lateness",
+            "Probe start minus its due time",
+            Unit::Seconds,
+            m.schedule_lateness.clone(),
+        );
+        r.register(
+            "monitor_probes_skipped_late",
+            "Due times skipped because they were missed by more than the allowed lateness (downtime)",
+            m.probes_skipped_late.clone(),
+        );
+        r.register(
+            "monitor_buffer_backlog",
+            "Probe results waiting to be flushed (in Redis or in process)",
+            m.buffer_backlog.clone(),
+        );
+        r.register(
+            "monitor_flush_batches",
+            "Batches written to the database",
+            m.flush_batches.clone(),
+        );
+        r.register(
+            "monitor_flush_rows",
+            "Status rows inserted by the flush",
+            m.flush_rows.clone(),
+        );
+        r.register_with_unit(
+            "monitor_flush_duration",
+            "Time to read, write and acknowledge one batch",
+            Unit::Seconds,
+            m.flush_duration.clone(),
+        );
+        r.register(
+            "monitor_flush_failures",
+            "Flushes that failed (database or buffer unreachable); retried",
+            m.flush_failures.clone(),
+        );
+        r.register(
+            "monitor_retention_deleted_rows",
+            "Statuses deleted by retention",
+            m.retention_deleted.clone(),
+        );
+        r.register(
+            "monitor_rpcs",
+            "RPCs and JSON requests answered, by transport, method and code",
+            m.rpcs.clone(),
+        );
+        r.register_with_unit(
+            "monitor_rpc_duration",
+            "Time to answer an RPC or JSON request",
+            Unit::Seconds,
+            m.rpc_duration.clone(),
+        );
+        r.register(
+            "monitor_db_pool_connections",
+            "Database pool connections by state",
+            m.db_pool.clone(),
+        );
+        m
+    }
+
+    /// Records one answered request.
+    pub fn rpc(&self, transport: &'static str, method: &str, code: String, took: Duration) {
+        self.rpcs
+            .get_or_create(&RpcLabels {
+                transport,
+                method: method.to_owned(),
+                code,
+            })
+            .inc();
+        self.rpc_duration
+            .get_or_create(&MethodLabels {
+                transport,
+                method: method.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let m = Metrics::new();
+        m.probes
+            .get_or_create(&ProbeLabels {
+                outcome: "response",
+                error_kind: String::new(),
+                status_class: "2xx",
+            })
+            .inc();
+        m.rpc(
+            "grpc",
+            "/monitor.v1.MonitorService/AddUrl",
+            "OK".into(),
+            Duration::from_millis(3),
+        );
+        let text = m.encode();
+        for name in [
+            "monitor_probes_total{outcome=\"response\",error_kind=\"\",status_class=\"2xx\"} 1",
+            "monitor_probe_duration_seconds_bucket",
+            "monitor_schedule_lateness_seconds_bucket",
+            "monitor_flush_rows_total 0",
+            "monitor_retention_deleted_rows_total 0",
+            "monitor_rpcs_total{transport=\"grpc\",method=\"/monitor.v1.MonitorService/AddUrl\",code=\"OK\"} 1",
+            "monitor_rpc_duration_seconds_count{transport=\"grpc\",method=\"/monitor.v1.MonitorService/AddUrl\"} 1",
+            "# TYPE monitor_buffer_backlog gauge",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! `/metrics` counts what happened, request ids travel both ways, and health
+//! follows the dependencies (our own Postgres and Redis, stopped and started).
+
+use std::time::Duration;
+
+use monitor::{proto::monitor::v1 as pb, store::statuses};
+use reqwest::{Method, StatusCode};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{
+    helpers::{Backend, TestApp, authed, prober_settings, spawn_app, spawn_app_with, use_redis},
+    services::{OwnPostgres, OwnRedis},
+    target::Target,
+};
+
+async fn scrape(app: &TestApp) -> String {
+    let res = reqwest::get(app.http_url("/metrics")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    res.text().await.unwrap()
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`
+/// (counts and gauges here are whole numbers).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn value(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && labels.iter().all(|want| rest.contains(want)))
+                .then(|| v.parse::<f64>().unwrap() as u64)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_probes_flushes_and_calls_exactly() {
+    let target = Target::start().await;
+    let app = spawn_app_with(Backend::Sqlite, prober_settings).await;
+    let (_, token) = app.user().await;
+    // A new URL is probed at once, then not for half a period: one probe
+    // each within this test.
+    let ok = app.add_url_every(&token, &target.url("/ok"), 600).await;
+    let fail = app.add_url_every(&token, &target.url("/fail"), 600).await;
+    // Nothing listens on port 1: a connect error.
+    let refused = app.add_url_every(&token, "http://127.0.1:1/", 600).await;
+    let bad = app
+        .client
+        .clone()
+        .add_url(authed(
+            pb::AddUrlRequest {
+                url: "ftp://x".into(),
+                period: None,
+            },
+            &token,
+        ))
+        .await;
+    assert!(bad.is_err());
+    let (s, _) = app.json(Method::GET, "/v1/urls", None, Some(&token)).await;
+    assert_eq!(s, StatusCode::OK);
+    for url in [&ok, &fail, &refused] {
+        app.wait_for_statuses(&token, url.id, 1, Duration::from_secs(10))
+            .await;
+    }
+    let text = scrape(&app).await;
+    let stored = statuses::Entity::find().count(&app.db).await.unwrap();
+    assert_eq!(stored, 3);
+    assert_eq!(target.total_hits(), 2);
+
+    let probes = |labels: &[&str]| value(&text, "monitor_probes_total", labels);
+    assert_eq!(probes(&["status_class=\"2xx\""]), 1, "{text}");
+    assert_eq!(probes(&["status_class=\"5xx\""]), 1, "{text}");
+    assert_eq!(
+        probes(&["outcome=\"error\"", "error_kind=\"connect\""]),
+        1,
+        "{text}"
+    );
+    assert_eq!(probes(&[]), 3, "{text}");
+    assert_eq!(value(&text, "monitor_probe_duration_seconds_count", &[]), 3);
+    assert_eq!(
+        value(&text, "monitor_schedule_lateness_seconds_count", &[]),
+        3
+    );
+    assert_eq!(value(&text, "monitor_flush_rows_total", &[]), 3, "{text}");
+    let batches = value(&text, "monitor_flush_batches_total", &[]);
+    assert!((1..=3).contains(&batches), "{text}");
+    assert_eq!(
+        value(&text, "monitor_flush_duration_seconds_count", &[]),
+        batches
+    );
+    assert_eq!(value(&text, "monitor_buffer_backlog", &[]), 0);
+    assert_eq!(value(&text, "monitor_retention_deleted_rows_total", &[]), 0);
+
+    // Calls by transport, method and code.
+    let add = "method=\"/monitor.v1.MonitorService/AddUrl\"";
+    let rpcs = |labels: &[&str]| value(&text, "monitor_rpcs_total", labels);
+    assert_eq!(rpcs(&[add, "code=\"OK\""]), 3, "{text}");
+    assert_eq!(rpcs(&[add, "code=\"INVALID_ARGUMENT\""]), 1, "{text}");
+    assert_eq!(
+        value(&text, "monitor_rpc_duration_seconds_count", &[add]),
+        4
+    );
+    assert_eq!(
+        rpcs(&[
+            "transport=\"http\"",
+            "method=\"GET /v1/urls\"",
+            "code=\"200\""
+        ]),
+        1,
+        "{text}"
+    );
+    assert!(
+        value(&text, "monitor_db_pool_connections", &[]) >= 1,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_returned_and_kept_when_sent() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut req = tonic::Request::new(pb::LoginRequest {
+        email: "who@example.com".into(),
+        password: "x".into(),
+    });
+    req.metadata_mut()
+        .insert("x-request-id", "trace-me-42".parse().unwrap());
+    let err = app.client.clone().login(req).await.unwrap_err();
+    assert_eq!(err.metadata().get("x-request-id").unwrap(), "trace-me-42");
+
+    let (_, token) = app.user().await;
+    let res = app
+        .client
+        .clone()
+        .list_urls(authed(pb::ListUrlsRequest {}, &token))
+        .await
+        .unwrap();
+    let generated = res
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+
+    let res = reqwest::Client::new()
+        .get(app.http_url("/v1/urls"))
+        .header("x-request-id", "curl-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["x-request-id"], "curl-1");
+}
+
+async fn grpc_health(app: &TestApp, service: &str) -> ServingStatus {
+    let mut client = HealthClient::new(app.channel().await);
+    let res = client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ServingStatus::try_from(res.status).unwrap()
+}
+
+async fn wait_health(app: &TestApp, want: ServingStatus, ready: StatusCode) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let overall = grpc_health(app, "").await;
+        let api = grpc_health(app, "monitor.v1.MonitorService").await;
+        let (status, body) = app.json(Method::GET, "/readyz", None, None).await;
+        if overall == want && api == want && status == ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health stayed {overall:?}/{api:?}, /readyz {status} {body}; wanted {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_postgres_and_redis_down_and_back() {
+    let pg = OwnPostgres::start();
+    let mut redis = OwnRedis::start();
+    let (pg_url, redis_url) = (pg.url(), redis.url());
+    let mut app = spawn_app_with(Backend::Sqlite, |s| {
+        use_redis(s);
+        s.redis_url = Some(redis_url);
+        s.database_url = Some(pg_url);
+        s.health_interval = Duration::from_millis(200);
+    })
+    .await;
+    wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
+    let (s, live) = app.json(Method::GET, "/healthz", None, None).await;
+    assert_eq!((s, live["status"].as_str()), (StatusCode::OK, Some("ok")));
+
+    pg.stop();
+    wait_health(
+        &app,
+        ServingStatus::NotServing,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    let (_, body) = app.json(Method::GET, "/readyz", None, None).await;
+    assert_eq!(body["database"], "unreachable", "{body}");
+    // Liveness does not depend on the database.
+    assert_eq!(
+        app.json(Method::GET, "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    pg.restart();
+    wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
+
+    redis.kill();
+    wait_health(
+        &app,
+        ServingStatus::NotServing,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    let (_, body) = app.json(Method::GET, "/readyz", None, None).await;
+    assert_eq!(body["redis"], "unreachable", "{body}");
+    redis.restart();
+    wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
+    app.stop().await;
+}
