@@ -227,6 +227,8 @@ fn monitor_command(data_dir: &std::path::Path) -> Command {
         cmd.env_remove(var);
     }
     cmd.env("MONITOR_DATA_DIR", data_dir)
+        // The tests add example.com; nothing may look it up.
+        .env("MONITOR_PROBER", "false")
         .env("MONITOR_GRPC_ADDR", "127.0.0.1:0")
         .env("MONITOR_HTTP_ADDR", "127.0.0.1:0");
     cmd
@@ -363,6 +365,13 @@ async fn the_binary_serves_on_the_embedded_default_and_stops_on_sigterm() {
         all.contains("/monitor.v1.MonitorService/AddUrl"),
         "a span per RPC: {all}"
     );
+    let add = log
+        .iter()
+        .find(|l| l.contains("/monitor.v1.MonitorService/AddUrl") && l.contains("call answered"))
+        .unwrap_or_else(|| panic!("no answered AddUrl line: {all}"));
+    for field in ["\"user_id\"", "\"request_id\"", "\"code\":\"OK\""] {
+        assert!(add.contains(field), "{field} missing from {add}");
+    }
     for leaked in [secret, "wrong-password-here", token.as_str()] {
         assert!(!all.contains(leaked), "{leaked:?} appeared in the logs");
     }
