@@ -15,6 +15,7 @@ mod auth;
 mod outages;
 mod pipeline;
 mod prober;
+mod scaleout;
 mod server;
 mod statuses;
 mod urls;
