@@ -46,6 +46,13 @@ struct Args {
     /// Warm-up before the window (default: one period, at least 3 s).
     #[arg(long, value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
+    /// Probe this base URL (e.g. nginx) instead of the in-process target;
+    /// URLs are `<target>u/<i>`.
+    #[arg(long)]
+    target: Option<String>,
+    /// Probes in flight at once (global and per host).
+    #[arg(long, default_value_t = 512)]
+    concurrency: usize,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]
     bench: bool,
@@ -105,7 +112,11 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 #[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (target, hits) = start_target();
+    let (local, hits) = start_target();
+    let base = args
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}/"));
     let tmp = tempfile::tempdir()?;
     let mut s = Settings::defaults(tmp.path());
     s.grpc_addr = "127.0.0.1:0".parse()?;
@@ -116,7 +127,8 @@ async fn main() -> anyhow::Result<()> {
     s.allow_private_targets = true;
     s.min_period = Duration::from_secs(1);
     s.max_urls_per_user = u32::try_from(args.urls).unwrap_or(u32::MAX);
-    s.probe_per_host = s.probe_concurrency;
+    s.probe_concurrency = args.concurrency;
+    s.probe_per_host = args.concurrency;
     s.log_format = monitor::config::LogFormat::Pretty;
     let backend = if s.database_url.is_some() {
         "postgres"
@@ -158,10 +170,11 @@ async fn main() -> anyhow::Result<()> {
         let mut client = client.clone();
         let token = token.clone();
         let n = args.urls;
+        let base = base.clone();
         adders.push(tokio::spawn(async move {
             for i in (w..n).step_by(workers) {
                 let mut req = tonic::Request::new(pb::AddUrlRequest {
-                    url: format!("http://{target}/u/{i}"),
+                    url: format!("{base}u/{i}"),
                     period: Some(pbjson_types::Duration {
                         seconds: period,
                         nanos: 0,
@@ -222,6 +235,8 @@ async fn main() -> anyhow::Result<()> {
         "window_s": window,
         "demand_probes_per_s": demand,
         "stored_probes_per_s": rows.len() as f64 / window,
+        "target": if args.target.is_some() { "external" } else { "in-process" },
+        "concurrency": args.concurrency,
         "target_hits_per_s": (hits_to - hits_from) as f64 / window,
         "failed": failed,
         "lateness_ms": {

@@ -128,7 +128,7 @@ pub struct Settings {
     pub flush_interval: Duration,
 
     /// Results per flush batch; a full batch flushes at once.
-    #[arg(long, env = "MONITOR_FLUSH_BATCH", default_value_t = 2000)]
+    #[arg(long, env = "MONITOR_FLUSH_BATCH", default_value_t = 20_000)]
     pub flush_batch: usize,
 
     /// Statuses older than this are deleted.

@@ -16,7 +16,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
     sea_query::{OnConflict, Query},
 };
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,9 @@ use crate::{
 /// Rows per INSERT: 8 columns each stays below SQLite's 32 766 and
 /// Postgres' 65 535 bind parameters.
 const INSERT_CHUNK: usize = 4_000;
+/// Rows per UNNEST insert on Postgres (arrays have no parameter limit;
+/// this bounds one statement's memory and lock time).
+const UNNEST_CHUNK: usize = 20_000;
 /// Rows per retention DELETE.
 const RETENTION_CHUNK: u64 = 5_000;
 
@@ -192,24 +195,53 @@ pub async fn store_results(
             .await?;
         live.extend(found);
     }
-    let rows: Vec<statuses::ActiveModel> = results
+    let live: Vec<&ProbeResult> = results
         .iter()
         .filter(|r| live.contains(&r.url_id))
-        .map(to_row)
         .collect();
-    let dropped = results.len() - rows.len();
+    let dropped = results.len() - live.len();
     let mut inserted = 0;
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        inserted += statuses::Entity::insert_many(chunk.to_vec())
-            .on_conflict(
-                OnConflict::columns([statuses::Column::UrlId, statuses::Column::DueAt])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        // One statement per batch, seven array parameters whatever its size.
+        let pool = db.get_postgres_connection_pool();
+        for chunk in live.chunks(UNNEST_CHUNK) {
+            inserted += insert_unnest(pool, chunk).await?;
+        }
+    } else {
+        for chunk in live.chunks(INSERT_CHUNK) {
+            inserted += statuses::Entity::insert_many(chunk.iter().map(|r| to_row(r)))
+                .on_conflict(
+                    OnConflict::columns([statuses::Column::UrlId, statuses::Column::DueAt])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
     }
     Ok((inserted, dropped))
+}
+
+/// Inserts rows on Postgres as columns: `INSERT … SELECT FROM UNNEST(…)`
+/// binds seven arrays, so the statement is parsed once whatever the batch
+/// size and no bind-parameter limit applies.
+async fn insert_unnest(pool: &sqlx::PgPool, rows: &[&ProbeResult]) -> anyhow::Result<u64> {
+    let ts = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
+    let done = sqlx::query(
+        "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
+         SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int4[], $5::int8[], $6::int2[], $7::text[]) \
+         ON CONFLICT (url_id, due_at) DO NOTHING",
+    )
+    .bind(rows.iter().map(|r| r.url_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| ts(r.due_ms * 1000)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| ts(r.started_us)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.status_code).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.latency_us).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.error_kind).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 fn to_row(r: &ProbeResult) -> statuses::ActiveModel {

@@ -1,0 +1,179 @@
+//! Flush throughput: rows/s from the Redis stream into Postgres through the
+//! service's flush task, beside `psql \copy` of the same rows into the same
+//! table, in one run.
+//!
+//!     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/monitor_bench \
+//!     BENCH_REDIS_URL=redis://127.0.0.1:6379 cargo bench --bench flush -- --rows 200000
+//!
+//! The database must be empty (a fresh one): the bench creates the schema,
+//! one user and `--urls` URLs, pushes `--rows` results to the stream, times
+//! the drain, truncates, then times `\copy` of the same rows from a CSV file.
+
+use std::{fmt::Write as _, sync::Arc, time::Instant};
+
+use chrono::{TimeZone, Utc};
+use monitor::{
+    buffer::{Buffer, RedisBuffer},
+    config::Settings,
+    flush::{self, FlushSettings, Flusher},
+    prober::ProbeResult,
+    store,
+};
+use sea_orm::{ConnectionTrait, Statement};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap,
+    clippy::too_many_lines
+)]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rows = arg("--rows", 200_000);
+    let urls = arg("--urls", 1000);
+    let batch = arg("--batch", 2000);
+    let db_url = std::env::var("BENCH_DATABASE_URL")?;
+    let redis_url = std::env::var("BENCH_REDIS_URL")?;
+    let tmp = tempfile::tempdir()?;
+    let mut settings = Settings::defaults(tmp.path());
+    settings.database_url = Some(db_url.clone());
+    let db = store::connect(&settings).await?;
+    db.execute_unprepared(
+        "INSERT INTO users (email, password_hash, created_at) VALUES ('flush@example.com', 'x', now())",
+    )
+    .await?;
+    db.execute_unprepared(&format!(
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, last_due_ms)
+         SELECT (SELECT id FROM users LIMIT 1), 'http://127.0.0.1/' || g, 60, now(), 0, 9000000000000, 0
+         FROM generate_series(1, {urls}) g"
+    ))
+    .await?;
+    let first_url: i64 = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT min(id) AS id FROM urls",
+        ))
+        .await?
+        .expect("urls")
+        .try_get("", "id")?;
+
+    let base = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp_millis();
+    let results: Vec<ProbeResult> = (0..rows)
+        .map(|i| ProbeResult {
+            url_id: first_url + (i % urls) as i64,
+            due_ms: base + (i / urls) as i64 * 60_000,
+            started_us: (base + (i / urls) as i64 * 60_000) * 1000 + 1500,
+            status_code: 200,
+            latency_us: 12_345,
+            error_kind: None,
+            error_message: None,
+        })
+        .collect();
+
+    let prefix = format!("monitor-bench-flush-{}", std::process::id());
+    let buffer =
+        Arc::new(RedisBuffer::connect(&redis_url, &prefix, "bench".into(), rows + 1, batch).await?);
+    let pushers: Vec<_> = results
+        .chunks(rows.div_ceil(16))
+        .map(|chunk| {
+            let buffer = buffer.clone();
+            let chunk = chunk.to_vec();
+            tokio::spawn(async move {
+                for r in chunk {
+                    buffer.push(r).await;
+                }
+            })
+        })
+        .collect();
+    for p in pushers {
+        p.await?;
+    }
+    let waiting = buffer.backlog().await?;
+    let flusher = Flusher::new(
+        db.clone(),
+        buffer.clone(),
+        FlushSettings {
+            interval: std::time::Duration::from_secs(1),
+            batch,
+            retention: std::time::Duration::from_secs(2 * 86_400),
+            retention_interval: std::time::Duration::from_secs(60),
+        },
+    );
+    // The flush task's own loop, phase by phase: what bounds it.
+    let (mut read_s, mut store_s, mut ack_s, mut inserted) = (0.0, 0.0, 0.0, 0u64);
+    let started = Instant::now();
+    loop {
+        let t = Instant::now();
+        let batch = buffer.read(batch).await?;
+        read_s += t.elapsed().as_secs_f64();
+        if batch.results.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        inserted += flush::store_results(&db, &batch.results).await?.0;
+        store_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        buffer.ack(batch).await?;
+        ack_s += t.elapsed().as_secs_f64();
+    }
+    let flush_s = started.elapsed().as_secs_f64();
+    // And through Flusher::drain, as the service runs it (nothing left: 0).
+    let _ = flusher.drain().await?;
+
+    // The same rows, through COPY.
+    db.execute_unprepared("TRUNCATE statuses").await?;
+    let csv = tmp.path().join("statuses.csv");
+    let mut text = String::with_capacity(rows * 80);
+    for r in &results {
+        let due = Utc.timestamp_millis_opt(r.due_ms).unwrap();
+        let probed = Utc.timestamp_micros(r.started_us).unwrap();
+        let _ = writeln!(
+            text,
+            "{},{},{},{},{},,",
+            r.url_id,
+            due.to_rfc3339(),
+            probed.to_rfc3339(),
+            r.status_code,
+            r.latency_us
+        );
+    }
+    std::fs::write(&csv, text)?;
+    let started = Instant::now();
+    let status = std::process::Command::new("psql")
+        .arg(&db_url)
+        .args(["-q", "-c"])
+        .arg(format!(
+            "\\copy statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        ))
+        .status()?;
+    let copy_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(status.success(), "psql \\copy failed");
+
+    println!(
+        "{}",
+        serde_json::json!({
+            "rows": rows,
+            "waiting_in_redis": waiting,
+            "inserted": inserted,
+            "batch": batch,
+            "flush_rows_per_s": inserted as f64 / flush_s,
+            "copy_rows_per_s": rows as f64 / copy_s,
+            "flush_over_copy": (inserted as f64 / flush_s) / (rows as f64 / copy_s),
+            "seconds": {"read": read_s, "store": store_s, "ack": ack_s, "copy": copy_s},
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,107 @@
+"""Turns one bench/run's raw outputs into <out>.json, <out>.md and <out>.png.
+
+Every figure is a ratio against a baseline measured in the same run where
+one exists; the target for each is from issue 7.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+work, out = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+def load(name):
+    return json.loads((work / f"{name}.json").read_text())
+
+
+def p99_ms(ghz):
+    return next(d["latency"] for d in ghz["latencyDistribution"] if d["percentage"] == 99) / 1e6
+
+
+def ok_rps(ghz):
+    ok = ghz["statusCodeDistribution"].get("OK", 0)
+    return ok / (ghz["total"] / 1e9)
+
+
+m = load("machine")
+register, login, argon = load("register"), load("login"), load("argon2")
+addurl, addurl_2k = load("addurl"), load("addurl_2000")
+ls, ls_2k = load("liststatuses"), load("liststatuses_2000")
+flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
+rss, lateness = load("rss_100k"), load("lateness_10k")
+
+rows = [
+    # name, value, unit, baseline (label, value) or None, ratio or None, target text, met, score (>=1 met)
+    ("Prober probes/s (nginx, new connection each)", prober["stored_probes_per_s"], "probes/s",
+     ("blackbox_exporter", anchors["blackbox_probes_per_s"]),
+     prober["stored_probes_per_s"] / anchors["blackbox_probes_per_s"], ">= 4x blackbox_exporter", 4.0),
+    ("  raw ceiling: wrk, Connection: close", anchors["wrk_close_per_s"], "req/s", None, None, "reference", None),
+    ("Flush rows/s, Redis -> Postgres", flush["flush_rows_per_s"], "rows/s",
+     ("psql \\copy", flush["copy_rows_per_s"]), flush["flush_over_copy"], ">= 0.5x COPY", 0.5),
+    ("Register RPC/s", ok_rps(register), "RPC/s", ("raw argon2id hashes/s", argon["hashes_per_s"]),
+     ok_rps(register) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
+    ("Login RPC/s", ok_rps(login), "RPC/s", ("raw argon2id hashes/s", argon["hashes_per_s"]),
+     ok_rps(login) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
+    ("AddUrl RPC/s (max)", ok_rps(addurl), "RPC/s", None, None, ">= 5000", 5000.0),
+    ("AddUrl p99 at 2000 rps", p99_ms(addurl_2k), "ms", None, None, "<= 20 ms", -20.0),
+    ("ListStatuses (100 rows) RPC/s (max)", ok_rps(ls), "RPC/s", None, None, ">= 5000", 5000.0),
+    ("ListStatuses p99 at 2000 rps", p99_ms(ls_2k), "ms", None, None, "<= 20 ms", -20.0),
+    ("RSS per URL at 100k URLs", rss["rss_bytes_per_url"], "bytes", None, None, "<= 1024", -1024.0),
+    ("Schedule lateness p99, 10k URLs", lateness["lateness_ms"]["p99"], "ms", None, None, "<= 50 ms", -50.0),
+]
+
+table = []
+for name, value, unit, base, ratio, target, goal in rows:
+    if goal is None:
+        met, score = None, None
+    elif ratio is not None:
+        met, score = ratio >= goal, ratio / goal
+    elif goal < 0:
+        met, score = value <= -goal, (-goal) / value if value > 0 else 10.0
+    else:
+        met, score = value >= goal, value / goal
+    table.append({
+        "measure": name.strip(), "value": round(value, 2), "unit": unit,
+        "baseline": None if base is None else {"what": base[0], "value": round(base[1], 2)},
+        "ratio": None if ratio is None else round(ratio, 3), "target": target, "met": met,
+        "score": None if score is None else round(score, 3),
+    })
+
+errors = {k: v["errorDistribution"] for k, v in
+          {"register": register, "login": login, "addurl": addurl, "addurl_2000": addurl_2k,
+           "liststatuses": ls, "liststatuses_2000": ls_2k}.items() if v["errorDistribution"]}
+report = {"machine": m, "results": table, "rpc_errors": errors,
+          "raw": {n: load(n) for n in ["flush", "prober_nginx", "anchors", "rss_100k", "lateness_10k", "argon2"]}}
+out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+
+md = [f"Machine: {m['cpus']} × {m['cpu']}, {m['mem_gib']} GiB, Linux {m['kernel']}; commit {m['commit']}, {m['date']}.",
+      "Command: `bash bench/run`.", "",
+      "| measure | value | baseline (same run) | ratio | target | met |",
+      "| --- | --- | --- | --- | --- | --- |"]
+for r in table:
+    base = "" if r["baseline"] is None else f"{r['baseline']['what']}: {r['baseline']['value']:,.0f}"
+    ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}×"
+    met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+    md.append(f"| {r['measure']} | {r['value']:,.2f} {r['unit']} | {base} | {ratio} | {r['target']} | {met} |")
+if errors:
+    md += ["", f"RPC errors during the load runs: `{json.dumps(errors)[:500]}`"]
+out.with_suffix(".md").write_text("\n".join(md) + "\n")
+
+scored = [r for r in table if r["score"] is not None]
+fig, ax = plt.subplots(figsize=(9, 0.5 * len(scored) + 1.5))
+names = [r["measure"] for r in scored][::-1]
+scores = [min(r["score"], 10) for r in scored][::-1]
+ax.barh(names, scores, color=["tab:green" if s >= 1 else "tab:red" for s in scores])
+ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
+ax.set_xscale("log")
+ax.set_xlabel("measured / target (≥ 1 meets the target; log scale, capped at 10)")
+ax.set_title(f"monitor bench, {m['date'][:10]}, {m['cpus']} vCPU")
+fig.tight_layout()
+fig.savefig(out.with_suffix(".png"), dpi=110)
+print("\n".join(md))
