@@ -97,6 +97,8 @@ impl App {
                 lookahead: settings.schedule_tick * 2 + Duration::from_millis(100),
                 max_lateness: settings.schedule_max_lateness,
                 claim_batch: 10_000,
+                // Room for a look-ahead of due probes plus a queue for the permits.
+                max_pending: (settings.probe_concurrency * 16).max(8192),
                 concurrency: settings.probe_concurrency,
                 per_host: settings.probe_per_host,
             },

@@ -71,9 +71,19 @@ fn period(body: &Map<String, Value>) -> Result<Option<pbjson_types::Duration>, E
     Ok(Some(pbjson_types::Duration { seconds, nanos: 0 }))
 }
 
-fn credentials(body: &Value) -> Result<(String, String), Error> {
+/// Email and password from a seed body, field names in any case.
+pub fn credentials(body: &Value) -> Result<(String, String), Error> {
     let body = object(body)?;
     Ok((string(body, "Email")?, string(body, "Password")?))
+}
+
+/// The AddUrl request a seed `/url` body stands for.
+pub fn add_url_request(body: &Value) -> Result<pb::AddUrlRequest, Error> {
+    let body = object(body)?;
+    Ok(pb::AddUrlRequest {
+        url: string(body, "URL")?,
+        period: period(body)?,
+    })
 }
 
 async fn register(
@@ -103,14 +113,7 @@ async fn add_url(
     Extension(user): Extension<UserId>,
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<pb::AddUrlResponse>), RestError> {
-    let req = object(&body)
-        .and_then(|b| {
-            Ok(pb::AddUrlRequest {
-                url: string(b, "URL")?,
-                period: period(b)?,
-            })
-        })
-        .map_err(tonic::Status::from)?;
+    let req = add_url_request(&body).map_err(tonic::Status::from)?;
     let mut req = tonic::Request::new(req);
     req.extensions_mut().insert(user);
     let res = api.add_url(req).await?;

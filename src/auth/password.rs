@@ -2,6 +2,11 @@
 //! which are the argon2 crate's defaults. Every call runs on the blocking
 //! pool: a hash takes tens of milliseconds of CPU and must not stall the
 //! runtime's workers.
+//!
+//! At most one hash per core runs at once (a semaphore): more would only
+//! share the same cores, and each holds 19 MiB, so a flood of Register and
+//! Login calls waits in line instead of exhausting memory or thrashing the
+//! caches.
 
 use std::sync::LazyLock;
 
@@ -34,22 +39,39 @@ fn verify_now(password: &[u8], phc: &str) -> anyhow::Result<bool> {
     Ok(Argon2::default().verify_password(password, &parsed).is_ok())
 }
 
-/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
-pub async fn hash(password: Password) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash_now(password.expose()))
+/// One permit per core.
+static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    tokio::sync::Semaphore::new(
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+    )
+});
+
+/// Runs `work` on the blocking pool once a core is free for it.
+async fn on_a_core<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .context("hashing semaphore closed")?;
+    tokio::task::spawn_blocking(work)
         .await
         .context("password hashing task failed")?
+}
+
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
+pub async fn hash(password: Password) -> anyhow::Result<String> {
+    on_a_core(move || hash_now(password.expose())).await
 }
 
 /// Checks a password against a stored hash, or against a dummy hash when
 /// there is none (unknown user), always spending one verification.
 pub async fn verify(password: Password, stored: Option<String>) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || match stored {
+    on_a_core(move || match stored {
         Some(phc) => verify_now(password.expose(), &phc),
         None => verify_now(password.expose(), &DUMMY_HASH).map(|_| false),
     })
     .await
-    .context("password verification task failed")?
 }
 
 /// Computes the dummy hash now, so the first unknown-user login is not slower.

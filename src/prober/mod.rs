@@ -15,7 +15,10 @@ pub mod ssrf;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -83,6 +86,8 @@ pub struct ProberSettings {
     pub lookahead: Duration,
     pub max_lateness: Duration,
     pub claim_batch: u64,
+    /// Most claimed probes unfinished at once (see [`Prober::tick`]).
+    pub max_pending: usize,
     pub concurrency: usize,
     pub per_host: usize,
 }
@@ -135,6 +140,9 @@ struct Inner {
     hosts: HostLimits,
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
+    /// Claimed probes not finished yet (waiting for their time or a permit,
+    /// or running).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Prober {
@@ -160,20 +168,32 @@ impl Prober {
                 wake,
                 tasks: TaskTracker::new(),
                 metrics,
+                pending: Arc::default(),
             }),
         }
     }
 
     /// Claims what is due and starts a task for each claim.
+    ///
+    /// Backpressure: an instance claims only while fewer than
+    /// `max_pending` of its claims are unfinished. Overloaded, it leaves due
+    /// URLs in the database, where another instance can claim them (or,
+    /// missed by more than the allowed lateness, they are skipped), instead
+    /// of queueing tasks without bound.
     pub async fn tick(&self) -> anyhow::Result<TickReport> {
         let s = &self.inner.settings;
+        let pending = self.inner.pending.load(Ordering::Relaxed);
+        let room = s.max_pending.saturating_sub(pending) as u64;
+        if room == 0 {
+            return Ok(TickReport::default());
+        }
         let now = Utc::now().timestamp_millis();
         let claims = schedule::claim_due(
             &self.inner.db,
             now,
             millis(s.lookahead),
             millis(s.max_lateness),
-            s.claim_batch,
+            s.claim_batch.min(room),
         )
         .await?;
         let mut report = TickReport {
@@ -193,9 +213,11 @@ impl Prober {
             }
             report.scheduled += 1;
             let this = self.clone();
-            self.inner
-                .tasks
-                .spawn(async move { this.fire(claim).await });
+            self.inner.pending.fetch_add(1, Ordering::Relaxed);
+            self.inner.tasks.spawn(async move {
+                this.fire(claim).await;
+                this.inner.pending.fetch_sub(1, Ordering::Relaxed);
+            });
         }
         Ok(report)
     }
@@ -216,6 +238,18 @@ impl Prober {
             .acquire_owned()
             .await
             .expect("never closed");
+        // Waited so long for a permit that the probe would be meaningless
+        // (overload): skip it, as a restart skips missed due times.
+        let late = Utc::now() - due_at;
+        if late.num_milliseconds() > millis(self.inner.settings.max_lateness) {
+            self.inner.metrics.probes_skipped_late.inc();
+            tracing::debug!(
+                url_id = claim.url_id,
+                late_ms = late.num_milliseconds(),
+                "overloaded; skipped"
+            );
+            return;
+        }
         let result = self.inner.probe.run(claim.url_id, &claim.url, due_at).await;
         self.record(&result);
         tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, "probed");
