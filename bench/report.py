@@ -49,9 +49,11 @@ rows = [
     ("Login RPC/s", ok_rps(login), "RPC/s", ("raw argon2id hashes/s", argon["hashes_per_s"]),
      ok_rps(login) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
     ("AddUrl RPC/s (max)", ok_rps(addurl), "RPC/s", None, None, ">= 5000", 5000.0),
-    ("AddUrl p99 at 2000 rps", p99_ms(addurl_2k), "ms", None, None, "<= 20 ms", -20.0),
+    (f"AddUrl p99 at 2000 rps (achieved {ok_rps(addurl_2k):,.0f} rps)", p99_ms(addurl_2k), "ms", None, None,
+     "<= 20 ms at 2000 rps", -20.0 if ok_rps(addurl_2k) >= 1900 else -0.0001),
     ("ListStatuses (100 rows) RPC/s (max)", ok_rps(ls), "RPC/s", None, None, ">= 5000", 5000.0),
-    ("ListStatuses p99 at 2000 rps", p99_ms(ls_2k), "ms", None, None, "<= 20 ms", -20.0),
+    (f"ListStatuses p99 at 2000 rps (achieved {ok_rps(ls_2k):,.0f} rps)", p99_ms(ls_2k), "ms", None, None,
+     "<= 20 ms at 2000 rps", -20.0 if ok_rps(ls_2k) >= 1900 else -0.0001),
     ("RSS per URL at 100k URLs", rss["rss_bytes_per_url"], "bytes", None, None, "<= 1024", -1024.0),
     ("Schedule lateness p99, 10k URLs", lateness["lateness_ms"]["p99"], "ms", None, None, "<= 50 ms", -50.0),
 ]
