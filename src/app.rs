@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use crate::{
     api::{grpc::MonitorApi, http as json_api, observe::GrpcObserveLayer},
-    auth::{AuthLayer, TokenKeys, password},
+    auth::{AuthLayer, TokenKeys, limit::LoginLimitSettings, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{self, DatabaseKind, Settings},
     domain::PeriodBounds,
@@ -60,7 +60,11 @@ impl App {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let db = store::connect(&settings).await?;
         let key = token_key(&settings).await?;
-        let keys = Arc::new(TokenKeys::new(&key, settings.token_ttl));
+        let mut token_keys = TokenKeys::new(&key, settings.token_ttl);
+        if let Some(previous) = &settings.token_key_previous {
+            token_keys = token_keys.with_previous(&config::parse_token_key(previous)?);
+        }
+        let keys = Arc::new(token_keys);
 
         let metrics = Arc::new(Metrics::new());
         let wake_scheduler = Arc::new(Notify::new());
@@ -74,7 +78,15 @@ impl App {
             wake_scheduler.clone(),
         ));
         let services = Services {
-            accounts: Arc::new(AccountService::new(db.clone(), keys.clone())),
+            accounts: Arc::new(AccountService::new(
+                db.clone(),
+                keys.clone(),
+                LoginLimitSettings {
+                    per_account: settings.login_max_failures,
+                    per_peer: settings.login_max_failures_per_peer,
+                    period: settings.login_lockout,
+                },
+            )),
             statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
             urls,
         };
@@ -186,6 +198,16 @@ impl App {
                 .clone()
                 .watch(self.settings.health_interval, shutdown.clone()),
         );
+        let accounts = self.services.accounts.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(60)) => accounts.prune_limits(),
+                }
+            }
+        });
 
         // The prober stops first; the flusher then drains what it pushed.
         let stop_flusher = CancellationToken::new();
@@ -218,8 +240,11 @@ impl App {
             self.metrics.clone(),
             health.clone(),
         );
-        let http_server = axum::serve(self.http_listener, http_app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let http_server = axum::serve(
+            self.http_listener,
+            http_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let http_server = tokio::spawn(http_server.into_future());
 
         let server = Server::builder()

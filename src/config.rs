@@ -58,6 +58,29 @@ pub struct Settings {
     #[arg(long, env = "MONITOR_TOKEN_KEY", hide_env_values = true)]
     pub token_key: Option<String>,
 
+    /// The previous token key, during a key rotation: tokens it signed are
+    /// still accepted (they expire within MONITOR_TOKEN_TTL), new ones are
+    /// signed with MONITOR_TOKEN_KEY. Remove it one TTL after rotating.
+    #[arg(long, env = "MONITOR_TOKEN_KEY_PREVIOUS", hide_env_values = true)]
+    pub token_key_previous: Option<String>,
+
+    /// Failed logins one account may have in a burst before it is locked.
+    #[arg(long, env = "MONITOR_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// Failed logins one peer address may have in a burst before it is locked.
+    #[arg(
+        long,
+        env = "MONITOR_LOGIN_MAX_FAILURES_PER_PEER",
+        default_value_t = 20
+    )]
+    pub login_max_failures_per_peer: u32,
+
+    /// Once a burst is spent, one more failed login is allowed per this
+    /// period (so a lock lasts about this long).
+    #[arg(long, env = "MONITOR_LOGIN_LOCKOUT", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub login_lockout: Duration,
+
     /// How long a login token stays valid (e.g. `1h`, `30m`).
     #[arg(long, env = "MONITOR_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
@@ -233,6 +256,20 @@ impl Settings {
             return Err(invalid(
                 "MONITOR_HTTP_MAX_BODY",
                 "must be between 1024 and 16777216 bytes",
+            ));
+        }
+        if let Some(key) = &self.token_key_previous {
+            parse_token_key(key).map_err(|_| {
+                invalid(
+                    "MONITOR_TOKEN_KEY_PREVIOUS",
+                    "must be 64 hex characters (32 bytes)",
+                )
+            })?;
+        }
+        if self.login_max_failures == 0 || self.login_max_failures_per_peer == 0 {
+            return Err(invalid(
+                "MONITOR_LOGIN_MAX_FAILURES",
+                "and MONITOR_LOGIN_MAX_FAILURES_PER_PEER must be at least 1",
             ));
         }
         match &self.token_key {

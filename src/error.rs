@@ -24,6 +24,9 @@ pub enum Error {
     Unauthenticated(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Too many failed attempts; the client may retry after `retry_after`.
+    #[error("too many failed attempts; try again in {}s", retry_after.as_secs())]
+    TooManyAttempts { retry_after: std::time::Duration },
     /// A dependency (the database) cannot be reached; the client may retry.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -53,7 +56,7 @@ impl Error {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::NotFound(_) => Code::NotFound,
             Self::Unauthenticated(_) => Code::Unauthenticated,
-            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::ResourceExhausted(_) | Self::TooManyAttempts { .. } => Code::ResourceExhausted,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
@@ -78,6 +81,10 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument { field, message } => {
                 let details = ErrorDetails::with_bad_request_violation(*field, message.clone());
                 tonic::Status::with_error_details(Code::InvalidArgument, err.to_string(), details)
+            }
+            Error::TooManyAttempts { retry_after } => {
+                let details = ErrorDetails::with_retry_info(Some(*retry_after));
+                tonic::Status::with_error_details(Code::ResourceExhausted, err.to_string(), details)
             }
             Error::Unavailable(cause) | Error::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");

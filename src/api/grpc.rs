@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::limit::Peer,
     domain::{Period, UserId},
     error::Error,
     proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
@@ -75,8 +76,13 @@ impl MonitorService for MonitorApi {
         &self,
         req: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .map(|p| p.0)
+            .or_else(|| req.remote_addr().map(|a| a.ip()));
         let pb::LoginRequest { email, password } = req.into_inner();
-        let issued = self.services.accounts.login(&email, password).await?;
+        let issued = self.services.accounts.login(&email, password, peer).await?;
         Ok(Response::new(pb::LoginResponse {
             token: issued.token,
             expires_at: Some(time::to_proto(issued.expires_at)),

@@ -37,7 +37,34 @@ use crate::{
 /// What the generated handlers need at run time (`runtime_crate` in
 /// build.rs): the error type they return and how they build a tonic request.
 pub mod gateway {
-    pub use tonic_rest::build_tonic_request;
+    use std::net::IpAddr;
+
+    use crate::auth::limit::Peer;
+
+    /// The header [`super::peer_header`] sets from the connection (any value
+    /// a client sent is replaced), read back into a [`Peer`] extension.
+    pub const PEER_HEADER: &str = "x-monitor-peer";
+
+    /// A tonic request for a generated handler: the forwarded headers as
+    /// metadata, the caller's identity and the peer address as extensions.
+    pub fn build_tonic_request<T, E>(
+        body: T,
+        headers: &axum::http::HeaderMap,
+        extension: Option<E>,
+    ) -> tonic::Request<T>
+    where
+        E: Clone + Send + Sync + 'static,
+    {
+        let mut req = tonic_rest::build_tonic_request(body, headers, extension);
+        if let Some(ip) = headers
+            .get(PEER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<IpAddr>().ok())
+        {
+            req.extensions_mut().insert(Peer(ip));
+        }
+        req
+    }
 
     /// A gRPC status answered as JSON.
     #[derive(Debug)]
@@ -93,6 +120,24 @@ pub fn router(
         .layer(middleware::from_fn(errors_as_json))
         .layer(middleware::from_fn_with_state(metrics, observe_http))
         .layer(middleware::map_request(json_by_default))
+        .layer(middleware::map_request(peer_header))
+}
+
+/// Puts the connection's peer address in [`gateway::PEER_HEADER`],
+/// replacing whatever a client sent there, for the login limits.
+async fn peer_header(mut req: Request) -> Request {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let headers = req.headers_mut();
+    headers.remove(gateway::PEER_HEADER);
+    if let Some(ip) = peer
+        && let Ok(value) = HeaderValue::from_str(&ip.to_string())
+    {
+        headers.insert(gateway::PEER_HEADER, value);
+    }
+    req
 }
 
 /// Prometheus text format.
@@ -246,8 +291,9 @@ fn or(said: String, fallback: &str) -> String {
 
 /// A tonic status as a JSON error response.
 pub fn status_response(status: &tonic::Status) -> Response {
-    let details = status
-        .get_error_details()
+    let error_details = status.get_error_details();
+    let retry_after = error_details.retry_info().and_then(|r| r.retry_delay);
+    let mut details: Vec<Value> = error_details
         .bad_request()
         .map(|br| {
             let violations: Vec<Value> = br
@@ -261,12 +307,24 @@ pub fn status_response(status: &tonic::Status) -> Response {
             })]
         })
         .unwrap_or_default();
-    error_response(
+    if let Some(delay) = retry_after {
+        details.push(json!({
+            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+            "retryDelay": format!("{}s", delay.as_secs()),
+        }));
+    }
+    let mut res = error_response(
         http_status(status.code()),
         status.code(),
         status.message(),
         &details,
-    )
+    );
+    if let Some(delay) = retry_after
+        && let Ok(value) = HeaderValue::from_str(&delay.as_secs().to_string())
+    {
+        res.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    res
 }
 
 /// The JSON error shape: a `google.rpc.Status`, as grpc-gateway writes it.

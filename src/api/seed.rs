@@ -11,13 +11,19 @@
 //! [`MonitorApi`] method as its v1 route, so validation and errors are the
 //! same; statuses are read through `GET /v1/urls/{url_id}/statuses`.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
-use axum::{Extension, Json, Router, extract::State, http::StatusCode, routing::post};
+use axum::{
+    Extension, Json, Router,
+    extract::{ConnectInfo, State},
+    http::StatusCode,
+    routing::post,
+};
 use serde_json::{Map, Value};
 
 use super::{grpc::MonitorApi, http::gateway::RestError};
 use crate::{
+    auth::limit::Peer,
     domain::UserId,
     error::Error,
     proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
@@ -99,12 +105,15 @@ async fn register(
 
 async fn login(
     State(api): State<Arc<MonitorApi>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Json(body): Json<Value>,
 ) -> Result<Json<pb::LoginResponse>, RestError> {
     let (email, password) = credentials(&body).map_err(tonic::Status::from)?;
-    let res = api
-        .login(tonic::Request::new(pb::LoginRequest { email, password }))
-        .await?;
+    let mut req = tonic::Request::new(pb::LoginRequest { email, password });
+    if let Some(Extension(ConnectInfo(addr))) = peer {
+        req.extensions_mut().insert(Peer(addr.ip()));
+    }
+    let res = api.login(req).await?;
     Ok(Json(res.into_inner()))
 }
 

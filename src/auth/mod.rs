@@ -6,6 +6,7 @@
 //! handlers a typed [`crate::domain::UserId`].
 
 pub mod layer;
+pub mod limit;
 pub mod password;
 pub mod token;
 

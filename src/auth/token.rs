@@ -20,6 +20,8 @@ const IMPLICIT: &[u8] = b"monitor.v1";
 /// The key tokens are made and checked with, and how long they live.
 pub struct TokenKeys {
     key: SymmetricKey<V4>,
+    /// During a rotation: tokens it signed still verify.
+    previous: Option<SymmetricKey<V4>>,
     ttl: Duration,
 }
 
@@ -27,6 +29,7 @@ impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
             .field("key", &"<redacted>")
+            .field("previous", &self.previous.as_ref().map(|_| "<redacted>"))
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -43,8 +46,16 @@ impl TokenKeys {
     pub fn new(key: &[u8; 32], ttl: Duration) -> Self {
         Self {
             key: SymmetricKey::from(key).expect("a 32-byte key is always valid"),
+            previous: None,
             ttl,
         }
+    }
+
+    /// Also accepts tokens signed with `previous` (a key rotation).
+    #[must_use]
+    pub fn with_previous(mut self, previous: &[u8; 32]) -> Self {
+        self.previous = Some(SymmetricKey::from(previous).expect("a 32-byte key is always valid"));
+        self
     }
 
     pub fn issue(&self, user: UserId) -> Result<IssuedToken, Error> {
@@ -66,14 +77,11 @@ impl TokenKeys {
     pub fn verify(&self, token: &str) -> Result<UserId, Error> {
         let invalid = || Error::Unauthenticated("invalid or expired token; log in again".into());
         let untrusted = UntrustedToken::<Local, V4>::try_from(token).map_err(|_| invalid())?;
-        let trusted = local::decrypt(
-            &self.key,
-            &untrusted,
-            &ClaimsValidationRules::new(),
-            None,
-            Some(IMPLICIT),
-        )
-        .map_err(|_| invalid())?;
+        let rules = ClaimsValidationRules::new();
+        let trusted = std::iter::once(&self.key)
+            .chain(self.previous.as_ref())
+            .find_map(|key| local::decrypt(key, &untrusted, &rules, None, Some(IMPLICIT)).ok())
+            .ok_or_else(invalid)?;
         trusted
             .payload_claims()
             .and_then(|c| c.get_claim("sub"))

@@ -1,13 +1,18 @@
 //! Registration and login.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::time;
 use crate::{
-    auth::{TokenKeys, password, token::IssuedToken},
+    auth::{
+        TokenKeys,
+        limit::{LoginLimitSettings, LoginLimits},
+        password,
+        token::IssuedToken,
+    },
     domain::{Email, Password, UserId},
     error::{Error, Result},
     store::{self, users},
@@ -17,13 +22,18 @@ use crate::{
 pub struct AccountService {
     db: DatabaseConnection,
     keys: Arc<TokenKeys>,
+    limits: LoginLimits,
 }
 
 const BAD_CREDENTIALS: &str = "wrong email or password";
 
 impl AccountService {
-    pub fn new(db: DatabaseConnection, keys: Arc<TokenKeys>) -> Self {
-        Self { db, keys }
+    pub fn new(db: DatabaseConnection, keys: Arc<TokenKeys>, limits: LoginLimitSettings) -> Self {
+        Self {
+            db,
+            keys,
+            limits: LoginLimits::new(limits),
+        }
     }
 
     /// Creates an account; the password is stored only as an argon2id hash.
@@ -53,10 +63,18 @@ impl AccountService {
     }
 
     /// Checks credentials and issues a token. An unknown email and a wrong
-    /// password get the same answer after the same amount of hashing.
-    pub async fn login(&self, email: &str, password: String) -> Result<IssuedToken> {
+    /// password get the same answer after the same amount of hashing. A
+    /// locked account or peer (too many failures, see [`LoginLimits`]) is
+    /// refused before any hashing.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        peer: Option<IpAddr>,
+    ) -> Result<IssuedToken> {
         let email = Email::parse("email", email)?;
         let password = Password::parse("password", password)?;
+        self.limits.check(email.as_str(), peer)?;
         let user = self.find_by_email(&email).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = password::verify(password, stored)
@@ -64,8 +82,17 @@ impl AccountService {
             .map_err(Error::Internal)?;
         match user {
             Some(user) if ok => self.keys.issue(UserId(user.id)),
-            _ => Err(Error::Unauthenticated(BAD_CREDENTIALS.into())),
+            _ => Err(self.limits.failed(
+                email.as_str(),
+                peer,
+                Error::Unauthenticated(BAD_CREDENTIALS.into()),
+            )),
         }
+    }
+
+    /// Forgets failure counts that have expired (call now and then).
+    pub fn prune_limits(&self) {
+        self.limits.prune();
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<users::Model>> {

@@ -10,6 +10,7 @@ mod services;
 mod target;
 mod tools;
 
+mod abuse;
 mod accounts;
 mod auth;
 mod outages;
