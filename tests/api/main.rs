@@ -2,6 +2,7 @@
 //! client, over real sockets. Each behaviour runs on SQLite and on Postgres.
 
 mod helpers;
+mod hostile;
 mod http;
 mod observability;
 #[cfg(feature = "otlp")]

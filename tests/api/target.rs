@@ -1,7 +1,10 @@
 //! A local HTTP target for probes, on port 0, that records every hit.
 //!
 //! Routes: `/ok` 200, `/fail` 500, `/redirect` 302 to `/ok`, `/slow` answers
-//! after 30 s, `/hold` after 300 ms while counting requests in flight. A second listener resets every connection it accepts.
+//! after 30 s, `/hold` after 300 ms while counting requests in flight.
+//! Hostile ones: `/trickle` sends a byte a second, `/huge` a 100 MB body,
+//! `/loop` redirects to itself forever. A second listener resets every
+//! connection it accepts.
 //! Any query string is kept, so tests tell URLs apart by it.
 
 use std::{
@@ -68,6 +71,26 @@ async fn record(State(state): State<AppState>, req: Request) -> Response {
             state.in_flight.now.fetch_sub(1, Ordering::SeqCst);
             (StatusCode::OK, "held").into_response()
         }
+        "/trickle" => {
+            let bytes = futures_util::stream::unfold(0u32, |n| async move {
+                (n < 60).then_some(())?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some((
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"x")),
+                    n + 1,
+                ))
+            });
+            (StatusCode::OK, axum::body::Body::from_stream(bytes)).into_response()
+        }
+        "/huge" => {
+            // 100 chunks of 1 MiB, made as they are read.
+            let chunk = axum::body::Bytes::from(vec![b'x'; 1 << 20]);
+            let bytes = futures_util::stream::iter(
+                (0..100).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            (StatusCode::OK, axum::body::Body::from_stream(bytes)).into_response()
+        }
+        "/loop" => (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             (StatusCode::OK, "late").into_response()
