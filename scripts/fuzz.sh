@@ -9,7 +9,7 @@ seconds=${1:-60}
 end=$((SECONDS + seconds))
 rounds=0
 while [ $SECONDS -lt $end ]; do
-  PROPTEST_CASES=${PROPTEST_CASES:-20000} cargo test -q --release --test fuzz >/dev/null
+  PROPTEST_CASES=${PROPTEST_CASES:-20000} cargo test -q --test fuzz >/dev/null
   rounds=$((rounds + 1))
 done
 echo "fuzz: $rounds rounds of ${PROPTEST_CASES:-20000} cases per property in ${seconds}s, no failure"

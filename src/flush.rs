@@ -140,7 +140,9 @@ impl Flusher {
     /// Flushes and applies retention until `shutdown`, then drains what is left.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut outage = OutageLog::new("flush");
-        let mut next_retention = tokio::time::Instant::now();
+        // The first pass one interval after start: a restart loop must not
+        // turn into a stream of large deletes.
+        let mut next_retention = tokio::time::Instant::now() + self.settings.retention_interval;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

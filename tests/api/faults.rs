@@ -1,0 +1,165 @@
+//! Faults with real processes: Postgres made slow (a lock holds every
+//! insert) while the flush runs, and the service killed with -9 in the
+//! middle of that flush, then restarted. Probes made at the target are
+//! counted against rows stored: none lost, none twice.
+
+use std::{process::Command, time::Duration};
+
+use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient};
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestDatabase, authed, test_redis_url},
+    scaleout::{Instance, free_port},
+    target::Target,
+};
+
+async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        sql,
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<i64>(0)
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario, start to end
+async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let target = Target::start().await;
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+    let redis = test_redis_url();
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let mut service = Instance {
+        name: "faulty",
+        grpc: free_port(),
+        http: free_port(),
+        env: [
+            ("DATABASE_URL", database.url.as_str()),
+            ("REDIS_URL", redis.as_str()),
+            ("MONITOR_REDIS_PREFIX", prefix.as_str()),
+            ("MONITOR_TOKEN_KEY", key.as_str()),
+            ("MONITOR_ALLOW_PRIVATE_TARGETS", "true"),
+            ("MONITOR_MIN_PERIOD", "1s"),
+            ("MONITOR_SCHEDULE_TICK", "50ms"),
+            ("MONITOR_FLUSH_INTERVAL", "200ms"),
+            // No retention pass during the test: the lock below must stall
+            // the flush's insert, not a delete.
+            ("MONITOR_RETENTION_INTERVAL", "1h"),
+            ("MONITOR_LOG_FORMAT", "json"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        log: dir.path().join("faulty.log"),
+        child: None,
+    };
+    service.start();
+    service.wait_ready().await;
+
+    // Postgres made slow: a lock holds every insert into statuses.
+    let db = Database::connect(&database.url).await.unwrap();
+    let lock = db.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE statuses IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let mut client = MonitorServiceClient::connect(format!("http://127.0.0.1:{}", service.grpc))
+        .await
+        .unwrap();
+    let email = "faults@example.com".to_owned();
+    client
+        .register(pb::RegisterRequest {
+            email: email.clone(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let token = client
+        .login(pb::LoginRequest {
+            email,
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    // Each probed once now, not again for 5 minutes.
+    for i in 0..10 {
+        client
+            .add_url(authed(
+                pb::AddUrlRequest {
+                    url: target.url(&format!("/ok?f={i}")),
+                    period: Some(pbjson_types::Duration {
+                        seconds: 600,
+                        nanos: 0,
+                    }),
+                },
+                &token,
+            ))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while target.total_hits() < 10 {
+        assert!(std::time::Instant::now() < deadline, "probes not made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The flush has read the results and waits on the lock: they are pending
+    // in the consumer group, not acknowledged.
+    let stream = format!("{prefix}:results");
+    let pending = || {
+        let out = Command::new("redis-cli")
+            .args(["-u", &redis, "XPENDING", &stream, "flushers"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pending() < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flush never read the results"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    service.kill9();
+    lock.rollback().await.unwrap();
+    service.start();
+    service.wait_ready().await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count(&db, "SELECT count(*) FROM statuses").await < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "results were not stored after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.stop();
+
+    let rows = count(&db, "SELECT count(*) FROM statuses").await;
+    let distinct = count(&db, "SELECT count(DISTINCT (url_id, due_at)) FROM statuses").await;
+    assert_eq!(target.total_hits(), 10, "each URL probed once");
+    assert_eq!(
+        rows, 10,
+        "probes made 10, rows stored {rows}: nothing lost, nothing twice"
+    );
+    assert_eq!(distinct, rows);
+    assert_eq!(pending(), 0, "every result acknowledged");
+    db.close().await.ok();
+}
