@@ -8,7 +8,10 @@
 //! Login calls waits in line instead of exhausting memory or thrashing the
 //! caches.
 
-use std::sync::LazyLock;
+use std::sync::{
+    LazyLock,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use anyhow::Context;
 use argon2::{
@@ -46,6 +49,10 @@ static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
     )
 });
 
+/// Hashes running now, and the most ever at once (for tests).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static MOST_AT_ONCE: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs `work` on the blocking pool once a core is free for it.
 async fn on_a_core<T: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
@@ -54,9 +61,20 @@ async fn on_a_core<T: Send + 'static>(
         .acquire()
         .await
         .context("hashing semaphore closed")?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .context("password hashing task failed")?
+    tokio::task::spawn_blocking(move || {
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST_AT_ONCE.fetch_max(now, Ordering::SeqCst);
+        let out = work();
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        out
+    })
+    .await
+    .context("password hashing task failed")?
+}
+
+/// The most hashes that ever ran at once in this process.
+pub fn most_at_once() -> usize {
+    MOST_AT_ONCE.load(Ordering::SeqCst)
 }
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
@@ -92,6 +110,22 @@ mod tests {
         let phc = hash(pw("correct horse")).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(!phc.contains("correct horse"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_flood_of_hashes_runs_at_most_one_per_core() {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let flood: Vec<_> = (0..cores * 4)
+            .map(|_| tokio::spawn(hash(pw("correct horse"))))
+            .collect();
+        for h in flood {
+            h.await.unwrap().unwrap();
+        }
+        let most = most_at_once();
+        assert!(
+            most >= 1 && most <= cores,
+            "{most} hashes at once on {cores} cores"
+        );
     }
 
     #[tokio::test]
