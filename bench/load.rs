@@ -45,6 +45,11 @@ struct Args {
     /// Metadata as a JSON object.
     #[arg(short = 'm', long)]
     metadata: Option<String>,
+    /// A JSON file holding an array of metadata objects; worker `w` sends
+    /// entry `w % len` (e.g. one token per user, to load many users at once).
+    /// Not a ghz option.
+    #[arg(long)]
+    metadata_list: Option<std::path::PathBuf>,
     /// Workers sending requests.
     #[arg(short = 'c', long)]
     concurrency: Option<usize>,
@@ -72,6 +77,7 @@ struct Plan {
     call: String,
     data: String,
     metadata: BTreeMap<String, String>,
+    metadata_list: Vec<BTreeMap<String, String>>,
     concurrency: usize,
     connections: usize,
     rps: u64,
@@ -118,6 +124,10 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
             .ok_or_else(|| anyhow::anyhow!("give --call"))?,
         data,
         metadata,
+        metadata_list: match &args.metadata_list {
+            Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)?,
+            None => Vec::new(),
+        },
         concurrency: args
             .concurrency
             .or_else(|| number("concurrency").and_then(|n| usize::try_from(n).ok()))
@@ -261,7 +271,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let data = render(&plan.data, n, w);
                 let t = Instant::now();
-                let result = send(&mut client, &plan.call, &data, &plan.metadata).await;
+                let metadata = if plan.metadata_list.is_empty() {
+                    &plan.metadata
+                } else {
+                    &plan.metadata_list[w % plan.metadata_list.len()]
+                };
+                let result = send(&mut client, &plan.call, &data, metadata).await;
                 let took = t.elapsed().as_nanos() as u64;
                 latencies.push(took);
                 match result {

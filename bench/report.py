@@ -32,6 +32,7 @@ def ok_rps(ghz):
 m = load("machine")
 register, login, argon = load("register"), load("login"), load("argon2")
 addurl, addurl_2k = load("addurl"), load("addurl_2000")
+addurl_u, addurl_u_2k = load("addurl_users"), load("addurl_users_2000")
 ls, ls_2k = load("liststatuses"), load("liststatuses_2000")
 flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
 rss, lateness = load("rss_100k"), load("lateness_10k")
@@ -48,9 +49,12 @@ rows = [
      ok_rps(register) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
     ("Login RPC/s", ok_rps(login), "RPC/s", ("raw argon2id hashes/s", argon["hashes_per_s"]),
      ok_rps(login) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
-    ("AddUrl RPC/s (max)", ok_rps(addurl), "RPC/s", None, None, ">= 5000", 5000.0),
-    (f"AddUrl p99 at 2000 rps (achieved {ok_rps(addurl_2k):,.0f} rps)", p99_ms(addurl_2k), "ms", None, None,
+    ("AddUrl RPC/s (max), one user", ok_rps(addurl), "RPC/s", None, None, ">= 5000", 5000.0),
+    (f"AddUrl p99 at 2000 rps, one user (achieved {ok_rps(addurl_2k):,.0f} rps)", p99_ms(addurl_2k), "ms", None, None,
      "<= 20 ms at 2000 rps", -20.0 if ok_rps(addurl_2k) >= 1900 else -0.0001),
+    ("AddUrl RPC/s (max), 50 users", ok_rps(addurl_u), "RPC/s", None, None, ">= 5000", 5000.0),
+    (f"AddUrl p99 at 2000 rps, 50 users (achieved {ok_rps(addurl_u_2k):,.0f} rps)", p99_ms(addurl_u_2k), "ms", None,
+     None, "<= 20 ms at 2000 rps", -20.0 if ok_rps(addurl_u_2k) >= 1900 else -0.0001),
     ("ListStatuses (100 rows) RPC/s (max)", ok_rps(ls), "RPC/s", None, None, ">= 5000", 5000.0),
     (f"ListStatuses p99 at 2000 rps (achieved {ok_rps(ls_2k):,.0f} rps)", p99_ms(ls_2k), "ms", None, None,
      "<= 20 ms at 2000 rps", -20.0 if ok_rps(ls_2k) >= 1900 else -0.0001),
@@ -77,7 +81,8 @@ for name, value, unit, base, ratio, target, goal in rows:
 
 errors = {k: v["errorDistribution"] for k, v in
           {"register": register, "login": login, "addurl": addurl, "addurl_2000": addurl_2k,
-           "liststatuses": ls, "liststatuses_2000": ls_2k}.items() if v["errorDistribution"]}
+           "liststatuses": ls, "liststatuses_2000": ls_2k, "addurl_users": addurl_u,
+           "addurl_users_2000": addurl_u_2k}.items() if v["errorDistribution"]}
 report = {"machine": m, "results": table, "rpc_errors": errors,
           "raw": {n: load(n) for n in ["flush", "prober_nginx", "anchors", "rss_100k", "lateness_10k", "argon2"]}}
 out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
