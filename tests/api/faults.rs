@@ -111,12 +111,15 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
         assert!(std::time::Instant::now() < deadline, "probes not made");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The flush has read the results and waits on the lock: they are pending
-    // in the consumer group, not acknowledged.
+    // Every result is in the stream, and the flush has read a batch of them
+    // and waits on the lock: that batch is pending in the consumer group, not
+    // acknowledged. (The first batch may hold only some of the ten; the rest
+    // wait unread behind the stalled flush.)
     let stream = format!("{prefix}:results");
-    let pending = || {
+    let redis_number = |args: &[&str]| {
         let out = Command::new("redis-cli")
-            .args(["-u", &redis, "XPENDING", &stream, "flushers"])
+            .args(["-u", &redis])
+            .args(args)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -127,11 +130,12 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
             .parse::<u64>()
             .unwrap_or(0)
     };
+    let pending = || redis_number(&["XPENDING", &stream, "flushers"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while pending() < 10 {
+    while redis_number(&["XLEN", &stream]) < 10 || pending() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the flush never read the results"
+            "the results never reached the stream, or the flush never read them"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
