@@ -17,7 +17,7 @@ use super::{UrlService, time};
 use crate::{
     domain::UserId,
     error::{Error, Result},
-    store::statuses,
+    store::{statuses, urls},
 };
 
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
@@ -117,10 +117,14 @@ impl StatusService {
             Some((at, c.id))
         };
 
-        // Ownership first: another user's URL is NOT_FOUND, never an empty page.
-        self.urls.get(user, "url_id", query.url_id).await?;
-
-        let mut select = statuses::Entity::find().filter(statuses::Column::UrlId.eq(query.url_id));
+        super::urls::check_id("url_id", query.url_id)?;
+        // Ownership is part of the query (a join on the caller's URLs), so a
+        // page costs one round trip; only an empty page needs the check
+        // below, to tell another user's URL (NOT_FOUND) from a quiet one.
+        let mut select = statuses::Entity::find()
+            .inner_join(urls::Entity)
+            .filter(urls::Column::UserId.eq(user.0))
+            .filter(statuses::Column::UrlId.eq(query.url_id));
         if let Some(s) = start {
             select = select.filter(statuses::Column::ProbedAt.gte(s));
         }
@@ -142,6 +146,9 @@ impl StatusService {
             .limit(page_size + 1)
             .all(&self.db)
             .await?;
+        if rows.is_empty() {
+            self.urls.get(user, "url_id", query.url_id).await?;
+        }
         let more = rows.len() as u64 > page_size;
         rows.truncate(usize::try_from(page_size).map_err(Error::internal)?);
         let next_page_token = match rows.last() {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, SqlErr, Statement, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
 };
 use tokio::sync::Notify;
 
@@ -45,9 +46,12 @@ impl UrlService {
 
     /// Starts monitoring `url` for `user`.
     ///
-    /// The insert and the quota check share a transaction, and concurrent
-    /// adds by one user take turns (a row lock on Postgres, the write lock
-    /// SQLite takes at the insert), so the quota holds under races.
+    /// The quota is a counter on the user's row, raised only while below the
+    /// limit, in the same statement as the insert on Postgres (one round
+    /// trip, the row held for that statement only) and in the same
+    /// transaction on SQLite (whose writes take turns anyway). A duplicate
+    /// URL rolls the counter back with the insert, so the quota holds under
+    /// races and costs the same at any count.
     pub async fn add(
         &self,
         user: UserId,
@@ -56,62 +60,100 @@ impl UrlService {
     ) -> Result<urls::Model> {
         let url = TargetUrl::parse("url", url)?;
         let period = Period::parse("period", period, self.bounds)?;
-
-        let txn = self.db.begin().await?;
-        if txn.get_database_backend() == DbBackend::Postgres {
-            users::Entity::find_by_id(user.0)
-                .select_only()
-                .column(users::Column::Id)
-                .lock_exclusive()
-                .into_tuple::<i64>()
-                .one(&txn)
-                .await?;
-        }
         let now = time::truncate_to_micros(Utc::now());
-        let row = urls::ActiveModel {
-            user_id: Set(user.0),
-            url: Set(url.as_str().to_owned()),
-            period_seconds: Set(i32::try_from(period.seconds()).map_err(Error::internal)?),
-            created_at: Set(now),
-            // Due at once; later due times fall on a random phase of the
-            // period, so URLs added together do not fire together.
-            phase_ms: Set(rand::Rng::gen_range(
-                &mut rand::thread_rng(),
-                0..i64::from(period.seconds()) * 1000,
-            )),
-            next_due_ms: Set(now.timestamp_millis()),
-            last_due_ms: Set(None),
-            ..Default::default()
+        // Due at once; later due times fall on a random phase of the period,
+        // so URLs added together do not fire together.
+        let phase_ms = rand::Rng::gen_range(
+            &mut rand::thread_rng(),
+            0..i64::from(period.seconds()) * 1000,
+        );
+        let values: [sea_orm::Value; 7] = [
+            user.0.into(),
+            i32::try_from(self.max_per_user).unwrap_or(i32::MAX).into(),
+            url.as_str().into(),
+            i32::try_from(period.seconds())
+                .map_err(Error::internal)?
+                .into(),
+            now.into(),
+            phase_ms.into(),
+            now.timestamp_millis().into(),
+        ];
+
+        let added = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                urls::Entity::find()
+                    .from_raw_sql(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        ADD_POSTGRES,
+                        values,
+                    ))
+                    .one(&self.db)
+                    .await
+            }
+            backend => {
+                let txn = self.db.begin().await?;
+                let [user_id, max, rest @ ..] = values;
+                let raised = txn
+                    .execute_raw(Statement::from_sql_and_values(
+                        backend,
+                        RAISE_COUNT,
+                        [user_id.clone(), max],
+                    ))
+                    .await?
+                    .rows_affected();
+                let added = if raised == 1 {
+                    let mut insert = vec![user_id];
+                    insert.extend(rest);
+                    urls::Entity::find()
+                        .from_raw_sql(Statement::from_sql_and_values(backend, INSERT, insert))
+                        .one(&txn)
+                        .await
+                } else {
+                    Ok(None)
+                };
+                if matches!(added, Ok(Some(_))) {
+                    txn.commit().await?;
+                } else {
+                    txn.rollback().await?;
+                }
+                added
+            }
         };
-        let model = match row.insert(&txn).await {
-            Ok(model) => model,
+        let model = match added {
+            Ok(Some(model)) => model,
+            Ok(None) => return Err(self.why_not_added(user, &url).await),
             Err(e) => {
                 return Err(match e.sql_err() {
-                    Some(SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(format!(
-                        "you already monitor {url}; delete it first to change its period"
-                    )),
-                    Some(SqlErr::ForeignKeyConstraintViolation(_)) => Error::Unauthenticated(
-                        "this account no longer exists; register again".into(),
-                    ),
+                    Some(SqlErr::UniqueConstraintViolation(_)) => already_monitored(&url),
                     _ => e.into(),
                 });
             }
         };
-        let count = urls::Entity::find()
-            .filter(urls::Column::UserId.eq(user.0))
-            .count(&txn)
-            .await?;
-        if count > u64::from(self.max_per_user) {
-            txn.rollback().await?;
-            return Err(Error::ResourceExhausted(format!(
-                "you monitor {} URLs, the most allowed; delete one to add another",
-                self.max_per_user
-            )));
-        }
-        txn.commit().await?;
         self.scheduler.notify_one();
         tracing::info!(user_id = user.0, url_id = model.id, "url added");
         Ok(model)
+    }
+
+    /// Why the quota counter was not raised: the URL is already there, the
+    /// user is at the quota, or the account is gone.
+    async fn why_not_added(&self, user: UserId, url: &TargetUrl) -> Error {
+        let duplicate = urls::Entity::find()
+            .filter(urls::Column::UserId.eq(user.0))
+            .filter(urls::Column::Url.eq(url.as_str()))
+            .count(&self.db)
+            .await;
+        let exists = users::Entity::find_by_id(user.0).count(&self.db).await;
+        match (duplicate, exists) {
+            (Err(e), _) | (_, Err(e)) => e.into(),
+            (Ok(d), _) if d > 0 => already_monitored(url),
+            (_, Ok(0)) => {
+                Error::Unauthenticated("this account no longer exists; register again".into())
+            }
+            _ => Error::ResourceExhausted(format!(
+                "you monitor {} URLs, the most allowed; delete one to add another",
+                self.max_per_user
+            )),
+        }
     }
 
     /// The user's URLs, oldest first.
@@ -133,23 +175,60 @@ impl UrlService {
             .ok_or_else(|| not_found(id))
     }
 
-    /// Stops monitoring a URL; its statuses go with it.
+    /// Stops monitoring a URL; its statuses go with it, and the user's quota
+    /// counter goes down in the same transaction.
     pub async fn delete(&self, user: UserId, id: i64) -> Result<()> {
         check_id("id", id)?;
+        let txn = self.db.begin().await?;
         let result = urls::Entity::delete_many()
             .filter(urls::Column::Id.eq(id))
             .filter(urls::Column::UserId.eq(user.0))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if result.rows_affected == 0 {
+            txn.rollback().await?;
             return Err(not_found(id));
         }
+        users::Entity::update_many()
+            .col_expr(
+                users::Column::UrlCount,
+                Expr::col(users::Column::UrlCount).sub(1),
+            )
+            .filter(users::Column::Id.eq(user.0))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
         tracing::info!(user_id = user.0, url_id = id, "url deleted");
         Ok(())
     }
 }
 
-fn check_id(field: &'static str, id: i64) -> Result<()> {
+/// Postgres: raise the counter while below the quota and insert, one
+/// statement. No row back means the counter was not raised.
+const ADD_POSTGRES: &str = "WITH quota AS (
+    UPDATE users SET url_count = url_count + 1 WHERE id = $1 AND url_count < $2 RETURNING id
+)
+INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
+SELECT id, $3, $4, $5, $6, $7 FROM quota
+RETURNING *";
+
+/// SQLite, inside a transaction: raise the counter while below the quota...
+const RAISE_COUNT: &str =
+    "UPDATE users SET url_count = url_count + 1 WHERE id = ? AND url_count < ?";
+
+/// ...then insert.
+const INSERT: &str =
+    "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
+VALUES (?, ?, ?, ?, ?, ?)
+RETURNING *";
+
+fn already_monitored(url: &TargetUrl) -> Error {
+    Error::AlreadyExists(format!(
+        "you already monitor {url}; delete it first to change its period"
+    ))
+}
+
+pub(super) fn check_id(field: &'static str, id: i64) -> Result<()> {
     if id <= 0 {
         return Err(Error::invalid(
             field,

@@ -5,6 +5,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod http;
+mod migrations;
 mod observability;
 #[cfg(feature = "otlp")]
 mod otlp;

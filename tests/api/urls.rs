@@ -170,6 +170,57 @@ async fn add_url_past_the_quota_is_resource_exhausted(backend: Backend) {
     app.add_url(&other, "https://example.com/3").await;
 }
 
+async fn the_quota_counts_only_urls_kept(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.max_urls_per_user = 2).await;
+    let (_, token) = app.user().await;
+    let (_, other) = app.user().await;
+    let add_as = |token: &str, url: &str| {
+        let mut client = app.client.clone();
+        let request = authed(add(url, None), token);
+        async move { client.add_url(request).await }
+    };
+    let a = app.add_url(&token, "https://example.com/a").await;
+    // A duplicate is refused and takes no slot...
+    expect_code(
+        add_as(&token, "https://example.com/a").await,
+        Code::AlreadyExists,
+    );
+    app.add_url(&token, "https://example.com/b").await;
+    // ...and is ALREADY_EXISTS, not RESOURCE_EXHAUSTED, at the quota too.
+    expect_code(
+        add_as(&token, "https://example.com/b").await,
+        Code::AlreadyExists,
+    );
+    expect_code(
+        add_as(&token, "https://example.com/c").await,
+        Code::ResourceExhausted,
+    );
+    // Another user cannot free a slot by deleting someone else's URL.
+    expect_code(
+        app.client
+            .clone()
+            .delete_url(authed(pb::DeleteUrlRequest { id: a.id }, &other))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        add_as(&token, "https://example.com/c").await,
+        Code::ResourceExhausted,
+    );
+    // Deleting one frees one.
+    app.client
+        .clone()
+        .delete_url(authed(pb::DeleteUrlRequest { id: a.id }, &token))
+        .await
+        .unwrap();
+    app.add_url(&token, "https://example.com/c").await;
+    expect_code(
+        add_as(&token, "https://example.com/d").await,
+        Code::ResourceExhausted,
+    );
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 2);
+}
+
 async fn concurrent_adds_never_exceed_the_quota(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.max_urls_per_user = 3).await;
     let (_, token) = app.user().await;
@@ -295,6 +346,7 @@ crate::on_both_backends!(
     add_url_rejects_urls_it_cannot_probe,
     add_url_twice_is_already_exists_even_spelled_differently,
     add_url_past_the_quota_is_resource_exhausted,
+    the_quota_counts_only_urls_kept,
     concurrent_adds_never_exceed_the_quota,
     list_urls_returns_only_the_callers_urls_oldest_first,
     delete_url_removes_it_and_a_second_delete_is_not_found,
