@@ -9,12 +9,12 @@
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use sea_orm::DatabaseConnection;
 use std::future::IntoFuture;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use tokio::sync::Notify;
@@ -240,8 +240,15 @@ impl App {
             self.metrics.clone(),
             health.clone(),
         );
+        // TCP_NODELAY on both ports: a small response must not wait for the
+        // peer's delayed ACK (Nagle), which costs ~40 ms per exchange.
+        let http_listener = self.http_listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let http_server = axum::serve(
-            self.http_listener,
+            http_listener,
             http_app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -255,7 +262,7 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(MonitorServiceServer::new(api))
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.grpc_listener),
+                TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),
             );
         let server = tokio::spawn(server);
