@@ -32,6 +32,15 @@ use monitor::{
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use tokio_util::sync::CancellationToken;
 
+/// The server binary's allocator (src/main.rs), so this in-process bench
+/// measures what the binary does.
+/// mimalloc instead of glibc's malloc: the server allocates many small,
+/// short-lived buffers across threads (probes, rows, protobuf messages), and
+/// glibc's arenas spent ~8% of the server's CPU in malloc/free under the
+/// prober and ListStatuses benchmarks (perf; README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// URLs to monitor.

@@ -4,6 +4,13 @@ use clap::Parser;
 use monitor::{app::App, config::Settings, telemetry};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: the server allocates many small,
+/// short-lived buffers across threads (probes, rows, protobuf messages), and
+/// glibc's arenas spent ~8% of the server's CPU in malloc/free under the
+/// prober and ListStatuses benchmarks (perf; README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let settings = Settings::parse();
