@@ -41,7 +41,7 @@ rows = [
     # name, value, unit, baseline (label, value) or None, ratio or None, target text, met, score (>=1 met)
     (f"Prober probes/s (nginx, new connection each; demand {prober['demand_probes_per_s']:,.0f}/s)",
      prober["stored_probes_per_s"], "probes/s",
-     ("blackbox_exporter", anchors["blackbox_probes_per_s"]),
+     ("blackbox_exporter, best of 2", anchors["blackbox_probes_per_s"]),
      prober["stored_probes_per_s"] / anchors["blackbox_probes_per_s"], ">= 4x blackbox_exporter", 4.0),
     ("  raw ceiling: wrk, Connection: close", anchors["wrk_close_per_s"], "req/s", None, None, "reference", None),
     ("Flush rows/s, Redis -> Postgres", flush["flush_rows_per_s"], "rows/s",
