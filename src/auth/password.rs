@@ -258,3 +258,24 @@ mod tests {
         assert!(!verify(pw("correct horse"), None).await.unwrap());
     }
 }
+#[cfg(test)]
+mod pool {
+    /// Threads hashing at once take and return pooled buffers without
+    /// mixing them up: every hash still verifies.
+    #[test]
+    fn concurrent_hashes_through_the_memory_pool_all_verify() {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    for _ in 0..30 {
+                        let h = super::hash_now(b"correct horse").unwrap();
+                        assert!(super::verify_now(b"correct horse", &h).unwrap());
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+}

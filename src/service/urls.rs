@@ -9,7 +9,6 @@ use chrono::Utc;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, SqlErr, Statement, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
 };
 use tokio::sync::Notify;
 
@@ -189,14 +188,15 @@ impl UrlService {
             txn.rollback().await?;
             return Err(not_found(id));
         }
-        users::Entity::update_many()
-            .col_expr(
-                users::Column::UrlCount,
-                Expr::col(users::Column::UrlCount).sub(1),
-            )
-            .filter(users::Column::Id.eq(user.0))
-            .exec(&txn)
-            .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            match txn.get_database_backend() {
+                DbBackend::Postgres => "UPDATE users SET url_count = url_count - 1 WHERE id = $1",
+                _ => "UPDATE users SET url_count = url_count - 1 WHERE id = ?",
+            },
+            [user.0.into()],
+        ))
+        .await?;
         txn.commit().await?;
         tracing::info!(user_id = user.0, url_id = id, "url deleted");
         Ok(())

@@ -11,8 +11,8 @@ pub struct Model {
     pub email: String,
     pub password_hash: String,
     pub created_at: DateTimeUtc,
-    /// How many URLs the user monitors: AddUrl's quota counter.
-    pub url_count: i32,
+    // `url_count`, AddUrl's quota counter, is a column of this table but not
+    // of this model: only the URL service's own statements touch it.
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

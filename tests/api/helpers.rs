@@ -179,6 +179,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Settings)) -> TestApp {
+    // Server errors (WARN and up) in the output of the test that failed.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let tmp = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::create(backend).await;
     let key: [u8; 32] = rand::random();
