@@ -9,8 +9,8 @@ use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorSer
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
 use crate::{
-    helpers::{Backend, PASSWORD, TestDatabase, authed, test_redis_url},
-    scaleout::{Instance, free_port},
+    helpers::{Backend, PASSWORD, TestDatabase, authed, restartable_port, test_redis_url},
+    scaleout::Instance,
     target::Target,
 };
 
@@ -38,8 +38,8 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
     let key = hex::encode(rand::random::<[u8; 32]>());
     let mut service = Instance {
         name: "faulty",
-        grpc: free_port(),
-        http: free_port(),
+        grpc: restartable_port(),
+        http: restartable_port(),
         env: [
             ("DATABASE_URL", database.url.as_str()),
             ("REDIS_URL", redis.as_str()),

@@ -553,3 +553,21 @@ pub fn tools_venv() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// A free port for a server the test stops and starts again on the same
+/// port. It is taken below the kernel's ephemeral range, so while the server
+/// is down no outgoing connection (of this or a parallel test) can be given
+/// it as a source port and keep the restart from binding.
+pub fn restartable_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (low.saturating_sub(12_000).max(1024), low.saturating_sub(1));
+    loop {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), from..=to);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

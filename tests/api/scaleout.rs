@@ -6,7 +6,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::TcpListener as StdListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -24,17 +23,11 @@ use sea_orm::{Database, EntityTrait};
 use tonic::transport::Channel;
 
 use crate::{
-    helpers::{Backend, PASSWORD, TestDatabase, authed, test_redis_url, tools_venv},
+    helpers::{
+        Backend, PASSWORD, TestDatabase, authed, restartable_port, test_redis_url, tools_venv,
+    },
     target::Target,
 };
-
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One `monitor` process with fixed ports, so it can be restarted in place.
 pub struct Instance {
@@ -132,7 +125,7 @@ fn start_envoy(dir: &Path, a: &Instance, b: &Instance) -> Envoy {
     let shipped =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/envoy.yaml"))
             .unwrap();
-    let (admin, grpc, json) = (free_port(), free_port(), free_port());
+    let (admin, grpc, json) = (restartable_port(), restartable_port(), restartable_port());
     let mut config = shipped.replace("0.0.0.0", "127.0.0.1");
     for (from, to) in [
         ("port_value: 9901", format!("port_value: {admin}")),
@@ -252,8 +245,8 @@ async fn an_instance_killed_behind_envoy_costs_no_call_and_no_duplicate_probe() 
     .collect();
     let instance = |name| Instance {
         name,
-        grpc: free_port(),
-        http: free_port(),
+        grpc: restartable_port(),
+        http: restartable_port(),
         env: env.clone(),
         log: dir.path().join(format!("{name}.log")),
         child: None,

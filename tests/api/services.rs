@@ -9,13 +9,7 @@ use std::{
 
 use tempfile::TempDir;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::restartable_port;
 
 fn wait_for_port(port: u16, up: bool) {
     for _ in 0..100 {
@@ -43,7 +37,7 @@ pub struct OwnRedis {
 impl OwnRedis {
     pub fn start() -> Self {
         let mut redis = Self {
-            port: free_port(),
+            port: restartable_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -157,7 +151,7 @@ impl OwnPostgres {
             assert!(ok, "chown of the cluster directory");
         }
         let pg = Self {
-            port: free_port(),
+            port: restartable_port(),
             bin: pg_bin(),
             dir,
         };
