@@ -257,9 +257,7 @@ mod tests {
         assert!(!verify(pw("wrong horse!"), Some(phc)).await.unwrap());
         assert!(!verify(pw("correct horse"), None).await.unwrap());
     }
-}
-#[cfg(test)]
-mod pool {
+
     /// Threads hashing at once take and return pooled buffers without
     /// mixing them up: every hash still verifies.
     #[test]
@@ -268,8 +266,8 @@ mod pool {
             .map(|_| {
                 std::thread::spawn(|| {
                     for _ in 0..30 {
-                        let h = super::hash_now(b"correct horse").unwrap();
-                        assert!(super::verify_now(b"correct horse", &h).unwrap());
+                        let h = hash_now(b"correct horse").unwrap();
+                        assert!(verify_now(b"correct horse", &h).unwrap());
                     }
                 })
             })

@@ -66,9 +66,12 @@ impl UrlService {
             &mut rand::thread_rng(),
             0..i64::from(period.seconds()) * 1000,
         );
-        let values: [sea_orm::Value; 7] = [
+        let quota: [sea_orm::Value; 2] = [
             user.0.into(),
             i32::try_from(self.max_per_user).unwrap_or(i32::MAX).into(),
+        ];
+        let row: [sea_orm::Value; 6] = [
+            user.0.into(),
             url.as_str().into(),
             i32::try_from(period.seconds())
                 .map_err(Error::internal)?
@@ -80,6 +83,8 @@ impl UrlService {
 
         let added = match self.db.get_database_backend() {
             DbBackend::Postgres => {
+                // $1 is the user in both parts; the row's own user is dropped.
+                let values = quota.into_iter().chain(row.into_iter().skip(1));
                 urls::Entity::find()
                     .from_raw_sql(Statement::from_sql_and_values(
                         DbBackend::Postgres,
@@ -91,20 +96,13 @@ impl UrlService {
             }
             backend => {
                 let txn = self.db.begin().await?;
-                let [user_id, max, rest @ ..] = values;
                 let raised = txn
-                    .execute_raw(Statement::from_sql_and_values(
-                        backend,
-                        RAISE_COUNT,
-                        [user_id.clone(), max],
-                    ))
+                    .execute_raw(Statement::from_sql_and_values(backend, RAISE_COUNT, quota))
                     .await?
                     .rows_affected();
                 let added = if raised == 1 {
-                    let mut insert = vec![user_id];
-                    insert.extend(rest);
                     urls::Entity::find()
-                        .from_raw_sql(Statement::from_sql_and_values(backend, INSERT, insert))
+                        .from_raw_sql(Statement::from_sql_and_values(backend, INSERT, row))
                         .one(&txn)
                         .await
                 } else {
