@@ -3,6 +3,9 @@
 //! the JSON gateway's axum routes from the `google.api.http` annotations
 //! (tonic-rest-build).
 //!
+//! It also lists the unary methods the proto marks with `idempotency_level`:
+//! the ones a client may send again (`monitor::client`).
+//!
 //! protox compiles the protos in-process. The descriptor set is written with
 //! protox's own encoder: re-encoding through prost-types would drop the
 //! `google.api.http` options that the gateway, the OpenAPI document and
@@ -35,6 +38,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_descriptors(&descriptor)?
         .build(&[".monitor.v1"])?;
 
+    fs::write(
+        out_dir.join("monitor_idempotent_methods.rs"),
+        idempotent_methods(&compiler.file_descriptor_set()),
+    )?;
+
     let rest = tonic_rest_build::RestCodegenConfig::new()
         .package("monitor.v1", "monitor::v1")
         .proto_root("crate::proto")
@@ -46,4 +54,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tonic_rest_build::generate(&descriptor, &rest)?,
     )?;
     Ok(())
+}
+
+/// `pub const IDEMPOTENT_METHODS: &[&str]`: the gRPC paths of the unary
+/// methods marked `IDEMPOTENT` or `NO_SIDE_EFFECTS` in the protos.
+fn idempotent_methods(set: &prost_types::FileDescriptorSet) -> String {
+    use prost_types::method_options::IdempotencyLevel;
+    let mut paths = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                let level = method
+                    .options
+                    .as_ref()
+                    .map_or(IdempotencyLevel::IdempotencyUnknown, |o| {
+                        o.idempotency_level()
+                    });
+                let streaming = method.client_streaming() || method.server_streaming();
+                if level != IdempotencyLevel::IdempotencyUnknown && !streaming {
+                    paths.push(format!(
+                        "    \"/{}.{}/{}\",\n",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    format!(
+        "/// gRPC paths of the unary methods marked `idempotency_level` in the protos.\n\
+         pub const IDEMPOTENT_METHODS: &[&str] = &[\n{}];\n",
+        paths.concat()
+    )
 }

@@ -6,7 +6,7 @@
 //! cargo run --example client -- http://127.0.0.1:50051 https://www.rust-lang.org
 //! ```
 
-use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient};
+use monitor::proto::monitor::v1 as pb;
 use tonic::Request;
 
 /// Adds `authorization: Bearer <token>` to a request.
@@ -26,7 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = args
         .next()
         .unwrap_or_else(|| "https://www.rust-lang.org".into());
-    let mut client = MonitorServiceClient::connect(server).await?;
+    // The crate's client: reads and Login are sent again if an instance
+    // dies mid-response; writes are sent once.
+    let mut client = monitor::client::connect(server).await?;
 
     let email = format!("example-{}@example.com", std::process::id());
     let password = "correct horse battery".to_owned();

@@ -15,11 +15,13 @@
 //! - [`health`]: dependency checks behind grpc.health.v1 and `/readyz`.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`proto`]: the generated protobuf types, server and client.
+//! - [`client`]: the generated client over a channel that retries idempotent calls.
 
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod buffer;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -32,3 +32,6 @@ pub mod rest {
 /// included, served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/monitor_descriptor.bin"));
+
+// `IDEMPOTENT_METHODS`: the gRPC paths a client may send again.
+include!(concat!(env!("OUT_DIR"), "/monitor_idempotent_methods.rs"));

@@ -15,9 +15,9 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use comfy_table::{Table, presets::NOTHING};
-use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient};
+use monitor::proto::monitor::v1 as pb;
 use serde::{Deserialize, Serialize};
-use tonic::{Code, Request, transport::Channel};
+use tonic::{Code, Request};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -222,8 +222,8 @@ fn url_rows(t: &mut Table, urls: &[pb::Url]) {
     }
 }
 
-async fn connect(server: &str) -> Result<MonitorServiceClient<Channel>, Failure> {
-    MonitorServiceClient::connect(server.to_owned())
+async fn connect(server: &str) -> Result<monitor::client::Client, Failure> {
+    monitor::client::connect(server.to_owned())
         .await
         .map_err(|e| Failure(format!("cannot reach {server}: {e}"), 5))
 }

@@ -1,8 +1,15 @@
 //! Two instances of the binary behind Envoy (deploy/envoy.yaml, addresses
 //! moved to loopback), sharing one Postgres and one Redis. One instance is
 //! killed (-9) and restarted while a client keeps calling through Envoy:
-//! no call that a retry can save fails, probes stay exactly once per period,
-//! and the restarted instance rejoins and serves again.
+//! no read or login made through the crate's retrying client fails, probes
+//! stay exactly once per period, and the restarted instance rejoins and
+//! serves again.
+//!
+//! What is promised, and so what is asserted: Envoy retries a call whose
+//! response had not begun; a response that had begun on the killed instance
+//! breaks, and the client (`monitor::client::RetryChannel`) sends it again
+//! because every method called here is marked idempotent in the proto.
+//! Writes are not retried by the client, so none is made during the kill.
 
 use std::{
     collections::BTreeMap,
@@ -16,8 +23,8 @@ use std::{
 };
 
 use monitor::{
-    proto::monitor::v1 as pb, proto::monitor::v1::monitor_service_client::MonitorServiceClient,
-    store::statuses,
+    client::RetryChannel, proto::monitor::v1 as pb,
+    proto::monitor::v1::monitor_service_client::MonitorServiceClient, store::statuses,
 };
 use sea_orm::{Database, EntityTrait};
 use tonic::transport::Channel;
@@ -311,7 +318,9 @@ async fn an_instance_killed_behind_envoy_costs_no_call_and_no_duplicate_probe() 
         .unwrap();
     assert_eq!(json.status(), 200, "the JSON route through Envoy");
 
-    // Callers: reads and logins, as fast as they go, through Envoy.
+    // Callers: reads and logins, as fast as they go, through Envoy, with the
+    // crate's retrying client.
+    let channel = RetryChannel::new(channel);
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let mut drivers = Vec::new();

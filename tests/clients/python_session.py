@@ -5,6 +5,7 @@ Prints one JSON line with what it saw; exits non-zero on any failure.
 """
 
 import json
+import pathlib
 import sys
 import time
 import uuid
@@ -18,7 +19,14 @@ from monitor.v1 import monitor_pb2, monitor_pb2_grpc  # noqa: E402
 
 def main() -> None:
     addr, target = sys.argv[2], sys.argv[3]
-    stub = monitor_pb2_grpc.MonitorServiceStub(grpc.insecure_channel(addr))
+    # The service config README offers other languages' clients: grpcio
+    # refuses to open a channel with an invalid one.
+    config = pathlib.Path(__file__).resolve().parents[2] / "deploy/grpc-service-config.json"
+    channel = grpc.insecure_channel(
+        addr,
+        options=[("grpc.enable_retries", 1), ("grpc.service_config", config.read_text())],
+    )
+    stub = monitor_pb2_grpc.MonitorServiceStub(channel)
     email = f"py-{uuid.uuid4().hex}@example.com"
     password = "correct horse battery"
 
