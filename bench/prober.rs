@@ -11,6 +11,9 @@
 //! the process).
 //!
 //!     cargo bench --bench prober -- --urls 2000 --period 1s --duration 20s
+//!
+//! With `--sample 60s` it also records resident memory and the SQLite WAL
+//! file's size every minute of the window (the soak benchmark).
 
 use std::{
     net::SocketAddr,
@@ -62,6 +65,10 @@ struct Args {
     /// Probes in flight at once (global and per host).
     #[arg(long, default_value_t = 512)]
     concurrency: usize,
+    /// Sample resident memory (and the SQLite WAL file's size) this often
+    /// during the window: the soak benchmark (bench/run, `soak_*`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    sample: Option<Duration>,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]
     bench: bool,
@@ -196,7 +203,23 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(warmup).await;
     let from = Utc::now();
     let hits_from = hits.load(Ordering::Relaxed);
-    tokio::time::sleep(args.duration).await;
+    let wal = tmp.path().join("monitor.db-wal");
+    let mut samples = Vec::new();
+    let window_start = tokio::time::Instant::now();
+    let window_end = window_start + args.duration;
+    if let Some(every) = args.sample {
+        let mut next = window_start;
+        while next <= window_end {
+            tokio::time::sleep_until(next).await;
+            samples.push(serde_json::json!({
+                "at_s": next.duration_since(window_start).as_secs_f64(),
+                "rss_mib": rss_bytes() as f64 / 1_048_576.0,
+                "sqlite_wal_mib": std::fs::metadata(&wal).map_or(0.0, |m| m.len() as f64 / 1_048_576.0),
+            }));
+            next += every;
+        }
+    }
+    tokio::time::sleep_until(window_end).await;
     let to = Utc::now();
     let hits_to = hits.load(Ordering::Relaxed);
     let rss_end = rss_bytes();
@@ -248,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
         "rss_bytes_per_url": (rss_end.saturating_sub(rss_base)) as f64 / args.urls as f64,
         "rss_start_mib": rss_start as f64 / 1_048_576.0,
         "rss_end_mib": rss_end as f64 / 1_048_576.0,
+        "samples": samples,
         "started": DateTime::<Utc>::from(std::time::SystemTime::now()).to_rfc3339(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

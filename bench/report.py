@@ -36,6 +36,23 @@ addurl_u, addurl_u_2k = load("addurl_users"), load("addurl_users_2000")
 ls, ls_2k = load("liststatuses"), load("liststatuses_2000")
 flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
 rss, lateness = load("rss_100k"), load("lateness_10k")
+rss_sqlite = load("rss_100k_sqlite")
+soak_sqlite, soak_pg = load("soak_sqlite"), load("soak_postgres")
+
+
+def soak_growth(soak):
+    """Most resident memory gained after the first two minutes of the window."""
+    samples = soak["samples"]
+    settled = [x["rss_mib"] for x in samples if x["at_s"] >= 120] or [x["rss_mib"] for x in samples[-1:]]
+    return max(settled) - settled[0]
+
+
+def soak_name(soak, what):
+    minutes = soak["window_s"] / 60
+    wal = max((x["sqlite_wal_mib"] for x in soak["samples"]), default=0)
+    extra = f", WAL <= {wal:.0f} MiB" if soak["backend"] == "sqlite" else ""
+    return (f"Soak RSS growth after minute 2, {what} ({soak['stored_probes_per_s']:,.0f} probes/s stored, "
+            f"{minutes:.0f} min, RSS {soak['samples'][-1]['rss_mib']:.0f} MiB at the end{extra})")
 
 rows = [
     # name, value, unit, baseline (label, value) or None, ratio or None, target text, met, score (>=1 met)
@@ -59,7 +76,12 @@ rows = [
     ("ListStatuses (100 rows) RPC/s (max)", ok_rps(ls), "RPC/s", None, None, ">= 5000", 5000.0),
     (f"ListStatuses p99 at 2000 rps (achieved {ok_rps(ls_2k):,.0f} rps)", p99_ms(ls_2k), "ms", None, None,
      "<= 20 ms at 2000 rps", -20.0 if ok_rps(ls_2k) >= 1900 else -0.0001),
-    ("RSS per URL at 100k URLs", rss["rss_bytes_per_url"], "bytes", None, None, "<= 1024", -1024.0),
+    ("RSS per URL at 100k URLs (Postgres + Redis)", rss["rss_bytes_per_url"], "bytes", None, None, "<= 1024",
+     -1024.0),
+    ("RSS per URL at 100k URLs (SQLite, in-process buffer)", rss_sqlite["rss_bytes_per_url"], "bytes", None, None,
+     "<= 1024", -1024.0),
+    (soak_name(soak_sqlite, "SQLite + in-process"), soak_growth(soak_sqlite), "MiB", None, None, "< 20 MiB", -20.0),
+    (soak_name(soak_pg, "Postgres + Redis"), soak_growth(soak_pg), "MiB", None, None, "< 20 MiB", -20.0),
     ("Schedule lateness p99, 10k URLs", lateness["lateness_ms"]["p99"], "ms", None, None, "<= 50 ms", -50.0),
 ]
 
@@ -85,7 +107,8 @@ errors = {k: v["errorDistribution"] for k, v in
            "liststatuses": ls, "liststatuses_2000": ls_2k, "addurl_users": addurl_u,
            "addurl_users_2000": addurl_u_2k}.items() if v["errorDistribution"]}
 report = {"machine": m, "results": table, "rpc_errors": errors,
-          "raw": {n: load(n) for n in ["flush", "prober_nginx", "anchors", "rss_100k", "lateness_10k", "argon2"]}}
+          "raw": {n: load(n) for n in ["flush", "prober_nginx", "anchors", "rss_100k",
+                                  "rss_100k_sqlite", "lateness_10k", "argon2", "soak_sqlite", "soak_postgres"]}}
 out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
 
 md = [f"Machine: {m['cpus']} × {m['cpu']}, {m['mem_gib']} GiB, Linux {m['kernel']}; commit {m['commit']}, {m['date']}.",

@@ -2,9 +2,8 @@
 //! batches, and deletes statuses past retention.
 //!
 //! A flush runs every `flush_interval`, or sooner when a full batch has
-//! arrived. It reads a batch, writes it in multi-row INSERTs (chunked below
-//! the bind-parameter limits of Postgres and SQLite) that skip rows already
-//! stored, and acknowledges the batch only after the write succeeded. While
+//! arrived. It reads a batch, writes it (`store::statuses::insert_batch`,
+//! skipping rows already stored), and acknowledges the batch only after the write succeeded. While
 //! the database is down, batches stay in the buffer and are written once it
 //! is back. Results for URLs deleted meanwhile are dropped.
 //!
@@ -15,28 +14,16 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
-    sea_query::{OnConflict, Query},
-};
+use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     buffer::Buffer,
+    domain::ProbeResult,
     metrics::Metrics,
-    prober::ProbeResult,
     store::{statuses, urls},
     telemetry::OutageLog,
 };
-
-/// Rows per INSERT: 8 columns each stays below SQLite's 32 766 and
-/// Postgres' 65 535 bind parameters.
-const INSERT_CHUNK: usize = 4_000;
-/// Rows per UNNEST insert on Postgres (arrays have no parameter limit;
-/// this bounds one statement's memory and lock time).
-const UNNEST_CHUNK: usize = 20_000;
-/// Rows per retention DELETE.
-const RETENTION_CHUNK: u64 = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct FlushSettings {
@@ -132,7 +119,7 @@ impl Flusher {
     /// Deletes statuses probed before `now - retention`; returns how many.
     pub async fn retention_once(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
         let retention = chrono::Duration::from_std(self.settings.retention)?;
-        let deleted = delete_older_than(&self.db, now - retention).await?;
+        let deleted = statuses::delete_older_than(&self.db, now - retention).await?;
         self.metrics.retention_deleted.inc_by(deleted);
         Ok(deleted)
     }
@@ -186,101 +173,12 @@ pub async fn store_results(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut live = HashSet::with_capacity(ids.len());
-    for chunk in ids.chunks(INSERT_CHUNK) {
-        let found: Vec<i64> = urls::Entity::find()
-            .select_only()
-            .column(urls::Column::Id)
-            .filter(urls::Column::Id.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(db)
-            .await?;
-        live.extend(found);
-    }
+    let live = urls::existing_ids(db, &ids).await?;
     let live: Vec<&ProbeResult> = results
         .iter()
         .filter(|r| live.contains(&r.url_id))
         .collect();
     let dropped = results.len() - live.len();
-    let mut inserted = 0;
-    if db.get_database_backend() == DbBackend::Postgres {
-        // One statement per batch, seven array parameters whatever its size.
-        let pool = db.get_postgres_connection_pool();
-        for chunk in live.chunks(UNNEST_CHUNK) {
-            inserted += insert_unnest(pool, chunk).await?;
-        }
-    } else {
-        for chunk in live.chunks(INSERT_CHUNK) {
-            inserted += statuses::Entity::insert_many(chunk.iter().map(|r| to_row(r)))
-                .on_conflict(
-                    OnConflict::columns([statuses::Column::UrlId, statuses::Column::DueAt])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(db)
-                .await?;
-        }
-    }
+    let inserted = statuses::insert_batch(db, &live).await?;
     Ok((inserted, dropped))
-}
-
-/// Inserts rows on Postgres as columns: `INSERT … SELECT FROM UNNEST(…)`
-/// binds seven arrays, so the statement is parsed once whatever the batch
-/// size and no bind-parameter limit applies.
-async fn insert_unnest(pool: &sqlx::PgPool, rows: &[&ProbeResult]) -> anyhow::Result<u64> {
-    let ts = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
-    let done = sqlx::query(
-        "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
-         SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int4[], $5::int8[], $6::int2[], $7::text[]) \
-         ON CONFLICT (url_id, due_at) DO NOTHING",
-    )
-    .bind(rows.iter().map(|r| r.url_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| ts(r.due_ms * 1000)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| ts(r.started_us)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.status_code).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.latency_us).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.error_kind).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-fn to_row(r: &ProbeResult) -> statuses::ActiveModel {
-    statuses::ActiveModel {
-        url_id: Set(r.url_id),
-        due_at: Set(DateTime::from_timestamp_millis(r.due_ms).unwrap_or_default()),
-        probed_at: Set(DateTime::from_timestamp_micros(r.started_us).unwrap_or_default()),
-        status_code: Set(r.status_code),
-        latency_micros: Set(r.latency_us),
-        error_kind: Set(r.error_kind),
-        error_message: Set(r.error_message.clone()),
-        ..Default::default()
-    }
-}
-
-/// Deletes statuses probed before `cutoff`, in bounded batches.
-pub async fn delete_older_than(
-    db: &DatabaseConnection,
-    cutoff: DateTime<Utc>,
-) -> anyhow::Result<u64> {
-    let mut total = 0;
-    loop {
-        let oldest = Query::select()
-            .column(statuses::Column::Id)
-            .from(statuses::Entity)
-            .and_where(statuses::Column::ProbedAt.lt(cutoff))
-            .order_by(statuses::Column::ProbedAt, sea_orm::Order::Asc)
-            .limit(RETENTION_CHUNK)
-            .to_owned();
-        let deleted = statuses::Entity::delete_many()
-            .filter(statuses::Column::Id.in_subquery(oldest))
-            .exec(db)
-            .await?
-            .rows_affected;
-        total += deleted;
-        if deleted < RETENTION_CHUNK {
-            return Ok(total);
-        }
-    }
 }

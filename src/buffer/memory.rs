@@ -5,7 +5,7 @@
 use std::{collections::VecDeque, sync::Mutex};
 
 use super::{Batch, BatchTrigger, Buffer, Receipt};
-use crate::prober::ProbeResult;
+use crate::domain::ProbeResult;
 
 #[derive(Debug)]
 pub struct MemoryBuffer {

@@ -17,7 +17,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::prober::ProbeResult;
+use crate::domain::ProbeResult;
 
 pub use memory::MemoryBuffer;
 pub use redis::RedisBuffer;

@@ -21,7 +21,7 @@ use fred::{
 };
 
 use super::{Batch, BatchTrigger, Buffer, Receipt};
-use crate::prober::ProbeResult;
+use crate::domain::ProbeResult;
 
 const GROUP: &str = "flushers";
 const FIELD: &str = "r";

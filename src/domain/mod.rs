@@ -5,11 +5,13 @@
 mod email;
 mod password;
 mod period;
+mod probe_result;
 mod target_url;
 
 pub use email::Email;
 pub use password::Password;
 pub use period::{Period, PeriodBounds};
+pub use probe_result::ProbeResult;
 pub use target_url::TargetUrl;
 
 /// A user's id.

@@ -23,6 +23,9 @@ use crate::config::{DatabaseKind, Settings};
 /// instances starting together on one Postgres.
 const MIGRATION_LOCK_ID: i64 = 7_400_001;
 
+/// The SQLite WAL file is truncated to this after a checkpoint.
+const SQLITE_WAL_LIMIT_BYTES: u64 = 64 << 20;
+
 /// Opens the database the settings select and applies pending migrations.
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let url = settings.effective_database_url();
@@ -41,6 +44,14 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
+                // Memory per pooled connection, bounded: SQLite's page cache
+                // (its default, 2 MiB) and sqlx's cache of prepared
+                // statements (at most 100; every statement text is fixed,
+                // none grows with a batch). The WAL is checkpointed every
+                // 1,000 pages (SQLite's default) and cut back to this size
+                // after each checkpoint.
+                .statement_cache_capacity(100)
+                .pragma("journal_size_limit", SQLITE_WAL_LIMIT_BYTES.to_string())
         });
     let db = Database::connect(options).await.with_context(|| {
         format!(

@@ -9,7 +9,7 @@ use monitor::{
     prober::ProbeResult,
     store::statuses,
 };
-use sea_orm::{EntityTrait, PaginatorTrait, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, QueryOrder, Set};
 
 use crate::helpers::{Backend, spawn_app, test_redis_url};
 
@@ -128,7 +128,76 @@ async fn retention_deletes_only_statuses_older_than_two_days(backend: Backend) {
     assert!(left.iter().all(|t| *t > at(48)));
 }
 
+/// A row the batch insert writes is the same row, key included, as one
+/// written through the entity (the way rows were written before): a result
+/// stored either way is not stored twice, and reads back unchanged.
+async fn a_batch_row_equals_an_entity_row_for_the_same_probe(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    // Whole seconds, milliseconds and microseconds: each is its own text form.
+    let base = Utc::now().timestamp_millis() / 1000 * 1000;
+    let results = [result(url.id, base), result(url.id, base + 250)];
+    let mut third = result(url.id, base + 500);
+    third.started_us += 7;
+    third.error_kind = Some(3);
+    third.error_message = Some("connection refused".into());
+    for r in results.iter().chain([&third]) {
+        statuses::ActiveModel {
+            url_id: Set(r.url_id),
+            due_at: Set(DateTime::from_timestamp_millis(r.due_ms).unwrap()),
+            probed_at: Set(DateTime::from_timestamp_micros(r.started_us).unwrap()),
+            status_code: Set(r.status_code),
+            latency_micros: Set(r.latency_us),
+            error_kind: Set(r.error_kind),
+            error_message: Set(r.error_message.clone()),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .unwrap();
+    }
+    let by_id = || statuses::Entity::find().order_by_asc(statuses::Column::Id);
+    let before = by_id().all(&app.db).await.unwrap();
+    let batch = [results[0].clone(), results[1].clone(), third.clone()];
+    let (inserted, _) = store_results(&app.db, &batch).await.unwrap();
+    assert_eq!(
+        inserted, 0,
+        "the same (url_id, due_at) in the batch insert's form"
+    );
+
+    // And the batch insert's rows read back as the results they came from.
+    let fresh: Vec<ProbeResult> = batch
+        .iter()
+        .map(|r| ProbeResult {
+            due_ms: r.due_ms + 10_000,
+            ..r.clone()
+        })
+        .collect();
+    assert_eq!(store_results(&app.db, &fresh).await.unwrap().0, 3);
+    let after = by_id().all(&app.db).await.unwrap();
+    for (old, new) in before.iter().zip(&after[3..]) {
+        assert_eq!(new.due_at, old.due_at + chrono::Duration::seconds(10));
+        assert_eq!(new.probed_at, old.probed_at);
+        assert_eq!(
+            (
+                new.status_code,
+                new.latency_micros,
+                new.error_kind,
+                &new.error_message
+            ),
+            (
+                old.status_code,
+                old.latency_micros,
+                old.error_kind,
+                &old.error_message
+            )
+        );
+    }
+}
+
 crate::on_both_backends!(
+    a_batch_row_equals_an_entity_row_for_the_same_probe,
     a_large_batch_is_stored_in_chunks_and_a_second_delivery_adds_nothing,
     results_of_deleted_urls_are_dropped,
     the_flusher_moves_the_memory_buffer_into_the_store,
