@@ -3,7 +3,8 @@
 //! the JSON gateway's axum routes from the `google.api.http` annotations
 //! (tonic-rest-build).
 //!
-//! It also lists the unary methods the proto marks with `idempotency_level`:
+//! It also lists the methods the proto marks `(monitor.v1.public)` (callable
+//! without a token), and the unary methods the proto marks with `idempotency_level`:
 //! the ones a client may send again (`monitor::client`).
 //!
 //! protox compiles the protos in-process. The descriptor set is written with
@@ -43,12 +44,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         idempotent_methods(&compiler.file_descriptor_set()),
     )?;
 
+    let public = public_methods(&compiler.descriptor_pool());
+    fs::write(
+        out_dir.join("monitor_public_methods.rs"),
+        format!(
+            "/// Methods the proto marks `(monitor.v1.public)`: callable without a token.\n\
+             pub const PUBLIC_METHODS: &[&str] = &{public:?};\n"
+        ),
+    )?;
+
     let rest = tonic_rest_build::RestCodegenConfig::new()
         .package("monitor.v1", "monitor::v1")
         .proto_root("crate::proto")
-        .runtime_crate("crate::api::http::gateway")
-        .extension_type("crate::domain::UserId")
-        .public_methods(&["Register", "Login"]);
+        .runtime_crate("crate::api::gateway")
+        .extension_type("crate::api::Caller")
+        .public_methods(&public.iter().map(String::as_str).collect::<Vec<_>>());
     fs::write(
         out_dir.join("monitor_rest_routes.rs"),
         tonic_rest_build::generate(&descriptor, &rest)?,
@@ -87,4 +97,19 @@ fn idempotent_methods(set: &prost_types::FileDescriptorSet) -> String {
          pub const IDEMPOTENT_METHODS: &[&str] = &[\n{}];\n",
         paths.concat()
     )
+}
+
+/// The names of the methods marked `(monitor.v1.public) = true`.
+fn public_methods(pool: &prost_reflect::DescriptorPool) -> Vec<String> {
+    let public = pool
+        .get_extension_by_name("monitor.v1.public")
+        .expect("proto/monitor/v1/monitor.proto declares the `public` method option");
+    pool.services()
+        .flat_map(|service| service.methods().collect::<Vec<_>>())
+        .filter(|method| {
+            let options = method.options();
+            options.has_extension(&public) && options.get_extension(&public).as_bool() == Some(true)
+        })
+        .map(|method| method.name().to_owned())
+        .collect()
 }

@@ -20,7 +20,7 @@ use tonic_health::ServingStatus;
 use tokio::sync::Notify;
 
 use crate::{
-    api::{grpc::MonitorApi, http as json_api, observe::GrpcObserveLayer},
+    api::{grpc::MonitorApi, http as json_api, observe::GrpcObserveLayer, openapi},
     auth::{AuthLayer, TokenKeys, limit::LoginLimitSettings, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{self, DatabaseKind, Settings},
@@ -33,9 +33,6 @@ use crate::{
     service::{AccountService, Services, StatusService, UrlService},
     store,
 };
-
-/// The name the health service reports the API under.
-pub const SERVICE_NAME: &str = "monitor.v1.MonitorService";
 
 #[derive(Debug)]
 pub struct App {
@@ -235,10 +232,13 @@ impl App {
         let api = MonitorApi::new(self.services.clone());
         let http_app = json_api::router(
             api.clone(),
-            self.keys.clone(),
-            self.settings.http_max_body,
-            self.metrics.clone(),
-            health.clone(),
+            json_api::HttpParts {
+                keys: self.keys.clone(),
+                max_body: self.settings.http_max_body,
+                metrics: self.metrics.clone(),
+                health: health.clone(),
+                openapi: Arc::new(openapi::document(self.services.urls.bounds())),
+            },
         );
         // TCP_NODELAY on both ports: a small response must not wait for the
         // peer's delayed ACK (Nagle), which costs ~40 ms per exchange.

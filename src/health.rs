@@ -15,15 +15,16 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    app::SERVICE_NAME,
     buffer::Buffer,
     metrics::{Metrics, PoolLabels},
+    proto::monitor::v1::monitor_service_server::SERVICE_NAME,
+    store,
 };
 
 /// How long one dependency may take to answer a check.
@@ -126,18 +127,9 @@ impl Health {
     }
 
     fn sample_pool(&self) {
-        let (size, idle) = match self.db.get_database_backend() {
-            DbBackend::Postgres => {
-                let pool = self.db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            DbBackend::Sqlite => {
-                let pool = self.db.get_sqlite_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            _ => return,
+        let Some((size, idle)) = store::pool_usage(&self.db) else {
+            return;
         };
-        let idle = u32::try_from(idle).unwrap_or(size);
         let gauge = |state| {
             self.metrics
                 .db_pool

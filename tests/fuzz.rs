@@ -10,8 +10,9 @@
 use std::time::Duration;
 
 use monitor::{
+    api::convert::period_from_proto,
     api::seed,
-    domain::{Email, Period, PeriodBounds, TargetUrl},
+    domain::{Email, PeriodBounds, TargetUrl},
     proto::monitor::v1 as pb,
 };
 use proptest::prelude::*;
@@ -93,7 +94,7 @@ proptest! {
     fn periods_are_whole_seconds_within_bounds(seconds in any::<i64>(), nanos in prop_oneof![Just(0i32), any::<i32>()]) {
         let bounds = PeriodBounds { min: Duration::from_secs(10), max: Duration::from_secs(6000) };
         let raw = pbjson_types::Duration { seconds, nanos };
-        match Period::parse("period", Some(raw), bounds) {
+        match period_from_proto("period", Some(raw), bounds) {
             Ok(p) => prop_assert!(nanos == 0 && (10..=6000).contains(&i64::from(p.seconds())) && i64::from(p.seconds()) == seconds),
             Err(_) => prop_assert!(nanos != 0 || !(10..=6000).contains(&seconds)),
         }

@@ -2,13 +2,15 @@
 
 use tonic::{Request, Response, Status};
 
+use super::convert::{
+    period_from_proto, status_to_proto, time_from_proto, time_to_proto, url_to_proto,
+};
 use crate::{
     auth::limit::Peer,
-    domain::{Period, UserId},
+    domain::{Email, Password, TargetUrl, UserId},
     error::Error,
     proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
-    service::{Services, StatusQuery, time},
-    store::{statuses, urls},
+    service::{Services, StatusQuery},
 };
 
 #[derive(Debug, Clone)]
@@ -30,34 +32,6 @@ fn caller<T>(req: &Request<T>) -> Result<UserId, Status> {
     })
 }
 
-fn url_to_proto(m: urls::Model) -> pb::Url {
-    pb::Url {
-        id: m.id,
-        url: m.url,
-        period: Some(pbjson_types::Duration {
-            seconds: i64::from(Period::from_stored_seconds(m.period_seconds).seconds()),
-            nanos: 0,
-        }),
-        created_at: Some(time::to_proto(m.created_at)),
-    }
-}
-
-fn status_to_proto(m: statuses::Model) -> pb::Status {
-    let latency = std::time::Duration::from_micros(u64::try_from(m.latency_micros).unwrap_or(0));
-    pb::Status {
-        id: m.id,
-        url_id: m.url_id,
-        due_at: Some(time::to_proto(m.due_at)),
-        probed_at: Some(time::to_proto(m.probed_at)),
-        status_code: m.status_code,
-        latency: Some(latency.into()),
-        error_kind: m
-            .error_kind
-            .map_or(pb::ErrorKind::Unspecified as i32, i32::from),
-        error_message: m.error_message.unwrap_or_default(),
-    }
-}
-
 #[tonic::async_trait]
 impl MonitorService for MonitorApi {
     async fn register(
@@ -65,10 +39,12 @@ impl MonitorService for MonitorApi {
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let pb::RegisterRequest { email, password } = req.into_inner();
-        let user = self.services.accounts.register(&email, password).await?;
+        let email = Email::parse("email", &email)?;
+        let password = Password::parse("password", password)?;
+        let account = self.services.accounts.register(email, password).await?;
         Ok(Response::new(pb::RegisterResponse {
-            id: user.id,
-            email: user.email,
+            id: account.id.0,
+            email: account.email,
         }))
     }
 
@@ -82,10 +58,12 @@ impl MonitorService for MonitorApi {
             .map(|p| p.0)
             .or_else(|| req.remote_addr().map(|a| a.ip()));
         let pb::LoginRequest { email, password } = req.into_inner();
-        let issued = self.services.accounts.login(&email, password, peer).await?;
+        let email = Email::parse("email", &email)?;
+        let password = Password::parse("password", password)?;
+        let issued = self.services.accounts.login(email, password, peer).await?;
         Ok(Response::new(pb::LoginResponse {
             token: issued.token,
-            expires_at: Some(time::to_proto(issued.expires_at)),
+            expires_at: Some(time_to_proto(issued.expires_at)),
         }))
     }
 
@@ -95,9 +73,11 @@ impl MonitorService for MonitorApi {
     ) -> Result<Response<pb::AddUrlResponse>, Status> {
         let user = caller(&req)?;
         let pb::AddUrlRequest { url, period } = req.into_inner();
-        let model = self.services.urls.add(user, &url, period).await?;
+        let url = TargetUrl::parse("url", &url)?;
+        let period = period_from_proto("period", period, self.services.urls.bounds())?;
+        let record = self.services.urls.add(user, url, period).await?;
         Ok(Response::new(pb::AddUrlResponse {
-            url: Some(url_to_proto(model)),
+            url: Some(url_to_proto(record)),
         }))
     }
 
@@ -136,8 +116,14 @@ impl MonitorService for MonitorApi {
                     url_id: r.url_id,
                     page_size: r.page_size,
                     page_token: r.page_token,
-                    start_time: r.start_time,
-                    end_time: r.end_time,
+                    start_time: r
+                        .start_time
+                        .map(|t| time_from_proto("start_time", t))
+                        .transpose()?,
+                    end_time: r
+                        .end_time
+                        .map(|t| time_from_proto("end_time", t))
+                        .transpose()?,
                 },
             )
             .await?;

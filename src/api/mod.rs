@@ -2,13 +2,32 @@
 //! the result. No SQL and no business rules live here.
 //!
 //! - [`grpc`]: the tonic `MonitorService` implementation.
-//! - [`http`]: the JSON gateway generated from the proto's `google.api.http`
-//!   annotations, over the same implementation, plus the seed's routes
-//!   ([`seed`]) and the OpenAPI document ([`openapi`]).
+//! - [`convert`]: proto messages to and from domain types.
+//! - [`http`]: the JSON side's router: the gateway routes generated from the
+//!   proto's `google.api.http` annotations ([`gateway`]), over the same
+//!   implementation, the seed's routes ([`seed`]), the OpenAPI document
+//!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
+//!   [`Caller`] and keeps every answer JSON.
 //! - [`observe`]: one span, metric sample and request id per call.
 
+pub mod convert;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod middleware;
 pub mod observe;
 pub mod openapi;
 pub mod seed;
+
+use std::net::IpAddr;
+
+use crate::domain::UserId;
+
+/// Who is calling, as the JSON side learned it: the connection's peer
+/// address, and the user whose token the request carried (on routes that
+/// need one). One typed extension from the middleware to the handlers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub user: Option<UserId>,
+    pub peer: Option<IpAddr>,
+}

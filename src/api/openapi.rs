@@ -7,18 +7,22 @@
 //! RFC 3339, enums by name), and the descriptions from the proto comments.
 //! The seed's three routes are added by hand, as they are not in the proto.
 
-use std::sync::OnceLock;
-
 use prost_reflect::{
     DescriptorPool, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
 };
 use prost_types::FileDescriptorProto;
 use serde_json::{Map, Value, json};
 
-use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::{
+    domain::{PeriodBounds, email, password, target_url},
+    proto::{
+        FILE_DESCRIPTOR_SET, PUBLIC_METHODS, monitor::v1::monitor_service_server::SERVICE_NAME,
+    },
+    service::statuses::MAX_PAGE_SIZE,
+};
 
-const SERVICE: &str = "monitor.v1.MonitorService";
-const PUBLIC_METHODS: [&str; 2] = ["Register", "Login"];
+/// The shortest address with a local part, an `@` and a domain: `a@b.c`.
+const EMAIL_MIN_LEN: usize = 5;
 /// `google.api.FieldBehavior.REQUIRED`.
 const REQUIRED: i32 = 2;
 
@@ -28,15 +32,23 @@ const REQUIRED: i32 = 2;
 /// origin): the service still answers INVALID_ARGUMENT for those.
 fn constraints(message: &str, field: &str) -> Option<Value> {
     Some(match (message, field) {
-        ("RegisterRequest" | "LoginRequest", "email") => json!({"minLength": 5, "maxLength": 320}),
-        // 8..=1024 bytes: at least 2 characters, at most 1024.
-        ("RegisterRequest", "password") => json!({"minLength": 2, "maxLength": 1024}),
-        ("LoginRequest", "password") => json!({"minLength": 1, "maxLength": 1024}),
-        ("AddUrlRequest", "url") => json!({"minLength": 1, "maxLength": 2048}),
+        ("RegisterRequest" | "LoginRequest", "email") => email_schema(),
+        ("RegisterRequest", "password") => password_schema(),
+        ("LoginRequest", "password") => json!({"minLength": 1, "maxLength": password::MAX_LEN}),
+        ("AddUrlRequest", "url") => json!({"minLength": 1, "maxLength": target_url::MAX_LEN}),
         ("DeleteUrlRequest", "id") | ("ListStatusesRequest", "url_id") => json!({"minimum": 1}),
-        ("ListStatusesRequest", "page_size") => json!({"minimum": 0, "maximum": 1000}),
+        ("ListStatusesRequest", "page_size") => json!({"minimum": 0, "maximum": MAX_PAGE_SIZE}),
         _ => return None,
     })
+}
+
+fn email_schema() -> Value {
+    json!({"minLength": EMAIL_MIN_LEN, "maxLength": email::MAX_LEN})
+}
+
+/// Bytes, counted as characters: a character is at most 4 bytes.
+fn password_schema() -> Value {
+    json!({"minLength": password::MIN_LEN.div_ceil(4), "maxLength": password::MAX_LEN})
 }
 
 /// `base` with the field's constraints merged in.
@@ -50,18 +62,17 @@ fn constrained(mut base: Value, f: &FieldDescriptor) -> Value {
     base
 }
 
-/// The document, built once.
-pub fn document() -> &'static Value {
-    static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(|| build().expect("the descriptor set embedded at build time is valid"))
+/// The document, for a server accepting periods within `bounds`.
+pub fn document(bounds: PeriodBounds) -> Value {
+    build(bounds).expect("the descriptor set embedded at build time is valid")
 }
 
-fn build() -> Result<Value, prost_reflect::DescriptorError> {
+fn build(bounds: PeriodBounds) -> Result<Value, prost_reflect::DescriptorError> {
     let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET)?;
     let http = pool.get_extension_by_name("google.api.http");
     let behavior = pool.get_extension_by_name("google.api.field_behavior");
     let service = pool
-        .get_service_by_name(SERVICE)
+        .get_service_by_name(SERVICE_NAME)
         .expect("MonitorService is in the descriptor set");
     let file = service.parent_file_descriptor_proto().clone();
 
@@ -135,7 +146,7 @@ fn build() -> Result<Value, prost_reflect::DescriptorError> {
         let entry = paths.entry(rule.path.clone()).or_insert_with(|| json!({}));
         entry[rule.method.as_str()] = op;
     }
-    add_seed_routes(&mut paths);
+    add_seed_routes(&mut paths, bounds);
     schemas.insert("Error".into(), error_schema());
 
     Ok(json!({
@@ -373,12 +384,16 @@ fn error_response() -> Value {
 }
 
 /// The seed's routes (see `api::seed`): field names in any case.
-fn add_seed_routes(paths: &mut Map<String, Value>) {
+fn add_seed_routes(paths: &mut Map<String, Value>, bounds: PeriodBounds) {
+    let string = |mut limits: Value| {
+        limits["type"] = json!("string");
+        limits
+    };
     let credentials = json!({
         "type": "object",
         "properties": {
-            "Email": {"type": "string", "minLength": 5, "maxLength": 320},
-            "Password": {"type": "string", "minLength": 2, "maxLength": 1024},
+            "Email": string(email_schema()),
+            "Password": string(password_schema()),
         },
         "required": ["Email", "Password"],
     });
@@ -426,8 +441,12 @@ fn add_seed_routes(paths: &mut Map<String, Value>) {
             json!({
                 "type": "object",
                 "properties": {
-                    "URL": {"type": "string", "minLength": 1, "maxLength": 2048},
-                    "Period": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "URL": {"type": "string", "minLength": 1, "maxLength": target_url::MAX_LEN},
+                    "Period": {
+                        "type": "integer",
+                        "minimum": bounds.min.as_secs().div_ceil(60).max(1),
+                        "maximum": bounds.max.as_secs() / 60,
+                    },
                 },
                 "required": ["URL"],
             }),
@@ -440,6 +459,27 @@ fn add_seed_routes(paths: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn document() -> Value {
+        super::document(PeriodBounds {
+            min: std::time::Duration::from_secs(60),
+            max: std::time::Duration::from_secs(6000),
+        })
+    }
+
+    #[test]
+    fn the_seed_period_follows_the_configured_bounds() {
+        let doc = super::document(PeriodBounds {
+            min: std::time::Duration::from_secs(30),
+            max: std::time::Duration::from_secs(3 * 3600),
+        });
+        let period = &doc["paths"]["/url"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["properties"]["Period"];
+        assert_eq!(
+            (period["minimum"].clone(), period["maximum"].clone()),
+            (json!(1), json!(180))
+        );
+    }
 
     #[test]
     fn every_annotated_rpc_and_seed_route_is_documented() {

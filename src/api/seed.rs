@@ -11,32 +11,39 @@
 //! [`MonitorApi`] method as its v1 route, so validation and errors are the
 //! same; statuses are read through `GET /v1/urls/{url_id}/statuses`.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
-use axum::{
-    Extension, Json, Router,
-    extract::{ConnectInfo, State},
-    http::StatusCode,
-    routing::post,
-};
+use axum::{Extension, Json, Router, extract::State, http::StatusCode, routing::post};
 use serde_json::{Map, Value};
 
-use super::{grpc::MonitorApi, http::gateway::RestError};
+use super::{Caller, gateway::RestError, grpc::MonitorApi};
 use crate::{
-    auth::limit::Peer,
-    domain::UserId,
     error::Error,
-    proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
+    proto::{
+        PUBLIC_METHODS,
+        monitor::v1::{self as pb, monitor_service_server::MonitorService},
+    },
 };
 
-/// Seed routes callable without a token.
-pub const PUBLIC_PATHS: [&str; 2] = ["/register", "/login"];
+/// Each seed route and the RPC it stands for.
+const ROUTES: [(&str, &str); 3] = [
+    ("/register", "Register"),
+    ("/login", "Login"),
+    ("/url", "AddUrl"),
+];
+
+/// Whether a seed route is callable without a token: its RPC is.
+pub fn is_public(path: &str) -> bool {
+    ROUTES
+        .iter()
+        .any(|(route, method)| *route == path && PUBLIC_METHODS.contains(method))
+}
 
 pub fn router(api: Arc<MonitorApi>) -> Router {
     Router::new()
-        .route("/register", post(register))
-        .route("/login", post(login))
-        .route("/url", post(add_url))
+        .route(ROUTES[0].0, post(register))
+        .route(ROUTES[1].0, post(login))
+        .route(ROUTES[2].0, post(add_url))
         .with_state(api)
 }
 
@@ -96,7 +103,7 @@ async fn register(
     State(api): State<Arc<MonitorApi>>,
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<pb::RegisterResponse>), RestError> {
-    let (email, password) = credentials(&body).map_err(tonic::Status::from)?;
+    let (email, password) = credentials(&body)?;
     let res = api
         .register(tonic::Request::new(pb::RegisterRequest { email, password }))
         .await?;
@@ -105,26 +112,23 @@ async fn register(
 
 async fn login(
     State(api): State<Arc<MonitorApi>>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Extension(caller): Extension<Caller>,
     Json(body): Json<Value>,
 ) -> Result<Json<pb::LoginResponse>, RestError> {
-    let (email, password) = credentials(&body).map_err(tonic::Status::from)?;
+    let (email, password) = credentials(&body)?;
     let mut req = tonic::Request::new(pb::LoginRequest { email, password });
-    if let Some(Extension(ConnectInfo(addr))) = peer {
-        req.extensions_mut().insert(Peer(addr.ip()));
-    }
+    caller.attach(&mut req);
     let res = api.login(req).await?;
     Ok(Json(res.into_inner()))
 }
 
 async fn add_url(
     State(api): State<Arc<MonitorApi>>,
-    Extension(user): Extension<UserId>,
+    Extension(caller): Extension<Caller>,
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<pb::AddUrlResponse>), RestError> {
-    let req = add_url_request(&body).map_err(tonic::Status::from)?;
-    let mut req = tonic::Request::new(req);
-    req.extensions_mut().insert(user);
+    let mut req = tonic::Request::new(add_url_request(&body)?);
+    caller.attach(&mut req);
     let res = api.add_url(req).await?;
     Ok((StatusCode::CREATED, Json(res.into_inner())))
 }

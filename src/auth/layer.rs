@@ -18,11 +18,10 @@ use tower::{Layer, Service};
 
 use super::TokenKeys;
 use crate::{
-    domain::UserId, error::Error, proto::monitor::v1::monitor_service_server::MonitorServiceServer,
+    domain::UserId,
+    error::Error,
+    proto::{PUBLIC_METHODS, monitor::v1::monitor_service_server::MonitorServiceServer},
 };
-
-/// Methods that are called to obtain a token, so cannot require one.
-const PUBLIC_METHODS: [&str; 2] = ["Register", "Login"];
 
 #[derive(Debug, Clone)]
 pub struct AuthLayer {

@@ -3,7 +3,7 @@ use std::{fmt, str::FromStr};
 use crate::error::Error;
 
 /// Longest address SMTP allows (RFC 5321: 64 + 1 + 255).
-const MAX_LEN: usize = 320;
+pub const MAX_LEN: usize = 320;
 
 /// An email address, trimmed and lower-cased so that uniqueness is
 /// case-insensitive.

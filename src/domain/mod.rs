@@ -2,16 +2,20 @@
 //! acceptable, so the services never re-check. Each parse error names the
 //! request field it came from.
 
-mod email;
-mod password;
+pub mod email;
+pub mod password;
 mod period;
 mod probe_result;
-mod target_url;
+mod records;
+pub mod schedule;
+pub mod target_url;
 
 pub use email::Email;
 pub use password::Password;
 pub use period::{Period, PeriodBounds};
 pub use probe_result::ProbeResult;
+pub use records::{Account, Credentials, StatusRecord, UrlRecord, truncate_to_micros};
+pub use schedule::Claim;
 pub use target_url::TargetUrl;
 
 /// A user's id.

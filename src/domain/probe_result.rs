@@ -6,7 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{proto::monitor::v1::ErrorKind, service::time::truncate_to_micros};
+use super::truncate_to_micros;
+use crate::proto::monitor::v1::ErrorKind;
 
 /// What one probe found, as it travels through the buffer to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

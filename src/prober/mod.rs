@@ -10,7 +10,6 @@
 //! three integers in the database.
 
 pub mod probe;
-pub mod schedule;
 pub mod ssrf;
 
 use std::{
@@ -33,8 +32,10 @@ pub use crate::domain::ProbeResult;
 
 use crate::{
     buffer::Buffer,
+    domain::Claim,
     metrics::{Metrics, ProbeLabels},
     proto::monitor::v1::ErrorKind,
+    store,
     telemetry::OutageLog,
 };
 
@@ -147,7 +148,7 @@ impl Prober {
             return Ok(TickReport::default());
         }
         let now = Utc::now().timestamp_millis();
-        let claims = schedule::claim_due(
+        let claims = store::schedule::claim_due(
             &self.inner.db,
             now,
             millis(s.lookahead),
@@ -181,7 +182,7 @@ impl Prober {
         Ok(report)
     }
 
-    async fn fire(&self, claim: schedule::Claim) {
+    async fn fire(&self, claim: Claim) {
         let due_at = claim.due_at();
         let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;

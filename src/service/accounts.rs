@@ -3,9 +3,8 @@
 use std::{net::IpAddr, sync::Arc};
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::DatabaseConnection;
 
-use super::time;
 use crate::{
     auth::{
         TokenKeys,
@@ -13,7 +12,7 @@ use crate::{
         password,
         token::IssuedToken,
     },
-    domain::{Email, Password, UserId},
+    domain::{Account, Email, Password, truncate_to_micros},
     error::{Error, Result},
     store::{self, users},
 };
@@ -37,25 +36,18 @@ impl AccountService {
     }
 
     /// Creates an account; the password is stored only as an argon2id hash.
-    pub async fn register(&self, email: &str, password: String) -> Result<users::Model> {
-        let email = Email::parse("email", email)?;
-        let password = Password::parse("password", password)?;
+    pub async fn register(&self, email: Email, password: Password) -> Result<Account> {
         // Cheap check first, so a taken email costs no hashing; the unique
         // index still decides a race between two registrations.
-        if self.find_by_email(&email).await?.is_some() {
+        if users::email_taken(&self.db, &email).await? {
             return Err(already_registered());
         }
         let hash = password::hash(password).await.map_err(Error::Internal)?;
-        let user = users::ActiveModel {
-            email: Set(email.as_str().to_owned()),
-            password_hash: Set(hash),
-            created_at: Set(time::truncate_to_micros(Utc::now())),
-            ..Default::default()
-        };
-        match user.insert(&self.db).await {
-            Ok(model) => {
-                tracing::info!(user_id = model.id, "user registered");
-                Ok(model)
+        let created_at = truncate_to_micros(Utc::now());
+        match users::insert(&self.db, &email, hash, created_at).await {
+            Ok(account) => {
+                tracing::info!(user_id = account.id.0, "user registered");
+                Ok(account)
             }
             Err(e) if store::is_unique_violation(&e) => Err(already_registered()),
             Err(e) => Err(e.into()),
@@ -68,20 +60,18 @@ impl AccountService {
     /// refused before any hashing.
     pub async fn login(
         &self,
-        email: &str,
-        password: String,
+        email: Email,
+        password: Password,
         peer: Option<IpAddr>,
     ) -> Result<IssuedToken> {
-        let email = Email::parse("email", email)?;
-        let password = Password::parse("password", password)?;
         self.limits.check(email.as_str(), peer)?;
-        let user = self.find_by_email(&email).await?;
+        let user = users::credentials(&self.db, &email).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = password::verify(password, stored)
             .await
             .map_err(Error::Internal)?;
         match user {
-            Some(user) if ok => self.keys.issue(UserId(user.id)),
+            Some(user) if ok => self.keys.issue(user.id),
             _ => Err(self.limits.failed(
                 email.as_str(),
                 peer,
@@ -93,13 +83,6 @@ impl AccountService {
     /// Forgets failure counts that have expired (call now and then).
     pub fn prune_limits(&self) {
         self.limits.prune();
-    }
-
-    async fn find_by_email(&self, email: &Email) -> Result<Option<users::Model>> {
-        Ok(users::Entity::find()
-            .filter(users::Column::Email.eq(email.as_str()))
-            .one(&self.db)
-            .await?)
     }
 }
 

@@ -1,13 +1,13 @@
 //! The transport-free core: what each RPC does, independent of gRPC or JSON.
 //!
-//! Services take raw request values, parse them into domain types (so every
-//! bad input becomes an [`crate::error::Error`] naming its field), do the
-//! work in the database, and return entity models. They never see a token:
-//! the caller's [`crate::domain::UserId`] is handed in by the auth layer.
+//! Services take domain types (the transports parse requests into them, so
+//! every bad input becomes an [`crate::error::Error`] naming its field), do
+//! the work through `store`, and return domain records. They never see a
+//! token or a proto type: the caller's [`crate::domain::UserId`] is handed
+//! in by the auth layer.
 
 pub mod accounts;
 pub mod statuses;
-pub mod time;
 pub mod urls;
 
 use std::sync::Arc;

@@ -9,33 +9,31 @@ use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::DatabaseConnection;
 
-use super::{UrlService, time};
+use super::UrlService;
 use crate::{
-    domain::UserId,
+    domain::{StatusRecord, UserId},
     error::{Error, Result},
-    store::{statuses, urls},
+    store::statuses,
 };
 
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
-/// The raw request, as a transport decoded it.
+/// The request, as a transport decoded it.
 #[derive(Debug, Clone, Default)]
 pub struct StatusQuery {
     pub url_id: i64,
     pub page_size: i32,
     pub page_token: String,
-    pub start_time: Option<pbjson_types::Timestamp>,
-    pub end_time: Option<pbjson_types::Timestamp>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]
 pub struct StatusPage {
-    pub statuses: Vec<statuses::Model>,
+    pub statuses: Vec<StatusRecord>,
     pub next_page_token: String,
 }
 
@@ -88,14 +86,7 @@ impl StatusService {
                 ));
             }
         };
-        let start = query
-            .start_time
-            .map(|t| time::from_proto("start_time", t))
-            .transpose()?;
-        let end = query
-            .end_time
-            .map(|t| time::from_proto("end_time", t))
-            .transpose()?;
+        let (start, end) = (query.start_time, query.end_time);
         if let (Some(s), Some(e)) = (start, end)
             && s >= e
         {
@@ -121,31 +112,18 @@ impl StatusService {
         // Ownership is part of the query (a join on the caller's URLs), so a
         // page costs one round trip; only an empty page needs the check
         // below, to tell another user's URL (NOT_FOUND) from a quiet one.
-        let mut select = statuses::Entity::find()
-            .inner_join(urls::Entity)
-            .filter(urls::Column::UserId.eq(user.0))
-            .filter(statuses::Column::UrlId.eq(query.url_id));
-        if let Some(s) = start {
-            select = select.filter(statuses::Column::ProbedAt.gte(s));
-        }
-        if let Some(e) = end {
-            select = select.filter(statuses::Column::ProbedAt.lt(e));
-        }
-        if let Some((at, id)) = cursor {
-            select = select.filter(
-                Condition::any().add(statuses::Column::ProbedAt.lt(at)).add(
-                    Condition::all()
-                        .add(statuses::Column::ProbedAt.eq(at))
-                        .add(statuses::Column::Id.lt(id)),
-                ),
-            );
-        }
-        let mut rows = select
-            .order_by_desc(statuses::Column::ProbedAt)
-            .order_by_desc(statuses::Column::Id)
-            .limit(page_size + 1)
-            .all(&self.db)
-            .await?;
+        let mut rows = statuses::page(
+            &self.db,
+            statuses::PageQuery {
+                user,
+                url_id: query.url_id,
+                start,
+                end,
+                after: cursor,
+                limit: page_size + 1,
+            },
+        )
+        .await?;
         if rows.is_empty() {
             self.urls.get(user, "url_id", query.url_id).await?;
         }

@@ -1,9 +1,12 @@
 //! Persistence: sea-orm entities, the connection, and migrations.
 //!
-//! The same code runs on SQLite (the embedded default) and Postgres. Queries
-//! live in the services that own them; this module only connects and defines
-//! the tables' shapes, which `migrations/` creates.
+//! The same code runs on SQLite (the embedded default) and Postgres. Every
+//! SQL statement and every difference between the two backends lives here,
+//! behind functions named for what they do; services and loops call them
+//! and get domain records back (`crate::domain`), never entity models or
+//! rows. The entities mirror the tables `migrations/` creates.
 
+pub mod schedule;
 pub mod statuses;
 pub mod urls;
 pub mod users;
@@ -91,4 +94,20 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// Whether an error is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// The connection pool's size and how many of its connections are idle.
+pub fn pool_usage(db: &DatabaseConnection) -> Option<(u32, u32)> {
+    let (size, idle) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => return None,
+    };
+    Some((size, u32::try_from(idle).unwrap_or(size)))
 }

@@ -10,10 +10,11 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, Statement, entity::prelude::*, sea_query::Query,
+    Condition, ConnectionTrait, DatabaseConnection, DbBackend, QueryOrder, QuerySelect, Statement,
+    entity::prelude::*, sea_query::Query,
 };
 
-use crate::domain::ProbeResult;
+use crate::domain::{ProbeResult, StatusRecord, UserId};
 
 /// Rows per insert statement, which bounds its memory and lock time (the
 /// arrays and the JSON text have no parameter limit).
@@ -158,4 +159,66 @@ pub async fn delete_older_than(
             return Ok(total);
         }
     }
+}
+
+impl From<Model> for StatusRecord {
+    fn from(m: Model) -> Self {
+        Self {
+            id: m.id,
+            url_id: m.url_id,
+            due_at: m.due_at,
+            probed_at: m.probed_at,
+            status_code: m.status_code,
+            latency: std::time::Duration::from_micros(u64::try_from(m.latency_micros).unwrap_or(0)),
+            error_kind: m.error_kind,
+            error_message: m.error_message,
+        }
+    }
+}
+
+/// One page of a user's URL's statuses, newest first.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    pub user: UserId,
+    pub url_id: i64,
+    /// Probed at or after.
+    pub start: Option<DateTime<Utc>>,
+    /// Probed before.
+    pub end: Option<DateTime<Utc>>,
+    /// Strictly after this (probed_at, id) in newest-first order.
+    pub after: Option<(DateTime<Utc>, i64)>,
+    pub limit: u64,
+}
+
+/// The statuses of `query.url_id` if the URL is `query.user`'s (none
+/// otherwise): ownership is a join in the same query, one round trip.
+pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<StatusRecord>, DbErr> {
+    let mut select = Entity::find()
+        .inner_join(super::urls::Entity)
+        .filter(super::urls::Column::UserId.eq(query.user.0))
+        .filter(Column::UrlId.eq(query.url_id));
+    if let Some(s) = query.start {
+        select = select.filter(Column::ProbedAt.gte(s));
+    }
+    if let Some(e) = query.end {
+        select = select.filter(Column::ProbedAt.lt(e));
+    }
+    if let Some((at, id)) = query.after {
+        select = select.filter(
+            Condition::any().add(Column::ProbedAt.lt(at)).add(
+                Condition::all()
+                    .add(Column::ProbedAt.eq(at))
+                    .add(Column::Id.lt(id)),
+            ),
+        );
+    }
+    Ok(select
+        .order_by_desc(Column::ProbedAt)
+        .order_by_desc(Column::Id)
+        .limit(query.limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(StatusRecord::from)
+        .collect())
 }

@@ -92,7 +92,7 @@ async fn retention_deletes_only_statuses_older_than_two_days(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
     let url = app.add_url(&token, "https://example.com/").await;
-    let now = monitor::service::time::truncate_to_micros(Utc::now());
+    let now = monitor::domain::truncate_to_micros(Utc::now());
     let at = |hours: i64| now - chrono::Duration::hours(hours);
     let rows: Vec<_> = [1, 47, 49, 72, 200]
         .into_iter()

@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use monitor::{
-    proto::monitor::v1 as pb,
-    service::time::{to_proto, truncate_to_micros},
+    api::convert::time_to_proto as to_proto, domain::truncate_to_micros, proto::monitor::v1 as pb,
     store::statuses,
 };
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, Set};

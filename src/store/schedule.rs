@@ -1,11 +1,7 @@
-//! The schedule: which URLs are due, claimed exactly once across instances.
+//! Claiming due URLs, exactly once across instances.
 //!
-//! Each URL has a grid of due times, `phase_ms + k * period`, fixed when it
-//! is added (`phase_ms` is random, so URLs added together spread evenly over
-//! their period rather than firing in a burst). The next due time is always
-//! computed from the previous due time, never from when a probe finished, so
-//! nothing drifts. A new URL is due at once; its second probe is the first
-//! grid point at least half a period later.
+//! The grid itself is `domain::schedule`'s; the UPDATE below applies the
+//! same arithmetic in SQL.
 //!
 //! Claiming is one UPDATE that advances `next_due_ms` of the URLs due within
 //! the look-ahead and returns them. On Postgres the rows are picked with
@@ -20,33 +16,9 @@
 //! The cost: a due time claimed by an instance that dies within the
 //! look-ahead (well under a second) before firing it is not probed.
 
-use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
-/// One claimed due time of one URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub url_id: i64,
-    pub url: String,
-    pub period_ms: i64,
-    pub due_ms: i64,
-}
-
-impl Claim {
-    pub fn due_at(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.due_ms).unwrap_or_default()
-    }
-}
-
-/// The first grid point strictly after `t`.
-pub fn next_grid_after(t: i64, phase: i64, period: i64) -> i64 {
-    t + period - (t - phase).rem_euclid(period)
-}
-
-/// The second due time of a URL whose first was `first`.
-pub fn second_due(first: i64, phase: i64, period: i64) -> i64 {
-    next_grid_after(first + period / 2, phase, period)
-}
+use crate::domain::Claim;
 
 /// Claims the due times that fall at or before `now_ms + lookahead_ms`.
 ///
@@ -108,30 +80,4 @@ pub async fn claim_due(
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grid_points_are_phase_plus_multiples_of_the_period() {
-        assert_eq!(next_grid_after(0, 7, 10), 7);
-        assert_eq!(next_grid_after(7, 7, 10), 17);
-        assert_eq!(next_grid_after(8, 7, 10), 17);
-        assert_eq!(
-            next_grid_after(1_700_000_000_000, 123, 60_000) % 60_000,
-            123
-        );
-    }
-
-    #[test]
-    fn the_second_probe_is_the_first_grid_point_half_a_period_on() {
-        // Added at 1000 with phase 0 and a 60 s period: second due at 60 000.
-        assert_eq!(second_due(1_000, 0, 60_000), 60_000);
-        // Added just before a grid point: that point is too close, the next one is used.
-        assert_eq!(second_due(59_000, 0, 60_000), 120_000);
-        // On the grid, the next due is exactly one period later.
-        assert_eq!(second_due(120_000, 0, 60_000), 180_000);
-    }
 }

@@ -1,0 +1,140 @@
+//! The JSON side's middleware, outermost first: the caller (peer address
+//! and, on routes that need one, the token's user) as one typed extension;
+//! JSON as the default content type; axum's own rejections rewritten into
+//! the JSON error shape.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::Response,
+};
+use tonic::Code;
+
+use super::{
+    Caller,
+    gateway::{error_response, routes::PUBLIC_REST_PATHS, status_response},
+    seed,
+};
+use crate::auth::{TokenKeys, layer::authenticate};
+
+/// Paths callable without a token.
+fn is_public(path: &str) -> bool {
+    PUBLIC_REST_PATHS.contains(&path) || seed::is_public(path)
+}
+
+/// Puts the [`Caller`] in the request's extensions: the connection's peer
+/// address (for the login limits) and, on a matched route that needs a
+/// token, the authenticated user, as the gRPC auth layer does. A route that
+/// needs a token and has no valid one is answered here.
+pub async fn identify(
+    State(keys): State<Arc<TokenKeys>>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let mut caller = Caller { user: None, peer };
+    let public = matched.as_ref().is_some_and(|m| is_public(m.as_str()));
+    if !public {
+        match authenticate(&keys, req.headers()) {
+            Ok(user) => {
+                tracing::Span::current().record("user_id", user.0);
+                caller.user = Some(user);
+            }
+            Err(err) => return status_response(&err.into()),
+        }
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// The gateway speaks only JSON: a body sent without a content type, or with
+/// curl's default form type (`curl -d`), is read as JSON. Any other type is
+/// refused with 415.
+pub async fn json_by_default(mut req: Request) -> Request {
+    let form_or_missing = req.headers().get(header::CONTENT_TYPE).is_none_or(|v| {
+        v.to_str()
+            .is_ok_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+    });
+    if form_or_missing && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    req
+}
+
+/// Rewrites an error response that is not JSON yet — axum's rejections —
+/// into the JSON error shape, keeping what it says.
+pub async fn errors_as_json(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let body = axum::body::to_bytes(res.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let said = String::from_utf8_lossy(&body).trim().to_owned();
+    let (status, code, message) = match status {
+        StatusCode::NOT_FOUND => (status, Code::NotFound, or(said, "not found")),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = allow
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("another method");
+            (
+                status,
+                Code::Unimplemented,
+                format!("method not allowed on this path; use {allowed}"),
+            )
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            status,
+            Code::InvalidArgument,
+            "request body too large (the limit is MONITOR_HTTP_MAX_BODY)".to_owned(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            status,
+            Code::InvalidArgument,
+            or(said, "send Content-Type: application/json"),
+        ),
+        // A body that parsed as JSON but not as the message (wrong types,
+        // unknown fields) is a bad argument, as grpc-gateway answers it.
+        StatusCode::UNPROCESSABLE_ENTITY => (
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            or(said, "invalid request"),
+        ),
+        s if s.is_server_error() => {
+            tracing::error!(status = %s, body = %said, "HTTP handler failed");
+            (s, Code::Internal, "internal error".to_owned())
+        }
+        s => (s, Code::InvalidArgument, or(said, "invalid request")),
+    };
+    let mut res = error_response(status, code, &message, &[]);
+    if let Some(allow) = allow {
+        res.headers_mut().insert(header::ALLOW, allow);
+    }
+    res
+}
+
+fn or(said: String, fallback: &str) -> String {
+    if said.is_empty() {
+        fallback.to_owned()
+    } else {
+        said
+    }
+}

@@ -1,0 +1,53 @@
+//! What the store hands back and the services return: plain records, with no
+//! database or transport types in them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Period, UserId};
+
+/// A registered account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: UserId,
+    pub email: String,
+}
+
+/// An account's id and stored password hash, for a login check.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub id: UserId,
+    pub password_hash: String,
+}
+
+/// A monitored URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlRecord {
+    pub id: i64,
+    pub user_id: UserId,
+    pub url: String,
+    pub period: Period,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One stored probe result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRecord {
+    pub id: i64,
+    pub url_id: i64,
+    pub due_at: DateTime<Utc>,
+    pub probed_at: DateTime<Utc>,
+    /// 0 when there was no response.
+    pub status_code: i32,
+    pub latency: Duration,
+    /// The proto `ErrorKind` number, when something failed.
+    pub error_kind: Option<i16>,
+    pub error_message: Option<String>,
+}
+
+/// Drops sub-microsecond precision, which Postgres would drop on write:
+/// values compared with stored ones must match exactly on both backends.
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
