@@ -138,13 +138,13 @@ async fn main() -> anyhow::Result<()> {
     s.grpc_addr = "127.0.0.1:0".parse()?;
     s.database_url = std::env::var("BENCH_DATABASE_URL").ok();
     s.redis_url = std::env::var("BENCH_REDIS_URL").ok();
-    s.redis_prefix = format!("monitor-bench-{}", std::process::id());
-    s.token_key = Some(hex::encode([7u8; 32]));
-    s.allow_private_targets = true;
-    s.min_period = Duration::from_secs(1);
-    s.max_urls_per_user = u32::try_from(args.urls).unwrap_or(u32::MAX);
-    s.probe_concurrency = args.concurrency;
-    s.probe_per_host = args.concurrency;
+    s.buffer.redis_prefix = format!("monitor-bench-{}", std::process::id());
+    s.auth.token_key = Some(hex::encode([7u8; 32]));
+    s.prober.probe.allow_private_targets = true;
+    s.urls.min_period = Duration::from_secs(1);
+    s.urls.max_urls_per_user = u32::try_from(args.urls).unwrap_or(u32::MAX);
+    s.prober.concurrency = args.concurrency;
+    s.prober.per_host = args.concurrency;
     s.log_format = monitor::config::LogFormat::Pretty;
     let backend = if s.database_url.is_some() {
         "postgres"

@@ -21,14 +21,13 @@ use tokio::sync::Notify;
 
 use crate::{
     api::{grpc::MonitorApi, http as json_api, observe::GrpcObserveLayer, openapi},
-    auth::{AuthLayer, TokenKeys, limit::LoginLimitSettings, password},
+    auth::{AuthLayer, TokenKeys, parse_token_key, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
-    config::{self, DatabaseKind, Settings},
-    domain::PeriodBounds,
-    flush::{FlushSettings, Flusher},
+    config::{DatabaseKind, Settings},
+    flush::Flusher,
     health::Health,
     metrics::Metrics,
-    prober::{Probe, ProbeSettings, Prober, ProberSettings},
+    prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
     service::{AccountService, Services, StatusService, UrlService},
     store,
@@ -57,9 +56,9 @@ impl App {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let db = store::connect(&settings).await?;
         let key = token_key(&settings).await?;
-        let mut token_keys = TokenKeys::new(&key, settings.token_ttl);
-        if let Some(previous) = &settings.token_key_previous {
-            token_keys = token_keys.with_previous(&config::parse_token_key(previous)?);
+        let mut token_keys = TokenKeys::new(&key, settings.auth.token_ttl);
+        if let Some(previous) = &settings.auth.token_key_previous {
+            token_keys = token_keys.with_previous(&parse_token_key(previous)?);
         }
         let keys = Arc::new(token_keys);
 
@@ -67,64 +66,32 @@ impl App {
         let wake_scheduler = Arc::new(Notify::new());
         let urls = Arc::new(UrlService::new(
             db.clone(),
-            PeriodBounds {
-                min: settings.min_period,
-                max: settings.max_period,
-            },
-            settings.max_urls_per_user,
+            &settings.urls,
             wake_scheduler.clone(),
         ));
         let services = Services {
             accounts: Arc::new(AccountService::new(
                 db.clone(),
                 keys.clone(),
-                LoginLimitSettings {
-                    per_account: settings.login_max_failures,
-                    per_peer: settings.login_max_failures_per_peer,
-                    period: settings.login_lockout,
-                },
+                settings.auth.login,
             )),
             statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
             urls,
         };
 
         let buffer = buffer(&settings).await?;
-        let probe = Probe::new(ProbeSettings {
-            timeout: settings.probe_timeout,
-            max_body_bytes: settings.probe_max_body_kib * 1024,
-            max_redirects: settings.probe_follow_redirects,
-            allow_private: settings.allow_private_targets,
-        })
-        .context("building the probe HTTP client")?;
+        let probe =
+            Probe::new(settings.prober.probe.clone()).context("building the probe HTTP client")?;
         let prober = Prober::new(
             db.clone(),
             probe,
             buffer.clone(),
-            ProberSettings {
-                tick: settings.schedule_tick,
-                // Claim a little ahead so probes start on time, not a tick late.
-                lookahead: settings.schedule_tick * 2 + Duration::from_millis(100),
-                max_lateness: settings.schedule_max_lateness,
-                claim_batch: 10_000,
-                // Room for a look-ahead of due probes plus a queue for the permits.
-                max_pending: (settings.probe_concurrency * 16).max(8192),
-                concurrency: settings.probe_concurrency,
-                per_host: settings.probe_per_host,
-            },
+            settings.prober.clone(),
             wake_scheduler,
             metrics.clone(),
         );
-        let flusher = Flusher::new(
-            db.clone(),
-            buffer.clone(),
-            FlushSettings {
-                interval: settings.flush_interval,
-                batch: settings.flush_batch,
-                retention: settings.retention,
-                retention_interval: settings.retention_interval,
-            },
-        )
-        .with_metrics(metrics.clone());
+        let flusher = Flusher::new(db.clone(), buffer.clone(), settings.flush.clone())
+            .with_metrics(metrics.clone());
 
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
@@ -208,7 +175,7 @@ impl App {
 
         // The prober stops first; the flusher then drains what it pushed.
         let stop_flusher = CancellationToken::new();
-        let pipeline = self.settings.prober.then(|| {
+        let pipeline = self.settings.prober.enabled.then(|| {
             let prober = tokio::spawn(
                 self.prober
                     .clone()
@@ -326,29 +293,19 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 /// The buffer the settings select: Redis when `REDIS_URL` is set, else in process.
 async fn buffer(settings: &Settings) -> anyhow::Result<Arc<dyn Buffer>> {
     Ok(match &settings.redis_url {
-        Some(url) => {
-            let consumer = settings.instance_id.clone().unwrap_or_else(|| {
-                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "monitor".into());
-                format!(
-                    "{host}-{}-{:08x}",
-                    std::process::id(),
-                    rand::random::<u32>()
-                )
-            });
-            Arc::new(
-                RedisBuffer::connect(
-                    url,
-                    &settings.redis_prefix,
-                    consumer,
-                    settings.local_queue_capacity,
-                    settings.flush_batch,
-                )
-                .await?,
+        Some(url) => Arc::new(
+            RedisBuffer::connect(
+                url,
+                &settings.buffer.redis_prefix,
+                settings.buffer.consumer(),
+                settings.buffer.local_queue_capacity,
+                settings.flush.batch,
             )
-        }
+            .await?,
+        ),
         None => Arc::new(MemoryBuffer::new(
-            settings.local_queue_capacity,
-            settings.flush_batch,
+            settings.buffer.local_queue_capacity,
+            settings.flush.batch,
         )),
     })
 }
@@ -356,8 +313,8 @@ async fn buffer(settings: &Settings) -> anyhow::Result<Arc<dyn Buffer>> {
 /// The token key: from the setting, or for the embedded default, generated
 /// once and kept in the data directory (readable by the owner only).
 async fn token_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
-    if let Some(hex_key) = &settings.token_key {
-        return Ok(config::parse_token_key(hex_key)?);
+    if let Some(hex_key) = &settings.auth.token_key {
+        return Ok(parse_token_key(hex_key)?);
     }
     anyhow::ensure!(
         settings.database_kind() == DatabaseKind::Sqlite,
@@ -380,7 +337,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     use std::os::unix::fs::OpenOptionsExt;
 
     match std::fs::read_to_string(path) {
-        Ok(text) => config::parse_token_key(&text)
+        Ok(text) => parse_token_key(&text)
             .with_context(|| format!("reading the token key in {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key: [u8; 32] = rand::random();

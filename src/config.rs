@@ -1,17 +1,24 @@
 //! Settings: one struct, read from flags and environment, validated before
 //! anything binds.
 //!
-//! Every field is documented here and shows up in `monitor --help`. A bad
-//! setting stops start-up with a message naming it. Secrets (the token key,
-//! database and Redis URLs, which may carry passwords) never have their
-//! values printed by `--help`.
+//! Each module's settings are a group of their own ([`AuthSettings`],
+//! [`UrlSettings`], [`ProberSettings`], [`FlushSettings`],
+//! [`BufferSettings`]), defined and validated beside the code they set and
+//! flattened here: flags and environment variables keep their names, and
+//! `App::build` hands each group to its module as it is. Every field shows
+//! up in `monitor --help`. A bad setting stops start-up with a message
+//! naming it. Secrets (the token key, database and Redis URLs, which may
+//! carry passwords) never have their values printed by `--help`.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-/// Longest period the product allows between two probes of one URL.
-pub const MAX_PERIOD_LIMIT: Duration = Duration::from_secs(100 * 60);
+use crate::error::check_setting;
+pub use crate::{
+    auth::AuthSettings, buffer::BufferSettings, error::SettingsError, flush::FlushSettings,
+    prober::ProberSettings, service::UrlSettings,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -24,7 +31,6 @@ pub enum LogFormat {
 /// The monitor server: watches HTTP endpoints for many users.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "monitor", version, about, long_about = None)]
-#[allow(clippy::struct_excessive_bools)]
 pub struct Settings {
     /// Address the gRPC API listens on (port 0 picks a free port).
     #[arg(long, env = "MONITOR_GRPC_ADDR", default_value = "127.0.0.1:50051")]
@@ -47,152 +53,41 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "MONITOR_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
     /// Redis for the probe-result buffer (`redis://host:6379`). Unset means
     /// an in-process buffer.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
-    /// Key for signing tokens: 32 random bytes as 64 hex characters, shared by
-    /// every instance of a deployment. Required with Postgres; the embedded
-    /// default generates one and keeps it in the data directory.
-    #[arg(long, env = "MONITOR_TOKEN_KEY", hide_env_values = true)]
-    pub token_key: Option<String>,
-
-    /// The previous token key, during a key rotation: tokens it signed are
-    /// still accepted (they expire within MONITOR_TOKEN_TTL), new ones are
-    /// signed with MONITOR_TOKEN_KEY. Remove it one TTL after rotating.
-    #[arg(long, env = "MONITOR_TOKEN_KEY_PREVIOUS", hide_env_values = true)]
-    pub token_key_previous: Option<String>,
-
-    /// Failed logins one account may have in a burst before it is locked.
-    #[arg(long, env = "MONITOR_LOGIN_MAX_FAILURES", default_value_t = 5)]
-    pub login_max_failures: u32,
-
-    /// Failed logins one peer address may have in a burst before it is locked.
-    #[arg(
-        long,
-        env = "MONITOR_LOGIN_MAX_FAILURES_PER_PEER",
-        default_value_t = 20
-    )]
-    pub login_max_failures_per_peer: u32,
-
-    /// Once a burst is spent, one more failed login is allowed per this
-    /// period (so a lock lasts about this long).
-    #[arg(long, env = "MONITOR_LOGIN_LOCKOUT", default_value = "1m", value_parser = humantime::parse_duration)]
-    pub login_lockout: Duration,
-
-    /// How long a login token stays valid (e.g. `1h`, `30m`).
-    #[arg(long, env = "MONITOR_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub token_ttl: Duration,
-
     /// Log format.
     #[arg(long, env = "MONITOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
-
-    /// Probe private, loopback and link-local addresses too. Off by default:
-    /// turn on only for tests and local demos.
-    #[arg(long, env = "MONITOR_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
-    pub allow_private_targets: bool,
-
-    /// Shortest period a user may ask for.
-    #[arg(long, env = "MONITOR_MIN_PERIOD", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub min_period: Duration,
-
-    /// Longest period a user may ask for (100 minutes at most).
-    #[arg(long, env = "MONITOR_MAX_PERIOD", default_value = "100m", value_parser = humantime::parse_duration)]
-    pub max_period: Duration,
-
-    /// How many URLs one user may monitor.
-    #[arg(long, env = "MONITOR_MAX_URLS_PER_USER", default_value_t = 1000)]
-    pub max_urls_per_user: u32,
-
-    /// Largest number of pooled database connections.
-    #[arg(long, env = "MONITOR_DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
 
     /// How often the database is checked for the health service.
     #[arg(long, env = "MONITOR_HEALTH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
 
-    /// Run the prober and flush tasks in this instance (off: API only).
-    #[arg(long, env = "MONITOR_PROBER", default_value_t = true, action = clap::ArgAction::Set)]
-    pub prober: bool,
-
-    /// Probe timeout: DNS, connect, TLS and the whole response.
-    #[arg(long, env = "MONITOR_PROBE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub probe_timeout: Duration,
-
-    /// Most of a response body a probe reads, in KiB; the rest is dropped.
-    #[arg(long, env = "MONITOR_PROBE_MAX_BODY_KIB", default_value_t = 64)]
-    pub probe_max_body_kib: usize,
-
-    /// Redirects a probe follows (0: the 3xx is the status).
-    #[arg(long, env = "MONITOR_PROBE_FOLLOW_REDIRECTS", default_value_t = 0)]
-    pub probe_follow_redirects: usize,
-
-    /// Probes running at once in this instance.
-    #[arg(long, env = "MONITOR_PROBE_CONCURRENCY", default_value_t = 512)]
-    pub probe_concurrency: usize,
-
-    /// Probes running at once against one host.
-    #[arg(long, env = "MONITOR_PROBE_PER_HOST", default_value_t = 16)]
-    pub probe_per_host: usize,
-
-    /// How often the scheduler claims due URLs.
-    #[arg(long, env = "MONITOR_SCHEDULE_TICK", default_value = "200ms", value_parser = humantime::parse_duration)]
-    pub schedule_tick: Duration,
-
-    /// A due time missed by more than this (the service was down) is skipped.
-    #[arg(long, env = "MONITOR_SCHEDULE_MAX_LATENESS", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub schedule_max_lateness: Duration,
-
-    /// Flush results to the database at least this often (100m at most).
-    #[arg(long, env = "MONITOR_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub flush_interval: Duration,
-
-    /// Results per flush batch; a full batch flushes at once.
-    #[arg(long, env = "MONITOR_FLUSH_BATCH", default_value_t = 20_000)]
-    pub flush_batch: usize,
-
-    /// Statuses older than this are deleted.
-    #[arg(long, env = "MONITOR_RETENTION", default_value = "2days", value_parser = humantime::parse_duration)]
-    pub retention: Duration,
-
-    /// How often retention runs.
-    #[arg(long, env = "MONITOR_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
-    pub retention_interval: Duration,
-
-    /// Results kept in process while Redis is unreachable (or, without Redis,
-    /// waiting for the flush); past this the oldest are dropped.
-    #[arg(long, env = "MONITOR_LOCAL_QUEUE_CAPACITY", default_value_t = 200_000)]
-    pub local_queue_capacity: usize,
-
-    /// Prefix of this deployment's Redis keys.
-    #[arg(long, env = "MONITOR_REDIS_PREFIX", default_value = "monitor")]
-    pub redis_prefix: String,
-
-    /// This instance's name as a Redis consumer (default: host name, pid and a random suffix).
-    #[arg(long, env = "MONITOR_INSTANCE_ID")]
-    pub instance_id: Option<String>,
-
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "MONITOR_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
-}
 
-/// A setting that cannot be used, with its name and what is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid setting {name}: {reason}")]
-pub struct SettingsError {
-    pub name: &'static str,
-    pub reason: String,
-}
+    #[command(flatten)]
+    pub auth: AuthSettings,
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
-    SettingsError {
-        name,
-        reason: reason.into(),
-    }
+    #[command(flatten)]
+    pub urls: UrlSettings,
+
+    #[command(flatten)]
+    pub prober: ProberSettings,
+
+    #[command(flatten)]
+    pub flush: FlushSettings,
+
+    #[command(flatten)]
+    pub buffer: BufferSettings,
 }
 
 /// Which database the settings select.
@@ -204,10 +99,21 @@ pub enum DatabaseKind {
 
 impl Settings {
     /// The settings the binary would get with no flags (defaults, then the
-    /// environment), with the given data directory: what tests and embedders
-    /// start from before overriding fields.
+    /// environment), with the given data directory.
     pub fn defaults(data_dir: impl Into<PathBuf>) -> Self {
         let mut settings = Self::parse_from(["monitor"]);
+        settings.data_dir = data_dir.into();
+        settings
+    }
+
+    /// The defaults alone, whatever the environment holds (`MONITOR_*`
+    /// variables in a developer's shell must not leak into tests), with the
+    /// given data directory.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["monitor"]);
+        let mut settings =
+            Self::from_arg_matches(&matches).expect("the defaults are valid settings");
         settings.data_dir = data_dir.into();
         settings
     }
@@ -233,173 +139,49 @@ impl Settings {
     }
 
     /// Checks every setting against the others; the first problem is returned.
-    #[allow(clippy::too_many_lines)] // a flat list of independent checks
     pub fn validate(&self) -> Result<(), SettingsError> {
         if let Some(url) = &self.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
-            if !known.iter().any(|p| url.starts_with(p)) {
-                return Err(invalid(
-                    "DATABASE_URL",
-                    "must start with postgres://, postgresql:// or sqlite:",
-                ));
-            }
+            check_setting(
+                known.iter().any(|p| url.starts_with(p)),
+                "DATABASE_URL",
+                "must start with postgres://, postgresql:// or sqlite:",
+            )?;
         }
-        if let Some(url) = &self.redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            return Err(invalid(
+        if let Some(url) = &self.redis_url {
+            check_setting(
+                url.starts_with("redis://") || url.starts_with("rediss://"),
                 "REDIS_URL",
                 "must start with redis:// or rediss://",
-            ));
+            )?;
         }
-        if !(1024..=16 * 1024 * 1024).contains(&self.http_max_body) {
-            return Err(invalid(
-                "MONITOR_HTTP_MAX_BODY",
-                "must be between 1024 and 16777216 bytes",
-            ));
-        }
-        if let Some(key) = &self.token_key_previous {
-            parse_token_key(key).map_err(|_| {
-                invalid(
-                    "MONITOR_TOKEN_KEY_PREVIOUS",
-                    "must be 64 hex characters (32 bytes)",
-                )
-            })?;
-        }
-        if self.login_max_failures == 0 || self.login_max_failures_per_peer == 0 {
-            return Err(invalid(
-                "MONITOR_LOGIN_MAX_FAILURES",
-                "and MONITOR_LOGIN_MAX_FAILURES_PER_PEER must be at least 1",
-            ));
-        }
-        match &self.token_key {
-            Some(key) => {
-                parse_token_key(key)?;
-            }
-            None if self.database_kind() == DatabaseKind::Postgres => {
-                return Err(invalid(
-                    "MONITOR_TOKEN_KEY",
-                    "is required with a Postgres DATABASE_URL, so that every instance \
-                     signs tokens with the same key; generate one with `openssl rand -hex 32`",
-                ));
-            }
-            None => {}
-        }
-        if self.token_ttl < Duration::from_secs(1) {
-            return Err(invalid("MONITOR_TOKEN_TTL", "must be at least 1s"));
-        }
-        if self.min_period < Duration::from_secs(1) || self.min_period.subsec_nanos() != 0 {
-            return Err(invalid(
-                "MONITOR_MIN_PERIOD",
-                "must be a whole number of seconds, at least 1s",
-            ));
-        }
-        if self.max_period.subsec_nanos() != 0 || self.max_period > MAX_PERIOD_LIMIT {
-            return Err(invalid(
-                "MONITOR_MAX_PERIOD",
-                "must be a whole number of seconds, at most 100m",
-            ));
-        }
-        if self.min_period > self.max_period {
-            return Err(invalid(
-                "MONITOR_MIN_PERIOD",
-                format!(
-                    "{} is longer than MONITOR_MAX_PERIOD ({})",
-                    humantime::format_duration(self.min_period),
-                    humantime::format_duration(self.max_period)
-                ),
-            ));
-        }
-        if self.max_urls_per_user == 0 {
-            return Err(invalid("MONITOR_MAX_URLS_PER_USER", "must be at least 1"));
-        }
-        if self.db_max_connections == 0 {
-            return Err(invalid("MONITOR_DB_MAX_CONNECTIONS", "must be at least 1"));
-        }
-        if self.probe_timeout < Duration::from_millis(100) {
-            return Err(invalid("MONITOR_PROBE_TIMEOUT", "must be at least 100ms"));
-        }
-        if self.probe_max_body_kib == 0 {
-            return Err(invalid("MONITOR_PROBE_MAX_BODY_KIB", "must be at least 1"));
-        }
-        if self.probe_follow_redirects > 20 {
-            return Err(invalid(
-                "MONITOR_PROBE_FOLLOW_REDIRECTS",
-                "must be at most 20",
-            ));
-        }
-        if self.probe_concurrency == 0 {
-            return Err(invalid("MONITOR_PROBE_CONCURRENCY", "must be at least 1"));
-        }
-        if self.probe_per_host == 0 {
-            return Err(invalid("MONITOR_PROBE_PER_HOST", "must be at least 1"));
-        }
-        if self.schedule_tick < Duration::from_millis(10)
-            || self.schedule_tick > Duration::from_secs(1)
-        {
-            return Err(invalid(
-                "MONITOR_SCHEDULE_TICK",
-                "must be between 10ms and 1s",
-            ));
-        }
-        if self.schedule_max_lateness < Duration::from_secs(1) {
-            return Err(invalid(
-                "MONITOR_SCHEDULE_MAX_LATENESS",
-                "must be at least 1s",
-            ));
-        }
-        if self.flush_interval < Duration::from_millis(10) || self.flush_interval > MAX_PERIOD_LIMIT
-        {
-            return Err(invalid(
-                "MONITOR_FLUSH_INTERVAL",
-                "must be between 10ms and 100m",
-            ));
-        }
-        if self.flush_batch == 0 || self.flush_batch > 100_000 {
-            return Err(invalid(
-                "MONITOR_FLUSH_BATCH",
-                "must be between 1 and 100000",
-            ));
-        }
-        if self.retention < Duration::from_secs(60) {
-            return Err(invalid("MONITOR_RETENTION", "must be at least 1m"));
-        }
-        if self.retention_interval < Duration::from_secs(1) {
-            return Err(invalid("MONITOR_RETENTION_INTERVAL", "must be at least 1s"));
-        }
-        if self.local_queue_capacity == 0 {
-            return Err(invalid(
-                "MONITOR_LOCAL_QUEUE_CAPACITY",
-                "must be at least 1",
-            ));
-        }
-        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
-            return Err(invalid(
-                "MONITOR_REDIS_PREFIX",
-                "must be non-empty, without spaces",
-            ));
-        }
-        if self.health_interval < Duration::from_millis(100) {
-            return Err(invalid("MONITOR_HEALTH_INTERVAL", "must be at least 100ms"));
-        }
-        Ok(())
+        check_setting(
+            (1024..=16 * 1024 * 1024).contains(&self.http_max_body),
+            "MONITOR_HTTP_MAX_BODY",
+            "must be between 1024 and 16777216 bytes",
+        )?;
+        self.auth.validate()?;
+        check_setting(
+            self.auth.token_key.is_some() || self.database_kind() == DatabaseKind::Sqlite,
+            "MONITOR_TOKEN_KEY",
+            "is required with a Postgres DATABASE_URL, so that every instance \
+             signs tokens with the same key; generate one with `openssl rand -hex 32`",
+        )?;
+        self.urls.validate()?;
+        check_setting(
+            self.db_max_connections > 0,
+            "MONITOR_DB_MAX_CONNECTIONS",
+            "must be at least 1",
+        )?;
+        self.prober.validate()?;
+        self.flush.validate()?;
+        self.buffer.validate()?;
+        check_setting(
+            self.health_interval >= Duration::from_millis(100),
+            "MONITOR_HEALTH_INTERVAL",
+            "must be at least 100ms",
+        )
     }
-}
-
-/// Decodes a token key given as 64 hex characters.
-pub fn parse_token_key(hex_key: &str) -> Result<[u8; 32], SettingsError> {
-    let bytes = hex::decode(hex_key.trim()).map_err(|_| {
-        invalid(
-            "MONITOR_TOKEN_KEY",
-            "must be 64 hex characters (32 bytes); generate one with `openssl rand -hex 32`",
-        )
-    })?;
-    bytes.try_into().map_err(|_| {
-        invalid(
-            "MONITOR_TOKEN_KEY",
-            "must be 64 hex characters (32 bytes); generate one with `openssl rand -hex 32`",
-        )
-    })
 }
 
 #[cfg(test)]
@@ -416,8 +198,37 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.database_kind(), DatabaseKind::Sqlite);
         assert_eq!(s.grpc_addr.to_string(), "127.0.0.1:50051");
-        assert_eq!(s.min_period, Duration::from_secs(10));
-        assert_eq!(s.max_period, Duration::from_secs(6000));
+        assert_eq!(s.urls.min_period, Duration::from_secs(10));
+        assert_eq!(s.urls.max_period, Duration::from_secs(6000));
+    }
+
+    #[test]
+    fn every_flag_keeps_its_name_under_its_group() {
+        let s = parse(&[
+            "--schedule-tick",
+            "50ms",
+            "--probe-timeout",
+            "2s",
+            "--flush-batch",
+            "7",
+            "--login-lockout",
+            "2m",
+            "--min-period",
+            "20s",
+            "--redis-prefix",
+            "x",
+            "--allow-private-targets",
+            "true",
+            "--prober",
+            "false",
+        ]);
+        assert_eq!(s.prober.tick, Duration::from_millis(50));
+        assert_eq!(s.prober.probe.timeout, Duration::from_secs(2));
+        assert!(s.prober.probe.allow_private_targets && !s.prober.enabled);
+        assert_eq!(s.flush.batch, 7);
+        assert_eq!(s.auth.login.period, Duration::from_secs(120));
+        assert_eq!(s.urls.min_period, Duration::from_secs(20));
+        assert_eq!(s.buffer.redis_prefix, "x");
     }
 
     #[test]

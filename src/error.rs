@@ -116,3 +116,30 @@ pub fn http_status(code: Code) -> http::StatusCode {
         Code::Unknown | Code::Internal | Code::DataLoss => S::INTERNAL_SERVER_ERROR,
     }
 }
+
+/// A setting that cannot be used, with its name (the environment variable)
+/// and what is wrong. Start-up stops on it, before anything binds.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {reason}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+impl SettingsError {
+    pub fn new(name: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            name,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `Err(SettingsError)` for `name` unless `ok`.
+pub fn check_setting(ok: bool, name: &'static str, reason: &str) -> Result<(), SettingsError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::new(name, reason))
+    }
+}

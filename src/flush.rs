@@ -20,17 +20,60 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     buffer::Buffer,
     domain::ProbeResult,
+    error::{SettingsError, check_setting},
     metrics::Metrics,
     store::{statuses, urls},
     telemetry::OutageLog,
 };
 
-#[derive(Debug, Clone)]
+/// When and how much to flush, and how long statuses are kept.
+#[derive(Debug, Clone, clap::Args)]
 pub struct FlushSettings {
+    /// Flush results to the database at least this often (100m at most).
+    #[arg(long = "flush-interval", env = "MONITOR_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+
+    /// Results per flush batch; a full batch flushes at once.
+    #[arg(
+        long = "flush-batch",
+        env = "MONITOR_FLUSH_BATCH",
+        default_value_t = 20_000
+    )]
     pub batch: usize,
+
+    /// Statuses older than this are deleted.
+    #[arg(long = "retention", env = "MONITOR_RETENTION", default_value = "2days", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+
+    /// How often retention runs.
+    #[arg(long = "retention-interval", env = "MONITOR_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
+}
+
+impl FlushSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        check_setting(
+            (Duration::from_millis(10)..=crate::domain::period::MAX_PERIOD_LIMIT)
+                .contains(&self.interval),
+            "MONITOR_FLUSH_INTERVAL",
+            "must be between 10ms and 100m",
+        )?;
+        check_setting(
+            (1..=100_000).contains(&self.batch),
+            "MONITOR_FLUSH_BATCH",
+            "must be between 1 and 100000",
+        )?;
+        check_setting(
+            self.retention >= Duration::from_secs(60),
+            "MONITOR_RETENTION",
+            "must be at least 1m",
+        )?;
+        check_setting(
+            self.retention_interval >= Duration::from_secs(1),
+            "MONITOR_RETENTION_INTERVAL",
+            "must be at least 1s",
+        )
+    }
 }
 
 /// What one flush did.

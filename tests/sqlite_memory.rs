@@ -21,7 +21,7 @@ fn resident_mib() -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushes_of_many_sizes_leave_sqlite_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::defaults(dir.path());
+    let mut settings = Settings::for_tests(dir.path());
     settings.database_url = None;
     let db = store::connect(&settings).await.unwrap();
     let user = store::users::ActiveModel {

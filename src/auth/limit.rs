@@ -23,16 +23,38 @@ use governor::{
 
 use crate::error::Error;
 
-/// The limits (settings): `burst` failures are answered UNAUTHENTICATED;
-/// the next one locks.
-#[derive(Debug, Clone, Copy)]
+/// The limits: a burst of failures is answered UNAUTHENTICATED; the next
+/// one locks.
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct LoginLimitSettings {
-    /// Failures one account may have in a burst.
+    /// Failed logins one account may have in a burst before it is locked.
+    #[arg(
+        long = "login-max-failures",
+        env = "MONITOR_LOGIN_MAX_FAILURES",
+        default_value_t = 5
+    )]
     pub per_account: u32,
-    /// Failures one peer address may have in a burst.
+    /// Failed logins one peer address may have in a burst before it is locked.
+    #[arg(
+        long = "login-max-failures-per-peer",
+        env = "MONITOR_LOGIN_MAX_FAILURES_PER_PEER",
+        default_value_t = 20
+    )]
     pub per_peer: u32,
-    /// How often one more failure is allowed once a burst is spent.
+    /// Once a burst is spent, one more failed login is allowed per this
+    /// period (so a lock lasts about this long).
+    #[arg(long = "login-lockout", env = "MONITOR_LOGIN_LOCKOUT", default_value = "1m", value_parser = humantime::parse_duration)]
     pub period: Duration,
+}
+
+impl LoginLimitSettings {
+    pub fn validate(&self) -> Result<(), crate::error::SettingsError> {
+        crate::error::check_setting(
+            self.per_account > 0 && self.per_peer > 0,
+            "MONITOR_LOGIN_MAX_FAILURES",
+            "and MONITOR_LOGIN_MAX_FAILURES_PER_PEER must be at least 1",
+        )
+    }
 }
 
 #[derive(Debug)]

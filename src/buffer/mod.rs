@@ -22,6 +22,51 @@ use crate::domain::ProbeResult;
 pub use memory::MemoryBuffer;
 pub use redis::RedisBuffer;
 
+/// Where results wait between probe and store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BufferSettings {
+    /// Results kept in process while Redis is unreachable (or, without Redis,
+    /// waiting for the flush); past this the oldest are dropped.
+    #[arg(long, env = "MONITOR_LOCAL_QUEUE_CAPACITY", default_value_t = 200_000)]
+    pub local_queue_capacity: usize,
+
+    /// Prefix of this deployment's Redis keys.
+    #[arg(long, env = "MONITOR_REDIS_PREFIX", default_value = "monitor")]
+    pub redis_prefix: String,
+
+    /// This instance's name as a Redis consumer (default: host name, pid and a random suffix).
+    #[arg(long, env = "MONITOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+}
+
+impl BufferSettings {
+    pub fn validate(&self) -> Result<(), crate::error::SettingsError> {
+        use crate::error::check_setting;
+        check_setting(
+            self.local_queue_capacity > 0,
+            "MONITOR_LOCAL_QUEUE_CAPACITY",
+            "must be at least 1",
+        )?;
+        check_setting(
+            !self.redis_prefix.is_empty() && !self.redis_prefix.contains(char::is_whitespace),
+            "MONITOR_REDIS_PREFIX",
+            "must be non-empty, without spaces",
+        )
+    }
+
+    /// This instance's consumer name.
+    pub fn consumer(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "monitor".into());
+            format!(
+                "{host}-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )
+        })
+    }
+}
+
 /// A batch read from the buffer, to be acknowledged once stored.
 #[derive(Debug, Default)]
 pub struct Batch {

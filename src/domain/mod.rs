@@ -4,7 +4,7 @@
 
 pub mod email;
 pub mod password;
-mod period;
+pub mod period;
 mod probe_result;
 mod records;
 pub mod schedule;

@@ -2,6 +2,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// Longest period the product allows between two probes of one URL.
+pub const MAX_PERIOD_LIMIT: Duration = Duration::from_secs(100 * 60);
+
 /// The default period when a request leaves it unset.
 pub const DEFAULT: Duration = Duration::from_secs(60);
 

@@ -33,23 +33,87 @@ pub use crate::domain::ProbeResult;
 use crate::{
     buffer::Buffer,
     domain::Claim,
+    error::{SettingsError, check_setting},
     metrics::{Metrics, ProbeLabels},
     proto::monitor::v1::ErrorKind,
     store,
     telemetry::OutageLog,
 };
 
-/// Scheduling and concurrency settings.
-#[derive(Debug, Clone)]
+/// Scheduling, concurrency and probe settings.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ProberSettings {
+    /// Run the prober and flush tasks in this instance (off: API only).
+    #[arg(long = "prober", env = "MONITOR_PROBER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+
+    /// How often the scheduler claims due URLs.
+    #[arg(long = "schedule-tick", env = "MONITOR_SCHEDULE_TICK", default_value = "200ms", value_parser = humantime::parse_duration)]
     pub tick: Duration,
-    pub lookahead: Duration,
+
+    /// A due time missed by more than this (the service was down) is skipped.
+    #[arg(long = "schedule-max-lateness", env = "MONITOR_SCHEDULE_MAX_LATENESS", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_lateness: Duration,
-    pub claim_batch: u64,
-    /// Most claimed probes unfinished at once (see [`Prober::tick`]).
-    pub max_pending: usize,
+
+    /// Probes running at once in this instance.
+    #[arg(
+        long = "probe-concurrency",
+        env = "MONITOR_PROBE_CONCURRENCY",
+        default_value_t = 512
+    )]
     pub concurrency: usize,
+
+    /// Probes running at once against one host.
+    #[arg(
+        long = "probe-per-host",
+        env = "MONITOR_PROBE_PER_HOST",
+        default_value_t = 16
+    )]
     pub per_host: usize,
+
+    #[command(flatten)]
+    pub probe: ProbeSettings,
+}
+
+impl ProberSettings {
+    /// Most URLs claimed in one tick.
+    pub const CLAIM_BATCH: u64 = 10_000;
+
+    /// How far ahead of its due time a probe is claimed: a little more than
+    /// a tick, so probes start on time, not a tick late.
+    pub fn lookahead(&self) -> Duration {
+        self.tick * 2 + Duration::from_millis(100)
+    }
+
+    /// Most claimed probes unfinished at once (see [`Prober::tick`]): room
+    /// for a look-ahead of due probes plus a queue for the permits.
+    pub fn max_pending(&self) -> usize {
+        (self.concurrency * 16).max(8192)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        check_setting(
+            self.concurrency > 0,
+            "MONITOR_PROBE_CONCURRENCY",
+            "must be at least 1",
+        )?;
+        check_setting(
+            self.per_host > 0,
+            "MONITOR_PROBE_PER_HOST",
+            "must be at least 1",
+        )?;
+        check_setting(
+            (Duration::from_millis(10)..=Duration::from_secs(1)).contains(&self.tick),
+            "MONITOR_SCHEDULE_TICK",
+            "must be between 10ms and 1s",
+        )?;
+        check_setting(
+            self.max_lateness >= Duration::from_secs(1),
+            "MONITOR_SCHEDULE_MAX_LATENESS",
+            "must be at least 1s",
+        )?;
+        self.probe.validate()
+    }
 }
 
 /// Per-host semaphores, dropped when no probe of the host is running.
@@ -143,7 +207,7 @@ impl Prober {
     pub async fn tick(&self) -> anyhow::Result<TickReport> {
         let s = &self.inner.settings;
         let pending = self.inner.pending.load(Ordering::Relaxed);
-        let room = s.max_pending.saturating_sub(pending) as u64;
+        let room = s.max_pending().saturating_sub(pending) as u64;
         if room == 0 {
             return Ok(TickReport::default());
         }
@@ -151,9 +215,9 @@ impl Prober {
         let claims = store::schedule::claim_due(
             &self.inner.db,
             now,
-            millis(s.lookahead),
+            millis(s.lookahead()),
             millis(s.max_lateness),
-            s.claim_batch.min(room),
+            ProberSettings::CLAIM_BATCH.min(room),
         )
         .await?;
         let mut report = TickReport {

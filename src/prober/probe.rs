@@ -18,13 +18,54 @@ use super::{
 };
 use crate::proto::monitor::v1::ErrorKind;
 
-/// How probes are made (from the settings).
-#[derive(Debug, Clone)]
+/// How probes are made.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ProbeSettings {
+    /// Probe timeout: DNS, connect, TLS and the whole response.
+    #[arg(long = "probe-timeout", env = "MONITOR_PROBE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    pub max_body_bytes: usize,
-    pub max_redirects: usize,
-    pub allow_private: bool,
+
+    /// Most of a response body a probe reads, in KiB; the rest is dropped.
+    #[arg(
+        long = "probe-max-body-kib",
+        env = "MONITOR_PROBE_MAX_BODY_KIB",
+        default_value_t = 64
+    )]
+    pub max_body_kib: usize,
+
+    /// Redirects a probe follows (0: the 3xx is the status).
+    #[arg(
+        long = "probe-follow-redirects",
+        env = "MONITOR_PROBE_FOLLOW_REDIRECTS",
+        default_value_t = 0
+    )]
+    pub follow_redirects: usize,
+
+    /// Probe private, loopback and link-local addresses too. Off by default:
+    /// turn on only for tests and local demos.
+    #[arg(long = "allow-private-targets", env = "MONITOR_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_targets: bool,
+}
+
+impl ProbeSettings {
+    pub fn validate(&self) -> Result<(), crate::error::SettingsError> {
+        use crate::error::check_setting;
+        check_setting(
+            self.timeout >= Duration::from_millis(100),
+            "MONITOR_PROBE_TIMEOUT",
+            "must be at least 100ms",
+        )?;
+        check_setting(
+            self.max_body_kib > 0,
+            "MONITOR_PROBE_MAX_BODY_KIB",
+            "must be at least 1",
+        )?;
+        check_setting(
+            self.follow_redirects <= 20,
+            "MONITOR_PROBE_FOLLOW_REDIRECTS",
+            "must be at most 20",
+        )
+    }
 }
 
 /// A reqwest client set up for probing, shared by all probes.
@@ -38,8 +79,8 @@ const MAX_MESSAGE: usize = 200;
 
 impl Probe {
     pub fn new(settings: ProbeSettings) -> anyhow::Result<Self> {
-        let allow_private = settings.allow_private;
-        let max_redirects = settings.max_redirects;
+        let allow_private = settings.allow_private_targets;
+        let max_redirects = settings.follow_redirects;
         let policy = redirect::Policy::custom(move |attempt| {
             if max_redirects == 0 {
                 return attempt.stop(); // the 3xx is the status
@@ -89,7 +130,7 @@ impl Probe {
         url: &str,
     ) -> Result<(u16, Duration, Option<(ErrorKind, String)>), (ErrorKind, String)> {
         let parsed = url::Url::parse(url).map_err(|e| (ErrorKind::Other, short(&e.to_string())))?;
-        ssrf::check_literal(&parsed, self.settings.allow_private)
+        ssrf::check_literal(&parsed, self.settings.allow_private_targets)
             .map_err(|b| (ErrorKind::Blocked, short(&b.to_string())))?;
         let start = Instant::now();
         let mut resp = self
@@ -105,7 +146,7 @@ impl Probe {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
                     read += chunk.len();
-                    if read >= self.settings.max_body_bytes {
+                    if read >= self.settings.max_body_kib * 1024 {
                         break None; // enough: drop the rest with the connection
                     }
                 }

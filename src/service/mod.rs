@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 pub use accounts::AccountService;
 pub use statuses::{StatusPage, StatusQuery, StatusService};
-pub use urls::UrlService;
+pub use urls::{UrlService, UrlSettings};
 
 /// Everything the transports need, cheap to clone.
 #[derive(Debug, Clone)]

@@ -3,17 +3,73 @@
 //! A URL belongs to one user; every query filters by the caller's id, so
 //! another user's URL is indistinguishable from one that does not exist.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
 use crate::{
-    domain::{Period, PeriodBounds, TargetUrl, UrlRecord, UserId, schedule, truncate_to_micros},
-    error::{Error, Result},
+    domain::{
+        Period, PeriodBounds, TargetUrl, UrlRecord, UserId, period::MAX_PERIOD_LIMIT, schedule,
+        truncate_to_micros,
+    },
+    error::{Error, Result, SettingsError, check_setting},
     store::{self, urls},
 };
+
+/// What users may ask for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UrlSettings {
+    /// Shortest period a user may ask for.
+    #[arg(long, env = "MONITOR_MIN_PERIOD", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub min_period: Duration,
+
+    /// Longest period a user may ask for (100 minutes at most).
+    #[arg(long, env = "MONITOR_MAX_PERIOD", default_value = "100m", value_parser = humantime::parse_duration)]
+    pub max_period: Duration,
+
+    /// How many URLs one user may monitor.
+    #[arg(long, env = "MONITOR_MAX_URLS_PER_USER", default_value_t = 1000)]
+    pub max_urls_per_user: u32,
+}
+
+impl UrlSettings {
+    pub fn bounds(&self) -> PeriodBounds {
+        PeriodBounds {
+            min: self.min_period,
+            max: self.max_period,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        check_setting(
+            self.min_period >= Duration::from_secs(1) && self.min_period.subsec_nanos() == 0,
+            "MONITOR_MIN_PERIOD",
+            "must be a whole number of seconds, at least 1s",
+        )?;
+        check_setting(
+            self.max_period.subsec_nanos() == 0 && self.max_period <= MAX_PERIOD_LIMIT,
+            "MONITOR_MAX_PERIOD",
+            "must be a whole number of seconds, at most 100m",
+        )?;
+        if self.min_period > self.max_period {
+            return Err(SettingsError::new(
+                "MONITOR_MIN_PERIOD",
+                format!(
+                    "{} is longer than MONITOR_MAX_PERIOD ({})",
+                    humantime::format_duration(self.min_period),
+                    humantime::format_duration(self.max_period)
+                ),
+            ));
+        }
+        check_setting(
+            self.max_urls_per_user > 0,
+            "MONITOR_MAX_URLS_PER_USER",
+            "must be at least 1",
+        )
+    }
+}
 
 #[derive(Debug)]
 pub struct UrlService {
@@ -25,16 +81,11 @@ pub struct UrlService {
 }
 
 impl UrlService {
-    pub fn new(
-        db: DatabaseConnection,
-        bounds: PeriodBounds,
-        max_per_user: u32,
-        scheduler: Arc<Notify>,
-    ) -> Self {
+    pub fn new(db: DatabaseConnection, settings: &UrlSettings, scheduler: Arc<Notify>) -> Self {
         Self {
             db,
-            bounds,
-            max_per_user,
+            bounds: settings.bounds(),
+            max_per_user: settings.max_urls_per_user,
             scheduler,
         }
     }

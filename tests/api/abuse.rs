@@ -39,8 +39,8 @@ fn expect_locked(status: &tonic::Status) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_lock_the_account_with_retry_information_then_unlock() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.login_max_failures = 3;
-        s.login_lockout = Duration::from_secs(2);
+        s.auth.login.per_account = 3;
+        s.auth.login.period = Duration::from_secs(2);
     })
     .await;
     let (_, victim) = app.register().await;
@@ -87,9 +87,9 @@ async fn failed_logins_lock_the_account_with_retry_information_then_unlock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_from_one_peer_lock_the_peer() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.login_max_failures = 100;
-        s.login_max_failures_per_peer = 3;
-        s.login_lockout = Duration::from_secs(60);
+        s.auth.login.per_account = 100;
+        s.auth.login.per_peer = 3;
+        s.auth.login.period = Duration::from_secs(60);
     })
     .await;
     let (_, fresh) = app.register().await;
@@ -122,7 +122,7 @@ async fn a_previous_token_key_still_verifies_during_a_rotation() {
     let old_key = [1u8; 32];
     let new_key = [2u8; 32];
     let mut old = spawn_app_with(Backend::Sqlite, |s| {
-        s.token_key = Some(hex::encode(old_key));
+        s.auth.token_key = Some(hex::encode(old_key));
     })
     .await;
     let (_, email) = old.register().await;
@@ -131,8 +131,8 @@ async fn a_previous_token_key_still_verifies_during_a_rotation() {
 
     let rotated = old
         .sibling(|s| {
-            s.token_key = Some(hex::encode(new_key));
-            s.token_key_previous = Some(hex::encode(old_key));
+            s.auth.token_key = Some(hex::encode(new_key));
+            s.auth.token_key_previous = Some(hex::encode(old_key));
         })
         .await;
     let list = |token: String| {
@@ -153,7 +153,7 @@ async fn a_previous_token_key_still_verifies_during_a_rotation() {
 
     // After the rotation window: only the new key.
     let after = old
-        .sibling(|s| s.token_key = Some(hex::encode(new_key)))
+        .sibling(|s| s.auth.token_key = Some(hex::encode(new_key)))
         .await;
     let err = after
         .client

@@ -89,7 +89,8 @@ async fn an_expired_token_is_unauthenticated(backend: Backend) {
 
 async fn a_token_outlives_nothing_past_its_ttl(backend: Backend) {
     let app =
-        crate::helpers::spawn_app_with(backend, |s| s.token_ttl = Duration::from_secs(1)).await;
+        crate::helpers::spawn_app_with(backend, |s| s.auth.token_ttl = Duration::from_secs(1))
+            .await;
     let (_, token) = app.user().await;
     app.client
         .clone()

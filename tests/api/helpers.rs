@@ -159,16 +159,16 @@ pub fn test_settings(
     database: &TestDatabase,
     key: [u8; 32],
 ) -> Settings {
-    let mut s = Settings::defaults(data_dir);
+    let mut s = Settings::for_tests(data_dir);
     s.grpc_addr = "127.0.0.1:0".parse().unwrap();
     s.http_addr = "127.0.0.1:0".parse().unwrap();
     s.database_url = (!database.url.is_empty()).then(|| database.url.clone());
     s.redis_url = None;
-    s.token_key = Some(hex::encode(key));
-    s.allow_private_targets = true;
+    s.auth.token_key = Some(hex::encode(key));
+    s.prober.probe.allow_private_targets = true;
     // API tests add URLs nobody should probe (example.com); the prober
     // tests turn it on and point it at their own local target.
-    s.prober = false;
+    s.prober.enabled = false;
     s.db_max_connections = 5;
     s.shutdown_grace = Duration::from_secs(5);
     s
@@ -222,16 +222,16 @@ pub fn test_redis_url() -> String {
 /// Points settings at the test Redis under a prefix no other test uses.
 pub fn use_redis(s: &mut Settings) {
     s.redis_url = Some(test_redis_url());
-    s.redis_prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+    s.buffer.redis_prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
 }
 
 /// Settings for a prober test: fast schedule and flush, short periods allowed.
 pub fn prober_settings(s: &mut Settings) {
-    s.prober = true;
-    s.min_period = Duration::from_secs(1);
-    s.probe_timeout = Duration::from_secs(1);
-    s.schedule_tick = Duration::from_millis(50);
-    s.flush_interval = Duration::from_millis(200);
+    s.prober.enabled = true;
+    s.urls.min_period = Duration::from_secs(1);
+    s.prober.probe.timeout = Duration::from_secs(1);
+    s.prober.tick = Duration::from_millis(50);
+    s.flush.interval = Duration::from_millis(200);
     s.shutdown_grace = Duration::from_secs(5);
 }
 

@@ -23,9 +23,9 @@ async fn hostile_targets_cost_at_most_the_timeout_and_the_body_limit() {
     let target = Target::start().await;
     let app = spawn_app_with(Backend::Sqlite, |s| {
         prober_settings(s);
-        s.probe_timeout = Duration::from_secs(2);
-        s.probe_follow_redirects = 5;
-        s.probe_max_body_kib = 64;
+        s.prober.probe.timeout = Duration::from_secs(2);
+        s.prober.probe.follow_redirects = 5;
+        s.prober.probe.max_body_kib = 64;
     })
     .await;
     let (_, token) = app.user().await;

@@ -258,7 +258,7 @@ async fn seed_routes_refuse_bad_input_with_the_field_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_carry_grpc_gateway_statuses_codes_and_details() {
-    let app = spawn_app_with(Backend::Sqlite, |s| s.max_urls_per_user = 1).await;
+    let app = spawn_app_with(Backend::Sqlite, |s| s.urls.max_urls_per_user = 1).await;
     let token = json_user(&app).await;
     let auth = bearer(&token);
 

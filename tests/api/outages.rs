@@ -89,7 +89,7 @@ async fn a_postgres_restart_loses_nothing() {
         crate::helpers::use_redis(s);
         s.database_url = Some(pg_url);
         // Results wait in Redis for a while before each flush.
-        s.flush_interval = Duration::from_secs(2);
+        s.flush.interval = Duration::from_secs(2);
     })
     .await;
     let (_, token) = app.user().await;

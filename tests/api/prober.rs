@@ -71,7 +71,7 @@ async fn probes_follow_redirects_only_when_allowed(backend: Backend) {
     let target = Target::start().await;
     let app = spawn_app_with(backend, |s| {
         prober_settings(s);
-        s.probe_follow_redirects = 3;
+        s.prober.probe.follow_redirects = 3;
     })
     .await;
     let (_, token) = app.user().await;
@@ -164,7 +164,7 @@ async fn the_ssrf_guard_blocks_loopback_unless_allowed(backend: Backend) {
     let target = Target::start().await;
     let app = spawn_app_with(backend, |s| {
         prober_settings(s);
-        s.allow_private_targets = false;
+        s.prober.probe.allow_private_targets = false;
     })
     .await;
     let (_, token) = app.user().await;
@@ -239,7 +239,7 @@ async fn probes_of_one_host_respect_the_per_host_limit(backend: Backend) {
     let target = Target::start().await;
     let app = spawn_app_with(backend, |s| {
         prober_settings(s);
-        s.probe_per_host = 2;
+        s.prober.per_host = 2;
     })
     .await;
     let (_, token) = app.user().await;
@@ -296,7 +296,7 @@ async fn two_instances_probe_each_due_time_exactly_once() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     a.stop().await;
     b.stop().await;
-    let c = a.sibling(|s| s.prober = false).await;
+    let c = a.sibling(|s| s.prober.enabled = false).await;
     for (i, u) in urls.iter().enumerate() {
         let statuses = c.statuses(&token, u.id).await;
         let hits = target.hits(&format!("/ok?two={i}"));

@@ -165,7 +165,7 @@ async fn the_embedded_token_key_is_generated_once_and_kept(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let mut first = spawn_app_with(backend, |s| {
-        s.token_key = None;
+        s.auth.token_key = None;
         s.data_dir.clone_from(&dir);
     })
     .await;
@@ -184,7 +184,7 @@ async fn the_embedded_token_key_is_generated_once_and_kept(backend: Backend) {
     );
 
     let second = spawn_app_with(backend, |s| {
-        s.token_key = None;
+        s.auth.token_key = None;
         s.data_dir.clone_from(&dir);
     })
     .await;

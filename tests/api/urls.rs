@@ -74,8 +74,8 @@ async fn add_url_rejects_a_period_out_of_range_naming_the_field(backend: Backend
 
 async fn add_url_honours_configured_period_bounds(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.min_period = std::time::Duration::from_secs(30);
-        s.max_period = std::time::Duration::from_secs(300);
+        s.urls.min_period = std::time::Duration::from_secs(30);
+        s.urls.max_period = std::time::Duration::from_secs(300);
     })
     .await;
     let (_, token) = app.user().await;
@@ -152,7 +152,7 @@ async fn add_url_twice_is_already_exists_even_spelled_differently(backend: Backe
 }
 
 async fn add_url_past_the_quota_is_resource_exhausted(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.max_urls_per_user = 2).await;
+    let app = spawn_app_with(backend, |s| s.urls.max_urls_per_user = 2).await;
     let (_, token) = app.user().await;
     app.add_url(&token, "https://example.com/1").await;
     app.add_url(&token, "https://example.com/2").await;
@@ -171,7 +171,7 @@ async fn add_url_past_the_quota_is_resource_exhausted(backend: Backend) {
 }
 
 async fn the_quota_counts_only_urls_kept(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.max_urls_per_user = 2).await;
+    let app = spawn_app_with(backend, |s| s.urls.max_urls_per_user = 2).await;
     let (_, token) = app.user().await;
     let (_, other) = app.user().await;
     let add_as = |token: &str, url: &str| {
@@ -222,7 +222,7 @@ async fn the_quota_counts_only_urls_kept(backend: Backend) {
 }
 
 async fn concurrent_adds_never_exceed_the_quota(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.max_urls_per_user = 3).await;
+    let app = spawn_app_with(backend, |s| s.urls.max_urls_per_user = 3).await;
     let (_, token) = app.user().await;
     let mut tasks = Vec::new();
     for i in 0..10 {
