@@ -136,8 +136,10 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut s = Settings::defaults(tmp.path());
     s.grpc_addr = "127.0.0.1:0".parse()?;
-    s.database_url = std::env::var("BENCH_DATABASE_URL").ok();
-    s.redis_url = std::env::var("BENCH_REDIS_URL").ok();
+    // Unset or empty: the embedded default (SQLite, in-process buffer).
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    s.database_url = var("BENCH_DATABASE_URL");
+    s.redis_url = var("BENCH_REDIS_URL");
     s.buffer.redis_prefix = format!("monitor-bench-{}", std::process::id());
     s.auth.token_key = Some(hex::encode([7u8; 32]));
     s.prober.probe.allow_private_targets = true;

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -71,6 +71,15 @@ pub struct ProberSettings {
     )]
     pub per_host: usize,
 
+    /// Most claimed probes unfinished at once (default: 16 per concurrent
+    /// probe, at least 8192). For tests and tuning.
+    #[arg(
+        long = "prober-max-pending",
+        env = "MONITOR_PROBER_MAX_PENDING",
+        hide = true
+    )]
+    pub max_pending: Option<usize>,
+
     #[command(flatten)]
     pub probe: ProbeSettings,
 }
@@ -88,7 +97,8 @@ impl ProberSettings {
     /// Most claimed probes unfinished at once (see [`Prober::tick`]): room
     /// for a look-ahead of due probes plus a queue for the permits.
     pub fn max_pending(&self) -> usize {
-        (self.concurrency * 16).max(8192)
+        self.max_pending
+            .unwrap_or_else(|| (self.concurrency * 16).max(8192))
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -113,6 +123,40 @@ impl ProberSettings {
             "must be at least 1s",
         )?;
         self.probe.validate()
+    }
+}
+
+/// Wall-clock time as the prober reads it: due times are wall-clock
+/// milliseconds shared by every instance through the database.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    /// The system's clock.
+    #[default]
+    System,
+    /// Follows tokio's clock from `start`: under `tokio::time::pause()`
+    /// a test moves it by hand, and the probes' sleeps follow.
+    Tokio {
+        start: DateTime<Utc>,
+        at: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A clock reading `start` now and following tokio's clock from here.
+    pub fn tokio_from(start: DateTime<Utc>) -> Self {
+        Self::Tokio {
+            start,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Self::System => Utc::now(),
+            Self::Tokio { start, at } => {
+                *start + chrono::Duration::from_std(at.elapsed()).unwrap_or_default()
+            }
+        }
     }
 }
 
@@ -159,6 +203,7 @@ struct Inner {
     probe: Probe,
     buffer: Arc<dyn Buffer>,
     settings: ProberSettings,
+    clock: Clock,
     wake: Arc<Notify>,
     global: Arc<Semaphore>,
     hosts: HostLimits,
@@ -189,12 +234,27 @@ impl Prober {
                     ..HostLimits::default()
                 },
                 settings,
+                clock: Clock::System,
                 wake,
                 tasks: TaskTracker::new(),
                 metrics,
                 pending: Arc::default(),
             }),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system's (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("the clock is set before the prober is shared")
+            .clock = clock;
+        self
+    }
+
+    /// Claimed probes not finished yet.
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Relaxed)
     }
 
     /// Claims what is due and starts a task for each claim.
@@ -211,7 +271,7 @@ impl Prober {
         if room == 0 {
             return Ok(TickReport::default());
         }
-        let now = Utc::now().timestamp_millis();
+        let now = self.inner.clock.now().timestamp_millis();
         let claims = store::schedule::claim_due(
             &self.inner.db,
             now,
@@ -248,7 +308,9 @@ impl Prober {
 
     async fn fire(&self, claim: Claim) {
         let due_at = claim.due_at();
-        let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
+        let wait = (due_at - self.inner.clock.now())
+            .to_std()
+            .unwrap_or_default();
         tokio::time::sleep(wait).await;
         let host = url::Url::parse(&claim.url)
             .ok()
@@ -264,7 +326,8 @@ impl Prober {
             .expect("never closed");
         // Waited so long for a permit that the probe would be meaningless
         // (overload): skip it, as a restart skips missed due times.
-        let late = Utc::now() - due_at;
+        let started_at = self.inner.clock.now();
+        let late = started_at - due_at;
         if late.num_milliseconds() > millis(self.inner.settings.max_lateness) {
             self.inner.metrics.probes_skipped_late.inc();
             tracing::debug!(
@@ -274,7 +337,11 @@ impl Prober {
             );
             return;
         }
-        let result = self.inner.probe.run(claim.url_id, &claim.url, due_at).await;
+        let result = self
+            .inner
+            .probe
+            .run(claim.url_id, &claim.url, due_at, started_at)
+            .await;
         self.record(&result);
         tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, "probed");
         self.inner.buffer.push(result).await;

@@ -112,9 +112,14 @@ impl Probe {
         })
     }
 
-    /// Probes `url` for the due time `due_at`.
-    pub async fn run(&self, url_id: i64, url: &str, due_at: DateTime<Utc>) -> ProbeResult {
-        let started_at = Utc::now();
+    /// Probes `url`, due at `due_at`, starting at `started_at` (now).
+    pub async fn run(
+        &self,
+        url_id: i64,
+        url: &str,
+        due_at: DateTime<Utc>,
+        started_at: DateTime<Utc>,
+    ) -> ProbeResult {
         let start = Instant::now();
         match self.fetch(url).await {
             Ok((code, head_latency, body_error)) => {

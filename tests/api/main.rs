@@ -11,6 +11,7 @@ mod observability;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod services;
+mod steps;
 mod target;
 mod tools;
 

@@ -1,0 +1,285 @@
+//! The background loops' step functions under paused time: `Prober::tick`
+//! (the schedule grid, the lateness skip, backpressure) and the flush loop
+//! (its interval, its first retention pass), with the clock moved by the
+//! test instead of slept through.
+//!
+//! The database is a real SQLite file. Paused time jumps to the next timer
+//! whenever the runtime is idle, as it is while a query runs on SQLite's own
+//! thread; a task that only yields keeps the runtime busy, so time moves
+//! when the test advances it and at no other moment, and a query takes no
+//! virtual time. Probes go to a loopback address with private targets
+//! refused, so each one ends at once as BLOCKED, with no network involved.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use monitor::{
+    buffer::{Buffer, MemoryBuffer},
+    config::Settings,
+    domain::{Email, Period, ProbeResult, TargetUrl, UserId, schedule::second_due},
+    flush::Flusher,
+    prober::{Clock, Probe, Prober},
+    store::{self, statuses, urls},
+};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// A fixed wall-clock start on a whole second.
+fn start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+struct Fixture {
+    settings: Settings,
+    db: DatabaseConnection,
+    user: UserId,
+    buffer: Arc<MemoryBuffer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new(customize: impl FnOnce(&mut Settings)) -> Self {
+        // Keeps the runtime busy: paused time moves only when advanced.
+        tokio::spawn(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_tests(dir.path());
+        settings.prober.tick = Duration::from_millis(200);
+        customize(&mut settings);
+        let db = store::connect(&settings).await.unwrap();
+        let email = Email::parse("email", "steps@example.com").unwrap();
+        let user = store::users::insert(&db, &email, "x".into(), start())
+            .await
+            .unwrap()
+            .id;
+        Self {
+            buffer: Arc::new(MemoryBuffer::new(100_000, 100_000)),
+            settings,
+            db,
+            user,
+            _dir: dir,
+        }
+    }
+
+    /// A URL every `period_s` seconds on `phase_ms`, first due at `first_due_ms`.
+    async fn url(&self, n: usize, period_s: u64, phase_ms: i64, first_due_ms: i64) -> i64 {
+        let url = TargetUrl::parse("url", &format!("http://127.0.0.1:9/{n}")).unwrap();
+        let period = Period::parse("period", Some(period_s), self.settings.urls.bounds()).unwrap();
+        urls::insert_within_quota(
+            &self.db,
+            urls::NewUrl {
+                user: self.user,
+                url: &url,
+                period,
+                created_at: start(),
+                phase_ms,
+                next_due_ms: first_due_ms,
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+    }
+
+    fn prober(&self) -> Prober {
+        Prober::new(
+            self.db.clone(),
+            Probe::new(self.settings.prober.probe.clone()).unwrap(),
+            self.buffer.clone(),
+            self.settings.prober.clone(),
+            Arc::new(Notify::new()),
+            Arc::default(),
+        )
+        .with_clock(Clock::tokio_from(start()))
+    }
+
+    /// Every result pushed so far.
+    async fn results(&self) -> Vec<ProbeResult> {
+        let batch = self.buffer.read(usize::MAX).await.unwrap();
+        let results = batch.results.clone();
+        self.buffer.ack(batch).await.unwrap();
+        results
+    }
+}
+
+/// Lets every task that can run now run, before time moves.
+async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Moves paused time on by `d`, letting every task run before and after.
+async fn advance(d: Duration) {
+    settle().await;
+    tokio::time::advance(d).await;
+    settle().await;
+}
+
+/// Waits (in real time, paused time standing still) for the claimed probes
+/// that are due to finish.
+async fn wait_until_idle(prober: &Prober) {
+    while prober.pending() > 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Ticks every `tick` for `span` of paused time, moving time a millisecond
+/// at a time so that each probe runs at the millisecond it is due.
+async fn tick_for(prober: &Prober, tick: Duration, span: Duration) {
+    let step = Duration::from_millis(1);
+    let mut elapsed = Duration::ZERO;
+    while elapsed < span {
+        if elapsed.as_millis().is_multiple_of(tick.as_millis()) {
+            prober.tick().await.unwrap();
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(step).await;
+        elapsed += step;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ticks_probe_every_url_on_its_grid_once_per_due_time() {
+    let f = Fixture::new(|s| s.urls.min_period = Duration::from_secs(1)).await;
+    let t0 = start().timestamp_millis();
+    let phases = [1_000, 4_500, 9_999];
+    let mut ids = Vec::new();
+    for (n, phase) in phases.iter().enumerate() {
+        ids.push(f.url(n, 10, *phase, t0).await);
+    }
+    let prober = f.prober();
+    tick_for(&prober, f.settings.prober.tick, Duration::from_secs(35)).await;
+    wait_until_idle(&prober).await;
+    let results = f.results().await;
+    for (id, phase) in ids.iter().zip(phases) {
+        let mut dues: Vec<i64> = results
+            .iter()
+            .filter(|r| r.url_id == *id)
+            .map(|r| r.due_ms)
+            .collect();
+        dues.sort_unstable();
+        // Due at once, then on the grid from half a period on, every period.
+        let mut want = vec![t0, second_due(t0, phase, 10_000)];
+        while *want.last().unwrap() + 10_000 <= t0 + 35_000 {
+            want.push(want.last().unwrap() + 10_000);
+        }
+        assert_eq!(dues, want, "URL {id} (phase {phase} ms)");
+    }
+    // Claimed within the look-ahead, a probe starts at its due time.
+    for r in &results {
+        assert_eq!(r.started_us, r.due_ms * 1000, "started late");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn due_times_missed_while_down_are_skipped_not_made_up() {
+    let f = Fixture::new(|s| s.urls.min_period = Duration::from_secs(1)).await;
+    let t0 = start().timestamp_millis();
+    let id = f.url(0, 10, 1_000, t0).await;
+    let prober = f.prober();
+    // Down for a minute: nothing ticks.
+    advance(Duration::from_secs(60)).await;
+    let report = prober.tick().await.unwrap();
+    // The newest grid point (51 s) is 9 s late, past the 5 s allowed: skipped.
+    assert_eq!(
+        (report.claimed, report.skipped_late, report.scheduled),
+        (1, 1, 0)
+    );
+    tick_for(&prober, f.settings.prober.tick, Duration::from_secs(15)).await;
+    wait_until_idle(&prober).await;
+    let dues: Vec<i64> = f.results().await.iter().map(|r| r.due_ms).collect();
+    assert_eq!(
+        dues,
+        [t0 + 61_000, t0 + 71_000],
+        "no burst for the missed minute, id {id}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_claims_no_more_than_it_can_finish() {
+    let f = Fixture::new(|s| s.prober.max_pending = Some(5)).await;
+    let t0 = start().timestamp_millis();
+    for n in 0..12 {
+        f.url(n, 60, 0, t0 + 300).await;
+    }
+    let prober = f.prober();
+    // Due within the look-ahead: claimed, then waiting for their time.
+    assert_eq!(prober.tick().await.unwrap().claimed, 5);
+    assert_eq!(prober.pending(), 5);
+    assert_eq!(prober.tick().await.unwrap().claimed, 0, "no room");
+    advance(Duration::from_millis(300)).await;
+    wait_until_idle(&prober).await;
+    assert_eq!(prober.tick().await.unwrap().claimed, 5);
+    wait_until_idle(&prober).await;
+    assert_eq!(prober.tick().await.unwrap().claimed, 2);
+    wait_until_idle(&prober).await;
+    assert_eq!(f.results().await.len(), 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_flush_loop_writes_each_interval_and_retention_waits_one_interval() {
+    let f = Fixture::new(|s| {
+        s.flush.interval = Duration::from_secs(1);
+        s.flush.retention_interval = Duration::from_secs(60);
+    })
+    .await;
+    // Retention compares with the system's clock: statuses of today.
+    let t0 = Utc::now().timestamp_millis();
+    let id = f.url(0, 60, 0, i64::MAX).await;
+    // A status from long ago, for retention.
+    let old = Utc::now() - chrono::Duration::days(3);
+    let result = |due_ms: i64| ProbeResult {
+        url_id: id,
+        due_ms,
+        started_us: due_ms * 1000,
+        status_code: 200,
+        latency_us: 1_000,
+        error_kind: None,
+        error_message: None,
+    };
+    statuses::insert_batch(&f.db, &[&result(old.timestamp_millis())])
+        .await
+        .unwrap();
+    let flusher = Flusher::new(f.db.clone(), f.buffer.clone(), f.settings.flush.clone());
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(flusher.run(stop.clone()));
+    for i in 0..3 {
+        f.buffer.push(result(t0 + i)).await;
+    }
+    let stored = || async { statuses::Entity::find().count(&f.db).await.unwrap() };
+    advance(Duration::from_millis(999)).await;
+    assert_eq!(stored().await, 1, "nothing flushed before the interval");
+    advance(Duration::from_millis(1)).await;
+    wait_for(|| async { stored().await == 4 }).await;
+    advance(Duration::from_secs(58)).await;
+    assert_eq!(stored().await, 4, "no retention pass in the first interval");
+    advance(Duration::from_secs(2)).await;
+    wait_for(|| async { stored().await == 3 }).await;
+    stop.cancel();
+    run.await.unwrap();
+}
+
+/// Waits in real time, paused time standing still, until `done`.
+async fn wait_for<F, Fut>(done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "not done within 10 s");
+        tokio::task::yield_now().await;
+    }
+}
