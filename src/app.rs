@@ -20,7 +20,12 @@ use tonic_health::ServingStatus;
 use tokio::sync::Notify;
 
 use crate::{
-    api::{grpc::MonitorApi, http as json_api, observe::GrpcObserveLayer, openapi},
+    api::{
+        grpc::MonitorApi,
+        http as json_api,
+        observe::{self, GrpcObserveLayer},
+        openapi,
+    },
     auth::{AuthLayer, TokenKeys, parse_token_key, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{DatabaseKind, Settings},
@@ -222,6 +227,7 @@ impl App {
         let http_server = tokio::spawn(http_server.into_future());
 
         let server = Server::builder()
+            .layer(observe::request_id_layers())
             .layer(GrpcObserveLayer::new(self.metrics.clone()))
             .layer(AuthLayer::new(self.keys.clone()))
             .add_service(health_service)

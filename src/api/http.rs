@@ -25,7 +25,7 @@ use super::{
     gateway::{error_response, routes},
     grpc::MonitorApi,
     middleware,
-    observe::observe_http,
+    observe::{self, observe_http},
     seed,
 };
 use crate::{auth::TokenKeys, health::Health, metrics::Metrics};
@@ -61,6 +61,7 @@ pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
         .layer(DefaultBodyLimit::max(parts.max_body))
         .layer(from_fn(middleware::errors_as_json))
         .layer(from_fn_with_state(parts.metrics, observe_http))
+        .layer(observe::request_id_layers())
         .layer(map_request(middleware::json_by_default))
 }
 

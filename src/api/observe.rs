@@ -1,12 +1,18 @@
 //! One span, one metric sample and one request id per call, for both
 //! transports.
 //!
-//! The span (`rpc`) carries the method, the request id and, once the auth
-//! layer has verified the token, the caller's user id — never the token —
-//! and finally the code. The request id is taken from `x-request-id` when
-//! the client sent a sane one, otherwise generated, and returned in the
-//! response headers (gRPC metadata). Calls a client got wrong are logged at
-//! DEBUG; server-side failures at ERROR.
+//! Request ids are tower-http's ([`request_id_layers`]: `SetRequestId`,
+//! `PropagateRequestId`): the client's `x-request-id` when it sent a sane
+//! one (1–128 printable ASCII bytes), otherwise a new UUID, returned in the
+//! response headers (gRPC metadata). The span (`rpc`) carries the method,
+//! the request id and, once the auth layer has verified the token, the
+//! caller's user id — never the token — and finally the code. Calls a client
+//! got wrong are logged at DEBUG; server-side failures at ERROR.
+//!
+//! The span and metrics layer is ours rather than tower-http's `Trace`:
+//! `Trace` hands its response callback the response alone, and the metrics
+//! are labelled by the request's method (and, on the JSON side, by the route
+//! that matched).
 //!
 //! For gRPC the code is read from the response headers: a unary error is
 //! answered "trailers-only" with `grpc-status` there; without it the call
@@ -27,26 +33,56 @@ use axum::{
 };
 use http::HeaderValue;
 use tonic::Code;
-use tower::{Layer, Service};
+use tower::{
+    Layer, Service, ServiceBuilder,
+    layer::util::{Identity, Stack},
+    util::MapRequestLayer,
+};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::{Instrument, Span, field::Empty};
 
 use crate::metrics::Metrics;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// The client's request id if it is short printable ASCII, else a new one.
+/// The layers of [`request_id_layers`].
+pub type RequestIdLayers<B> = Stack<
+    PropagateRequestIdLayer,
+    Stack<SetRequestIdLayer<MakeRequestUuid>, Stack<MapRequestLayer<MapRequestFn<B>>, Identity>>,
+>;
+
+type MapRequestFn<B> = fn(http::Request<B>) -> http::Request<B>;
+
+/// Request id layers, outermost first: a client's id that is not sane is
+/// dropped, `SetRequestId` gives a request without one a new UUID, and
+/// `PropagateRequestId` returns it with the response.
+pub fn request_id_layers<B>() -> ServiceBuilder<RequestIdLayers<B>> {
+    ServiceBuilder::new()
+        .layer(MapRequestLayer::new(
+            keep_sane_request_id::<B> as MapRequestFn<B>,
+        ))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+}
+
+/// Drops a client's request id unless it is 1–128 printable ASCII bytes.
+fn keep_sane_request_id<B>(mut req: http::Request<B>) -> http::Request<B> {
+    let sane = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
+    };
+    if req.headers().get(REQUEST_ID).is_some_and(|v| !sane(v)) {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
+}
+
+/// The request id `SetRequestId` put on the request.
 fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     headers
         .get(REQUEST_ID)
-        .filter(|v| {
-            let b = v.as_bytes();
-            !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
-        })
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a UUID is a valid header value")
-        })
+        .unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
 fn span(transport: &'static str, method: &str, id: &HeaderValue) -> Span {
@@ -136,10 +172,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let id = request_id(req.headers());
-        req.headers_mut().insert(REQUEST_ID, id.clone());
         let method = req.uri().path().to_owned();
         let span = span("grpc", &method, &id);
         // The inner layers (auth) run inside the span and record the user.
@@ -147,14 +182,13 @@ where
         let metrics = self.metrics.clone();
         Box::pin(
             async move {
-                let mut res = fut.await?;
+                let res = fut.await?;
                 let code = res
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(Code::Ok, Code::from);
-                res.headers_mut().insert(REQUEST_ID, id);
                 let name = tonic_rest::grpc_code_name(code).to_owned();
                 finish(&metrics, "grpc", &method, name, server_fault(code), started);
                 Ok(res)
@@ -168,18 +202,16 @@ where
 pub async fn observe_http(
     State(metrics): State<Arc<Metrics>>,
     matched: Option<MatchedPath>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
     let id = request_id(req.headers());
-    req.headers_mut().insert(REQUEST_ID, id.clone());
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = format!("{} {route}", req.method());
     let span = span("http", &method, &id);
     async move {
-        let mut res = next.run(req).await;
-        res.headers_mut().insert(REQUEST_ID, id);
+        let res = next.run(req).await;
         let status = res.status();
         finish(
             &metrics,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use monitor::proto::monitor::v1 as pb;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -107,10 +107,9 @@ async fn failed_logins_from_one_peer_lock_the_peer() {
     );
     expect_locked(&login(&app, &fresh, PASSWORD).await.unwrap_err());
     let (status, body) = app
-        .json(
-            Method::POST,
+        .post_json(
             "/login",
-            Some(json!({"Email": fresh, "Password": PASSWORD})),
+            json!({"Email": fresh, "Password": PASSWORD}),
             None,
         )
         .await;

@@ -189,29 +189,7 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Settin
     let key: [u8; 32] = rand::random();
     let mut settings = test_settings(tmp.path(), &database, key);
     customize(&mut settings);
-    let app = App::build(settings.clone())
-        .await
-        .expect("building the app");
-    let addr = app.grpc_addr();
-    let http_addr = app.http_addr();
-    let db = app.db().clone();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run(shutdown.clone()));
-    let client = MonitorServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connecting to the server");
-    TestApp {
-        addr,
-        http_addr,
-        client,
-        db,
-        token_key: key,
-        database,
-        settings,
-        shutdown,
-        server: Some(server),
-        _tmp: tmp,
-    }
+    TestApp::start(settings, database, key, tmp).await
 }
 
 /// The shared test Redis (`MONITOR_TEST_REDIS_URL`, default 127.0.0.1:6379).
@@ -268,6 +246,59 @@ impl TestApp {
         (status, json)
     }
 
+    /// POSTs a JSON body to the HTTP side.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        authorization: Option<&str>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        self.json(reqwest::Method::POST, path, Some(body), authorization)
+            .await
+    }
+
+    /// GETs a path of the HTTP side.
+    pub async fn get_json(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        self.json(reqwest::Method::GET, path, None, authorization)
+            .await
+    }
+
+    /// Builds and runs an app on these settings; its own data in `tmp`.
+    async fn start(
+        settings: Settings,
+        database: TestDatabase,
+        token_key: [u8; 32],
+        tmp: TempDir,
+    ) -> TestApp {
+        let app = App::build(settings.clone())
+            .await
+            .expect("building the app");
+        let addr = app.grpc_addr();
+        let http_addr = app.http_addr();
+        let db = app.db().clone();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run(shutdown.clone()));
+        let client = MonitorServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connecting to the server");
+        TestApp {
+            addr,
+            http_addr,
+            client,
+            db,
+            token_key,
+            database,
+            settings,
+            shutdown,
+            server: Some(server),
+            _tmp: tmp,
+        }
+    }
+
     /// Another instance on the same database, Redis prefix and token key.
     pub async fn sibling(&self, customize: impl FnOnce(&mut Settings)) -> TestApp {
         let tmp = tempfile::tempdir().expect("temp dir");
@@ -278,42 +309,31 @@ impl TestApp {
             tmp.path().to_owned()
         };
         customize(&mut settings);
-        let app = App::build(settings.clone())
-            .await
-            .expect("building the sibling");
-        let addr = app.grpc_addr();
-        let http_addr = app.http_addr();
-        let db = app.db().clone();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(app.run(shutdown.clone()));
-        let client = MonitorServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connecting to the sibling");
-        TestApp {
-            addr,
-            http_addr,
-            client,
-            db,
-            token_key: self.token_key,
-            database: TestDatabase {
-                url: self.database.url.clone(),
-                name: None,
-            },
-            settings,
-            shutdown,
-            server: Some(server),
-            _tmp: tmp,
-        }
+        let database = TestDatabase {
+            url: self.database.url.clone(),
+            name: None,
+        };
+        TestApp::start(settings, database, self.token_key, tmp).await
     }
 
     /// Adds a URL with a period in seconds.
     pub async fn add_url_every(&self, token: &str, url: &str, seconds: i64) -> pb::Url {
+        let period = pbjson_types::Duration { seconds, nanos: 0 };
+        self.add_url_with(token, url, Some(period)).await
+    }
+
+    async fn add_url_with(
+        &self,
+        token: &str,
+        url: &str,
+        period: Option<pbjson_types::Duration>,
+    ) -> pb::Url {
         self.client
             .clone()
             .add_url(authed(
                 pb::AddUrlRequest {
                     url: url.into(),
-                    period: Some(pbjson_types::Duration { seconds, nanos: 0 }),
+                    period,
                 },
                 token,
             ))
@@ -427,20 +447,7 @@ impl TestApp {
     }
 
     pub async fn add_url(&self, token: &str, url: &str) -> pb::Url {
-        self.client
-            .clone()
-            .add_url(authed(
-                pb::AddUrlRequest {
-                    url: url.into(),
-                    period: None,
-                },
-                token,
-            ))
-            .await
-            .expect("add url")
-            .into_inner()
-            .url
-            .expect("url in response")
+        self.add_url_with(token, url, None).await
     }
 
     /// A new connection to the app's database (the app's own closes when it stops).

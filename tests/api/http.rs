@@ -26,11 +26,9 @@ fn expect_error(got: &(StatusCode, Value), status: StatusCode, code: i64) -> Str
 async fn json_user(app: &TestApp) -> String {
     let email = format!("json-{}@example.com", uuid::Uuid::new_v4().simple());
     let creds = json!({"email": email, "password": PASSWORD});
-    let (s, _) = app
-        .json(Method::POST, "/v1/users", Some(creds.clone()), None)
-        .await;
+    let (s, _) = app.post_json("/v1/users", creds.clone(), None).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, login) = app.json(Method::POST, "/v1/login", Some(creds), None).await;
+    let (s, login) = app.post_json("/v1/login", creds, None).await;
     assert_eq!(s, StatusCode::OK);
     login["token"].as_str().unwrap().to_owned()
 }
@@ -40,9 +38,7 @@ async fn every_rpc_answers_canonical_json(backend: Backend) {
     let email = format!("json-{}@example.com", uuid::Uuid::new_v4().simple());
     let creds = json!({"email": email, "password": PASSWORD});
 
-    let (s, user) = app
-        .json(Method::POST, "/v1/users", Some(creds.clone()), None)
-        .await;
+    let (s, user) = app.post_json("/v1/users", creds.clone(), None).await;
     assert_eq!(s, StatusCode::OK, "{user}");
     assert!(
         user["id"].as_str().unwrap().parse::<i64>().unwrap() > 0,
@@ -51,17 +47,16 @@ async fn every_rpc_answers_canonical_json(backend: Backend) {
     assert_eq!(user["email"], email);
     assert!(!user.to_string().contains(PASSWORD));
 
-    let (s, login) = app.json(Method::POST, "/v1/login", Some(creds), None).await;
+    let (s, login) = app.post_json("/v1/login", creds, None).await;
     assert_eq!(s, StatusCode::OK);
     let token = login["token"].as_str().unwrap();
     chrono::DateTime::parse_from_rfc3339(login["expiresAt"].as_str().unwrap()).unwrap();
 
     let auth = bearer(token);
     let (s, added) = app
-        .json(
-            Method::POST,
+        .post_json(
             "/v1/urls",
-            Some(json!({"url": "https://example.com/a", "period": "120s"})),
+            json!({"url": "https://example.com/a", "period": "120s"}),
             Some(&auth),
         )
         .await;
@@ -72,19 +67,14 @@ async fn every_rpc_answers_canonical_json(backend: Backend) {
     chrono::DateTime::parse_from_rfc3339(url["createdAt"].as_str().unwrap()).unwrap();
     let id = url["id"].as_str().unwrap().to_owned();
 
-    let (s, list) = app.json(Method::GET, "/v1/urls", None, Some(&auth)).await;
+    let (s, list) = app.get_json("/v1/urls", Some(&auth)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["urls"][0]["id"], id.as_str());
 
     // Query parameters in either spelling; no statuses yet.
     for q in ["pageSize=10", "page_size=10&startTime=2026-01-01T00:00:00Z"] {
         let (s, page) = app
-            .json(
-                Method::GET,
-                &format!("/v1/urls/{id}/statuses?{q}"),
-                None,
-                Some(&auth),
-            )
+            .get_json(&format!("/v1/urls/{id}/statuses?{q}"), Some(&auth))
             .await;
         assert_eq!(s, StatusCode::OK, "{q}: {page}");
         assert!(
@@ -107,10 +97,8 @@ async fn field_names_are_accepted_in_both_spellings(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = json_user(&app).await;
     let (s, body) = app
-        .json(
-            Method::GET,
+        .get_json(
             "/v1/urls/1/statuses?page_token=&end_time=2030-01-01T00:00:00Z",
-            None,
             Some(&bearer(&token)),
         )
         .await;
@@ -124,10 +112,9 @@ async fn the_seeds_curl_session_works_as_written(backend: Backend) {
     let email = format!("Seed-{}@Example.com", uuid::Uuid::new_v4().simple());
 
     let (s, reg) = app
-        .json(
-            Method::POST,
+        .post_json(
             "/register",
-            Some(json!({"Email": email, "Password": PASSWORD})),
+            json!({"Email": email, "Password": PASSWORD}),
             None,
         )
         .await;
@@ -135,10 +122,9 @@ async fn the_seeds_curl_session_works_as_written(backend: Backend) {
 
     // Field names in any case, as the seed's Go decoder matched them.
     let (s, login) = app
-        .json(
-            Method::POST,
+        .post_json(
             "/login",
-            Some(json!({"email": email, "PASSWORD": PASSWORD})),
+            json!({"email": email, "PASSWORD": PASSWORD}),
             None,
         )
         .await;
@@ -147,10 +133,9 @@ async fn the_seeds_curl_session_works_as_written(backend: Backend) {
 
     // The seed sends the bare token; Period is in minutes.
     let (s, added) = app
-        .json(
-            Method::POST,
+        .post_json(
             "/url",
-            Some(json!({"URL": target.url("/ok"), "Period": 2})),
+            json!({"URL": target.url("/ok"), "Period": 2}),
             Some(&token),
         )
         .await;
@@ -160,12 +145,7 @@ async fn the_seeds_curl_session_works_as_written(backend: Backend) {
 
     // Unset Period is the seed's default, one minute.
     let (s, second) = app
-        .json(
-            Method::POST,
-            "/url",
-            Some(json!({"url": target.url("/two")})),
-            Some(&token),
-        )
+        .post_json("/url", json!({"url": target.url("/two")}), Some(&token))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{second}");
     assert_eq!(second["url"]["period"], "60s");
@@ -174,12 +154,7 @@ async fn the_seeds_curl_session_works_as_written(backend: Backend) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let (s, page) = app
-            .json(
-                Method::GET,
-                &format!("/v1/urls/{id}/statuses"),
-                None,
-                Some(&token),
-            )
+            .get_json(&format!("/v1/urls/{id}/statuses"), Some(&token))
             .await;
         assert_eq!(s, StatusCode::OK, "{page}");
         if let Some(first) = page["statuses"].get(0) {
@@ -221,35 +196,26 @@ async fn seed_routes_refuse_bad_input_with_the_field_named() {
         (json!({"URL": "ftp://example.com"}), "url"),
         (json!(["not", "an", "object"]), "body"),
     ] {
-        let got = app
-            .json(Method::POST, "/url", Some(body.clone()), Some(&token))
-            .await;
+        let got = app.post_json("/url", body.clone(), Some(&token)).await;
         let message = expect_error(&got, StatusCode::BAD_REQUEST, 3);
         assert!(message.starts_with(field), "{body}: {message}");
     }
     let got = app
-        .json(
-            Method::POST,
+        .post_json(
             "/register",
-            Some(json!({"Email": "nope", "Password": PASSWORD})),
+            json!({"Email": "nope", "Password": PASSWORD}),
             None,
         )
         .await;
     expect_error(&got, StatusCode::BAD_REQUEST, 3);
     let got = app
-        .json(
-            Method::POST,
-            "/url",
-            Some(json!({"URL": "https://example.com"})),
-            None,
-        )
+        .post_json("/url", json!({"URL": "https://example.com"}), None)
         .await;
     expect_error(&got, StatusCode::UNAUTHORIZED, 16);
     let got = app
-        .json(
-            Method::POST,
+        .post_json(
             "/login",
-            Some(json!({"Email": "who@example.com", "Password": PASSWORD})),
+            json!({"Email": "who@example.com", "Password": PASSWORD}),
             None,
         )
         .await;
@@ -264,12 +230,7 @@ async fn errors_carry_grpc_gateway_statuses_codes_and_details() {
 
     // INVALID_ARGUMENT with google.rpc.BadRequest naming the field.
     let (s, body) = app
-        .json(
-            Method::POST,
-            "/v1/urls",
-            Some(json!({"url": "ftp://x"})),
-            Some(&auth),
-        )
+        .post_json("/v1/urls", json!({"url": "ftp://x"}), Some(&auth))
         .await;
     expect_error(&(s, body.clone()), StatusCode::BAD_REQUEST, 3);
     assert_eq!(
@@ -279,60 +240,47 @@ async fn errors_carry_grpc_gateway_statuses_codes_and_details() {
     assert_eq!(body["details"][0]["fieldViolations"][0]["field"], "url");
 
     let ok = app
-        .json(
-            Method::POST,
+        .post_json(
             "/v1/urls",
-            Some(json!({"url": "https://example.com"})),
+            json!({"url": "https://example.com"}),
             Some(&auth),
         )
         .await;
     assert_eq!(ok.0, StatusCode::OK);
     // ALREADY_EXISTS -> 409, RESOURCE_EXHAUSTED (quota) -> 429.
     let dup = app
-        .json(
-            Method::POST,
+        .post_json(
             "/v1/urls",
-            Some(json!({"url": "https://example.com"})),
+            json!({"url": "https://example.com"}),
             Some(&auth),
         )
         .await;
     expect_error(&dup, StatusCode::CONFLICT, 6);
     let quota = app
-        .json(
-            Method::POST,
+        .post_json(
             "/v1/urls",
-            Some(json!({"url": "https://example.org"})),
+            json!({"url": "https://example.org"}),
             Some(&auth),
         )
         .await;
     expect_error(&quota, StatusCode::TOO_MANY_REQUESTS, 8);
 
     // UNAUTHENTICATED: missing, forged, and a bare token is fine.
-    let missing = app.json(Method::GET, "/v1/urls", None, None).await;
+    let missing = app.get_json("/v1/urls", None).await;
     let message = expect_error(&missing, StatusCode::UNAUTHORIZED, 16);
     assert!(message.contains("Bearer"), "{message}");
     let forged = app
-        .json(
-            Method::GET,
-            "/v1/urls",
-            None,
-            Some("Bearer v4.local.forged"),
-        )
+        .get_json("/v1/urls", Some("Bearer v4.local.forged"))
         .await;
     expect_error(&forged, StatusCode::UNAUTHORIZED, 16);
-    let bare = app.json(Method::GET, "/v1/urls", None, Some(&token)).await;
+    let bare = app.get_json("/v1/urls", Some(&token)).await;
     assert_eq!(bare.0, StatusCode::OK);
 
     // Another user's URL is NOT_FOUND.
     let id = ok.1["url"]["id"].as_str().unwrap().to_owned();
     let other = bearer(&json_user(&app).await);
     let theirs = app
-        .json(
-            Method::GET,
-            &format!("/v1/urls/{id}/statuses"),
-            None,
-            Some(&other),
-        )
+        .get_json(&format!("/v1/urls/{id}/statuses"), Some(&other))
         .await;
     expect_error(&theirs, StatusCode::NOT_FOUND, 5);
     let theirs = app
@@ -563,7 +511,7 @@ async fn curl_without_a_content_type_is_read_as_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_is_served_and_describes_every_route() {
     let app = spawn_app(Backend::Sqlite).await;
-    let (s, doc) = app.json(Method::GET, "/openapi.json", None, None).await;
+    let (s, doc) = app.get_json("/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
     for path in [

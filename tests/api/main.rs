@@ -1,6 +1,7 @@
 //! Integration tests: the real server, the real databases, the generated
 //! client, over real sockets. Each behaviour runs on SQLite and on Postgres.
 
+mod binary;
 mod client;
 mod faults;
 mod helpers;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use monitor::{proto::monitor::v1 as pb, store::statuses};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -66,7 +66,7 @@ async fn metrics_count_probes_flushes_and_calls_exactly() {
         ))
         .await;
     assert!(bad.is_err());
-    let (s, _) = app.json(Method::GET, "/v1/urls", None, Some(&token)).await;
+    let (s, _) = app.get_json("/v1/urls", Some(&token)).await;
     assert_eq!(s, StatusCode::OK);
     for url in [&ok, &fail, &refused] {
         app.wait_for_statuses(&token, url.id, 1, Duration::from_secs(10))
@@ -160,6 +160,18 @@ async fn request_ids_are_returned_and_kept_when_sent() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["x-request-id"], "curl-1");
+
+    // An id that is too long, or not printable, is replaced by a new one.
+    for bad in ["x".repeat(129), "two words".to_owned()] {
+        let res = reqwest::Client::new()
+            .get(app.http_url("/healthz"))
+            .header("x-request-id", &bad)
+            .send()
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "{bad:?} replaced by a UUID, not {id:?}");
+    }
 }
 
 async fn grpc_health(app: &TestApp, service: &str) -> ServingStatus {
@@ -179,7 +191,7 @@ async fn wait_health(app: &TestApp, want: ServingStatus, ready: StatusCode) {
     loop {
         let overall = grpc_health(app, "").await;
         let api = grpc_health(app, "monitor.v1.MonitorService").await;
-        let (status, body) = app.json(Method::GET, "/readyz", None, None).await;
+        let (status, body) = app.get_json("/readyz", None).await;
         if overall == want && api == want && status == ready {
             return;
         }
@@ -204,7 +216,7 @@ async fn health_follows_postgres_and_redis_down_and_back() {
     })
     .await;
     wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
-    let (s, live) = app.json(Method::GET, "/healthz", None, None).await;
+    let (s, live) = app.get_json("/healthz", None).await;
     assert_eq!((s, live["status"].as_str()), (StatusCode::OK, Some("ok")));
 
     pg.stop();
@@ -214,13 +226,10 @@ async fn health_follows_postgres_and_redis_down_and_back() {
         StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
-    let (_, body) = app.json(Method::GET, "/readyz", None, None).await;
+    let (_, body) = app.get_json("/readyz", None).await;
     assert_eq!(body["database"], "unreachable", "{body}");
     // Liveness does not depend on the database.
-    assert_eq!(
-        app.json(Method::GET, "/healthz", None, None).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.get_json("/healthz", None).await.0, StatusCode::OK);
     pg.restart();
     wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
 
@@ -231,7 +240,7 @@ async fn health_follows_postgres_and_redis_down_and_back() {
         StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
-    let (_, body) = app.json(Method::GET, "/readyz", None, None).await;
+    let (_, body) = app.get_json("/readyz", None).await;
     assert_eq!(body["redis"], "unreachable", "{body}");
     redis.restart();
     wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;

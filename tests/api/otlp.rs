@@ -2,14 +2,14 @@
 //! OTLP/HTTP collector: here a stand-in that records what is posted.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use axum::{Router, body::Bytes, extract::State, routing::post};
 use monitor::proto::monitor::v1 as pb;
+
+use crate::binary::{Running, monitor_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_exported_over_otlp_http() {
@@ -30,29 +30,10 @@ async fn spans_are_exported_over_otlp_http() {
     tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
 
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env("MONITOR_DATA_DIR", tmp.path())
-        .env("MONITOR_GRPC_ADDR", "127.0.0.1:0")
-        .env("MONITOR_HTTP_ADDR", "127.0.0.1:0")
-        .env("MONITOR_LOG_FORMAT", "json")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let addr = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.contains("\"serving\""))
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(&l).unwrap()["grpc_addr"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .expect("the server said it is serving");
+    let mut cmd = monitor_command(tmp.path());
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+    let mut server = Running::start(cmd);
+    let addr = server.grpc_addr();
 
     let mut client =
         pb::monitor_service_client::MonitorServiceClient::connect(format!("http://{addr}"))
@@ -65,15 +46,7 @@ async fn spans_are_exported_over_otlp_http() {
         })
         .await
         .unwrap();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (exit, _) = server.stop().await;
     assert!(exit.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
 

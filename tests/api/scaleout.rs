@@ -30,6 +30,7 @@ use sea_orm::{Database, EntityTrait};
 use tonic::transport::Channel;
 
 use crate::{
+    binary::terminate,
     helpers::{
         Backend, PASSWORD, TestDatabase, authed, restartable_port, test_redis_url, tools_venv,
     },
@@ -72,11 +73,7 @@ impl Instance {
 
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap();
-            child.wait().unwrap();
+            terminate(&mut child);
         }
     }
 

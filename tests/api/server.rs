@@ -1,11 +1,6 @@
 //! Health, reflection, start-up and shutdown of the real server and binary.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::time::Duration;
 
 use monitor::proto::monitor::v1 as pb;
 use sea_orm::{ConnectionTrait, Database};
@@ -14,7 +9,10 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::helpers::{Backend, TestApp, authed, spawn_app, spawn_app_with};
+use crate::{
+    binary::{Running, monitor_command},
+    helpers::{Backend, TestApp, authed, spawn_app, spawn_app_with},
+};
 
 async fn health_of(app: &TestApp, service: &str) -> ServingStatus {
     let mut health = HealthClient::new(app.channel().await);
@@ -215,25 +213,6 @@ crate::on_both_backends!(
     run_returns_after_shutdown_is_signalled,
 );
 
-fn monitor_command(data_dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
-    for var in [
-        "DATABASE_URL",
-        "REDIS_URL",
-        "MONITOR_TOKEN_KEY",
-        "MONITOR_GRPC_ADDR",
-        "MONITOR_HTTP_ADDR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("MONITOR_DATA_DIR", data_dir)
-        // The tests add example.com; nothing may look it up.
-        .env("MONITOR_PROBER", "false")
-        .env("MONITOR_GRPC_ADDR", "127.0.0.1:0")
-        .env("MONITOR_HTTP_ADDR", "127.0.0.1:0");
-    cmd
-}
-
 #[test]
 fn postgres_without_a_token_key_fails_naming_the_setting() {
     let tmp = tempfile::tempdir().unwrap();
@@ -274,38 +253,10 @@ fn a_bad_setting_fails_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_on_the_embedded_default_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = monitor_command(tmp.path())
-        .env("MONITOR_LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug,h2=info,hyper=info,tower=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    for pipe in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    drop(tx);
-
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server said it is serving");
-        log.push(line.clone());
-        if line.contains("\"serving\"") {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-            break v["grpc_addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let mut cmd = monitor_command(tmp.path());
+    cmd.env("RUST_LOG", "debug,h2=info,hyper=info,tower=info");
+    let mut server = Running::start(cmd);
+    let addr = server.grpc_addr();
     assert!(
         tmp.path().join("monitor.db").exists(),
         "SQLite database under the data dir"
@@ -349,17 +300,8 @@ async fn the_binary_serves_on_the_embedded_default_and_stops_on_sigterm() {
         .await
         .unwrap();
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (exit, log) = server.stop().await;
     assert!(exit.success(), "exit status {exit:?}");
-    log.extend(rx.iter());
     let all = log.join("\n");
     assert!(
         all.contains("/monitor.v1.MonitorService/AddUrl"),

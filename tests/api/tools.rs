@@ -5,7 +5,6 @@
 
 use std::{path::Path, process::Command};
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
@@ -35,9 +34,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let bin = tools_venv();
     let app = spawn_app(Backend::Sqlite).await;
     let creds = json!({"email": "st@example.com", "password": PASSWORD});
-    app.json(Method::POST, "/v1/users", Some(creds.clone()), None)
-        .await;
-    let (_, login) = app.json(Method::POST, "/v1/login", Some(creds), None).await;
+    app.post_json("/v1/users", creds.clone(), None).await;
+    let (_, login) = app.post_json("/v1/login", creds, None).await;
     let token = login["token"].as_str().unwrap();
 
     let report = tempfile::tempdir().unwrap();
