@@ -17,7 +17,6 @@ use monitor::{
     config::Settings,
     flush::{self, FlushSettings, Flusher},
     prober::ProbeResult,
-    store,
 };
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -46,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut settings = Settings::defaults(tmp.path());
     settings.database_url = Some(db_url.clone());
-    let db = store::connect(&settings).await?;
+    let db = monitor::app::open_database(&settings).await?;
     db.execute_unprepared(
         "INSERT INTO users (email, password_hash, created_at) VALUES ('flush@example.com', 'x', now())",
     )

@@ -59,7 +59,7 @@ impl App {
         settings.validate()?;
         // reqwest and sqlx both use rustls with ring; pick the provider once.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let db = store::connect(&settings).await?;
+        let db = open_database(&settings).await?;
         let key = token_key(&settings).await?;
         let mut token_keys = TokenKeys::new(&key, settings.auth.token_ttl);
         if let Some(previous) = &settings.auth.token_key_previous {
@@ -281,6 +281,26 @@ impl App {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Opens the database the settings select (creating the data directory for
+/// the embedded default) and applies pending migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    if settings.database_url.is_none() {
+        tokio::fs::create_dir_all(&settings.data_dir)
+            .await
+            .with_context(|| {
+                format!(
+                    "creating the data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+    }
+    store::connect(
+        &settings.effective_database_url(),
+        settings.db_max_connections,
+    )
+    .await
 }
 
 /// Reflection over every service this server has (ours, health, both

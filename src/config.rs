@@ -12,21 +12,13 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::error::check_setting;
 pub use crate::{
     auth::AuthSettings, buffer::BufferSettings, error::SettingsError, flush::FlushSettings,
-    prober::ProberSettings, service::UrlSettings,
+    prober::ProberSettings, service::UrlSettings, telemetry::LogFormat,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable, coloured when the output is a terminal.
-    Pretty,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
 
 /// The monitor server: watches HTTP endpoints for many users.
 #[derive(Debug, Clone, Parser)]

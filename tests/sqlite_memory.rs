@@ -23,7 +23,7 @@ async fn flushes_of_many_sizes_leave_sqlite_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::for_tests(dir.path());
     settings.database_url = None;
-    let db = store::connect(&settings).await.unwrap();
+    let db = monitor::app::open_database(&settings).await.unwrap();
     let user = store::users::ActiveModel {
         email: Set("memory@example.com".into()),
         password_hash: Set("x".into()),

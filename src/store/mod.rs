@@ -11,7 +11,7 @@ pub mod statuses;
 pub mod urls;
 pub mod users;
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
@@ -20,8 +20,6 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::config::{DatabaseKind, Settings};
-
 /// Any number: identifies the lock that serialises migrations across
 /// instances starting together on one Postgres.
 const MIGRATION_LOCK_ID: i64 = 7_400_001;
@@ -29,15 +27,13 @@ const MIGRATION_LOCK_ID: i64 = 7_400_001;
 /// The SQLite WAL file is truncated to this after a checkpoint.
 const SQLITE_WAL_LIMIT_BYTES: u64 = 64 << 20;
 
-/// Opens the database the settings select and applies pending migrations.
-pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
-    let url = settings.effective_database_url();
-    if settings.database_url.is_none() {
-        ensure_dir(&settings.data_dir).await?;
-    }
+/// Opens the database at `url` (`postgres://…` or `sqlite://…`) with at
+/// most `max_connections` pooled, and applies pending migrations.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let postgres = url.starts_with("postgres");
     let mut options = ConnectOptions::new(url);
     options
-        .max_connections(settings.db_max_connections)
+        .max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
@@ -59,20 +55,11 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     let db = Database::connect(options).await.with_context(|| {
         format!(
             "connecting to the {} database",
-            match settings.database_kind() {
-                DatabaseKind::Sqlite => "SQLite",
-                DatabaseKind::Postgres => "Postgres",
-            }
+            if postgres { "Postgres" } else { "SQLite" }
         )
     })?;
     migrate(&db).await.context("applying database migrations")?;
     Ok(db)
-}
-
-async fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
 /// Applies pending migrations. On Postgres an advisory lock held by the

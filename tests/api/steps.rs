@@ -53,7 +53,7 @@ impl Fixture {
         let mut settings = Settings::for_tests(dir.path());
         settings.prober.tick = Duration::from_millis(200);
         customize(&mut settings);
-        let db = store::connect(&settings).await.unwrap();
+        let db = monitor::app::open_database(&settings).await.unwrap();
         let email = Email::parse("email", "steps@example.com").unwrap();
         let user = store::users::insert(&db, &email, "x".into(), start())
             .await
