@@ -283,18 +283,22 @@ impl App {
     }
 }
 
+async fn ensure_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(&settings.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "creating the data directory {}",
+                settings.data_dir.display()
+            )
+        })
+}
+
 /// Opens the database the settings select (creating the data directory for
 /// the embedded default) and applies pending migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     if settings.database_url.is_none() {
-        tokio::fs::create_dir_all(&settings.data_dir)
-            .await
-            .with_context(|| {
-                format!(
-                    "creating the data directory {}",
-                    settings.data_dir.display()
-                )
-            })?;
+        ensure_data_dir(settings).await?;
     }
     store::connect(
         &settings.effective_database_url(),
@@ -347,14 +351,7 @@ async fn token_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
         "MONITOR_TOKEN_KEY is required with Postgres"
     );
     let path = settings.data_dir.join("token.key");
-    tokio::fs::create_dir_all(&settings.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "creating the data directory {}",
-                settings.data_dir.display()
-            )
-        })?;
+    ensure_data_dir(settings).await?;
     load_or_create_key(&path)
 }
 
