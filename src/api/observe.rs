@@ -14,14 +14,19 @@
 //! are labelled by the request's method (and, on the JSON side, by the route
 //! that matched).
 //!
+//! Labels are bounded: a gRPC path this server does not serve is counted as
+//! `unknown`, an HTTP method that is not a standard one as `OTHER`, and a
+//! path no route matched as `unmatched`.
+//!
 //! For gRPC the code is read from the response headers: a unary error is
 //! answered "trailers-only" with `grpc-status` there; without it the call
 //! succeeded. (A streaming call — only reflection here — is counted when its
 //! headers are sent.)
 
 use std::{
+    collections::HashSet,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::Instant,
 };
@@ -94,6 +99,55 @@ fn span(transport: &'static str, method: &str, id: &HeaderValue) -> Span {
         user_id = Empty,
         code = Empty,
     )
+}
+
+/// What a gRPC call is labelled and logged as: its path when it is a method
+/// this server has (ours, health, reflection), else `unknown` — so made-up
+/// paths cannot add label values (series) without bound.
+fn grpc_method_label(path: &str) -> &str {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        [
+            crate::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]
+        .into_iter()
+        .filter_map(|set| prost_reflect::DescriptorPool::decode(set).ok())
+        .flat_map(|pool| {
+            pool.services()
+                .flat_map(|s| {
+                    s.methods()
+                        .map(|m| format!("/{}/{}", s.full_name(), m.name()))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    });
+    if known.contains(path) {
+        path
+    } else {
+        "unknown"
+    }
+}
+
+/// An HTTP method as a label: the standard ones by name, any other `OTHER`.
+fn http_method_label(method: &http::Method) -> &str {
+    use http::Method;
+    match *method {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::TRACE
+        | Method::CONNECT => method.as_str(),
+        _ => "OTHER",
+    }
 }
 
 /// Whether a gRPC code means the server failed (rather than the client).
@@ -175,7 +229,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let id = request_id(req.headers());
-        let method = req.uri().path().to_owned();
+        let method = grpc_method_label(req.uri().path()).to_owned();
         let span = span("grpc", &method, &id);
         // The inner layers (auth) run inside the span and record the user.
         let fut = span.in_scope(|| self.inner.call(req));
@@ -208,7 +262,7 @@ pub async fn observe_http(
     let started = Instant::now();
     let id = request_id(req.headers());
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = format!("{} {route}", req.method());
+    let method = format!("{} {route}", http_method_label(req.method()));
     let span = span("http", &method, &id);
     async move {
         let res = next.run(req).await;

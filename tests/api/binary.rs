@@ -79,6 +79,11 @@ impl Running {
 
     /// Waits for the "serving" line; returns the gRPC address it names.
     pub fn grpc_addr(&mut self) -> String {
+        self.addrs().0
+    }
+
+    /// Waits for the "serving" line; returns the gRPC and HTTP addresses.
+    pub fn addrs(&mut self) -> (String, String) {
         loop {
             let line = self
                 .lines
@@ -87,9 +92,21 @@ impl Running {
             self.log.push(line.clone());
             if line.contains("\"serving\"") {
                 let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-                return v["grpc_addr"].as_str().unwrap().to_owned();
+                let addr = |name: &str| v[name].as_str().unwrap().to_owned();
+                return (addr("grpc_addr"), addr("http_addr"));
             }
         }
+    }
+
+    /// The process's resident memory, in MiB.
+    pub fn resident_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        kib / 1024.0
     }
 
     /// SIGTERM, then waits for the exit; returns its status and the whole log.

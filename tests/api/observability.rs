@@ -246,3 +246,86 @@ async fn health_follows_postgres_and_redis_down_and_back() {
     wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
     app.stop().await;
 }
+
+/// Made-up gRPC paths and HTTP methods, as an unauthenticated stranger can
+/// send them, add no metric series: each is counted under one `unknown` /
+/// `OTHER` label. Measured on the binary, in its own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_paths_and_methods_cannot_grow_the_metrics() {
+    use futures_util::{StreamExt, stream};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = crate::binary::Running::start(crate::binary::monitor_command(tmp.path()));
+    let (grpc, http) = server.addrs();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let h1 = reqwest::Client::new();
+    let junk = |n: usize| {
+        let mut s = uuid::Uuid::new_v4().simple().to_string();
+        s.truncate(n);
+        s
+    };
+    let send = |count: usize| {
+        let (h2, h1, grpc, http) = (h2.clone(), h1.clone(), grpc.clone(), http.clone());
+        async move {
+            stream::iter(0..count)
+                .map(|i| {
+                    let (h2, h1) = (h2.clone(), h1.clone());
+                    let (grpc, http) = (grpc.clone(), http.clone());
+                    async move {
+                        if i % 2 == 0 {
+                            let path = format!("/{}.{}/{}", junk(8), junk(12), junk(10));
+                            let _ = h2
+                                .post(format!("http://{grpc}{path}"))
+                                .header("content-type", "application/grpc")
+                                .header("te", "trailers")
+                                .body(vec![0u8, 0, 0, 0, 0])
+                                .send()
+                                .await;
+                        } else {
+                            let verb = junk(10).to_uppercase().replace(char::is_numeric, "X");
+                            let method = reqwest::Method::from_bytes(verb.as_bytes()).unwrap();
+                            let _ = h1
+                                .request(method, format!("http://{http}/v1/urls/{}", junk(6)))
+                                .send()
+                                .await;
+                        }
+                    }
+                })
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await;
+        }
+    };
+    send(1_000).await;
+    let before = server.resident_mib();
+    send(10_000).await;
+    let after = server.resident_mib();
+    let metrics = h1
+        .get(format!("http://{http}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.len() < 200 * 1024,
+        "/metrics is {} bytes after 10,000 made-up calls",
+        metrics.len()
+    );
+    assert!(metrics.contains("method=\"unknown\""), "{metrics}");
+    assert!(metrics.contains("method=\"OTHER "), "{metrics}");
+    assert!(
+        after - before < 20.0,
+        "resident memory grew {:.1} MiB ({before:.1} -> {after:.1})",
+        after - before
+    );
+    println!(
+        "/metrics {} bytes; RSS {before:.1} -> {after:.1} MiB",
+        metrics.len()
+    );
+    let (status, _) = server.stop().await;
+    assert!(status.success());
+}
