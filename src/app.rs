@@ -283,15 +283,54 @@ impl App {
     }
 }
 
+/// Creates the data directory readable by the owner only (0700); one that
+/// exists already and others can read is reported, not changed.
 async fn ensure_data_dir(settings: &Settings) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(&settings.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "creating the data directory {}",
-                settings.data_dir.display()
-            )
-        })
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &settings.data_dir;
+    let context = || format!("creating the data directory {}", dir.display());
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(context)?;
+    }
+    let mode = std::fs::metadata(dir)
+        .with_context(context)?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data directory is readable by other users; `chmod 700` it (it holds password hashes and the token key)"
+        );
+    }
+    Ok(())
+}
+
+/// The embedded database's files (`monitor.db`, `-wal`, `-shm`) are the
+/// owner's alone (0600): they hold password hashes. SQLite creates the
+/// journal files with the database file's mode, so the database file is
+/// created 0600 before SQLite opens it, and tightened if it was not.
+fn protect_sqlite_files(settings: &Settings) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let db = settings.data_dir.join("monitor.db");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&db)
+        .with_context(|| format!("creating {}", db.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = settings.data_dir.join(format!("monitor.db{suffix}"));
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens the database the settings select (creating the data directory for
@@ -299,6 +338,7 @@ async fn ensure_data_dir(settings: &Settings) -> anyhow::Result<()> {
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     if settings.database_url.is_none() {
         ensure_data_dir(settings).await?;
+        protect_sqlite_files(settings)?;
     }
     store::connect(
         &settings.effective_database_url(),
@@ -359,6 +399,16 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the token key is readable by other users, who could forge tokens; `chmod 600` it"
+        );
+    }
     match std::fs::read_to_string(path) {
         Ok(text) => parse_token_key(&text)
             .with_context(|| format!("reading the token key in {}", path.display())),

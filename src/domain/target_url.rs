@@ -24,6 +24,14 @@ impl TargetUrl {
         if raw.chars().count() > MAX_LEN {
             return Err(too_long());
         }
+        // The WHATWG parser would drop tabs and newlines silently and accept
+        // what is left: a URL with control characters is not what was meant.
+        if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
+            return Err(Error::invalid(
+                field,
+                format!("must not contain control characters (found {c:?})"),
+            ));
+        }
         let url = Url::parse(trimmed).map_err(|e| {
             Error::invalid(
                 field,
@@ -39,8 +47,9 @@ impl TargetUrl {
                 ),
             ));
         }
-        match url.host_str() {
-            None | Some("") => return Err(Error::invalid(field, "must have a host")),
+        match url.host() {
+            None => return Err(Error::invalid(field, "must have a host")),
+            Some(url::Host::Domain(name)) => check_host_name(field, name)?,
             Some(_) => {}
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -64,6 +73,33 @@ impl TargetUrl {
     }
 }
 
+/// RFC 1035: a name of at most 253 characters, in labels of 1 to 63.
+fn check_host_name(field: &'static str, name: &str) -> Result<(), Error> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Err(Error::invalid(field, "must have a host"));
+    }
+    if name.len() > 253 {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "host name is {} characters; at most 253 are allowed",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(label) = name.split('.').find(|l| l.is_empty() || l.len() > 63) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "host name label {:?} must be 1 to 63 characters",
+                label.chars().take(70).collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl fmt::Display for TargetUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.as_str())
@@ -73,6 +109,34 @@ impl fmt::Display for TargetUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_follow_rfc_1035_lengths() {
+        let label = |n: usize| "a".repeat(n);
+        assert!(TargetUrl::parse("url", &format!("https://{}.com/", label(63))).is_ok());
+        let err = TargetUrl::parse("url", &format!("https://{}.com/", label(64))).unwrap_err();
+        assert!(err.to_string().contains("1 to 63"), "{err}");
+        let long = [label(60).as_str(); 5].join(".");
+        let err = TargetUrl::parse("url", &format!("https://{long}/")).unwrap_err();
+        assert!(err.to_string().contains("at most 253"), "{err}");
+        assert!(TargetUrl::parse("url", "https://a..b/").is_err());
+        assert!(TargetUrl::parse("url", "https://example.com./").is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_not_stripped() {
+        for bad in [
+            "https://exa\tmple.com/",
+            "https://example.com/a\nb",
+            "https://example.com/\u{7}",
+        ] {
+            let err = TargetUrl::parse("url", bad).unwrap_err();
+            assert!(
+                err.to_string().contains("control characters"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn normalizes_case_and_default_port() {

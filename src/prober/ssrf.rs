@@ -38,17 +38,41 @@ fn is_blocked_v4(ip: Ipv4Addr) -> bool {
         || a >= 240 // 240/4 reserved
 }
 
+/// The IPv4 addresses an IPv6 address carries, in every form that routes
+/// to one: IPv4-mapped (`::ffff:0:0/96`), SIIT (`::ffff:0:0:0/96`), NAT64
+/// (`64:ff9b::/96`), 6to4 (`2002::/16`), Teredo (`2001::/32`: the server,
+/// and the client obfuscated), ISATAP (`…:0:5efe:a.b.c.d`, `…:200:5efe:…`).
+fn embedded_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let seg = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let mut found = Vec::new();
+    if seg[0..5] == [0, 0, 0, 0, 0] && seg[5] == 0xffff {
+        found.push(v4(seg[6], seg[7])); // IPv4-mapped
+    }
+    if seg[0..4] == [0, 0, 0, 0] && seg[4] == 0xffff && seg[5] == 0 {
+        found.push(v4(seg[6], seg[7])); // SIIT, IPv4-translated
+    }
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+        found.push(v4(seg[6], seg[7])); // NAT64, well-known prefix
+    }
+    if seg[0] == 0x2002 {
+        found.push(v4(seg[1], seg[2])); // 6to4
+    }
+    if seg[0] == 0x2001 && seg[1] == 0 {
+        found.push(v4(seg[2], seg[3])); // Teredo server
+        found.push(v4(!seg[6], !seg[7])); // Teredo client, obfuscated
+    }
+    if (seg[4] == 0 || seg[4] == 0x0200) && seg[5] == 0x5efe {
+        found.push(v4(seg[6], seg[7])); // ISATAP interface identifier
+    }
+    found
+}
+
 fn is_blocked_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_blocked_v4(v4);
+    if embedded_v4(ip).into_iter().any(is_blocked_v4) {
+        return true;
     }
     let seg = ip.segments();
-    // 64:ff9b::/96 NAT64 carries an IPv4 address in its low 32 bits.
-    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-        let [.., hi, lo] = seg;
-        let v4 = Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-        return is_blocked_v4(v4);
-    }
     ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
@@ -57,6 +81,7 @@ fn is_blocked_v6(ip: Ipv6Addr) -> bool {
         || (seg[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
         || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
         || (seg[0..6] == [0, 0, 0, 0, 0, 0]) // ::/96 IPv4-compatible
+        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // 64:ff9b:1::/48 local-use NAT64
 }
 
 /// A refused address, surfaced as error kind `blocked`.
@@ -164,6 +189,17 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "::127.0.0.1",
+            // Every IPv6 form that embeds a blocked IPv4 address.
+            "2002:7f00:1::",                // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",            // 6to4 of 169.254.169.254
+            "::ffff:0:7f00:1",              // SIIT of 127.0.0.1
+            "::ffff:0:a00:1",               // SIIT of 10.0.0.1
+            "64:ff9b:1::a9fe:a9fe",         // local-use NAT64
+            "64:ff9b:1::808:808",           // local-use NAT64, whatever it embeds
+            "2001:0:a00:1::",               // Teredo, server 10.0.0.1
+            "2001:0:808:808:0:0:80ff:fffe", // Teredo, client 127.0.0.1 (obfuscated)
+            "2606:4700::5efe:7f00:1",       // ISATAP of 127.0.0.1
+            "fe80::200:5efe:a9fe:a9fe",     // ISATAP of 169.254.169.254
         ] {
             assert!(is_blocked(ip.parse().unwrap()), "{ip} should be blocked");
         }
@@ -178,6 +214,9 @@ mod tests {
             "172.32.0.1",
             "2606:4700::1111",
             "64:ff9b::808:808",
+            "2002:808:808::1",         // 6to4 of 8.8.8.8
+            "::ffff:0:808:808",        // SIIT of 8.8.8.8
+            "2606:4700::5efe:808:808", // ISATAP of 8.8.8.8
         ] {
             assert!(!is_blocked(ip.parse().unwrap()), "{ip} should be allowed");
         }

@@ -318,3 +318,44 @@ async fn the_binary_serves_on_the_embedded_default_and_stops_on_sigterm() {
         assert!(!all.contains(leaked), "{leaked:?} appeared in the logs");
     }
 }
+
+/// The embedded default's data directory is the owner's alone (0700), and
+/// so are the files in it (0600): the database holds password hashes, the
+/// key signs tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_defaults_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Running::start(monitor_command(&data));
+    let addr = server.grpc_addr();
+    let mut client =
+        pb::monitor_service_client::MonitorServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+    client
+        .register(pb::RegisterRequest {
+            email: "private@example.com".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(data.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "the data directory");
+    for file in [
+        "monitor.db",
+        "monitor.db-wal",
+        "monitor.db-shm",
+        "token.key",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    let (status, _) = server.stop().await;
+    assert!(status.success());
+}

@@ -104,7 +104,13 @@ async fn add_url_rejects_urls_it_cannot_probe(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
     let too_long = format!("https://example.com/{}", "a".repeat(2048));
+    let long_label = format!("https://{}.example.com/", "a".repeat(64));
+    let long_name = format!("https://{}/", vec!["a".repeat(60); 5].join("."));
     for bad in [
+        long_label.as_str(),
+        long_name.as_str(),
+        "https://exam\tple.com/",
+        "https://example.com/he\nalth",
         "",
         "example.com",
         "/relative/path",
