@@ -285,7 +285,7 @@ impl App {
 
 /// Creates the data directory readable by the owner only (0700); one that
 /// exists already and others can read is reported, not changed.
-async fn ensure_data_dir(settings: &Settings) -> anyhow::Result<()> {
+fn ensure_data_dir(settings: &Settings) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = &settings.data_dir;
     let context = || format!("creating the data directory {}", dir.display());
@@ -337,7 +337,7 @@ fn protect_sqlite_files(settings: &Settings) -> anyhow::Result<()> {
 /// the embedded default) and applies pending migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     if settings.database_url.is_none() {
-        ensure_data_dir(settings).await?;
+        ensure_data_dir(settings)?;
         protect_sqlite_files(settings)?;
     }
     store::connect(
@@ -391,7 +391,7 @@ async fn token_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
         "MONITOR_TOKEN_KEY is required with Postgres"
     );
     let path = settings.data_dir.join("token.key");
-    ensure_data_dir(settings).await?;
+    ensure_data_dir(settings)?;
     load_or_create_key(&path)
 }
 
