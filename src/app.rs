@@ -60,7 +60,7 @@ impl App {
         // reqwest and sqlx both use rustls with ring; pick the provider once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let db = open_database(&settings).await?;
-        let key = token_key(&settings).await?;
+        let key = token_key(&settings)?;
         let mut token_keys = TokenKeys::new(&key, settings.auth.token_ttl);
         if let Some(previous) = &settings.auth.token_key_previous {
             token_keys = token_keys.with_previous(&parse_token_key(previous)?);
@@ -382,7 +382,7 @@ async fn buffer(settings: &Settings) -> anyhow::Result<Arc<dyn Buffer>> {
 
 /// The token key: from the setting, or for the embedded default, generated
 /// once and kept in the data directory (readable by the owner only).
-async fn token_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
+fn token_key(settings: &Settings) -> anyhow::Result<[u8; 32]> {
     if let Some(hex_key) = &settings.auth.token_key {
         return Ok(parse_token_key(hex_key)?);
     }
