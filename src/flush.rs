@@ -22,7 +22,7 @@ use crate::{
     domain::ProbeResult,
     error::{SettingsError, check_setting},
     metrics::Metrics,
-    store::{statuses, urls},
+    store::{self, statuses, urls},
     telemetry::OutageLog,
 };
 
@@ -159,11 +159,20 @@ impl Flusher {
         }
     }
 
-    /// Deletes statuses probed before `now - retention`; returns how many.
+    /// Deletes statuses probed before `now - retention`, then (SQLite)
+    /// checkpoints the write-ahead log and truncates it; returns how many
+    /// statuses were deleted.
+    ///
+    /// SQLite's own checkpoints (every 1,000 pages) copy the log into the
+    /// database but rewind it only when no connection still reads an older
+    /// snapshot, which a busy pool rarely allows: under steady load the file
+    /// grew by ~4 MiB a minute. A `TRUNCATE` checkpoint each retention pass
+    /// bounds it to about one interval of writes.
     pub async fn retention_once(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
         let retention = chrono::Duration::from_std(self.settings.retention)?;
         let deleted = statuses::delete_older_than(&self.db, now - retention).await?;
         self.metrics.retention_deleted.inc_by(deleted);
+        store::checkpoint(&self.db).await?;
         Ok(deleted)
     }
 

@@ -82,6 +82,19 @@ async fn flushes_of_many_sizes_leave_sqlite_memory_flat() {
         stored += inserted;
     }
     let after = resident_mib();
+    // The write-ahead log is truncated by the retention pass's checkpoint.
+    let wal = dir.path().join("monitor.db-wal");
+    let wal_before = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let flusher = monitor::flush::Flusher::new(
+        db.clone(),
+        std::sync::Arc::new(monitor::buffer::MemoryBuffer::new(10, 10)),
+        settings.flush.clone(),
+    );
+    flusher.retention_once(Utc::now()).await.unwrap();
+    let wal_after = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    println!("WAL: {wal_before} bytes before the retention pass, {wal_after} after");
+    assert!(wal_before > 0, "the flushes wrote to the WAL");
+    assert_eq!(wal_after, 0, "the checkpoint truncates the WAL");
     assert_eq!(stored, (1..=160u64).map(|n| n * 25).sum::<u64>());
     println!("resident memory: {before:.1} MiB before, {after:.1} MiB after 160 batch sizes");
     assert!(

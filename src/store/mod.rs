@@ -98,3 +98,14 @@ pub fn pool_usage(db: &DatabaseConnection) -> Option<(u32, u32)> {
     };
     Some((size, u32::try_from(idle).unwrap_or(size)))
 }
+
+/// SQLite: copies the write-ahead log into the database and truncates it to
+/// zero bytes, waiting (up to the busy timeout) for readers of older
+/// snapshots. Postgres: nothing to do.
+pub async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await?;
+    }
+    Ok(())
+}
