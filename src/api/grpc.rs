@@ -24,6 +24,14 @@ impl MonitorApi {
     }
 }
 
+/// The client's address: from the JSON side's `Peer`, or the connection.
+fn peer<T>(req: &Request<T>) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<Peer>()
+        .map(|p| p.0)
+        .or_else(|| req.remote_addr().map(|a| a.ip()))
+}
+
 /// The caller the auth layer authenticated.
 fn caller<T>(req: &Request<T>) -> Result<UserId, Status> {
     req.extensions().get::<UserId>().copied().ok_or_else(|| {
@@ -38,10 +46,15 @@ impl MonitorService for MonitorApi {
         &self,
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let peer = peer(&req);
         let pb::RegisterRequest { email, password } = req.into_inner();
         let email = Email::parse("email", &email)?;
         let password = Password::parse("password", password)?;
-        let account = self.services.accounts.register(email, password).await?;
+        let account = self
+            .services
+            .accounts
+            .register(email, password, peer)
+            .await?;
         Ok(Response::new(pb::RegisterResponse {
             id: account.id.0,
             email: account.email,
@@ -52,11 +65,7 @@ impl MonitorService for MonitorApi {
         &self,
         req: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let peer = req
-            .extensions()
-            .get::<Peer>()
-            .map(|p| p.0)
-            .or_else(|| req.remote_addr().map(|a| a.ip()));
+        let peer = peer(&req);
         let pb::LoginRequest { email, password } = req.into_inner();
         let email = Email::parse("email", &email)?;
         let password = Password::parse("password", password)?;

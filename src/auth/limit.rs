@@ -1,11 +1,24 @@
-//! Limits on failed logins, per account and per peer address.
+//! Limits on failed logins (per account, per peer address, per account and
+//! peer) and on registrations per peer address.
 //!
-//! Each failure takes a cell from the account's and the peer's bucket
-//! (governor's GCRA: `burst` failures at once, one more every `period`).
-//! When a bucket is empty the key is locked until the bucket refills: further
-//! logins for it are refused with RESOURCE_EXHAUSTED and the time to wait,
-//! before any password work, so a brute force costs the server nothing.
+//! Each failure takes a cell from three buckets (governor's GCRA: `burst`
+//! failures at once, one more every `period`): the peer's, the (account,
+//! peer) pair's and the account's. When a bucket is empty its key is locked
+//! until the bucket refills, and logins it covers are refused with
+//! RESOURCE_EXHAUSTED and the time to wait, before any password work.
+//!
+//! A locked *account* does not lock its owner out: it refuses only peers
+//! that failed on that account recently (within the time a pair's bucket
+//! takes to refill). A peer with no recent failure on it — the owner at
+//! their usual address — still gets its password checked. So an attacker
+//! cycling through addresses gets one guess per fresh address while the
+//! account is under attack, each one a full argon2 hash, while the owner
+//! logs in (OWASP's authentication cheat sheet weighs these trade-offs).
 //! Successful logins take nothing. Keys are pruned as their buckets refill.
+//!
+//! Registrations take a cell from the peer's registration bucket before
+//! any hashing (each costs an argon2 hash, and answers whether an email is
+//! taken).
 
 use std::{
     collections::HashMap,
@@ -45,6 +58,15 @@ pub struct LoginLimitSettings {
     /// period (so a lock lasts about this long).
     #[arg(long = "login-lockout", env = "MONITOR_LOGIN_LOCKOUT", default_value = "1m", value_parser = humantime::parse_duration)]
     pub period: Duration,
+
+    /// Registrations one peer address may make in a burst; then one more
+    /// per MONITOR_LOGIN_LOCKOUT.
+    #[arg(
+        long = "register-per-peer",
+        env = "MONITOR_REGISTER_PER_PEER",
+        default_value_t = 10
+    )]
+    pub register_per_peer: u32,
 }
 
 impl LoginLimitSettings {
@@ -53,6 +75,11 @@ impl LoginLimitSettings {
             self.per_account > 0 && self.per_peer > 0,
             "MONITOR_LOGIN_MAX_FAILURES",
             "and MONITOR_LOGIN_MAX_FAILURES_PER_PEER must be at least 1",
+        )?;
+        crate::error::check_setting(
+            self.register_per_peer > 0,
+            "MONITOR_REGISTER_PER_PEER",
+            "must be at least 1",
         )
     }
 }
@@ -116,43 +143,117 @@ fn too_many(wait: Duration) -> Error {
     }
 }
 
+type Pair = (String, IpAddr);
+
 #[derive(Debug)]
 pub struct LoginLimits {
     accounts: Keyed<String>,
+    pairs: Keyed<Pair>,
     peers: Keyed<IpAddr>,
+    registrations: Keyed<IpAddr>,
+    /// When each (account, peer) last failed.
+    recent: Mutex<HashMap<Pair, Instant>>,
+    /// How long a failure counts as recent: a full refill of a pair's bucket.
+    recent_for: Duration,
 }
 
 impl LoginLimits {
     pub fn new(s: LoginLimitSettings) -> Self {
         Self {
             accounts: Keyed::new(s.per_account, s.period),
+            pairs: Keyed::new(s.per_account, s.period),
             peers: Keyed::new(s.per_peer, s.period),
+            registrations: Keyed::new(s.register_per_peer, s.period),
+            recent: Mutex::new(HashMap::new()),
+            recent_for: s.period.saturating_mul(s.per_account.max(1)),
         }
     }
 
-    /// Refuses a login attempt for a locked account or peer.
+    /// Whether this peer failed on this account recently.
+    fn failed_recently(&self, pair: &Pair) -> bool {
+        self.recent
+            .lock()
+            .expect("lock poisoned")
+            .get(pair)
+            .is_some_and(|at| at.elapsed() < self.recent_for)
+    }
+
+    /// Refuses a login attempt from a locked peer or pair, or for a locked
+    /// account from a peer that failed on it recently (or an unknown peer).
     pub fn check(&self, account: &str, peer: Option<IpAddr>) -> Result<(), Error> {
-        let wait = self
-            .accounts
-            .locked_for(&account.to_owned())
-            .into_iter()
-            .chain(peer.and_then(|p| self.peers.locked_for(&p)))
-            .max();
+        let account_lock = self.accounts.locked_for(&account.to_owned());
+        let wait = match peer {
+            None => account_lock,
+            Some(p) => {
+                let pair = (account.to_owned(), p);
+                let account_lock = account_lock.filter(|_| self.failed_recently(&pair));
+                [
+                    self.peers.locked_for(&p),
+                    self.pairs.locked_for(&pair),
+                    account_lock,
+                ]
+                .into_iter()
+                .flatten()
+                .max()
+            }
+        };
         wait.map_or(Ok(()), |wait| Err(too_many(wait)))
     }
 
     /// Records a failed attempt: the error to answer with, RESOURCE_EXHAUSTED
-    /// when this failure spent the last of a burst, else `otherwise`.
+    /// when this failure spent the last of a burst that now covers this
+    /// peer, else `otherwise`.
     pub fn failed(&self, account: &str, peer: Option<IpAddr>, otherwise: Error) -> Error {
-        let account_wait = self.accounts.failed(&account.to_owned());
-        let peer_wait = peer.and_then(|p| self.peers.failed(&p));
-        account_wait.max(peer_wait).map_or(otherwise, too_many)
+        // A guess that was checked against a locked account (from a peer
+        // with no recent failure on it) is answered as the guess it was;
+        // only the failure that locks the account says so.
+        let account = account.to_owned();
+        let was_locked = self.accounts.locked_for(&account).is_some();
+        let account_wait = self.accounts.failed(&account).filter(|_| !was_locked);
+        let wait = match peer {
+            None => account_wait,
+            Some(p) => {
+                let pair = (account, p);
+                self.recent
+                    .lock()
+                    .expect("lock poisoned")
+                    .insert(pair.clone(), Instant::now());
+                [
+                    account_wait,
+                    self.peers.failed(&p),
+                    self.pairs.failed(&pair),
+                ]
+                .into_iter()
+                .flatten()
+                .max()
+            }
+        };
+        wait.map_or(otherwise, too_many)
+    }
+
+    /// Takes a registration from the peer's allowance, or refuses it.
+    pub fn register(&self, peer: Option<IpAddr>) -> Result<(), Error> {
+        let Some(p) = peer else { return Ok(()) };
+        if let Some(wait) = self.registrations.locked_for(&p) {
+            return Err(too_many(wait));
+        }
+        // An empty bucket refuses this one and locks the peer.
+        self.registrations
+            .failed(&p)
+            .map_or(Ok(()), |wait| Err(too_many(wait)))
     }
 
     /// Forgets keys whose buckets have refilled (call now and then).
     pub fn prune(&self) {
         self.accounts.prune();
+        self.pairs.prune();
         self.peers.prune();
+        self.registrations.prune();
+        let recent_for = self.recent_for;
+        self.recent
+            .lock()
+            .expect("lock poisoned")
+            .retain(|_, at| at.elapsed() < recent_for);
     }
 }
 

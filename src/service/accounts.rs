@@ -36,7 +36,15 @@ impl AccountService {
     }
 
     /// Creates an account; the password is stored only as an argon2id hash.
-    pub async fn register(&self, email: Email, password: Password) -> Result<Account> {
+    /// Registrations are limited per peer address (each costs a hash and
+    /// tells whether an email is taken): past the limit RESOURCE_EXHAUSTED.
+    pub async fn register(
+        &self,
+        email: Email,
+        password: Password,
+        peer: Option<IpAddr>,
+    ) -> Result<Account> {
+        self.limits.register(peer)?;
         // Cheap check first, so a taken email costs no hashing; the unique
         // index still decides a race between two registrations.
         if users::email_taken(&self.db, &email).await? {

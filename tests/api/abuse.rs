@@ -162,3 +162,35 @@ async fn a_previous_token_key_still_verifies_during_a_rotation() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 }
+
+/// Registering costs an argon2 hash and says whether an email is taken:
+/// limited per peer address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_are_limited_per_peer() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.auth.login.register_per_peer = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        app.register().await;
+    }
+    let err = app
+        .client
+        .clone()
+        .register(monitor::proto::monitor::v1::RegisterRequest {
+            email: "one-too-many@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap_err();
+    expect_locked(&err);
+    // The same answer over JSON, with Retry-After.
+    let (status, body) = app
+        .post_json(
+            "/v1/users",
+            json!({"email": "json-too-many@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}

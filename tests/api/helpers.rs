@@ -169,6 +169,8 @@ pub fn test_settings(
     // API tests add URLs nobody should probe (example.com); the prober
     // tests turn it on and point it at their own local target.
     s.prober.enabled = false;
+    // Tests register many users from one address; the limit has its own test.
+    s.auth.login.register_per_peer = 1_000_000;
     s.db_max_connections = 5;
     s.shutdown_grace = Duration::from_secs(5);
     s
