@@ -2,6 +2,7 @@
 //! it logs, and stop it (SIGTERM) or kill it (-9), for every test that
 //! runs the real binary.
 
+use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient};
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -96,6 +97,27 @@ impl Running {
                 return (addr("grpc_addr"), addr("http_addr"));
             }
         }
+    }
+
+    /// Waits for the server, connects the generated client and registers
+    /// `email` with `password`.
+    pub async fn registered_client(
+        &mut self,
+        email: &str,
+        password: &str,
+    ) -> MonitorServiceClient<tonic::transport::Channel> {
+        let addr = self.grpc_addr();
+        let mut client = MonitorServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        client
+            .register(pb::RegisterRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .unwrap();
+        client
     }
 
     /// The process's resident memory, in MiB.

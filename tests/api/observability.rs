@@ -253,6 +253,8 @@ async fn health_follows_postgres_and_redis_down_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_paths_and_methods_cannot_grow_the_metrics() {
     use futures_util::{StreamExt, stream};
+    // reqwest is used here before any App installs the TLS provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let tmp = tempfile::tempdir().unwrap();
     let mut server = crate::binary::Running::start(crate::binary::monitor_command(tmp.path()));
     let (grpc, http) = server.addrs();

@@ -7,7 +7,6 @@ use std::{
 };
 
 use axum::{Router, body::Bytes, extract::State, routing::post};
-use monitor::proto::monitor::v1 as pb;
 
 use crate::binary::{Running, monitor_command};
 
@@ -33,19 +32,9 @@ async fn spans_are_exported_over_otlp_http() {
     let mut cmd = monitor_command(tmp.path());
     cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
     let mut server = Running::start(cmd);
-    let addr = server.grpc_addr();
-
-    let mut client =
-        pb::monitor_service_client::MonitorServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-    client
-        .register(pb::RegisterRequest {
-            email: "otlp@example.com".into(),
-            password: "correct horse battery".into(),
-        })
-        .await
-        .unwrap();
+    server
+        .registered_client("otlp@example.com", "correct horse battery")
+        .await;
     let (exit, _) = server.stop().await;
     assert!(exit.success());
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -256,24 +256,12 @@ async fn the_binary_serves_on_the_embedded_default_and_stops_on_sigterm() {
     let mut cmd = monitor_command(tmp.path());
     cmd.env("RUST_LOG", "debug,h2=info,hyper=info,tower=info");
     let mut server = Running::start(cmd);
-    let addr = server.grpc_addr();
+    let secret = "Sup3r-Secret-Passw0rd";
+    let mut client = server.registered_client("logs@example.com", secret).await;
     assert!(
         tmp.path().join("monitor.db").exists(),
         "SQLite database under the data dir"
     );
-
-    let secret = "Sup3r-Secret-Passw0rd";
-    let mut client =
-        pb::monitor_service_client::MonitorServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-    client
-        .register(pb::RegisterRequest {
-            email: "logs@example.com".into(),
-            password: secret.into(),
-        })
-        .await
-        .unwrap();
     let token = client
         .login(pb::LoginRequest {
             email: "logs@example.com".into(),
@@ -328,18 +316,9 @@ async fn the_embedded_defaults_files_are_private() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let mut server = Running::start(monitor_command(&data));
-    let addr = server.grpc_addr();
-    let mut client =
-        pb::monitor_service_client::MonitorServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-    client
-        .register(pb::RegisterRequest {
-            email: "private@example.com".into(),
-            password: "correct horse battery".into(),
-        })
-        .await
-        .unwrap();
+    server
+        .registered_client("private@example.com", "correct horse battery")
+        .await;
     let mode = |name: &str| {
         std::fs::metadata(data.join(name))
             .unwrap_or_else(|e| panic!("{name}: {e}"))
