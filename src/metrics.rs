@@ -72,6 +72,7 @@ pub struct Metrics {
     pub probe_duration: Histogram,
     pub schedule_lateness: Histogram,
     pub probes_skipped_late: Counter,
+    pub probes_from_memory: Counter,
     pub buffer_backlog: Gauge,
     pub flush_batches: Counter,
     pub flush_rows: Counter,
@@ -97,6 +98,7 @@ impl Metrics {
             probe_duration: histogram_seconds(),
             schedule_lateness: histogram_lateness(),
             probes_skipped_late: Counter::default(),
+            probes_from_memory: Counter::default(),
             buffer_backlog: Gauge::default(),
             flush_batches: Counter::default(),
             flush_rows: Counter::default(),
@@ -129,6 +131,11 @@ impl Metrics {
             "monitor_probes_skipped_late",
             "Due times skipped because they were missed by more than the allowed lateness (downtime)",
             m.probes_skipped_late.clone(),
+        );
+        r.register(
+            "monitor_probes_from_memory",
+            "Due times probed from the prober's memory because claiming from the database failed (outage)",
+            m.probes_from_memory.clone(),
         );
         r.register(
             "monitor_buffer_backlog",

@@ -7,6 +7,8 @@
 //! period later. `store::schedule::claim_due` applies the same arithmetic in
 //! SQL.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::Period;
@@ -15,9 +17,11 @@ use super::Period;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub url_id: i64,
-    pub url: String,
+    pub url: Arc<str>,
     pub period_ms: i64,
     pub due_ms: i64,
+    /// The URL's next due time after this one.
+    pub next_ms: i64,
 }
 
 impl Claim {

@@ -8,7 +8,12 @@
 //! pushes. So the tasks alive at any moment are the probes due within the
 //! look-ahead plus those in flight, never one per URL: the per-URL state is
 //! three integers in the database.
+//!
+//! While claims fail (the database is down or unreachable), the instance
+//! probes the URLs it holds, those whose latest due time it claimed, from
+//! memory ([`holdings`]), for at most `MONITOR_PROBER_OUTAGE_HOLD`.
 
+pub mod holdings;
 pub mod probe;
 pub mod ssrf;
 
@@ -26,6 +31,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use holdings::Holdings;
 pub use probe::{Probe, ProbeSettings};
 
 pub use crate::domain::ProbeResult;
@@ -80,6 +86,12 @@ pub struct ProberSettings {
     )]
     pub max_pending: Option<usize>,
 
+    /// While the database cannot be reached, keep probing the URLs this
+    /// instance holds (those whose latest due time it claimed) from memory
+    /// for this long (0: stop probing at once).
+    #[arg(long = "prober-outage-hold", env = "MONITOR_PROBER_OUTAGE_HOLD", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub outage_hold: Duration,
+
     #[command(flatten)]
     pub probe: ProbeSettings,
 }
@@ -92,6 +104,12 @@ impl ProberSettings {
     /// a tick, so probes start on time, not a tick late.
     pub fn lookahead(&self) -> Duration {
         self.tick * 2 + Duration::from_millis(100)
+    }
+
+    /// How long a claim may take before the database counts as unreachable
+    /// for this tick (the tick then probes from memory).
+    pub fn claim_timeout(&self) -> Duration {
+        self.max_lateness / 2
     }
 
     /// Most claimed probes unfinished at once (see [`Prober::tick`]): room
@@ -187,9 +205,16 @@ impl HostLimits {
 /// What one tick did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TickReport {
+    /// Due times claimed in the database.
     pub claimed: usize,
+    /// Probes started (from claims or from memory).
     pub scheduled: usize,
+    /// Due times missed by more than the allowed lateness.
     pub skipped_late: usize,
+    /// Claimed due times already probed from memory during an outage.
+    pub already_probed: usize,
+    /// Due times taken from memory because the claim failed.
+    pub from_memory: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +237,17 @@ struct Inner {
     /// Claimed probes not finished yet (waiting for their time or a permit,
     /// or running).
     pending: Arc<AtomicUsize>,
+    /// The URLs this instance probes from memory when claims fail, and
+    /// since when (ms) claims have been failing.
+    memory: Mutex<Memory>,
+}
+
+/// What the prober keeps for an outage.
+#[derive(Debug, Default)]
+struct Memory {
+    holdings: Holdings,
+    /// Since when (ms) claims have been failing.
+    failing_since: Option<i64>,
 }
 
 impl Prober {
@@ -239,6 +275,7 @@ impl Prober {
                 tasks: TaskTracker::new(),
                 metrics,
                 pending: Arc::default(),
+                memory: Mutex::default(),
             }),
         }
     }
@@ -257,6 +294,15 @@ impl Prober {
         self.inner.pending.load(Ordering::Relaxed)
     }
 
+    /// URLs this instance would probe from memory if claims failed now.
+    pub fn held(&self) -> usize {
+        self.memory().holdings.len()
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.inner.memory.lock().expect("prober memory poisoned")
+    }
+
     /// Claims what is due and starts a task for each claim.
     ///
     /// Backpressure: an instance claims only while fewer than
@@ -264,27 +310,61 @@ impl Prober {
     /// URLs in the database, where another instance can claim them (or,
     /// missed by more than the allowed lateness, they are skipped), instead
     /// of queueing tasks without bound.
+    ///
+    /// When the claim fails or takes longer than
+    /// [`ProberSettings::claim_timeout`], the held URLs due before the next
+    /// tick could run are probed from memory, and the claim's error is
+    /// returned; while claims keep failing, each tick does the same before it
+    /// tries again.
     pub async fn tick(&self) -> anyhow::Result<TickReport> {
         let s = &self.inner.settings;
         let pending = self.inner.pending.load(Ordering::Relaxed);
-        let room = s.max_pending().saturating_sub(pending) as u64;
+        let room = s.max_pending().saturating_sub(pending);
         if room == 0 {
             return Ok(TickReport::default());
         }
+        let mut report = TickReport::default();
+        let mut room = room;
+        if self.memory().failing_since.is_some() {
+            self.probe_from_memory(&mut report, &mut room);
+        }
         let now = self.inner.clock.now().timestamp_millis();
-        let claims = store::schedule::claim_due(
-            &self.inner.db,
-            now,
-            millis(s.lookahead()),
-            millis(s.max_lateness),
-            ProberSettings::CLAIM_BATCH.min(room),
+        let limit = ProberSettings::CLAIM_BATCH.min(room as u64);
+        let claimed = tokio::time::timeout(
+            s.claim_timeout(),
+            store::schedule::claim_due(
+                &self.inner.db,
+                now,
+                millis(s.lookahead()),
+                millis(s.max_lateness),
+                limit,
+            ),
         )
-        .await?;
-        let mut report = TickReport {
-            claimed: claims.len(),
-            ..TickReport::default()
+        .await;
+        let claims = match claimed {
+            Ok(Ok(claims)) => claims,
+            Ok(Err(e)) => return Err(self.claim_failed(report, room, e.into())),
+            Err(_) => {
+                let e = anyhow::anyhow!("claiming due URLs took over {:?}", s.claim_timeout());
+                return Err(self.claim_failed(report, room, e));
+            }
         };
-        for claim in claims {
+        report.claimed = claims.len();
+        let complete = (claims.len() as u64) < limit;
+        let fresh = {
+            let mut memory = self.memory();
+            if let Some(since) = memory.failing_since.take() {
+                tracing::info!(
+                    outage_ms = now - since,
+                    "database reachable again: claiming from it, not from memory"
+                );
+            }
+            memory
+                .holdings
+                .claimed(claims, now + millis(s.lookahead()), complete)
+        };
+        report.already_probed = report.claimed - fresh.len();
+        for claim in fresh {
             if now - claim.due_ms > millis(s.max_lateness) {
                 report.skipped_late += 1;
                 self.inner.metrics.probes_skipped_late.inc();
@@ -296,14 +376,81 @@ impl Prober {
                 continue;
             }
             report.scheduled += 1;
-            let this = self.clone();
-            self.inner.pending.fetch_add(1, Ordering::Relaxed);
-            self.inner.tasks.spawn(async move {
-                this.fire(claim).await;
-                this.inner.pending.fetch_sub(1, Ordering::Relaxed);
-            });
+            self.spawn_fire(claim);
         }
         Ok(report)
+    }
+
+    /// A claim failed: marks the outage and, the first time, probes from
+    /// memory at once.
+    fn claim_failed(
+        &self,
+        mut report: TickReport,
+        mut room: usize,
+        error: anyhow::Error,
+    ) -> anyhow::Error {
+        let now = self.inner.clock.now().timestamp_millis();
+        let first = {
+            let mut memory = self.memory();
+            let first = memory.failing_since.is_none();
+            if first {
+                memory.failing_since = Some(now);
+                tracing::warn!(
+                    held = memory.holdings.len(),
+                    hold = ?self.inner.settings.outage_hold,
+                    "cannot claim from the database: probing the URLs this instance holds from memory"
+                );
+            }
+            first
+        };
+        if first {
+            self.probe_from_memory(&mut report, &mut room);
+        }
+        if report.from_memory > 0 {
+            tracing::debug!(?report, "probed from memory");
+        }
+        error.context(format!(
+            "claiming due URLs ({} probes from memory this tick)",
+            report.from_memory
+        ))
+    }
+
+    /// Starts the held URLs' probes due before the next tick could run,
+    /// unless the outage has lasted longer than the hold.
+    fn probe_from_memory(&self, report: &mut TickReport, room: &mut usize) {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now().timestamp_millis();
+        let due = {
+            let mut memory = self.memory();
+            let since = memory.failing_since.unwrap_or(now);
+            if now - since > millis(s.outage_hold) {
+                return;
+            }
+            // The claim that follows may take up to its timeout: cover that too.
+            let horizon = now + millis(s.lookahead() + s.claim_timeout());
+            memory
+                .holdings
+                .due(now, horizon, millis(s.max_lateness), *room)
+        };
+        report.skipped_late += due.skipped_late;
+        report.from_memory += due.claims.len();
+        report.scheduled += due.claims.len();
+        *room -= due.claims.len();
+        let m = &self.inner.metrics;
+        m.probes_skipped_late.inc_by(due.skipped_late as u64);
+        m.probes_from_memory.inc_by(due.claims.len() as u64);
+        for claim in due.claims {
+            self.spawn_fire(claim);
+        }
+    }
+
+    fn spawn_fire(&self, claim: Claim) {
+        let this = self.clone();
+        self.inner.pending.fetch_add(1, Ordering::Relaxed);
+        self.inner.tasks.spawn(async move {
+            this.fire(claim).await;
+            this.inner.pending.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     async fn fire(&self, claim: Claim) {

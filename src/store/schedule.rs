@@ -15,6 +15,10 @@
 //!
 //! The cost: a due time claimed by an instance that dies within the
 //! look-ahead (well under a second) before firing it is not probed.
+//!
+//! While claims fail, each instance probes the URLs whose latest due time it
+//! claimed from memory (`prober::holdings`); this module's rule for stale
+//! due times is what brings the schedule back once the database returns.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
@@ -53,7 +57,7 @@ pub async fn claim_due(
            next_due_ms = CASE WHEN next_due_ms < {late} THEN {grid_after_now} ELSE {grid_after_next} END \
          WHERE id IN (SELECT id FROM urls WHERE next_due_ms <= {horizon} \
                       ORDER BY next_due_ms LIMIT {lim} {lock}) \
-         RETURNING id, url, period_seconds, last_due_ms"
+         RETURNING id, url, period_seconds, last_due_ms, next_due_ms"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
@@ -72,11 +76,12 @@ pub async fn claim_due(
             let period: i32 = row.try_get("", "period_seconds")?;
             Ok(Claim {
                 url_id: row.try_get("", "id")?,
-                url: row.try_get("", "url")?,
+                url: row.try_get::<String>("", "url")?.into(),
                 period_ms: i64::from(period) * 1000,
                 due_ms: row
                     .try_get::<Option<i64>>("", "last_due_ms")?
                     .unwrap_or(now_ms),
+                next_ms: row.try_get("", "next_due_ms")?,
             })
         })
         .collect()

@@ -91,8 +91,13 @@ impl Fixture {
     }
 
     fn prober(&self) -> Prober {
+        self.prober_on(self.db.clone())
+    }
+
+    /// A prober claiming through `db`.
+    fn prober_on(&self, db: DatabaseConnection) -> Prober {
         Prober::new(
-            self.db.clone(),
+            db,
             Probe::new(self.settings.prober.probe.clone()).unwrap(),
             self.buffer.clone(),
             self.settings.prober.clone(),
@@ -136,11 +141,17 @@ async fn wait_until_idle(prober: &Prober) {
 /// Ticks every `tick` for `span` of paused time, moving time a millisecond
 /// at a time so that each probe runs at the millisecond it is due.
 async fn tick_for(prober: &Prober, tick: Duration, span: Duration) {
+    assert_eq!(ticks_for(prober, tick, span).await, 0, "a tick failed");
+}
+
+/// As [`tick_for`]; returns how many ticks failed.
+async fn ticks_for(prober: &Prober, tick: Duration, span: Duration) -> usize {
     let step = Duration::from_millis(1);
     let mut elapsed = Duration::ZERO;
+    let mut failed = 0;
     while elapsed < span {
         if elapsed.as_millis().is_multiple_of(tick.as_millis()) {
-            prober.tick().await.unwrap();
+            failed += usize::from(prober.tick().await.is_err());
         }
         for _ in 0..10 {
             tokio::task::yield_now().await;
@@ -148,6 +159,7 @@ async fn tick_for(prober: &Prober, tick: Duration, span: Duration) {
         tokio::time::advance(step).await;
         elapsed += step;
     }
+    failed
 }
 
 #[tokio::test(start_paused = true)]
@@ -205,6 +217,50 @@ async fn due_times_missed_while_down_are_skipped_not_made_up() {
         [t0 + 61_000, t0 + 71_000],
         "no burst for the missed minute, id {id}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_claims_fail_the_held_urls_are_probed_from_memory_on_their_grid() {
+    let f = Fixture::new(|s| s.urls.min_period = Duration::from_secs(1)).await;
+    let t0 = start().timestamp_millis();
+    let a = f.url(0, 2, 500, t0).await;
+    let b = f.url(1, 5, 1_000, t0).await;
+    // The prober's own pool, closed below as if the database went away.
+    let db = monitor::app::open_database(&f.settings).await.unwrap();
+    let prober = f.prober_on(db.clone());
+    let tick = f.settings.prober.tick;
+    tick_for(&prober, tick, Duration::from_secs(10)).await;
+    assert_eq!(prober.held(), 2);
+
+    db.close_by_ref().await.unwrap();
+    let failed = ticks_for(&prober, tick, Duration::from_secs(30)).await;
+    assert_eq!(failed, 150, "every tick of the outage failed to claim");
+    // The last tick (at 39.8 s) started what is due up to 42.8 s (its look-ahead
+    // plus the claim's timeout); let those run.
+    for _ in 0..3_000 {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    wait_until_idle(&prober).await;
+    let results = f.results().await;
+    for (id, phase, period) in [(a, 500, 2_000), (b, 1_000, 5_000)] {
+        let mut dues: Vec<i64> = results
+            .iter()
+            .filter(|r| r.url_id == id)
+            .map(|r| r.due_ms)
+            .collect();
+        dues.sort_unstable();
+        let mut want = vec![t0, second_due(t0, phase, period)];
+        while *want.last().unwrap() + period <= t0 + 42_800 {
+            want.push(want.last().unwrap() + period);
+        }
+        assert_eq!(dues, want, "URL {id}: its grid, through the outage");
+    }
+    for r in &results {
+        assert_eq!(r.started_us, r.due_ms * 1000, "started late");
+    }
 }
 
 #[tokio::test(start_paused = true)]
