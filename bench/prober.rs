@@ -145,6 +145,8 @@ async fn main() -> anyhow::Result<()> {
     s.prober.probe.allow_private_targets = true;
     s.urls.min_period = Duration::from_secs(1);
     s.urls.max_urls_per_user = u32::try_from(args.urls).unwrap_or(u32::MAX);
+    // Every URL is on the one local nginx.
+    s.urls.max_host_rate = 1_000_000.0;
     s.prober.concurrency = args.concurrency;
     s.prober.per_host = args.concurrency;
     s.log_format = monitor::config::LogFormat::Pretty;

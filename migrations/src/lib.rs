@@ -1,7 +1,8 @@
 //! Schema migrations for the monitor, applied by the server at start-up.
 //!
 //! Every migration must run on both SQLite (the embedded default) and
-//! Postgres, so it is written with sea-query's builders, never raw SQL.
+//! Postgres, so it is written with sea-query's builders, never raw SQL (a plain
+//! `SELECT` read for a backfill excepted).
 //! Migrations are append-only: a landed migration is never edited.
 
 pub use sea_orm_migration::prelude::*;
@@ -9,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_init;
 mod m20261123_000002_schedule;
 mod m20261125_000003_url_count;
+mod m20261126_000004_host_rates;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -20,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_schedule::Migration),
             Box::new(m20261125_000003_url_count::Migration),
+            Box::new(m20261126_000004_host_rates::Migration),
         ]
     }
 }

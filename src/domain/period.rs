@@ -54,6 +54,12 @@ impl Period {
         self.0
     }
 
+    /// How often a URL with this period is probed, in millionths of a probe
+    /// per second, rounded down (10 s: 100,000).
+    pub fn rate_micros(self) -> i64 {
+        1_000_000 / i64::from(self.0.max(1))
+    }
+
     pub fn as_duration(self) -> Duration {
         Duration::from_secs(u64::from(self.0))
     }

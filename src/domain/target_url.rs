@@ -71,6 +71,19 @@ impl TargetUrl {
     pub fn as_url(&self) -> &Url {
         &self.0
     }
+
+    /// The host its probes go to, as counted for the per-host rate: the
+    /// normalized host without a trailing dot (`[::1]` for IPv6).
+    pub fn host_key(&self) -> &str {
+        host_key(&self.0)
+    }
+}
+
+/// The per-host rate's key of any parsed URL (see [`TargetUrl::host_key`]);
+/// also for URLs read back from storage.
+pub fn host_key(url: &Url) -> &str {
+    let host = url.host_str().unwrap_or_default();
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 /// RFC 1035: a name of at most 253 characters, in labels of 1 to 63.

@@ -32,6 +32,12 @@ pub struct UrlSettings {
     /// How many URLs one user may monitor.
     #[arg(long, env = "MONITOR_MAX_URLS_PER_USER", default_value_t = 1000)]
     pub max_urls_per_user: u32,
+
+    /// Most probes per second one account's URLs may send to one host (the
+    /// sum of 1/period over its URLs on that host), so that one account
+    /// cannot aim the service at a third party.
+    #[arg(long, env = "MONITOR_MAX_HOST_RATE", default_value_t = 1.0)]
+    pub max_host_rate: f64,
 }
 
 impl UrlSettings {
@@ -67,7 +73,20 @@ impl UrlSettings {
             self.max_urls_per_user > 0,
             "MONITOR_MAX_URLS_PER_USER",
             "must be at least 1",
+        )?;
+        check_setting(
+            self.max_host_rate.is_finite()
+                && self.max_host_rate >= 1e-6
+                && self.max_host_rate <= 1e6,
+            "MONITOR_MAX_HOST_RATE",
+            "must be a number of probes per second between 0.000001 and 1000000",
         )
+    }
+
+    /// [`Self::max_host_rate`] in millionths of a probe per second.
+    #[allow(clippy::cast_possible_truncation)] // validated: at most 1e12
+    pub fn max_host_rate_micros(&self) -> i64 {
+        (self.max_host_rate * 1e6).round() as i64
     }
 }
 
@@ -75,7 +94,7 @@ impl UrlSettings {
 pub struct UrlService {
     db: DatabaseConnection,
     bounds: PeriodBounds,
-    max_per_user: u32,
+    limits: urls::Limits,
     /// Wakes this instance's scheduler, so a new URL is probed at once.
     scheduler: Arc<Notify>,
 }
@@ -85,7 +104,10 @@ impl UrlService {
         Self {
             db,
             bounds: settings.bounds(),
-            max_per_user: settings.max_urls_per_user,
+            limits: urls::Limits {
+                max_urls: settings.max_urls_per_user,
+                max_host_rate_micros: settings.max_host_rate_micros(),
+            },
             scheduler,
         }
     }
@@ -95,9 +117,9 @@ impl UrlService {
         self.bounds
     }
 
-    /// Starts monitoring `url` for `user`, within the user's quota (a
-    /// counter on the user's row, raised with the insert: the quota holds
-    /// under races and costs the same at any count).
+    /// Starts monitoring `url` for `user`, within the user's quota and the
+    /// per-host rate (counters raised with the insert: they hold under races
+    /// and cost the same at any count).
     pub async fn add(&self, user: UserId, url: TargetUrl, period: Period) -> Result<UrlRecord> {
         let now = truncate_to_micros(Utc::now());
         let (phase_ms, next_due_ms) = schedule::first_due(period, now);
@@ -109,9 +131,9 @@ impl UrlService {
             phase_ms,
             next_due_ms,
         };
-        let record = match urls::insert_within_quota(&self.db, new, self.max_per_user).await {
+        let record = match urls::insert_within_limits(&self.db, new, self.limits).await {
             Ok(Some(record)) => record,
-            Ok(None) => return Err(self.why_not_added(user, &url).await),
+            Ok(None) => return Err(self.why_not_added(user, &url, period).await),
             Err(e) if store::is_unique_violation(&e) => return Err(already_monitored(&url)),
             Err(e) => return Err(e.into()),
         };
@@ -120,20 +142,34 @@ impl UrlService {
         Ok(record)
     }
 
-    /// Why the quota counter was not raised: the URL is already there, the
-    /// user is at the quota, or the account is gone.
-    async fn why_not_added(&self, user: UserId, url: &TargetUrl) -> Error {
+    /// Why the URL was not added: it is there already, the account is gone,
+    /// the host's rate would pass its limit, or the user is at the quota.
+    /// (Read after the fact, so only the message can be off under a race.)
+    async fn why_not_added(&self, user: UserId, url: &TargetUrl, period: Period) -> Error {
         let duplicate = urls::is_monitored(&self.db, user, url).await;
         let exists = store::users::exists(&self.db, user).await;
-        match (duplicate, exists) {
-            (Err(e), _) | (_, Err(e)) => e.into(),
-            (Ok(true), _) => already_monitored(url),
-            (_, Ok(false)) => {
+        let host_rate = urls::host_rate_micros(&self.db, user, url.host_key()).await;
+        match (duplicate, exists, host_rate) {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => e.into(),
+            (Ok(true), _, _) => already_monitored(url),
+            (_, Ok(false), _) => {
                 Error::Unauthenticated("this account no longer exists; register again".into())
+            }
+            (_, _, Ok(rate)) if rate + period.rate_micros() > self.limits.max_host_rate_micros => {
+                Error::ResourceExhausted(format!(
+                    "your URLs on {host} are probed {now} times a second; with this one every {secs} s it would be {then}, \
+                     over the {max} per second allowed per host (so that no account can flood a site): \
+                     use a longer period, or fewer URLs on this host",
+                    host = url.host_key(),
+                    now = micros_as_rate(rate),
+                    secs = period.seconds(),
+                    then = micros_as_rate(rate + period.rate_micros()),
+                    max = micros_as_rate(self.limits.max_host_rate_micros),
+                ))
             }
             _ => Error::ResourceExhausted(format!(
                 "you monitor {} URLs, the most allowed; delete one to add another",
-                self.max_per_user
+                self.limits.max_urls
             )),
         }
     }
@@ -160,6 +196,18 @@ impl UrlService {
         }
         tracing::info!(user_id = user.0, url_id = id, "url deleted");
         Ok(())
+    }
+}
+
+/// Millionths of a probe per second as a short decimal (`0.85`, `1`).
+fn micros_as_rate(micros: i64) -> String {
+    let whole = micros / 1_000_000;
+    let frac = format!("{:06}", micros % 1_000_000);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", &frac[..frac.len().min(3)])
     }
 }
 

@@ -6,7 +6,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::domain::{Period, TargetUrl, UrlRecord, UserId};
+use crate::domain::{Period, TargetUrl, UrlRecord, UserId, target_url};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "urls")]
@@ -93,25 +93,40 @@ pub struct NewUrl<'a> {
     pub next_due_ms: i64,
 }
 
-/// Inserts a URL while the user's quota counter is below `max_per_user`,
-/// raising the counter with it. `None`: the counter was not raised (at the
-/// quota, or the account is gone). A URL the user monitors already is a
-/// unique violation ([`super::is_unique_violation`]), the counter unchanged.
+/// The limits an added URL must stay within.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// URLs one user may monitor.
+    pub max_urls: u32,
+    /// Millionths of a probe per second one user's URLs may send to one host.
+    pub max_host_rate_micros: i64,
+}
+
+/// Inserts a URL while the user's quota counter is below
+/// `limits.max_urls` and the user's rate on the URL's host stays within
+/// `limits.max_host_rate_micros`, raising both with it. `None`: nothing was
+/// changed (a limit was reached, or the account is gone). A URL the user
+/// monitors already is a unique violation ([`super::is_unique_violation`]),
+/// nothing changed.
 ///
-/// On Postgres the counter and the insert are one statement (one round
-/// trip, the user's row held for that statement only); on SQLite, whose
-/// writes take turns anyway, one transaction.
-pub async fn insert_within_quota(
+/// One transaction. On Postgres its work is one statement (the user's row
+/// and the (user, host) row are held from that statement to the commit);
+/// on SQLite, whose writes take turns anyway, three.
+pub async fn insert_within_limits(
     db: &DatabaseConnection,
     new: NewUrl<'_>,
-    max_per_user: u32,
+    limits: Limits,
 ) -> Result<Option<UrlRecord>, DbErr> {
     let quota: [sea_orm::Value; 2] = [
         new.user.0.into(),
-        i32::try_from(max_per_user).unwrap_or(i32::MAX).into(),
+        i32::try_from(limits.max_urls).unwrap_or(i32::MAX).into(),
     ];
-    let row: [sea_orm::Value; 6] = [
-        new.user.0.into(),
+    let host: [sea_orm::Value; 3] = [
+        new.url.host_key().into(),
+        new.period.rate_micros().into(),
+        limits.max_host_rate_micros.into(),
+    ];
+    let row: [sea_orm::Value; 5] = [
         new.url.as_str().into(),
         i32::try_from(new.period.seconds())
             .unwrap_or(i32::MAX)
@@ -120,62 +135,104 @@ pub async fn insert_within_quota(
         new.phase_ms.into(),
         new.next_due_ms.into(),
     ];
-    let added = match db.get_database_backend() {
-        DbBackend::Postgres => {
-            // $1 is the user in both parts; the row's own user is dropped.
-            let values = quota.into_iter().chain(row.into_iter().skip(1));
-            Entity::find()
-                .from_raw_sql(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    ADD_POSTGRES,
-                    values,
-                ))
-                .one(db)
-                .await?
-        }
-        backend => {
-            let txn = db.begin().await?;
-            let raised = txn
-                .execute_raw(Statement::from_sql_and_values(backend, RAISE_COUNT, quota))
-                .await?
-                .rows_affected();
-            let added = if raised == 1 {
-                Entity::find()
-                    .from_raw_sql(Statement::from_sql_and_values(backend, INSERT, row))
-                    .one(&txn)
-                    .await
-            } else {
-                Ok(None)
-            };
-            if matches!(added, Ok(Some(_))) {
-                txn.commit().await?;
-            } else {
-                txn.rollback().await?;
+    let backend = db.get_database_backend();
+    let txn = db.begin().await?;
+    let added = if backend == DbBackend::Postgres {
+        let values = quota.into_iter().chain(host).chain(row);
+        Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                backend,
+                ADD_POSTGRES,
+                values,
+            ))
+            .one(&txn)
+            .await
+    } else {
+        let user = new.user.0;
+        let raised = |sql, values: Vec<sea_orm::Value>| {
+            let txn = &txn;
+            async move {
+                Ok::<_, DbErr>(
+                    txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                        .await?
+                        .rows_affected()
+                        == 1,
+                )
             }
-            added?
+        };
+        let host = std::iter::once(user.into()).chain(host).collect();
+        let row = std::iter::once(user.into()).chain(row);
+        if raised(RAISE_COUNT, quota.into()).await? && raised(RAISE_HOST_RATE, host).await? {
+            Entity::find()
+                .from_raw_sql(Statement::from_sql_and_values(backend, INSERT, row))
+                .one(&txn)
+                .await
+        } else {
+            Ok(None)
         }
     };
-    Ok(added.map(UrlRecord::from))
+    if matches!(added, Ok(Some(_))) {
+        txn.commit().await?;
+    } else {
+        txn.rollback().await?;
+    }
+    Ok(added?.map(UrlRecord::from))
 }
 
-/// Postgres: raise the counter while below the quota and insert, one
-/// statement. No row back means the counter was not raised.
+/// Postgres: raise the quota counter while below the quota, then the
+/// (user, host) rate while within its limit, and insert. No row back means
+/// a limit was reached; the caller rolls back what was raised.
 const ADD_POSTGRES: &str = "WITH quota AS (
     UPDATE users SET url_count = url_count + 1 WHERE id = $1 AND url_count < $2 RETURNING id
+), host AS (
+    INSERT INTO host_rates (user_id, host, rate_micros)
+    SELECT id, $3, $4 FROM quota WHERE $4 <= $5
+    ON CONFLICT (user_id, host) DO UPDATE SET rate_micros = host_rates.rate_micros + EXCLUDED.rate_micros
+    WHERE host_rates.rate_micros + EXCLUDED.rate_micros <= $5
+    RETURNING user_id
 )
 INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
-SELECT id, $3, $4, $5, $6, $7 FROM quota
+SELECT user_id, $6, $7, $8, $9, $10 FROM host
 RETURNING *";
 
 /// SQLite, inside a transaction: raise the counter while below the quota...
 const RAISE_COUNT: &str =
     "UPDATE users SET url_count = url_count + 1 WHERE id = ? AND url_count < ?";
 
+/// ...the (user, host) rate while within its limit...
+const RAISE_HOST_RATE: &str = "INSERT INTO host_rates (user_id, host, rate_micros)
+SELECT ?1, ?2, ?3 WHERE ?3 <= ?4
+ON CONFLICT (user_id, host) DO UPDATE SET rate_micros = host_rates.rate_micros + excluded.rate_micros
+WHERE host_rates.rate_micros + excluded.rate_micros <= ?4";
+
 /// ...then insert.
 const INSERT: &str =
     "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
 VALUES (?, ?, ?, ?, ?, ?)
 RETURNING *";
+
+/// How often the user's URLs probe `host`, in millionths of a probe per second.
+pub async fn host_rate_micros(
+    db: &DatabaseConnection,
+    user: UserId,
+    host: &str,
+) -> Result<i64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT rate_micros FROM host_rates WHERE user_id = $1 AND host = $2"
+        }
+        _ => "SELECT rate_micros FROM host_rates WHERE user_id = ? AND host = ?",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [user.0.into(), host.into()],
+        ))
+        .await?;
+    row.map_or(Ok(0), |row| row.try_get("", "rate_micros"))
+}
 
 /// Whether the user monitors this URL already.
 pub async fn is_monitored(
@@ -217,33 +274,63 @@ pub async fn get_for_user(
 }
 
 /// Deletes the user's URL (its statuses go with it) and lowers the user's
-/// quota counter, in one transaction. `false`: the user has no such URL.
+/// quota counter and rate on its host, in one transaction. `false`: the
+/// user has no such URL.
 pub async fn delete_for_user(
     db: &DatabaseConnection,
     user: UserId,
     id: i64,
 ) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    // Postgres numbers its parameters; SQLite takes the same numbers after `?`.
+    let sql = |pg: &str| match backend {
+        DbBackend::Postgres => pg.to_owned(),
+        _ => pg.replace('$', "?"),
+    };
     let txn = db.begin().await?;
-    let deleted = Entity::delete_many()
-        .filter(Column::Id.eq(id))
-        .filter(Column::UserId.eq(user.0))
-        .exec(&txn)
+    let Some(deleted) = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql("DELETE FROM urls WHERE id = $1 AND user_id = $2 RETURNING url, period_seconds"),
+            [id.into(), user.0.into()],
+        ))
         .await?
-        .rows_affected;
-    if deleted == 0 {
+    else {
         txn.rollback().await?;
         return Ok(false);
+    };
+    let url: String = deleted.try_get("", "url")?;
+    let period = Period::from_stored_seconds(deleted.try_get("", "period_seconds")?);
+    // Parsed by the URL parser alone: a URL stored before a stricter rule of
+    // `TargetUrl` still had its host counted by this one.
+    let host = url::Url::parse(&url)
+        .map(|u| target_url::host_key(&u).to_owned())
+        .unwrap_or_default();
+    for (statement, values) in [
+        (
+            "UPDATE users SET url_count = url_count - 1 WHERE id = $1",
+            vec![user.0.into()],
+        ),
+        (
+            "UPDATE host_rates SET rate_micros = rate_micros - $3 WHERE user_id = $1 AND host = $2",
+            vec![
+                user.0.into(),
+                host.clone().into(),
+                period.rate_micros().into(),
+            ],
+        ),
+        (
+            "DELETE FROM host_rates WHERE user_id = $1 AND host = $2 AND rate_micros <= 0",
+            vec![user.0.into(), host.into()],
+        ),
+    ] {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(statement),
+            values,
+        ))
+        .await?;
     }
-    let backend = txn.get_database_backend();
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        match backend {
-            DbBackend::Postgres => "UPDATE users SET url_count = url_count - 1 WHERE id = $1",
-            _ => "UPDATE users SET url_count = url_count - 1 WHERE id = ?",
-        },
-        [user.0.into()],
-    ))
-    .await?;
     txn.commit().await?;
     Ok(true)
 }

@@ -171,6 +171,9 @@ pub fn test_settings(
     s.prober.enabled = false;
     // Tests register many users from one address; the limit has its own test.
     s.auth.login.register_per_peer = 1_000_000;
+    // Prober tests probe one local target many times a second; the per-host
+    // rate has its own tests.
+    s.urls.max_host_rate = 1_000_000.0;
     s.db_max_connections = 5;
     s.shutdown_grace = Duration::from_secs(5);
     s

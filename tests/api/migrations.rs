@@ -9,24 +9,27 @@ async fn exec(db: &DatabaseConnection, sql: &str) {
     db.execute_unprepared(sql).await.unwrap();
 }
 
-async fn url_counts(db: &DatabaseConnection) -> Vec<(String, i32)> {
-    db.query_all_raw(Statement::from_string(
-        db.get_database_backend(),
-        "SELECT email, url_count FROM users ORDER BY email",
-    ))
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| {
-        (
-            r.try_get_by_index(0).unwrap(),
-            r.try_get_by_index(1).unwrap(),
-        )
-    })
-    .collect()
+/// The rows of a two-column query.
+async fn pairs<B: sea_orm::TryGetable>(db: &DatabaseConnection, sql: &str) -> Vec<(String, B)> {
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+            )
+        })
+        .collect()
 }
 
-async fn the_quota_counter_starts_from_the_urls_users_already_have(backend: Backend) {
+/// A fresh database of `backend` with the first `migrations` applied (the
+/// directory and test database must outlive the connection).
+async fn migrated_to(
+    backend: Backend,
+    migrations: u32,
+) -> (DatabaseConnection, TestDatabase, tempfile::TempDir) {
     let database = TestDatabase::create(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let url = match backend {
@@ -34,8 +37,13 @@ async fn the_quota_counter_starts_from_the_urls_users_already_have(backend: Back
         Backend::Postgres => database.url.clone(),
     };
     let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(migrations)).await.unwrap();
+    (db, database, dir)
+}
+
+async fn the_quota_counter_starts_from_the_urls_users_already_have(backend: Backend) {
     // The schema before the counter, with users who already monitor URLs.
-    Migrator::up(&db, Some(2)).await.unwrap();
+    let (db, _database, _dir) = migrated_to(backend, 2).await;
     exec(
         &db,
         "INSERT INTO users (email, password_hash, created_at) VALUES
@@ -53,10 +61,49 @@ async fn the_quota_counter_starts_from_the_urls_users_already_have(backend: Back
     .await;
     Migrator::up(&db, None).await.unwrap();
     assert_eq!(
-        url_counts(&db).await,
+        pairs::<i32>(&db, "SELECT email, url_count FROM users ORDER BY email").await,
         vec![("a@example.com".into(), 3), ("b@example.com".into(), 0)]
     );
     db.close().await.ok();
 }
 
-crate::on_both_backends!(the_quota_counter_starts_from_the_urls_users_already_have);
+async fn the_host_rates_start_from_the_urls_users_already_have(backend: Backend) {
+    // The schema before the per-host rate, with URLs on two hosts.
+    let (db, _database, _dir) = migrated_to(backend, 3).await;
+    exec(
+        &db,
+        "INSERT INTO users (email, password_hash, created_at) VALUES
+         ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
+         SELECT id, u, p, '2026-11-20T00:00:00Z', 0, 0 FROM users,
+           (SELECT 'https://a.example/1' AS u, 10 AS p
+            UNION SELECT 'https://a.example./2', 20
+            UNION SELECT 'http://a.example:8080/3', 3
+            UNION SELECT 'https://b.example/', 60) AS urls",
+    )
+    .await;
+    Migrator::up(&db, None).await.unwrap();
+    let rates: Vec<(String, i64)> = pairs(
+        &db,
+        "SELECT host, rate_micros FROM host_rates ORDER BY host",
+    )
+    .await;
+    // a.example: 1/10 + 1/20 + 1/3 per second (a trailing dot and a port are the same host).
+    assert_eq!(
+        rates,
+        vec![
+            ("a.example".into(), 100_000 + 50_000 + 333_333),
+            ("b.example".into(), 16_666)
+        ]
+    );
+    db.close().await.ok();
+}
+
+crate::on_both_backends!(
+    the_quota_counter_starts_from_the_urls_users_already_have,
+    the_host_rates_start_from_the_urls_users_already_have
+);

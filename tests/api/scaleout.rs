@@ -237,6 +237,8 @@ async fn an_instance_killed_behind_envoy_costs_no_call_and_no_duplicate_probe() 
         ("MONITOR_TOKEN_KEY", &key),
         ("MONITOR_ALLOW_PRIVATE_TARGETS", "true"),
         ("MONITOR_MIN_PERIOD", "1s"),
+        // Five URLs a second on one local target.
+        ("MONITOR_MAX_HOST_RATE", "100"),
         ("MONITOR_SCHEDULE_TICK", "50ms"),
         ("MONITOR_FLUSH_INTERVAL", "200ms"),
         ("MONITOR_HEALTH_INTERVAL", "200ms"),

@@ -72,7 +72,7 @@ impl Fixture {
     async fn url(&self, n: usize, period_s: u64, phase_ms: i64, first_due_ms: i64) -> i64 {
         let url = TargetUrl::parse("url", &format!("http://127.0.0.1:9/{n}")).unwrap();
         let period = Period::parse("period", Some(period_s), self.settings.urls.bounds()).unwrap();
-        urls::insert_within_quota(
+        urls::insert_within_limits(
             &self.db,
             urls::NewUrl {
                 user: self.user,
@@ -82,7 +82,10 @@ impl Fixture {
                 phase_ms,
                 next_due_ms: first_due_ms,
             },
-            1_000,
+            urls::Limits {
+                max_urls: 1_000,
+                max_host_rate_micros: i64::MAX,
+            },
         )
         .await
         .unwrap()

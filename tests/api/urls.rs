@@ -4,7 +4,9 @@ use monitor::{proto::monitor::v1 as pb, store::urls};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use tonic::Code;
 
-use crate::helpers::{Backend, authed, expect_code, expect_invalid, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, authed, expect_code, expect_invalid, spawn_app, spawn_app_with,
+};
 
 fn add(url: &str, period: Option<(i64, i32)>) -> pb::AddUrlRequest {
     pb::AddUrlRequest {
@@ -227,21 +229,14 @@ async fn the_quota_counts_only_urls_kept(backend: Backend) {
     assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 2);
 }
 
-async fn concurrent_adds_never_exceed_the_quota(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.urls.max_urls_per_user = 3).await;
-    let (_, token) = app.user().await;
+/// Sends the adds all at once, each on its own connection; returns how many
+/// succeeded (the others must be RESOURCE_EXHAUSTED).
+async fn add_concurrently(app: &TestApp, token: &str, adds: Vec<pb::AddUrlRequest>) -> usize {
     let mut tasks = Vec::new();
-    for i in 0..10 {
+    for request in adds {
         let mut client = app.new_client().await;
-        let token = token.clone();
-        tasks.push(tokio::spawn(async move {
-            client
-                .add_url(authed(
-                    add(&format!("https://example.com/{i}"), None),
-                    &token,
-                ))
-                .await
-        }));
+        let request = authed(request, token);
+        tasks.push(tokio::spawn(async move { client.add_url(request).await }));
     }
     let mut ok = 0;
     for t in tasks {
@@ -250,8 +245,115 @@ async fn concurrent_adds_never_exceed_the_quota(backend: Backend) {
             Err(s) => assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}"),
         }
     }
-    assert_eq!(ok, 3);
+    ok
+}
+
+async fn concurrent_adds_never_exceed_the_quota(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.urls.max_urls_per_user = 3).await;
+    let (_, token) = app.user().await;
+    let adds = (0..10)
+        .map(|i| add(&format!("https://example.com/{i}"), None))
+        .collect();
+    assert_eq!(add_concurrently(&app, &token, adds).await, 3);
     assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 3);
+}
+
+/// Issue 13: one account added 1,000 URLs of one host at 10 s and made the
+/// service send that host 100 requests a second.
+async fn one_account_cannot_send_one_host_more_than_the_host_rate(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.urls.max_host_rate = 1.0).await;
+    let (_, token) = app.user().await;
+    let add_as = |token: &str, url: &str, secs: i64| {
+        let mut client = app.client.clone();
+        let request = authed(add(url, Some((secs, 0))), token);
+        async move { client.add_url(request).await }
+    };
+    // The attack: as many 10 s URLs of one host as the quota allows.
+    let mut added = Vec::new();
+    let mut refused = None;
+    for i in 0..50 {
+        match add_as(&token, &format!("https://victim.example/{i}"), 10).await {
+            Ok(url) => added.push(url.into_inner().url.unwrap().id),
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                refused.get_or_insert(status);
+            }
+        }
+    }
+    assert_eq!(added.len(), 10, "1 probe a second: ten URLs every 10 s");
+    let message = refused.unwrap().message().to_owned();
+    for part in ["victim.example", "1 per second", "longer period"] {
+        assert!(message.contains(part), "{message}");
+    }
+    // Another spelling of the host is the same host.
+    expect_code(
+        add_as(&token, "https://VICTIM.example.:443/x", 100).await,
+        Code::ResourceExhausted,
+    );
+    // Other hosts, and other accounts, have their own budget.
+    app.add_url(&token, "https://other.example/").await;
+    let (_, other) = app.user().await;
+    add_as(&other, "https://victim.example/0", 10)
+        .await
+        .unwrap();
+    // Deleting a URL gives its share back: one 10 s URL, or two at 20 s.
+    app.client
+        .clone()
+        .delete_url(authed(pb::DeleteUrlRequest { id: added[0] }, &token))
+        .await
+        .unwrap();
+    add_as(&token, "https://victim.example/a", 20)
+        .await
+        .unwrap();
+    add_as(&token, "https://victim.example/b", 20)
+        .await
+        .unwrap();
+    expect_code(
+        add_as(&token, "https://victim.example/c", 100).await,
+        Code::ResourceExhausted,
+    );
+    // Over JSON: 429 with the same message.
+    let (status, body) = app
+        .json(
+            reqwest::Method::POST,
+            "/v1/urls",
+            Some(serde_json::json!({"url": "https://victim.example/d", "period": "60s"})),
+            Some(&format!("Bearer {token}")),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("victim.example"),
+        "{body}"
+    );
+    // What the service now sends the host for this account: at most 1/s.
+    let rate: f64 = app
+        .client
+        .clone()
+        .list_urls(authed(pb::ListUrlsRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .urls
+        .iter()
+        .filter(|u| u.url.contains("victim.example"))
+        .map(|u| 1.0 / f64::from(i32::try_from(u.period.unwrap().seconds).unwrap()))
+        .sum();
+    assert!(rate <= 1.0 + 1e-9, "{rate} probes a second");
+}
+
+async fn concurrent_adds_never_exceed_the_host_rate(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.urls.max_host_rate = 0.5).await;
+    let (_, token) = app.user().await;
+    let adds = (0..20)
+        .map(|i| add(&format!("https://example.com/{i}"), Some((10, 0))))
+        .collect();
+    assert_eq!(
+        add_concurrently(&app, &token, adds).await,
+        5,
+        "half a probe a second: five URLs every 10 s"
+    );
+    assert_eq!(urls::Entity::find().count(&app.db).await.unwrap(), 5);
 }
 
 async fn list_urls_returns_only_the_callers_urls_oldest_first(backend: Backend) {
@@ -354,6 +456,8 @@ crate::on_both_backends!(
     add_url_past_the_quota_is_resource_exhausted,
     the_quota_counts_only_urls_kept,
     concurrent_adds_never_exceed_the_quota,
+    one_account_cannot_send_one_host_more_than_the_host_rate,
+    concurrent_adds_never_exceed_the_host_rate,
     list_urls_returns_only_the_callers_urls_oldest_first,
     delete_url_removes_it_and_a_second_delete_is_not_found,
     another_users_url_is_not_found_and_survives_delete,
