@@ -34,7 +34,7 @@ use crate::{
     metrics::Metrics,
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
-    service::{AccountService, Services, StatusService, UrlService},
+    service::{AccountService, IncidentService, Services, StatusService, UrlService},
     store,
 };
 
@@ -81,6 +81,7 @@ impl App {
                 settings.auth.login,
             )),
             statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
+            incidents: Arc::new(IncidentService::new(db.clone(), urls.clone())),
             urls,
         };
 

@@ -2,8 +2,10 @@
 //! batches, and deletes statuses past retention.
 //!
 //! A flush runs every `flush_interval`, or sooner when a full batch has
-//! arrived. It reads a batch, writes it (`store::statuses::insert_batch`,
-//! skipping rows already stored), and acknowledges the batch only after the write succeeded. While
+//! arrived. It reads a batch, writes it and what it changes in the URLs'
+//! states and incidents in one transaction (`store::outcomes::write_batch`,
+//! skipping rows already stored), and acknowledges the batch only after the
+//! commit. While
 //! the database is down, batches stay in the buffer and are written once it
 //! is back. Results for URLs deleted meanwhile are dropped.
 //!
@@ -231,6 +233,6 @@ pub async fn store_results(
         .filter(|r| live.contains(&r.url_id))
         .collect();
     let dropped = results.len() - live.len();
-    let inserted = statuses::insert_batch(db, &live).await?;
-    Ok((inserted, dropped))
+    let written = store::outcomes::write_batch(db, &live).await?;
+    Ok((written.inserted, dropped))
 }

@@ -11,6 +11,7 @@ mod m20261123_000001_init;
 mod m20261123_000002_schedule;
 mod m20261125_000003_url_count;
 mod m20261126_000004_host_rates;
+mod m20261126_000005_states_incidents;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_schedule::Migration),
             Box::new(m20261125_000003_url_count::Migration),
             Box::new(m20261126_000004_host_rates::Migration),
+            Box::new(m20261126_000005_states_incidents::Migration),
         ]
     }
 }

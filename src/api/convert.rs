@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{Period, PeriodBounds, StatusRecord, UrlRecord},
+    domain::{IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, state::UrlState},
     error::Error,
     proto::monitor::v1 as pb,
 };
@@ -55,12 +55,51 @@ pub fn period_from_proto(
 pub fn url_to_proto(u: UrlRecord) -> pb::Url {
     pb::Url {
         id: u.id,
+        name: u.name.unwrap_or_else(|| u.url.clone()),
         url: u.url,
         period: Some(pbjson_types::Duration {
             seconds: i64::from(u.period.seconds()),
             nanos: 0,
         }),
         created_at: Some(time_to_proto(u.created_at)),
+        paused: u.paused,
+        failure_threshold: i32::try_from(u.thresholds.failure).unwrap_or(i32::MAX),
+        success_threshold: i32::try_from(u.thresholds.success).unwrap_or(i32::MAX),
+        state: state_to_proto(u.state) as i32,
+        state_since: u.state_since.map(time_to_proto),
+    }
+}
+
+pub fn state_to_proto(state: UrlState) -> pb::UrlState {
+    match state {
+        UrlState::Pending => pb::UrlState::Pending,
+        UrlState::Up => pb::UrlState::Up,
+        UrlState::Degraded => pb::UrlState::Degraded,
+        UrlState::Down => pb::UrlState::Down,
+        UrlState::Paused => pb::UrlState::Paused,
+    }
+}
+
+pub fn incident_to_proto(i: IncidentRecord) -> pb::Incident {
+    let first = i.first_failure;
+    let time = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
+    pb::Incident {
+        id: i.id,
+        url_id: i.url_id,
+        state: state_to_proto(i.state) as i32,
+        opened_at: Some(time_to_proto(i.opened_at)),
+        resolved_at: i.resolved_at.map(time_to_proto),
+        first_failure: Some(status_to_proto(StatusRecord {
+            id: first.status_id,
+            url_id: i.url_id,
+            due_at: time(first.due_ms * 1000),
+            probed_at: time(first.probed_us),
+            status_code: first.status_code,
+            latency: std::time::Duration::from_micros(u64::try_from(first.latency_us).unwrap_or(0)),
+            error_kind: first.error_kind,
+            error_message: first.error_message,
+        })),
+        failed_probes: i32::try_from(i.failed_probes).unwrap_or(i32::MAX),
     }
 }
 

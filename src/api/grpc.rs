@@ -3,14 +3,15 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    period_from_proto, status_to_proto, time_from_proto, time_to_proto, url_to_proto,
+    incident_to_proto, period_from_proto, status_to_proto, time_from_proto, time_to_proto,
+    url_to_proto,
 };
 use crate::{
     auth::limit::Peer,
     domain::{Email, Password, TargetUrl, UserId},
     error::Error,
     proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
-    service::{Services, StatusQuery},
+    service::{IncidentQuery, Services, StatusQuery},
 };
 
 #[derive(Debug, Clone)]
@@ -138,6 +139,37 @@ impl MonitorService for MonitorApi {
             .await?;
         Ok(Response::new(pb::ListStatusesResponse {
             statuses: page.statuses.into_iter().map(status_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_url(&self, req: Request<pb::GetUrlRequest>) -> Result<Response<pb::Url>, Status> {
+        let user = caller(&req)?;
+        let id = req.into_inner().id;
+        let url = self.services.urls.get(user, "id", id).await?;
+        Ok(Response::new(url_to_proto(url)))
+    }
+
+    async fn list_incidents(
+        &self,
+        req: Request<pb::ListIncidentsRequest>,
+    ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        let user = caller(&req)?;
+        let r = req.into_inner();
+        let page = self
+            .services
+            .incidents
+            .list(
+                user,
+                IncidentQuery {
+                    url_id: r.url_id,
+                    page_size: r.page_size,
+                    page_token: r.page_token,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ListIncidentsResponse {
+            incidents: page.incidents.into_iter().map(incident_to_proto).collect(),
             next_page_token: page.next_page_token,
         }))
     }

@@ -8,13 +8,16 @@ pub mod period;
 mod probe_result;
 mod records;
 pub mod schedule;
+pub mod state;
 pub mod target_url;
 
 pub use email::Email;
 pub use password::Password;
 pub use period::{Period, PeriodBounds};
 pub use probe_result::ProbeResult;
-pub use records::{Account, Credentials, StatusRecord, UrlRecord, truncate_to_micros};
+pub use records::{
+    Account, Credentials, IncidentRecord, StatusRecord, UrlRecord, truncate_to_micros,
+};
 pub use schedule::Claim;
 pub use target_url::TargetUrl;
 

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Period, UserId};
+use super::{
+    Period, UserId,
+    state::{FailedProbe, Thresholds, UrlState},
+};
 
 /// A registered account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,24 @@ pub struct UrlRecord {
     pub url: String,
     pub period: Period,
     pub created_at: DateTime<Utc>,
+    /// The user's label, if any.
+    pub name: Option<String>,
+    pub paused: bool,
+    pub thresholds: Thresholds,
+    pub state: UrlState,
+    pub state_since: Option<DateTime<Utc>>,
+}
+
+/// A run of failures that turned a URL down (see `domain::state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRecord {
+    pub id: i64,
+    pub url_id: i64,
+    pub state: UrlState,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub first_failure: FailedProbe,
+    pub failed_probes: u32,
 }
 
 /// One stored probe result.

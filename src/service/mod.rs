@@ -7,12 +7,14 @@
 //! in by the auth layer.
 
 pub mod accounts;
+pub mod incidents;
 pub mod statuses;
 pub mod urls;
 
 use std::sync::Arc;
 
 pub use accounts::AccountService;
+pub use incidents::{IncidentPage, IncidentQuery, IncidentService};
 pub use statuses::{StatusPage, StatusQuery, StatusService};
 pub use urls::{UrlService, UrlSettings};
 
@@ -22,4 +24,5 @@ pub struct Services {
     pub accounts: Arc<AccountService>,
     pub urls: Arc<UrlService>,
     pub statuses: Arc<StatusService>,
+    pub incidents: Arc<IncidentService>,
 }

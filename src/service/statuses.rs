@@ -70,22 +70,26 @@ impl Cursor {
     }
 }
 
+/// A request's `page_size`: 0 means the default; past the maximum is
+/// INVALID_ARGUMENT.
+pub(super) fn page_size(n: i32) -> Result<u64> {
+    match n {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if (1..=MAX_PAGE_SIZE).contains(&n) => u64::try_from(n).map_err(Error::internal),
+        _ => Err(Error::invalid(
+            "page_size",
+            format!("must be between 0 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+        )),
+    }
+}
+
 impl StatusService {
     pub fn new(db: DatabaseConnection, urls: Arc<UrlService>) -> Self {
         Self { db, urls }
     }
 
     pub async fn list(&self, user: UserId, query: StatusQuery) -> Result<StatusPage> {
-        let page_size = match query.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if (1..=MAX_PAGE_SIZE).contains(&n) => u64::try_from(n).map_err(Error::internal)?,
-            _ => {
-                return Err(Error::invalid(
-                    "page_size",
-                    format!("must be between 0 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
-                ));
-            }
-        };
+        let page_size = page_size(query.page_size)?;
         let (start, end) = (query.start_time, query.end_time);
         if let (Some(s), Some(e)) = (start, end)
             && s >= e

@@ -6,6 +6,8 @@
 //! and get domain records back (`crate::domain`), never entity models or
 //! rows. The entities mirror the tables `migrations/` creates.
 
+pub mod incidents;
+pub mod outcomes;
 pub mod schedule;
 pub mod statuses;
 pub mod urls;

@@ -6,7 +6,11 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::domain::{Period, TargetUrl, UrlRecord, UserId, target_url};
+use crate::domain::{
+    Period, TargetUrl, UrlRecord, UserId,
+    state::{Thresholds, UrlState},
+    target_url,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "urls")]
@@ -23,6 +27,10 @@ pub struct Model {
     pub next_due_ms: i64,
     /// The due time claimed last.
     pub last_due_ms: Option<i64>,
+    pub name: Option<String>,
+    pub paused: bool,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -69,6 +77,8 @@ pub async fn existing_ids(
         .collect()
 }
 
+/// The URL as stored, in the state of a URL with no result yet (see
+/// [`with_states`] for the state the flush keeps).
 impl From<Model> for UrlRecord {
     fn from(m: Model) -> Self {
         Self {
@@ -77,8 +87,61 @@ impl From<Model> for UrlRecord {
             url: m.url,
             period: Period::from_stored_seconds(m.period_seconds),
             created_at: m.created_at,
+            name: m.name,
+            paused: m.paused,
+            thresholds: Thresholds {
+                failure: u32::try_from(m.failure_threshold).unwrap_or(1),
+                success: u32::try_from(m.success_threshold).unwrap_or(1),
+            },
+            state: if m.paused {
+                UrlState::Paused
+            } else {
+                UrlState::Pending
+            },
+            state_since: None,
         }
     }
+}
+
+/// The URLs with the state the flush keeps for them (one query for all).
+async fn with_states(db: &DatabaseConnection, models: Vec<Model>) -> Result<Vec<UrlRecord>, DbErr> {
+    if models.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let ids: Vec<i64> = models.iter().map(|m| m.id).collect();
+    let statement = match backend {
+        DbBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "SELECT url_id, state, state_since FROM url_states WHERE url_id = ANY($1)",
+            [ids.into()],
+        ),
+        _ => Statement::from_sql_and_values(
+            backend,
+            "SELECT url_id, state, state_since FROM url_states \
+             WHERE url_id IN (SELECT value FROM json_each(?))",
+            [serde_json::to_string(&ids).unwrap_or_default().into()],
+        ),
+    };
+    let mut states = std::collections::HashMap::new();
+    for row in db.query_all_raw(statement).await? {
+        let id: i64 = row.try_get("", "url_id")?;
+        let state: i16 = row.try_get("", "state")?;
+        let since: Option<DateTimeUtc> = row.try_get("", "state_since")?;
+        states.insert(id, (UrlState::from_stored(state), since));
+    }
+    Ok(models
+        .into_iter()
+        .map(|m| {
+            let state = states.get(&m.id).copied();
+            let mut record = UrlRecord::from(m);
+            if let Some((state, since)) = state {
+                record.state = state;
+                record.state_since = since;
+            }
+            record
+        })
+        .collect())
 }
 
 /// A URL to insert: its schedule's phase and first due time are chosen by
@@ -250,14 +313,12 @@ pub async fn is_monitored(
 
 /// The user's URLs, oldest first.
 pub async fn list_for_user(db: &DatabaseConnection, user: UserId) -> Result<Vec<UrlRecord>, DbErr> {
-    Ok(Entity::find()
+    let models = Entity::find()
         .filter(Column::UserId.eq(user.0))
         .order_by_asc(Column::Id)
         .all(db)
-        .await?
-        .into_iter()
-        .map(UrlRecord::from)
-        .collect())
+        .await?;
+    with_states(db, models).await
 }
 
 /// The user's URL with this id, if there is one.
@@ -266,11 +327,11 @@ pub async fn get_for_user(
     user: UserId,
     id: i64,
 ) -> Result<Option<UrlRecord>, DbErr> {
-    Ok(Entity::find_by_id(id)
+    let model = Entity::find_by_id(id)
         .filter(Column::UserId.eq(user.0))
         .one(db)
-        .await?
-        .map(UrlRecord::from))
+        .await?;
+    Ok(with_states(db, model.into_iter().collect()).await?.pop())
 }
 
 /// Deletes the user's URL (its statuses go with it) and lowers the user's

@@ -162,7 +162,16 @@ fn the_proto_marks_reads_and_login_idempotent_and_no_write() {
         .map(|p| p.strip_prefix("/monitor.v1.MonitorService/").unwrap())
         .collect();
     methods.sort_unstable();
-    assert_eq!(methods, ["ListStatuses", "ListUrls", "Login"]);
+    assert_eq!(
+        methods,
+        [
+            "GetUrl",
+            "ListIncidents",
+            "ListStatuses",
+            "ListUrls",
+            "Login"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod tools;
 mod abuse;
 mod accounts;
 mod auth;
+mod incidents;
 mod outages;
 mod pipeline;
 mod prober;

@@ -308,7 +308,7 @@ async fn the_flush_loop_writes_each_interval_and_retention_waits_one_interval() 
         error_kind: None,
         error_message: None,
     };
-    statuses::insert_batch(&f.db, &[&result(old.timestamp_millis())])
+    store::outcomes::write_batch(&f.db, &[&result(old.timestamp_millis())])
         .await
         .unwrap();
     let flusher = Flusher::new(f.db.clone(), f.buffer.clone(), f.settings.flush.clone());

@@ -55,11 +55,23 @@ async fn record(State(state): State<AppState>, req: Request) -> Response {
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), ToString::to_string);
-    hits.lock()
-        .unwrap()
-        .entry(key)
-        .or_default()
-        .push(SystemTime::now());
+    let nth = {
+        let mut hits = hits.lock().unwrap();
+        let list = hits.entry(key).or_default();
+        list.push(SystemTime::now());
+        list.len() - 1
+    };
+    // `/seq/<pattern>`: the nth hit answers 200 for `+` and 500 for `-` at
+    // position n of the pattern (its last past the end).
+    if let Some(pattern) = req.uri().path().strip_prefix("/seq/") {
+        let ok = pattern.chars().nth(nth).or_else(|| pattern.chars().last()) == Some('+');
+        let status = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        return (status, "seq").into_response();
+    }
     match req.uri().path() {
         "/ok" => (StatusCode::OK, "ok").into_response(),
         "/fail" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),

@@ -1,0 +1,97 @@
+//! Incidents: runs of failing probes that turned a URL down (written by
+//! `store::outcomes` in the flush's transaction; read here).
+
+use sea_orm::{QueryOrder, QuerySelect, entity::prelude::*};
+
+use crate::domain::{
+    IncidentRecord, UserId,
+    state::{FailedProbe, UrlState},
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "incidents")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub url_id: i64,
+    pub state: i16,
+    pub opened_at: DateTimeUtc,
+    pub resolved_at: Option<DateTimeUtc>,
+    pub failed_probes: i32,
+    /// The first failing status of the run, as JSON (`FailedProbe`).
+    pub first_status: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::urls::Entity",
+        from = "Column::UrlId",
+        to = "super::urls::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Url,
+}
+
+impl Related<super::urls::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Url.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+impl From<Model> for IncidentRecord {
+    fn from(m: Model) -> Self {
+        let first_failure = serde_json::from_str(&m.first_status).unwrap_or(FailedProbe {
+            status_id: 0,
+            due_ms: m.opened_at.timestamp_millis(),
+            probed_us: m.opened_at.timestamp_micros(),
+            status_code: 0,
+            latency_us: 0,
+            error_kind: None,
+            error_message: None,
+        });
+        Self {
+            id: m.id,
+            url_id: m.url_id,
+            state: UrlState::from_stored(m.state),
+            opened_at: m.opened_at,
+            resolved_at: m.resolved_at,
+            first_failure,
+            failed_probes: u32::try_from(m.failed_probes).unwrap_or(0),
+        }
+    }
+}
+
+/// One page of a user's incidents, newest first.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    pub user: UserId,
+    /// Only this URL's.
+    pub url_id: Option<i64>,
+    /// Only incidents with a smaller id (the previous page's last).
+    pub before_id: Option<i64>,
+    pub limit: u64,
+}
+
+/// The user's incidents (ownership is a join on the user's URLs).
+pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<IncidentRecord>, DbErr> {
+    let mut select = Entity::find()
+        .inner_join(super::urls::Entity)
+        .filter(super::urls::Column::UserId.eq(query.user.0));
+    if let Some(url_id) = query.url_id {
+        select = select.filter(Column::UrlId.eq(url_id));
+    }
+    if let Some(id) = query.before_id {
+        select = select.filter(Column::Id.lt(id));
+    }
+    Ok(select
+        .order_by_desc(Column::Id)
+        .limit(query.limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(IncidentRecord::from)
+        .collect())
+}

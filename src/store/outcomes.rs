@@ -1,0 +1,472 @@
+//! One flush batch, in one transaction: its statuses, and what they change
+//! in each URL's state and incidents.
+//!
+//! 1. The statuses are inserted `ON CONFLICT (url_id, due_at) DO NOTHING
+//!    RETURNING` their ids: only rows really inserted go on, so a batch
+//!    delivered twice changes nothing the second time.
+//! 2. The touched URLs' `url_states` rows are created if missing and locked
+//!    in `url_id` order (Postgres `FOR UPDATE`; SQLite's writer lock is
+//!    already held), so two flushers never apply one URL's results in two
+//!    interleaved orders and never deadlock.
+//! 3. Each URL's new results, in due-time order, go through
+//!    [`Tracker::apply`] (the domain's state machine).
+//! 4. Incidents opened are inserted, the open ones updated, the changed
+//!    states written back in one statement; then the transaction commits.
+//!
+//! The batch is acknowledged in the buffer only after the commit, so a crash
+//! anywhere before it leaves the batch to be read again, and step 1 makes
+//! that harmless.
+//!
+//! Batch statements have one text whatever the batch: each distinct text is
+//! prepared and cached per pooled connection (by sqlx, and on SQLite in this
+//! process's memory), so a text that grew with the batch (a multi-row VALUES
+//! list) would leave a large prepared statement behind for every batch size
+//! met. Postgres binds whole columns as arrays (`UNNEST`); SQLite reads the
+//! batch from one JSON parameter (`json_each`). A flush batch is at most
+//! `MONITOR_FLUSH_BATCH` (100,000) rows, one statement.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbBackend};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::domain::{
+    ProbeResult,
+    state::{Applied, FailedProbe, Outcome, Thresholds, Tracker, UrlState},
+};
+
+use super::statuses::sqlite_timestamp_text;
+
+/// What writing one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Statuses inserted (the others were stored already).
+    pub inserted: u64,
+    pub incidents_opened: u64,
+    pub incidents_resolved: u64,
+}
+
+/// A URL's state row with its thresholds, as locked.
+struct Locked {
+    url_id: i64,
+    tracker: Tracker,
+    thresholds: Thresholds,
+}
+
+fn timestamp(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Writes `rows` (every URL id must exist) and applies the inserted ones
+/// to their URLs' states, in one transaction.
+pub async fn write_batch(
+    db: &DatabaseConnection,
+    rows: &[&ProbeResult],
+) -> anyhow::Result<Written> {
+    if rows.is_empty() {
+        return Ok(Written::default());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        let mut tx = db.get_postgres_connection_pool().begin().await?;
+        let written = postgres::write(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(written)
+    } else {
+        // IMMEDIATE: take the writer lock first, so the state rows read
+        // below cannot change before this transaction writes them.
+        let pool = db.get_sqlite_connection_pool();
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let written = sqlite::write(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+}
+
+/// The inserted rows' outcomes per URL, in due-time order.
+fn outcomes_by_url(
+    rows: &[&ProbeResult],
+    inserted: Vec<(i64, i64, DateTime<Utc>)>,
+) -> BTreeMap<i64, Vec<Outcome>> {
+    let by_key: HashMap<(i64, i64), &ProbeResult> =
+        rows.iter().map(|r| ((r.url_id, r.due_ms), *r)).collect();
+    let mut per_url: BTreeMap<i64, Vec<Outcome>> = BTreeMap::new();
+    for (status_id, url_id, due_at) in inserted {
+        let due_ms = due_at.timestamp_millis();
+        let Some(r) = by_key.get(&(url_id, due_ms)) else {
+            continue;
+        };
+        per_url.entry(url_id).or_default().push(Outcome {
+            due_ms,
+            ok: r.error_kind.is_none() && Outcome::succeeded(r.status_code),
+            probe: FailedProbe {
+                status_id,
+                due_ms,
+                probed_us: r.started_us,
+                status_code: r.status_code,
+                latency_us: r.latency_us,
+                error_kind: r.error_kind,
+                error_message: r.error_message.clone(),
+            },
+        });
+    }
+    for outcomes in per_url.values_mut() {
+        outcomes.sort_by_key(|o| o.due_ms);
+    }
+    per_url
+}
+
+/// A state row as stored, read into a tracker.
+#[allow(clippy::too_many_arguments)]
+fn tracker_from_row(
+    state: i16,
+    state_since: Option<DateTime<Utc>>,
+    last_applied_ms: Option<i64>,
+    run_ok: bool,
+    run_len: i32,
+    run_start_ms: Option<i64>,
+    run_first: Option<&str>,
+    open_incident: Option<i64>,
+) -> Tracker {
+    Tracker {
+        state: UrlState::from_stored(state),
+        state_since_ms: state_since.map(|t| t.timestamp_millis()),
+        last_applied_ms,
+        run_ok,
+        run_len: u32::try_from(run_len).unwrap_or(0),
+        run_start_ms,
+        run_first: run_first.and_then(|j| serde_json::from_str(j).ok()),
+        open_incident,
+    }
+}
+
+fn thresholds(failure: i32, success: i32) -> Thresholds {
+    Thresholds {
+        failure: u32::try_from(failure).unwrap_or(1),
+        success: u32::try_from(success).unwrap_or(1),
+    }
+}
+
+/// What applying a batch changed: the trackers to write back, and the URLs
+/// whose incidents opened or changed.
+struct Changes {
+    trackers: Vec<(i64, Tracker)>,
+    incidents: Vec<(i64, Applied)>,
+}
+
+fn apply_all(locked: Vec<Locked>, mut per_url: BTreeMap<i64, Vec<Outcome>>) -> Changes {
+    let mut changes = Changes {
+        trackers: Vec::new(),
+        incidents: Vec::new(),
+    };
+    for mut l in locked {
+        let outcomes = per_url.remove(&l.url_id).unwrap_or_default();
+        let applied = l.tracker.apply(l.thresholds, &outcomes);
+        if applied.changed {
+            changes.trackers.push((l.url_id, l.tracker));
+        }
+        if !applied.opened.is_empty() || applied.open_change.is_some() {
+            changes.incidents.push((l.url_id, applied));
+        }
+    }
+    changes
+}
+
+/// The JSON kept for an incident's first failing status.
+fn first_json(first: &FailedProbe) -> String {
+    serde_json::to_string(first).unwrap_or_default()
+}
+
+/// A state row as `SELECT`ed by both backends, with the URL's thresholds.
+type StateRow = (
+    i64,
+    i16,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    bool,
+    i32,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    i32,
+    i32,
+);
+
+fn locked(rows: Vec<StateRow>) -> Vec<Locked> {
+    rows.into_iter()
+        .map(|r| Locked {
+            url_id: r.0,
+            tracker: tracker_from_row(r.1, r.2, r.3, r.4, r.5, r.6, r.7.as_deref(), r.8),
+            thresholds: thresholds(r.9, r.10),
+        })
+        .collect()
+}
+
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The incident statements, numbered `$n` (Postgres) or `?n` (SQLite).
+struct IncidentSql {
+    update_open: String,
+    insert: String,
+}
+
+impl IncidentSql {
+    fn new(placeholder: char) -> Self {
+        let p = |sql: &str| sql.replace('$', &placeholder.to_string());
+        Self {
+            // The id still stored is the incident open before this batch.
+            update_open: p("UPDATE incidents SET failed_probes = failed_probes + $2, \
+                 resolved_at = COALESCE($3, resolved_at) \
+                 WHERE id = (SELECT open_incident_id FROM url_states WHERE url_id = $1)"),
+            insert: p(
+                "INSERT INTO incidents (url_id, state, opened_at, resolved_at, failed_probes, first_status) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            ),
+        }
+    }
+}
+
+/// Writes the incidents that `changes` opened and changed, on either
+/// backend's transaction (the statements are the same but for their
+/// placeholders); the id of an incident left open goes to its tracker.
+macro_rules! write_incidents {
+    ($tx:expr, $changes:expr, $written:expr, $sql:expr) => {{
+        let sql: &IncidentSql = $sql;
+        for (url_id, applied) in &$changes.incidents {
+            if let Some(change) = &applied.open_change {
+                sqlx::query(sqlx::AssertSqlSafe(sql.update_open.clone()))
+                    .bind(url_id)
+                    .bind(count(change.more_failed_probes))
+                    .bind(change.resolved_ms.map(ms_to_time))
+                    .execute(&mut **$tx)
+                    .await?;
+                $written.incidents_resolved += u64::from(change.resolved_ms.is_some());
+            }
+            let mut still_open = None;
+            for new in &applied.opened {
+                let (id,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.insert.clone()))
+                    .bind(url_id)
+                    .bind(new.state as i16)
+                    .bind(ms_to_time(new.opened_ms))
+                    .bind(new.resolved_ms.map(ms_to_time))
+                    .bind(count(new.failed_probes))
+                    .bind(first_json(&new.first))
+                    .fetch_one(&mut **$tx)
+                    .await?;
+                $written.incidents_opened += 1;
+                $written.incidents_resolved += u64::from(new.resolved_ms.is_some());
+                still_open = new.resolved_ms.is_none().then_some(id);
+            }
+            if let Some(id) = still_open
+                && let Some((_, t)) = $changes.trackers.iter_mut().find(|(u, _)| u == url_id)
+            {
+                t.open_incident = Some(id);
+            }
+        }
+    }};
+}
+
+/// The columns of `url_states` the flush writes, in order.
+const STATE_COLUMNS: &str = "url_id, state, state_since, last_applied_ms, run_ok, run_len, \
+                             run_start_ms, run_first, open_incident_id";
+
+/// The `SELECT … FOR UPDATE` of the state rows, less its `WHERE`.
+const SELECT_STATES: &str = "SELECT s.url_id, s.state, s.state_since, s.last_applied_ms, s.run_ok, \
+     s.run_len, s.run_start_ms, s.run_first, s.open_incident_id, u.failure_threshold, \
+     u.success_threshold FROM url_states s JOIN urls u ON u.id = s.url_id";
+
+mod postgres {
+    use super::{
+        Changes, DateTime, IncidentSql, Postgres, ProbeResult, SELECT_STATES, STATE_COLUMNS,
+        StateRow, Transaction, Utc, Written, apply_all, count, first_json, locked, ms_to_time,
+        outcomes_by_url, timestamp,
+    };
+
+    pub(super) async fn write(
+        tx: &mut Transaction<'_, Postgres>,
+        rows: &[&ProbeResult],
+    ) -> anyhow::Result<Written> {
+        let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
+             SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int4[], $5::int8[], $6::int2[], $7::text[]) \
+             ON CONFLICT (url_id, due_at) DO NOTHING \
+             RETURNING id, url_id, due_at",
+        )
+        .bind(rows.iter().map(|r| r.url_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| timestamp(r.due_ms * 1000)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| timestamp(r.started_us)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.status_code).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latency_us).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.error_kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut written = Written {
+            inserted: inserted.len() as u64,
+            ..Written::default()
+        };
+        if inserted.is_empty() {
+            return Ok(written);
+        }
+        let per_url = outcomes_by_url(rows, inserted);
+        let ids: Vec<i64> = per_url.keys().copied().collect();
+        // Sorted ids: concurrent flushers create and lock in one order.
+        sqlx::query(
+            "INSERT INTO url_states (url_id, state) SELECT id, 1 FROM UNNEST($1::int8[]) AS t(id) \
+             ON CONFLICT (url_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
+        let rows: Vec<StateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_STATES} WHERE s.url_id = ANY($1) ORDER BY s.url_id FOR UPDATE OF s"
+        )))
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut changes = apply_all(locked(rows), per_url);
+        write_incidents!(tx, changes, written, &IncidentSql::new('$'));
+        write_states(tx, &changes).await?;
+        Ok(written)
+    }
+
+    async fn write_states(
+        tx: &mut Transaction<'_, Postgres>,
+        changes: &Changes,
+    ) -> anyhow::Result<()> {
+        let t = &changes.trackers;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE url_states s SET state = v.state, state_since = v.state_since, \
+                last_applied_ms = v.last_applied_ms, run_ok = v.run_ok, run_len = v.run_len, \
+                run_start_ms = v.run_start_ms, run_first = v.run_first, open_incident_id = v.open_incident_id \
+             FROM UNNEST($1::int8[], $2::int2[], $3::timestamptz[], $4::int8[], $5::bool[], $6::int4[], \
+                         $7::int8[], $8::text[], $9::int8[]) AS v({STATE_COLUMNS}) \
+             WHERE s.url_id = v.url_id"
+        )))
+        .bind(t.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.state as i16).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.state_since_ms.map(ms_to_time)).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.last_applied_ms).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.run_ok).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| count(t.run_len)).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.run_start_ms).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.run_first.as_ref().map(first_json)).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.open_incident).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+mod sqlite {
+    use super::{
+        Changes, DateTime, IncidentSql, ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite,
+        StateRow, Transaction, Utc, Written, apply_all, count, first_json, locked, ms_to_time,
+        outcomes_by_url, sqlite_timestamp_text, timestamp,
+    };
+
+    pub(super) async fn write(
+        tx: &mut Transaction<'_, Sqlite>,
+        rows: &[&ProbeResult],
+    ) -> anyhow::Result<Written> {
+        let json = serde_json::Value::Array(
+            rows.iter()
+                .map(|r| {
+                    serde_json::json!([
+                        r.url_id,
+                        sqlite_timestamp_text(timestamp(r.due_ms * 1000)),
+                        sqlite_timestamp_text(timestamp(r.started_us)),
+                        r.status_code,
+                        r.latency_us,
+                        r.error_kind,
+                        r.error_message,
+                    ])
+                })
+                .collect(),
+        );
+        // `WHERE true` keeps SQLite from reading ON CONFLICT as a join clause.
+        let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (url_id, due_at) DO NOTHING \
+             RETURNING id, url_id, due_at",
+        )
+        .bind(json.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut written = Written {
+            inserted: inserted.len() as u64,
+            ..Written::default()
+        };
+        if inserted.is_empty() {
+            return Ok(written);
+        }
+        let per_url = outcomes_by_url(rows, inserted);
+        let ids = serde_json::to_string(&per_url.keys().collect::<Vec<_>>())?;
+        sqlx::query(
+            "INSERT INTO url_states (url_id, state) SELECT value, 1 FROM json_each(?1) WHERE true \
+             ON CONFLICT (url_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
+        // The transaction began IMMEDIATE: these rows are this writer's.
+        let rows: Vec<StateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_STATES} WHERE s.url_id IN (SELECT value FROM json_each(?1)) ORDER BY s.url_id"
+        )))
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut changes = apply_all(locked(rows), per_url);
+        write_incidents!(tx, changes, written, &IncidentSql::new('?'));
+        write_states(tx, &changes).await?;
+        Ok(written)
+    }
+
+    async fn write_states(
+        tx: &mut Transaction<'_, Sqlite>,
+        changes: &Changes,
+    ) -> anyhow::Result<()> {
+        let states = serde_json::Value::Array(
+            changes
+                .trackers
+                .iter()
+                .map(|(id, t)| {
+                    serde_json::json!([
+                        id,
+                        t.state as i16,
+                        t.state_since_ms
+                            .map(|ms| sqlite_timestamp_text(ms_to_time(ms))),
+                        t.last_applied_ms,
+                        t.run_ok,
+                        t.run_len,
+                        t.run_start_ms,
+                        t.run_first.as_ref().map(first_json),
+                        t.open_incident,
+                    ])
+                })
+                .collect(),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO url_states ({STATE_COLUMNS}) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                    value ->> 6, value ->> 7, value ->> 8 \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (url_id) DO UPDATE SET state = excluded.state, state_since = excluded.state_since, \
+                last_applied_ms = excluded.last_applied_ms, run_ok = excluded.run_ok, run_len = excluded.run_len, \
+                run_start_ms = excluded.run_start_ms, run_first = excluded.run_first, \
+                open_incident_id = excluded.open_incident_id"
+        )))
+        .bind(states.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
