@@ -12,6 +12,7 @@ mod m20261123_000002_schedule;
 mod m20261125_000003_url_count;
 mod m20261126_000004_host_rates;
 mod m20261126_000005_states_incidents;
+mod m20261126_000006_url_periods;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_url_count::Migration),
             Box::new(m20261126_000004_host_rates::Migration),
             Box::new(m20261126_000005_states_incidents::Migration),
+            Box::new(m20261126_000006_url_periods::Migration),
         ]
     }
 }

@@ -200,8 +200,13 @@ pub async fn insert_within_limits(
     ];
     let backend = db.get_database_backend();
     let txn = db.begin().await?;
+    let since_ms: sea_orm::Value = new.created_at.timestamp_millis().into();
     let added = if backend == DbBackend::Postgres {
-        let values = quota.into_iter().chain(host).chain(row);
+        let values = quota
+            .into_iter()
+            .chain(host)
+            .chain(row)
+            .chain(std::iter::once(since_ms));
         Entity::find()
             .from_raw_sql(Statement::from_sql_and_values(
                 backend,
@@ -226,10 +231,25 @@ pub async fn insert_within_limits(
         let host = std::iter::once(user.into()).chain(host).collect();
         let row = std::iter::once(user.into()).chain(row);
         if raised(RAISE_COUNT, quota.into()).await? && raised(RAISE_HOST_RATE, host).await? {
-            Entity::find()
+            let added = Entity::find()
                 .from_raw_sql(Statement::from_sql_and_values(backend, INSERT, row))
                 .one(&txn)
-                .await
+                .await?;
+            if let Some(url) = &added {
+                let schedule = [
+                    url.id.into(),
+                    since_ms,
+                    url.period_seconds.into(),
+                    url.phase_ms.into(),
+                ];
+                txn.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    INSERT_SCHEDULE,
+                    schedule,
+                ))
+                .await?;
+            }
+            Ok(added)
         } else {
             Ok(None)
         }
@@ -243,8 +263,9 @@ pub async fn insert_within_limits(
 }
 
 /// Postgres: raise the quota counter while below the quota, then the
-/// (user, host) rate while within its limit, and insert. No row back means
-/// a limit was reached; the caller rolls back what was raised.
+/// (user, host) rate while within its limit, insert, and start the URL's
+/// schedule history. No row back means a limit was reached; the caller
+/// rolls back what was raised.
 const ADD_POSTGRES: &str = "WITH quota AS (
     UPDATE users SET url_count = url_count + 1 WHERE id = $1 AND url_count < $2 RETURNING id
 ), host AS (
@@ -253,10 +274,15 @@ const ADD_POSTGRES: &str = "WITH quota AS (
     ON CONFLICT (user_id, host) DO UPDATE SET rate_micros = host_rates.rate_micros + EXCLUDED.rate_micros
     WHERE host_rates.rate_micros + EXCLUDED.rate_micros <= $5
     RETURNING user_id
+), added AS (
+    INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
+    SELECT user_id, $6, $7, $8, $9, $10 FROM host
+    RETURNING *
+), schedule AS (
+    INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
+    SELECT id, $11, period_seconds, phase_ms, false FROM added
 )
-INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
-SELECT user_id, $6, $7, $8, $9, $10 FROM host
-RETURNING *";
+SELECT * FROM added";
 
 /// SQLite, inside a transaction: raise the counter while below the quota...
 const RAISE_COUNT: &str =
@@ -268,7 +294,12 @@ SELECT ?1, ?2, ?3 WHERE ?3 <= ?4
 ON CONFLICT (user_id, host) DO UPDATE SET rate_micros = host_rates.rate_micros + excluded.rate_micros
 WHERE host_rates.rate_micros + excluded.rate_micros <= ?4";
 
-/// ...then insert.
+/// ...start its schedule history...
+const INSERT_SCHEDULE: &str =
+    "INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
+VALUES (?, ?, ?, ?, false)";
+
+/// ...after the insert.
 const INSERT: &str =
     "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
 VALUES (?, ?, ?, ?, ?, ?)

@@ -248,6 +248,27 @@ async fn add_concurrently(app: &TestApp, token: &str, adds: Vec<pb::AddUrlReques
     ok
 }
 
+async fn add_url_starts_the_urls_schedule_history(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/history").await;
+    let rows = app
+        .db
+        .query_all_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            format!(
+                "SELECT period_seconds, paused FROM url_periods WHERE url_id = {}",
+                url.id
+            ),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].try_get::<i32>("", "period_seconds").unwrap(), 60);
+    assert!(!rows[0].try_get::<bool>("", "paused").unwrap());
+}
+
 async fn concurrent_adds_never_exceed_the_quota(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.urls.max_urls_per_user = 3).await;
     let (_, token) = app.user().await;
@@ -456,6 +477,7 @@ crate::on_both_backends!(
     add_url_past_the_quota_is_resource_exhausted,
     the_quota_counts_only_urls_kept,
     concurrent_adds_never_exceed_the_quota,
+    add_url_starts_the_urls_schedule_history,
     one_account_cannot_send_one_host_more_than_the_host_rate,
     concurrent_adds_never_exceed_the_host_rate,
     list_urls_returns_only_the_callers_urls_oldest_first,
