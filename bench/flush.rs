@@ -106,8 +106,7 @@ async fn main() -> anyhow::Result<()> {
         FlushSettings {
             interval: std::time::Duration::from_secs(1),
             batch,
-            retention: std::time::Duration::from_secs(2 * 86_400),
-            retention_interval: std::time::Duration::from_secs(60),
+            ..monitor::config::Settings::for_tests(tmp.path()).flush
         },
     );
     // The flush task's own loop, phase by phase: what bounds it.

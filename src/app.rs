@@ -29,12 +29,13 @@ use crate::{
     auth::{AuthLayer, TokenKeys, parse_token_key, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{DatabaseKind, Settings},
+    domain::rollup::Tier,
     flush::Flusher,
     health::Health,
     metrics::Metrics,
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
-    service::{AccountService, IncidentService, Services, StatusService, UrlService},
+    service::{AccountService, IncidentService, Services, StatsService, StatusService, UrlService},
     store,
 };
 
@@ -82,6 +83,13 @@ impl App {
             )),
             statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
             incidents: Arc::new(IncidentService::new(db.clone(), urls.clone())),
+            stats: Arc::new(StatsService::new(
+                db.clone(),
+                urls.clone(),
+                Tier::ALL.map(|t| (t, settings.flush.rollup_setting(t).1)),
+                // A result lands within a probe's timeout and a flush.
+                settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
+            )),
             urls,
         };
 

@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     buffer::Buffer,
-    domain::ProbeResult,
+    domain::{ProbeResult, rollup::Tier},
     error::{SettingsError, check_setting},
     metrics::Metrics,
-    store::{self, statuses, urls},
+    store::{self, rollups, statuses, urls},
     telemetry::OutageLog,
 };
 
@@ -50,6 +50,18 @@ pub struct FlushSettings {
     /// How often retention runs.
     #[arg(long = "retention-interval", env = "MONITOR_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
+
+    /// How long minute rollup buckets are kept.
+    #[arg(long = "rollup-minutes", env = "MONITOR_ROLLUP_MINUTES", default_value = "48h", value_parser = humantime::parse_duration)]
+    pub rollup_minutes: Duration,
+
+    /// How long hour rollup buckets are kept.
+    #[arg(long = "rollup-hours", env = "MONITOR_ROLLUP_HOURS", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub rollup_hours: Duration,
+
+    /// How long day rollup buckets are kept.
+    #[arg(long = "rollup-days", env = "MONITOR_ROLLUP_DAYS", default_value = "730days", value_parser = humantime::parse_duration)]
+    pub rollup_days: Duration,
 }
 
 impl FlushSettings {
@@ -74,7 +86,26 @@ impl FlushSettings {
             self.retention_interval >= Duration::from_secs(1),
             "MONITOR_RETENTION_INTERVAL",
             "must be at least 1s",
-        )
+        )?;
+        for tier in Tier::ALL {
+            let (name, kept) = self.rollup_setting(tier);
+            let width = Duration::from_millis(u64::try_from(tier.width_ms()).unwrap_or(0));
+            check_setting(
+                kept >= width * 2 && kept <= Duration::from_secs(100 * 366 * 86_400),
+                name,
+                "must be at least two buckets and at most 100 years",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How long `tier`'s buckets are kept, and the setting's name.
+    pub fn rollup_setting(&self, tier: Tier) -> (&'static str, Duration) {
+        match tier {
+            Tier::Minute => ("MONITOR_ROLLUP_MINUTES", self.rollup_minutes),
+            Tier::Hour => ("MONITOR_ROLLUP_HOURS", self.rollup_hours),
+            Tier::Day => ("MONITOR_ROLLUP_DAYS", self.rollup_days),
+        }
     }
 }
 
@@ -161,7 +192,8 @@ impl Flusher {
         }
     }
 
-    /// Deletes statuses probed before `now - retention`, then (SQLite)
+    /// Deletes statuses probed before `now - retention` and rollup buckets
+    /// past their tier's horizon, then (SQLite)
     /// checkpoints the write-ahead log and truncates it; returns how many
     /// statuses were deleted.
     ///
@@ -174,6 +206,11 @@ impl Flusher {
         let retention = chrono::Duration::from_std(self.settings.retention)?;
         let deleted = statuses::delete_older_than(&self.db, now - retention).await?;
         self.metrics.retention_deleted.inc_by(deleted);
+        for tier in Tier::ALL {
+            let kept = chrono::Duration::from_std(self.settings.rollup_setting(tier).1)?;
+            let cutoff = tier.bucket_of((now - kept).timestamp_millis());
+            rollups::prune(&self.db, tier, cutoff).await?;
+        }
         store::checkpoint(&self.db).await?;
         Ok(deleted)
     }

@@ -13,6 +13,7 @@ mod m20261125_000003_url_count;
 mod m20261126_000004_host_rates;
 mod m20261126_000005_states_incidents;
 mod m20261126_000006_url_periods;
+mod m20261126_000007_rollups;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_host_rates::Migration),
             Box::new(m20261126_000005_states_incidents::Migration),
             Box::new(m20261126_000006_url_periods::Migration),
+            Box::new(m20261126_000007_rollups::Migration),
         ]
     }
 }

@@ -5,9 +5,13 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, state::UrlState},
+    domain::{
+        IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, rollup::Tier,
+        state::UrlState,
+    },
     error::Error,
     proto::monitor::v1 as pb,
+    service::StatsRow,
 };
 
 /// Converts a proto Timestamp, rejecting values outside what proto3 allows
@@ -77,6 +81,54 @@ pub fn state_to_proto(state: UrlState) -> pb::UrlState {
         UrlState::Degraded => pb::UrlState::Degraded,
         UrlState::Down => pb::UrlState::Down,
         UrlState::Paused => pb::UrlState::Paused,
+    }
+}
+
+/// A duration of `us` microseconds (rounded from a sketch's estimate).
+fn micros(us: f64) -> pbjson_types::Duration {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let us = us.round().max(0.0) as u64;
+    std::time::Duration::from_micros(us).into()
+}
+
+pub fn stats_row_to_proto(r: &StatsRow) -> pb::StatsBucket {
+    let b = &r.bucket;
+    let q = |q: f64| b.latency.quantile(q).map(micros);
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    pb::StatsBucket {
+        start_time: Some(time_to_proto(r.start)),
+        expected: count(r.expected),
+        up: count(b.up),
+        degraded: count(b.degraded),
+        down: count(b.down),
+        missed: count(r.missed()),
+        uptime: b.uptime(),
+        p50: q(0.5),
+        p95: q(0.95),
+        p99: q(0.99),
+        #[allow(clippy::cast_precision_loss)]
+        max: b.max_us.map(|m| micros(m as f64)),
+    }
+}
+
+pub fn tier_to_proto(t: Tier) -> pb::Granularity {
+    match t {
+        Tier::Minute => pb::Granularity::Minute,
+        Tier::Hour => pb::Granularity::Hour,
+        Tier::Day => pb::Granularity::Day,
+    }
+}
+
+pub fn tier_from_proto(g: i32) -> Result<Option<Tier>, Error> {
+    match pb::Granularity::try_from(g) {
+        Ok(pb::Granularity::Unspecified) => Ok(None),
+        Ok(pb::Granularity::Minute) => Ok(Some(Tier::Minute)),
+        Ok(pb::Granularity::Hour) => Ok(Some(Tier::Hour)),
+        Ok(pb::Granularity::Day) => Ok(Some(Tier::Day)),
+        Err(_) => Err(Error::invalid(
+            "granularity",
+            "must be MINUTE, HOUR, DAY or unset",
+        )),
     }
 }
 

@@ -3,15 +3,15 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    incident_to_proto, period_from_proto, status_to_proto, time_from_proto, time_to_proto,
-    url_to_proto,
+    incident_to_proto, period_from_proto, stats_row_to_proto, status_to_proto, tier_from_proto,
+    tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
 };
 use crate::{
     auth::limit::Peer,
     domain::{Email, Password, TargetUrl, UserId},
     error::Error,
     proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
-    service::{IncidentQuery, Services, StatusQuery},
+    service::{IncidentQuery, Services, StatsQuery, StatusQuery},
 };
 
 #[derive(Debug, Clone)]
@@ -171,6 +171,38 @@ impl MonitorService for MonitorApi {
         Ok(Response::new(pb::ListIncidentsResponse {
             incidents: page.incidents.into_iter().map(incident_to_proto).collect(),
             next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_url_stats(
+        &self,
+        req: Request<pb::GetUrlStatsRequest>,
+    ) -> Result<Response<pb::GetUrlStatsResponse>, Status> {
+        let user = caller(&req)?;
+        let r = req.into_inner();
+        let stats = self
+            .services
+            .stats
+            .get(
+                user,
+                StatsQuery {
+                    url_id: r.url_id,
+                    start: r
+                        .start_time
+                        .map(|t| time_from_proto("start_time", t))
+                        .transpose()?,
+                    end: r
+                        .end_time
+                        .map(|t| time_from_proto("end_time", t))
+                        .transpose()?,
+                    granularity: tier_from_proto(r.granularity)?,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::GetUrlStatsResponse {
+            buckets: stats.buckets.iter().map(stats_row_to_proto).collect(),
+            total: Some(stats_row_to_proto(&stats.total)),
+            granularity: tier_to_proto(stats.tier) as i32,
         }))
     }
 }

@@ -7,7 +7,9 @@ pub mod password;
 pub mod period;
 mod probe_result;
 mod records;
+pub mod rollup;
 pub mod schedule;
+pub mod sketch;
 pub mod state;
 pub mod target_url;
 

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod incidents;
+pub mod stats;
 pub mod statuses;
 pub mod urls;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use accounts::AccountService;
 pub use incidents::{IncidentPage, IncidentQuery, IncidentService};
+pub use stats::{Stats, StatsQuery, StatsRow, StatsService};
 pub use statuses::{StatusPage, StatusQuery, StatusService};
 pub use urls::{UrlService, UrlSettings};
 
@@ -25,4 +27,5 @@ pub struct Services {
     pub urls: Arc<UrlService>,
     pub statuses: Arc<StatusService>,
     pub incidents: Arc<IncidentService>,
+    pub stats: Arc<StatsService>,
 }

@@ -8,6 +8,7 @@
 
 pub mod incidents;
 pub mod outcomes;
+pub mod rollups;
 pub mod schedule;
 pub mod statuses;
 pub mod urls;

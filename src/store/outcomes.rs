@@ -8,9 +8,12 @@
 //!    in `url_id` order (Postgres `FOR UPDATE`; SQLite's writer lock is
 //!    already held), so two flushers never apply one URL's results in two
 //!    interleaved orders and never deadlock.
-//! 3. Each URL's new results, in due-time order, go through
+//! 3. Every inserted row, in time order or not, is added to its URL's
+//!    rollup buckets in every tier (`store::rollups`: one read and one
+//!    upsert for the batch).
+//! 4. Each URL's new results, in due-time order, go through
 //!    [`Tracker::apply`] (the domain's state machine).
-//! 4. Incidents opened are inserted, the open ones updated, the changed
+//! 5. Incidents opened are inserted, the open ones updated, the changed
 //!    states written back in one statement; then the transaction commits.
 //!
 //! The batch is acknowledged in the buffer only after the commit, so a crash
@@ -330,6 +333,7 @@ mod postgres {
         .bind(&ids)
         .fetch_all(&mut **tx)
         .await?;
+        crate::store::rollups::merge_postgres(tx, crate::store::rollups::deltas(&per_url)).await?;
         let mut changes = apply_all(locked(rows), per_url);
         write_incidents!(tx, changes, written, &IncidentSql::new('$'));
         write_states(tx, &changes).await?;
@@ -424,6 +428,7 @@ mod sqlite {
         .bind(&ids)
         .fetch_all(&mut **tx)
         .await?;
+        crate::store::rollups::merge_sqlite(tx, crate::store::rollups::deltas(&per_url)).await?;
         let mut changes = apply_all(locked(rows), per_url);
         write_incidents!(tx, changes, written, &IncidentSql::new('?'));
         write_states(tx, &changes).await?;

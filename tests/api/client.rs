@@ -166,6 +166,7 @@ fn the_proto_marks_reads_and_login_idempotent_and_no_write() {
         methods,
         [
             "GetUrl",
+            "GetUrlStats",
             "ListIncidents",
             "ListStatuses",
             "ListUrls",

@@ -25,5 +25,6 @@ mod pipeline;
 mod prober;
 mod scaleout;
 mod server;
+mod stats;
 mod statuses;
 mod urls;

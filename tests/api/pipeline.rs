@@ -29,8 +29,7 @@ fn settings() -> FlushSettings {
     FlushSettings {
         interval: Duration::from_secs(1),
         batch: 10_000,
-        retention: Duration::from_secs(2 * 24 * 3600),
-        retention_interval: Duration::from_secs(60),
+        ..monitor::config::Settings::for_tests("unused").flush
     }
 }
 

@@ -1,0 +1,286 @@
+//! Rollup buckets (`domain::rollup`): merged by the flush inside its
+//! transaction (one read and one upsert per batch, for every tier), read by
+//! GetUrlStats, pruned per tier by the retention pass.
+//!
+//! The flush holds the lock on the touched URLs' `url_states` rows (see
+//! `store::outcomes`) while it reads and rewrites their buckets, so two
+//! flushers never merge into one bucket at once.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::domain::{
+    rollup::{Bucket, ScheduleSpan, Tier},
+    sketch::Sketch,
+    state::Outcome,
+};
+
+/// A bucket's key: URL, tier, bucket start (ms).
+pub type Key = (i64, Tier, i64);
+
+/// The buckets a batch's inserted results add to, in every tier.
+pub fn deltas(per_url: &BTreeMap<i64, Vec<Outcome>>) -> BTreeMap<Key, Bucket> {
+    let mut out: BTreeMap<Key, Bucket> = BTreeMap::new();
+    for (url_id, outcomes) in per_url {
+        for o in outcomes {
+            // A probe that got a response (any status) has a latency.
+            let latency =
+                (o.probe.status_code > 0).then(|| u64::try_from(o.probe.latency_us).unwrap_or(0));
+            for tier in Tier::ALL {
+                out.entry((*url_id, tier, tier.bucket_of(o.due_ms)))
+                    .or_default()
+                    .add(o.ok, latency);
+            }
+        }
+    }
+    out
+}
+
+/// A stored row.
+type Row = (i64, i16, i64, i32, i32, i32, Option<i64>, Vec<u8>);
+
+fn bucket_from(r: &Row) -> Bucket {
+    Bucket {
+        up: u64::try_from(r.3).unwrap_or(0),
+        degraded: u64::try_from(r.4).unwrap_or(0),
+        down: u64::try_from(r.5).unwrap_or(0),
+        max_us: r.6.and_then(|m| u64::try_from(m).ok()),
+        latency: Sketch::decode(&r.7).unwrap_or_default(),
+    }
+}
+
+fn count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn max_us(b: &Bucket) -> Option<i64> {
+    b.max_us.map(|m| i64::try_from(m).unwrap_or(i64::MAX))
+}
+
+/// Adds `deltas` to what the rows hold: the merged buckets to write.
+fn merged(mut deltas: BTreeMap<Key, Bucket>, stored: &[Row]) -> BTreeMap<Key, Bucket> {
+    for r in stored {
+        let Some(tier) = Tier::from_stored(r.1) else {
+            continue;
+        };
+        if let Some(b) = deltas.get_mut(&(r.0, tier, r.2)) {
+            b.merge(&bucket_from(r));
+        }
+    }
+    deltas
+}
+
+const COLUMNS: &str = "url_id, tier, bucket_ms, up, degraded, down, latency_max_us, sketch";
+
+const UPDATE_ALL: &str = "DO UPDATE SET up = excluded.up, degraded = excluded.degraded, \
+     down = excluded.down, latency_max_us = excluded.latency_max_us, sketch = excluded.sketch";
+
+/// Postgres: merges `deltas` into the stored buckets (one read, one upsert).
+pub async fn merge_postgres(
+    tx: &mut Transaction<'_, Postgres>,
+    deltas: BTreeMap<Key, Bucket>,
+) -> anyhow::Result<()> {
+    let keys = || deltas.keys();
+    let stored: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM rollups WHERE (url_id, tier, bucket_ms) IN \
+         (SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[]))"
+    )))
+    .bind(keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys().map(|k| k.1 as i16).collect::<Vec<_>>())
+    .bind(keys().map(|k| k.2).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let all = merged(deltas, &stored);
+    let (keys, buckets): (Vec<&Key>, Vec<&Bucket>) = all.iter().unzip();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO rollups ({COLUMNS}) \
+         SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::int4[], $5::int4[], \
+                              $6::int4[], $7::int8[], $8::bytea[]) \
+         ON CONFLICT (url_id, tier, bucket_ms) {UPDATE_ALL}"
+    )))
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1 as i16).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .bind(buckets.iter().map(|b| count(b.up)).collect::<Vec<_>>())
+    .bind(
+        buckets
+            .iter()
+            .map(|b| count(b.degraded))
+            .collect::<Vec<_>>(),
+    )
+    .bind(buckets.iter().map(|b| count(b.down)).collect::<Vec<_>>())
+    .bind(buckets.iter().map(|b| max_us(b)).collect::<Vec<_>>())
+    .bind(
+        buckets
+            .iter()
+            .map(|b| b.latency.encode())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// SQLite: the same, the keys and rows as JSON (sketches hex-encoded).
+pub async fn merge_sqlite(
+    tx: &mut Transaction<'_, Sqlite>,
+    deltas: BTreeMap<Key, Bucket>,
+) -> anyhow::Result<()> {
+    let keys: Vec<_> = deltas.keys().map(|k| (k.0, k.1 as i16, k.2)).collect();
+    let stored: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM rollups WHERE (url_id, tier, bucket_ms) IN \
+         (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))"
+    )))
+    .bind(serde_json::to_string(&keys)?)
+    .fetch_all(&mut **tx)
+    .await?;
+    let rows: Vec<_> = merged(deltas, &stored)
+        .iter()
+        .map(|(k, b)| {
+            serde_json::json!([
+                k.0,
+                k.1 as i16,
+                k.2,
+                b.up,
+                b.degraded,
+                b.down,
+                max_us(b),
+                hex(&b.latency.encode()),
+            ])
+        })
+        .collect();
+    // `WHERE true` keeps SQLite from reading ON CONFLICT as a join clause.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO rollups ({COLUMNS}) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                value ->> 6, unhex(value ->> 7) \
+         FROM json_each(?1) WHERE true \
+         ON CONFLICT (url_id, tier, bucket_ms) {UPDATE_ALL}"
+    )))
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Postgres numbers its parameters; SQLite takes the same numbers after `?`.
+fn numbered(backend: DbBackend, sql: &str) -> String {
+    match backend {
+        DbBackend::Postgres => sql.to_owned(),
+        _ => sql.replace('$', "?"),
+    }
+}
+
+/// One URL's buckets of `tier` starting in `[from_ms, to_ms)`, in order.
+pub async fn read(
+    db: &DatabaseConnection,
+    url_id: i64,
+    tier: Tier,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, Bucket)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                "SELECT bucket_ms, up, degraded, down, latency_max_us, sketch FROM rollups \
+                 WHERE url_id = $1 AND tier = $2 AND bucket_ms >= $3 AND bucket_ms < $4 \
+                 ORDER BY bucket_ms",
+            ),
+            [
+                url_id.into(),
+                (tier as i16).into(),
+                from_ms.into(),
+                to_ms.into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let get_count = |c| -> Result<u64, DbErr> {
+                Ok(u64::try_from(r.try_get::<i32>("", c)?).unwrap_or(0))
+            };
+            let sketch: Vec<u8> = r.try_get("", "sketch")?;
+            Ok((
+                r.try_get("", "bucket_ms")?,
+                Bucket {
+                    up: get_count("up")?,
+                    degraded: get_count("degraded")?,
+                    down: get_count("down")?,
+                    max_us: r
+                        .try_get::<Option<i64>>("", "latency_max_us")?
+                        .and_then(|m| u64::try_from(m).ok()),
+                    latency: Sketch::decode(&sketch).unwrap_or_default(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// One URL's schedule history, oldest first.
+pub async fn schedule(db: &DatabaseConnection, url_id: i64) -> Result<Vec<ScheduleSpan>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                "SELECT since_ms, period_seconds, phase_ms, paused FROM url_periods \
+                 WHERE url_id = $1 ORDER BY since_ms",
+            ),
+            [url_id.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ScheduleSpan {
+                since_ms: r.try_get("", "since_ms")?,
+                period_ms: i64::from(r.try_get::<i32>("", "period_seconds")?) * 1000,
+                phase_ms: r.try_get("", "phase_ms")?,
+                paused: r.try_get("", "paused")?,
+            })
+        })
+        .collect()
+}
+
+/// Rows per pruning DELETE, so no lock is held long.
+const PRUNE_CHUNK: i64 = 5_000;
+
+/// Deletes `tier`'s buckets that start before `cutoff_ms`; returns how many.
+pub async fn prune(db: &DatabaseConnection, tier: Tier, cutoff_ms: i64) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = numbered(
+        backend,
+        "DELETE FROM rollups WHERE (url_id, tier, bucket_ms) IN \
+         (SELECT url_id, tier, bucket_ms FROM rollups WHERE tier = $1 AND bucket_ms < $2 LIMIT $3)",
+    );
+    let mut total = 0;
+    loop {
+        let deleted = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                &sql,
+                [(tier as i16).into(), cutoff_ms.into(), PRUNE_CHUNK.into()],
+            ))
+            .await?
+            .rows_affected();
+        total += deleted;
+        if deleted < u64::try_from(PRUNE_CHUNK).unwrap_or(0) {
+            return Ok(total);
+        }
+    }
+}
