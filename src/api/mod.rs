@@ -9,7 +9,10 @@
 //!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
 //!   [`Caller`] and keeps every answer JSON.
 //! - [`observe`]: one span, metric sample and request id per call.
+//! - [`connections`]: the accept loop of both ports, with a cap, timeouts
+//!   and keepalive on every connection.
 
+pub mod connections;
 pub mod convert;
 pub mod gateway;
 pub mod grpc;

@@ -3,6 +3,7 @@
 
 mod binary;
 mod client;
+mod connections;
 mod faults;
 mod helpers;
 mod hostile;
