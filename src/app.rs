@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::{
     api::{
+        client_faults::ClientFaultLayer,
         connections::{self, Port},
         grpc::MonitorApi,
         http as json_api,
@@ -239,6 +240,7 @@ impl App {
         let grpc_service = ServiceBuilder::new()
             .layer(observe::request_id_layers())
             .layer(GrpcObserveLayer::new(self.metrics.clone()))
+            .layer(ClientFaultLayer)
             .layer(AuthLayer::new(self.keys.clone()))
             .service(
                 Routes::new(health_service)

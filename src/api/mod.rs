@@ -8,10 +8,13 @@
 //!   implementation, the seed's routes ([`seed`]), the OpenAPI document
 //!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
 //!   [`Caller`] and keeps every answer JSON.
-//! - [`observe`]: one span, metric sample and request id per call.
+//! - [`observe`]: one span, metric sample and request id per call;
+//!   [`client_faults`] gives calls that failed through the client's fault
+//!   (undecodable messages, reset streams) the client's code.
 //! - [`connections`]: the accept loop of both ports, with a cap, timeouts
 //!   and keepalive on every connection.
 
+pub mod client_faults;
 pub mod connections;
 pub mod convert;
 pub mod gateway;

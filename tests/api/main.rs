@@ -16,6 +16,7 @@ mod services;
 mod steps;
 mod target;
 mod tools;
+mod wire;
 
 mod abuse;
 mod accounts;
