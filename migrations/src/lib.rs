@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_init;
 mod m20261123_000002_schedule;
 mod m20261125_000003_url_count;
+mod m20261126_000004_health_check;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_schedule::Migration),
             Box::new(m20261125_000003_url_count::Migration),
+            Box::new(m20261126_000004_health_check::Migration),
         ]
     }
 }
