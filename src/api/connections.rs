@@ -58,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{Service, ServiceExt};
 
+use super::protocol_errors::JsonProtocolErrors;
 use crate::error::{SettingsError, check_setting};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -142,13 +143,17 @@ pub fn raise_open_file_limit() -> u64 {
     }
 }
 
-/// One port: what it is called in logs, its cap, and whether it speaks
-/// HTTP/2 only (gRPC) or both versions (the JSON side).
+/// One port: what it is called in logs, its cap, whether it speaks HTTP/2
+/// only (gRPC) or both versions (the JSON side), and how hyper's own error
+/// answers are worded.
 #[derive(Debug, Clone)]
 pub struct Port {
     pub name: &'static str,
     pub max_connections: usize,
     pub http2_only: bool,
+    /// hyper's own answers to requests it cannot parse get a JSON body
+    /// ([`JsonProtocolErrors`]): the JSON port.
+    pub json_protocol_errors: bool,
 }
 
 /// Serves `service` on every connection `listener` accepts until
@@ -220,15 +225,31 @@ pub async fn serve<S, B>(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
         let local = stream.local_addr().ok();
-        connections.spawn(serve_connection(
-            Watched::new(stream, permit),
-            (local, peer),
-            service.clone(),
-            builder.clone(),
-            settings.header_read_timeout,
-            settings.idle_timeout,
-            shutdown.clone(),
-        ));
+        let io = Watched::new(stream, permit);
+        let activity = io.activity.clone();
+        let limits = (settings.header_read_timeout, settings.idle_timeout);
+        let (service, builder, shutdown) = (service.clone(), builder.clone(), shutdown.clone());
+        if port.json_protocol_errors {
+            connections.spawn(serve_connection(
+                JsonProtocolErrors::new(io),
+                activity,
+                (local, peer),
+                service,
+                builder,
+                limits,
+                shutdown,
+            ));
+        } else {
+            connections.spawn(serve_connection(
+                io,
+                activity,
+                (local, peer),
+                service,
+                builder,
+                limits,
+                shutdown,
+            ));
+        }
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
@@ -245,16 +266,16 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-#[allow(clippy::too_many_arguments)] // one connection's whole context
-async fn serve_connection<S, B>(
-    io: Watched,
+async fn serve_connection<IO, S, B>(
+    io: IO,
+    activity: Arc<Activity>,
     (local, peer): (Option<SocketAddr>, SocketAddr),
     service: S,
     builder: auto::Builder<TokioExecutor>,
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
+    (header_read_timeout, idle_timeout): (Duration, Duration),
     shutdown: CancellationToken,
 ) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
@@ -263,7 +284,6 @@ async fn serve_connection<S, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let activity = io.activity.clone();
     let calls = activity.clone();
     let hyper_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(TcpConnectInfo {

@@ -12,7 +12,8 @@
 //!   [`client_faults`] gives calls that failed through the client's fault
 //!   (undecodable messages, reset streams) the client's code.
 //! - [`connections`]: the accept loop of both ports, with a cap, timeouts
-//!   and keepalive on every connection.
+//!   and keepalive on every connection; [`protocol_errors`] gives hyper's
+//!   own answers on the JSON port (414, 431, 400) the JSON error shape.
 
 pub mod client_faults;
 pub mod connections;
@@ -23,6 +24,7 @@ pub mod http;
 pub mod middleware;
 pub mod observe;
 pub mod openapi;
+pub mod protocol_errors;
 pub mod seed;
 
 use std::net::IpAddr;
