@@ -7,7 +7,9 @@
 //!   is accepted and closed at once, so descriptors stay bounded and the
 //!   connections already open, and the other port, keep working;
 //! - a client must send its first bytes within `header_read_timeout`, and
-//!   each HTTP/1 request head too (hyper's header-read timeout);
+//!   each HTTP/1 request head too (hyper's header-read timeout, which also
+//!   times the wait for the next request on a kept-alive connection: it is
+//!   the HTTP/1 keep-alive idle timeout);
 //! - a connection with no call in flight for `idle_timeout` is closed
 //!   (HTTP/2 with a GOAWAY first, so a call racing the close is refused
 //!   cleanly rather than cut), and dropped if it is still open one
@@ -73,12 +75,13 @@ pub struct ConnectionSettings {
     pub max_connections: usize,
 
     /// How long a client has to send its first bytes after connecting, and
-    /// each HTTP/1 request head.
+    /// each HTTP/1 request head (also the HTTP/1 keep-alive idle timeout).
     #[arg(long, env = "MONITOR_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// A connection with no call in flight for this long is closed (HTTP/1
-    /// keep-alive and HTTP/2 alike).
+    /// A connection with no call in flight for this long is closed (HTTP/2
+    /// with a GOAWAY; HTTP/1 waiting for a request closes sooner, at the
+    /// header-read timeout).
     #[arg(long, env = "MONITOR_CONNECTION_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 

@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 use tonic::transport::Endpoint;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -156,7 +159,7 @@ async fn idle_connections_past_the_file_limit_are_shed_and_both_ports_keep_answe
 }
 
 #[tokio::test]
-async fn a_client_that_sends_no_complete_request_head_is_closed_after_the_header_read_timeout() {
+async fn silent_slow_and_kept_alive_http1_connections_close_at_the_header_read_timeout() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cmd = monitor_command(tmp.path());
     cmd.env("MONITOR_HEADER_READ_TIMEOUT", "1s")
@@ -168,10 +171,20 @@ async fn a_client_that_sends_no_complete_request_head_is_closed_after_the_header
     let silent_grpc = TcpStream::connect(&grpc).await.unwrap();
     let mut partial = TcpStream::connect(&http).await.unwrap();
     partial.write_all(H1_HELLO).await.unwrap();
+    // A kept-alive connection after one whole request and its answer.
+    let mut kept_alive = TcpStream::connect(&http).await.unwrap();
+    kept_alive.write_all(H1_HELLO).await.unwrap();
+    kept_alive.write_all(b"\r\n").await.unwrap();
+    let mut answer = [0u8; 1024];
+    let n = kept_alive.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
     let started = Instant::now();
-    let mut closed_after = [None; 3];
+    let mut closed_after = [None; 4];
     while started.elapsed() < Duration::from_secs(5) && closed_after.iter().any(Option::is_none) {
-        for (i, stream) in [&silent, &silent_grpc, &partial].into_iter().enumerate() {
+        for (i, stream) in [&silent, &silent_grpc, &partial, &kept_alive]
+            .into_iter()
+            .enumerate()
+        {
             if closed_after[i].is_none() && closed(stream) {
                 closed_after[i] = Some(started.elapsed());
             }
@@ -179,8 +192,8 @@ async fn a_client_that_sends_no_complete_request_head_is_closed_after_the_header
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!(
-        "closed after (silent HTTP, silent gRPC, unfinished head): {closed_after:?} \
-         (header-read timeout 1 s, idle timeout 60 s)"
+        "closed after (silent HTTP, silent gRPC, unfinished head, HTTP/1 kept alive after a \
+         request): {closed_after:?} (header-read timeout 1 s, idle timeout 60 s)"
     );
     for after in closed_after {
         let after = after.expect("closed");
