@@ -9,18 +9,19 @@
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use sea_orm::DatabaseConnection;
-use std::future::IntoFuture;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
 
 use tokio::sync::Notify;
 
 use crate::{
     api::{
+        client_faults::ClientFaultLayer,
+        connections::{self, Port},
         grpc::MonitorApi,
         http as json_api,
         observe::{self, GrpcObserveLayer},
@@ -53,11 +54,19 @@ pub struct App {
     buffer: Arc<dyn Buffer>,
     prober: Prober,
     flusher: Flusher,
+    /// The open-file limit in force (raised to the hard limit at build).
+    open_files: u64,
 }
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        let open_files = connections::raise_open_file_limit();
+        tracing::info!(
+            open_files,
+            max_connections_per_port = settings.connections.cap(open_files),
+            "open-file limit"
+        );
         // reqwest and sqlx both use rustls with ring; pick the provider once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let db = open_database(&settings).await?;
@@ -130,6 +139,7 @@ impl App {
             buffer,
             prober,
             flusher,
+            open_files,
         })
     }
 
@@ -221,33 +231,46 @@ impl App {
                 openapi: Arc::new(openapi::document(self.services.urls.bounds())),
             },
         );
-        // TCP_NODELAY on both ports: a small response must not wait for the
-        // peer's delayed ACK (Nagle), which costs ~40 ms per exchange.
-        let http_listener = self.http_listener.tap_io(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let http_server = axum::serve(
-            http_listener,
-            http_app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let http_server = tokio::spawn(http_server.into_future());
+        // Both ports share one accept loop: a cap on connections, timeouts,
+        // keepalive pings and TCP_NODELAY (see api::connections).
+        let max_connections = self.settings.connections.cap(self.open_files);
+        let http_server = tokio::spawn(connections::serve(
+            self.http_listener,
+            http_app,
+            Port {
+                name: "http",
+                max_connections,
+                http2_only: false,
+                json_protocol_errors: true,
+            },
+            self.settings.connections.clone(),
+            shutdown.clone(),
+        ));
 
-        let server = Server::builder()
+        let grpc_service = ServiceBuilder::new()
             .layer(observe::request_id_layers())
             .layer(GrpcObserveLayer::new(self.metrics.clone()))
+            .layer(ClientFaultLayer)
             .layer(AuthLayer::new(self.keys.clone()))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(MonitorServiceServer::new(api))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
-                shutdown.clone().cancelled_owned(),
+            .service(
+                Routes::new(health_service)
+                    .add_service(reflection_v1)
+                    .add_service(reflection_v1alpha)
+                    .add_service(MonitorServiceServer::new(api))
+                    .prepare(),
             );
-        let server = tokio::spawn(server);
+        let server = tokio::spawn(connections::serve(
+            self.grpc_listener,
+            grpc_service,
+            Port {
+                name: "grpc",
+                max_connections,
+                http2_only: true,
+                json_protocol_errors: false,
+            },
+            self.settings.connections.clone(),
+            shutdown.clone(),
+        ));
 
         let grace = self.settings.shutdown_grace;
         let aborts = [server.abort_handle(), http_server.abort_handle()];
@@ -255,14 +278,12 @@ impl App {
         let grpc = async {
             let r = server.await;
             shutdown.cancel();
-            r.context("gRPC server task panicked")?
-                .context("gRPC server failed")
+            r.context("gRPC server task panicked")
         };
         let http = async {
             let r = http_server.await;
             shutdown.cancel();
-            r.context("HTTP server task panicked")?
-                .context("HTTP server failed")
+            r.context("HTTP server task panicked")
         };
         let result = tokio::select! {
             (g, h) = async { tokio::join!(grpc, http) } => g.and(h),

@@ -3,7 +3,7 @@
 //!
 //! Each module's settings are a group of their own ([`AuthSettings`],
 //! [`UrlSettings`], [`ProberSettings`], [`FlushSettings`],
-//! [`BufferSettings`]), defined and validated beside the code they set and
+//! [`BufferSettings`], [`ConnectionSettings`]), defined and validated beside the code they set and
 //! flattened here: flags and environment variables keep their names, and
 //! `App::build` hands each group to its module as it is. Every field shows
 //! up in `monitor --help`. A bad setting stops start-up with a message
@@ -16,8 +16,9 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::error::check_setting;
 pub use crate::{
-    auth::AuthSettings, buffer::BufferSettings, error::SettingsError, flush::FlushSettings,
-    prober::ProberSettings, service::UrlSettings, telemetry::LogFormat,
+    api::connections::ConnectionSettings, auth::AuthSettings, buffer::BufferSettings,
+    error::SettingsError, flush::FlushSettings, prober::ProberSettings, service::UrlSettings,
+    telemetry::LogFormat,
 };
 
 /// The monitor server: watches HTTP endpoints for many users.
@@ -65,6 +66,9 @@ pub struct Settings {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "MONITOR_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub connections: ConnectionSettings,
 
     #[command(flatten)]
     pub auth: AuthSettings,
@@ -152,6 +156,7 @@ impl Settings {
             "MONITOR_HTTP_MAX_BODY",
             "must be between 1024 and 16777216 bytes",
         )?;
+        self.connections.validate()?;
         self.auth.validate()?;
         check_setting(
             self.auth.token_key.is_some() || self.database_kind() == DatabaseKind::Sqlite,

@@ -3,9 +3,12 @@
 //! (the server as a whole, `""`, and `monitor.v1.MonitorService`) and the
 //! HTTP `/readyz`. `/healthz` only says the process serves.
 //!
-//! NOT_SERVING while either is unreachable, SERVING again after: a load
-//! balancer then sends calls to instances that can answer them. Each check
-//! also samples the buffer backlog and the database pool for `/metrics`.
+//! NOT_SERVING while either is unreachable, or while the database answers
+//! but refuses writes (each check writes one row: a read-only file or
+//! database would otherwise look ready while every Register and AddUrl
+//! fails), SERVING again after: a load balancer then sends calls to
+//! instances that can answer them. Each check also samples the buffer
+//! backlog and the database pool for `/metrics`.
 
 use std::{
     sync::{
@@ -38,6 +41,7 @@ pub struct Health {
     reporter: HealthReporter,
     metrics: Arc<Metrics>,
     db_ok: AtomicBool,
+    db_writable: AtomicBool,
     redis_ok: AtomicBool,
 }
 
@@ -56,13 +60,16 @@ impl Health {
             reporter,
             metrics,
             db_ok: AtomicBool::new(true),
+            db_writable: AtomicBool::new(true),
             redis_ok: AtomicBool::new(true),
         }
     }
 
     /// Whether every dependency answered the last check.
     pub fn ready(&self) -> bool {
-        self.db_ok.load(Ordering::Relaxed) && self.redis_ok.load(Ordering::Relaxed)
+        self.db_ok.load(Ordering::Relaxed)
+            && self.db_writable.load(Ordering::Relaxed)
+            && self.redis_ok.load(Ordering::Relaxed)
     }
 
     /// The last check, for `/readyz`.
@@ -70,7 +77,13 @@ impl Health {
         let state = |ok: bool| if ok { "ok" } else { "unreachable" };
         json!({
             "ready": self.ready(),
-            "database": state(self.db_ok.load(Ordering::Relaxed)),
+            "database": if !self.db_ok.load(Ordering::Relaxed) {
+                "unreachable"
+            } else if !self.db_writable.load(Ordering::Relaxed) {
+                "refuses writes"
+            } else {
+                "ok"
+            },
             "redis": if self.redis_configured {
                 state(self.redis_ok.load(Ordering::Relaxed))
             } else {
@@ -85,6 +98,23 @@ impl Health {
         let db_ok = tokio::time::timeout(CHECK_TIMEOUT, self.db.ping())
             .await
             .is_ok_and(|r| r.is_ok());
+        let db_writable = if db_ok {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            match tokio::time::timeout(CHECK_TIMEOUT, store::check_writable(&self.db, now_ms)).await
+            {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    if self.db_writable.load(Ordering::Relaxed) {
+                        tracing::error!(error = %e, "the database refuses writes");
+                    }
+                    false
+                }
+                Err(_) => false,
+            }
+        } else {
+            // Unreachable says more; whether it takes writes is unknown.
+            true
+        };
         let backlog = tokio::time::timeout(CHECK_TIMEOUT, self.buffer.backlog()).await;
         let redis_ok = match backlog {
             Ok(Ok(n)) => {
@@ -98,6 +128,7 @@ impl Health {
         self.sample_pool();
         let before = self.ready();
         self.db_ok.store(db_ok, Ordering::Relaxed);
+        self.db_writable.store(db_writable, Ordering::Relaxed);
         self.redis_ok.store(redis_ok, Ordering::Relaxed);
         let ready = self.ready();
         self.set(if ready {
@@ -112,6 +143,7 @@ impl Health {
             } else {
                 tracing::error!(
                     database_ok = db_ok,
+                    database_writable = db_writable,
                     redis_ok,
                     "a dependency is unreachable: NOT_SERVING"
                 );

@@ -14,6 +14,7 @@ mod m20261126_000004_host_rates;
 mod m20261126_000005_states_incidents;
 mod m20261126_000006_url_periods;
 mod m20261126_000007_rollups;
+mod m20261126_000008_health_check;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_states_incidents::Migration),
             Box::new(m20261126_000006_url_periods::Migration),
             Box::new(m20261126_000007_rollups::Migration),
+            Box::new(m20261126_000008_health_check::Migration),
         ]
     }
 }

@@ -52,7 +52,7 @@ pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
             "/openapi.json",
             get(openapi_document).with_state(parts.openapi),
         );
-    Router::new()
+    let routes = Router::new()
         .merge(routes::monitor_service_rest_router(api.clone()))
         .merge(seed::router(api))
         .route_layer(from_fn_with_state(parts.keys, middleware::identify))
@@ -62,7 +62,12 @@ pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
         .layer(from_fn(middleware::errors_as_json))
         .layer(from_fn_with_state(parts.metrics, observe_http))
         .layer(observe::request_id_layers())
-        .layer(map_request(middleware::json_by_default))
+        .layer(map_request(middleware::json_by_default));
+    // Layers of a Router run inside each route, before axum adds `Allow` to
+    // a 405; this one wraps the whole router to see it.
+    Router::new()
+        .fallback_service(routes)
+        .layer(from_fn(middleware::name_allowed_methods))
 }
 
 /// Prometheus text format.

@@ -90,17 +90,13 @@ pub async fn errors_as_json(req: Request, next: Next) -> Response {
     let said = String::from_utf8_lossy(&body).trim().to_owned();
     let (status, code, message) = match status {
         StatusCode::NOT_FOUND => (status, Code::NotFound, or(said, "not found")),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            let allowed = allow
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("another method");
-            (
-                status,
-                Code::Unimplemented,
-                format!("method not allowed on this path; use {allowed}"),
-            )
-        }
+        // The methods a path allows are known only outside the router
+        // (axum adds `Allow` last): [`name_allowed_methods`] words it.
+        StatusCode::METHOD_NOT_ALLOWED => (
+            status,
+            Code::Unimplemented,
+            "method not allowed on this path".to_owned(),
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => (
             status,
             Code::InvalidArgument,
@@ -129,6 +125,36 @@ pub async fn errors_as_json(req: Request, next: Next) -> Response {
         res.headers_mut().insert(header::ALLOW, allow);
     }
     res
+}
+
+/// Outside the router: a 405 names the methods the path allows, in its
+/// message and in the `Allow` header axum set (`GET, HEAD` for `/healthz`).
+pub async fn name_allowed_methods(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let res = next.run(req).await;
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return res;
+    }
+    let allowed = res
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').map(str::trim).collect::<Vec<_>>().join(", "))
+        .filter(|v| !v.is_empty());
+    let message = match &allowed {
+        Some(allowed) => format!("{method} is not allowed on {path}; allowed: {allowed}"),
+        None => format!("{method} is not allowed on {path}"),
+    };
+    let (mut parts, _) = res.into_parts();
+    let json = error_response(parts.status, Code::Unimplemented, &message, &[]);
+    let (json_parts, body) = json.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(json_parts.headers);
+    if let Some(allowed) = allowed.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        parts.headers.insert(header::ALLOW, allowed);
+    }
+    Response::from_parts(parts, body)
 }
 
 fn or(said: String, fallback: &str) -> String {

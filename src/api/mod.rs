@@ -8,8 +8,15 @@
 //!   implementation, the seed's routes ([`seed`]), the OpenAPI document
 //!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
 //!   [`Caller`] and keeps every answer JSON.
-//! - [`observe`]: one span, metric sample and request id per call.
+//! - [`observe`]: one span, metric sample and request id per call;
+//!   [`client_faults`] gives calls that failed through the client's fault
+//!   (undecodable messages, reset streams) the client's code.
+//! - [`connections`]: the accept loop of both ports, with a cap, timeouts
+//!   and keepalive on every connection; [`protocol_errors`] gives hyper's
+//!   own answers on the JSON port (414, 431, 400) the JSON error shape.
 
+pub mod client_faults;
+pub mod connections;
 pub mod convert;
 pub mod gateway;
 pub mod grpc;
@@ -17,6 +24,7 @@ pub mod http;
 pub mod middleware;
 pub mod observe;
 pub mod openapi;
+pub mod protocol_errors;
 pub mod seed;
 
 use std::net::IpAddr;

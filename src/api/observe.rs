@@ -21,7 +21,10 @@
 //! For gRPC the code is read from the response headers: a unary error is
 //! answered "trailers-only" with `grpc-status` there; without it the call
 //! succeeded. (A streaming call — only reflection here — is counted when its
-//! headers are sent.)
+//! headers are sent.) A call dropped before it answered (the client reset
+//! it) is counted as CANCELLED. [`super::client_faults`], just inside this
+//! layer, gives the client's code to calls tonic fails as INTERNAL for the
+//! client's doing (a message that does not decode, a reset stream).
 
 use std::{
     collections::HashSet,
@@ -233,7 +236,12 @@ where
         let span = span("grpc", &method, &id);
         // The inner layers (auth) run inside the span and record the user.
         let fut = span.in_scope(|| self.inner.call(req));
-        let metrics = self.metrics.clone();
+        let mut unanswered = Unanswered {
+            metrics: self.metrics.clone(),
+            method,
+            started,
+            answered: false,
+        };
         Box::pin(
             async move {
                 let res = fut.await?;
@@ -243,12 +251,48 @@ where
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(Code::Ok, Code::from);
+                unanswered.answered = true;
                 let name = tonic_rest::grpc_code_name(code).to_owned();
-                finish(&metrics, "grpc", &method, name, server_fault(code), started);
+                let u = &unanswered;
+                finish(
+                    &u.metrics,
+                    "grpc",
+                    &u.method,
+                    name,
+                    server_fault(code),
+                    started,
+                );
                 Ok(res)
             }
             .instrument(span),
         )
+    }
+}
+
+/// A gRPC call whose future is dropped before it answers was cancelled:
+/// the client reset the stream (or the connection went away) and hyper
+/// dropped the call. It is counted and logged as CANCELLED, a client's
+/// doing.
+struct Unanswered {
+    metrics: Arc<Metrics>,
+    method: String,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.answered {
+            let name = tonic_rest::grpc_code_name(Code::Cancelled).to_owned();
+            finish(
+                &self.metrics,
+                "grpc",
+                &self.method,
+                name,
+                false,
+                self.started,
+            );
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
-    TransactionTrait,
+    Statement, TransactionTrait,
 };
 
 /// Any number: identifies the lock that serialises migrations across
@@ -79,6 +79,24 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     } else {
         Migrator::up(db, None).await
     }
+}
+
+/// Proves the database takes writes (readiness): updates the one row of
+/// `health_check` with `now_ms`. A read-only SQLite file or a Postgres
+/// that refuses writes fails here while a ping still succeeds.
+pub async fn check_writable(db: &DatabaseConnection, now_ms: i64) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "UPDATE health_check SET checked_ms = $1 WHERE id = 1",
+        _ => "UPDATE health_check SET checked_ms = ? WHERE id = 1",
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [now_ms.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Whether an error is a unique-constraint violation.

@@ -32,6 +32,24 @@ pub fn monitor_command(data_dir: &Path) -> Command {
     cmd
 }
 
+/// `cmd` run under an open-file limit of `limit` (soft and hard, so the
+/// server cannot raise it), through `sh -c 'ulimit -n …; exec …'`.
+pub fn with_open_file_limit(cmd: &Command, limit: u32) -> Command {
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => limited.env(key, value),
+            None => limited.env_remove(key),
+        };
+    }
+    limited
+}
+
 /// Asks a child to stop (SIGTERM) and waits for it.
 pub fn terminate(child: &mut Child) -> ExitStatus {
     let status = Command::new("kill")
@@ -118,6 +136,19 @@ impl Running {
             .await
             .unwrap();
         client
+    }
+
+    /// How many file descriptors the process has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, Iterator::count)
+    }
+
+    /// Every line logged so far (waiting briefly for more).
+    pub fn read_log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+            self.log.push(line);
+        }
+        &self.log
     }
 
     /// The process's resident memory, in MiB.

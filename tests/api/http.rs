@@ -488,6 +488,96 @@ async fn malformed_requests_get_json_errors_never_a_500() {
     }
 }
 
+/// Sends `request` as it is over a new connection; returns the status, the
+/// lower-cased head and the body (hyper answers these itself, before any
+/// route; the HTTP client cannot even build a URI of 64 KiB).
+async fn raw_bytes(app: &TestApp, request: &[u8]) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(app.http_addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    // The server may answer and close before it has read everything (a
+    // head over its buffer); the answer is read while the request is
+    // written, before the reset that unread bytes cause can discard it.
+    let request = request.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&request).await;
+        write
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        read.read_to_end(&mut answer),
+    )
+    .await;
+    drop(writer.await);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// What hyper answers before any route (a URI too long, a head too large, a
+/// request line that does not parse) and what a route answers to a method
+/// it does not take both come in the JSON error shape, saying what to do
+/// (issue 13, item 6: 414 had an empty body, 405 said "use another method").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_and_wrong_methods_get_json_errors_that_say_what_to_do() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let long_uri = format!("GET /{} HTTP/1.1\r\nhost: m\r\n\r\n", "a".repeat(70_000));
+    let big_head = format!(
+        "GET /healthz HTTP/1.1\r\nhost: m\r\nx-big: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
+    for (what, request, status, mentions) in [
+        (
+            "URI of 70,000 bytes",
+            long_uri.as_bytes(),
+            414,
+            "URI too long",
+        ),
+        ("head of 500 KB", big_head.as_bytes(), 431, "too large"),
+        (
+            "garbage request line",
+            &b"HELLO THERE\r\n\r\n"[..],
+            400,
+            "malformed",
+        ),
+    ] {
+        let (got, head, body) = raw_bytes(&app, request).await;
+        eprintln!("{what}: {got} {body}");
+        assert_eq!(got, status, "{what}: {head}\n{body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        let json: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+        assert_eq!(json["code"], 3, "{what}: {json}");
+        assert!(
+            json["message"].as_str().unwrap().contains(mentions),
+            "{what}: {json}"
+        );
+    }
+
+    for (method, path, allowed) in [
+        (Method::POST, "/healthz", "GET, HEAD"),
+        (Method::DELETE, "/metrics", "GET, HEAD"),
+        (Method::GET, "/v1/users", "POST"),
+        (Method::PUT, "/register", "POST"),
+    ] {
+        let (s, headers, got) = raw(&app, method.clone(), path, None, "", None).await;
+        eprintln!("{method} {path}: {s} {got}");
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{got}");
+        assert_eq!(got["code"], 12, "{got}");
+        let message = got["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("allowed: {allowed}")),
+            "{method} {path}: {message}"
+        );
+        assert_eq!(headers["allow"], allowed, "{method} {path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_without_a_content_type_is_read_as_json() {
     let app = spawn_app(Backend::Sqlite).await;

@@ -3,6 +3,7 @@
 
 mod binary;
 mod client;
+mod connections;
 mod faults;
 mod helpers;
 mod hostile;
@@ -15,6 +16,7 @@ mod services;
 mod steps;
 mod target;
 mod tools;
+mod wire;
 
 mod abuse;
 mod accounts;

@@ -247,6 +247,89 @@ async fn health_follows_postgres_and_redis_down_and_back() {
     app.stop().await;
 }
 
+/// A database that answers but refuses writes is not ready: a ping alone
+/// said "ok" while Register and AddUrl failed (issue 13, item 6). SQLite:
+/// the database file opened read-only; Postgres: the test database set
+/// `default_transaction_read_only` and the server's connections renewed,
+/// then set back.
+async fn a_database_that_refuses_writes_is_not_ready(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Database};
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite_file = tmp.path().join("ro.db");
+    if backend == Backend::Sqlite {
+        // Created and migrated while writable, then served read-only.
+        let url = format!("sqlite://{}?mode=rwc", sqlite_file.display());
+        monitor::store::connect(&url, 1)
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+    }
+    let mut app = spawn_app_with(backend, |s| {
+        s.health_interval = Duration::from_millis(200);
+        if backend == Backend::Sqlite {
+            s.database_url = Some(format!("sqlite://{}?mode=ro", sqlite_file.display()));
+        }
+    })
+    .await;
+    let admin = Database::connect(crate::helpers::postgres_admin_url()).await;
+    let name = app.database.url.rsplit('/').next().unwrap().to_owned();
+    let renew_connections = async |admin: &sea_orm::DatabaseConnection| {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .unwrap();
+    };
+    if backend == Backend::Postgres {
+        wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
+        let admin = admin.as_ref().unwrap();
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"
+            ))
+            .await
+            .unwrap();
+        renew_connections(admin).await;
+    }
+    wait_health(
+        &app,
+        ServingStatus::NotServing,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    let (_, body) = app.get_json("/readyz", None).await;
+    assert_eq!(body["database"], "refuses writes", "{body}");
+    let refused = app
+        .client
+        .register(pb::RegisterRequest {
+            email: "ro@example.com".into(),
+            password: crate::helpers::PASSWORD.into(),
+        })
+        .await;
+    eprintln!(
+        "/readyz {body}; Register: {:?}",
+        refused.as_ref().map_err(tonic::Status::code)
+    );
+    assert!(refused.is_err(), "the database really refuses writes");
+    if backend == Backend::Postgres {
+        let admin = admin.as_ref().unwrap();
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE \"{name}\" RESET default_transaction_read_only"
+            ))
+            .await
+            .unwrap();
+        renew_connections(admin).await;
+        wait_health(&app, ServingStatus::Serving, StatusCode::OK).await;
+    }
+    app.stop().await;
+}
+
+crate::on_both_backends!(a_database_that_refuses_writes_is_not_ready);
+
 /// Made-up gRPC paths and HTTP methods, as an unauthenticated stranger can
 /// send them, add no metric series: each is counted under one `unknown` /
 /// `OTHER` label. Measured on the binary, in its own process.
