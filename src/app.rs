@@ -22,6 +22,7 @@ use crate::{
     api::{
         client_faults::ClientFaultLayer,
         connections::{self, Port},
+        deadline::DeadlineLayer,
         grpc::MonitorApi,
         http as json_api,
         observe::{self, GrpcObserveLayer},
@@ -251,6 +252,7 @@ impl App {
             .layer(observe::request_id_layers())
             .layer(GrpcObserveLayer::new(self.metrics.clone()))
             .layer(ClientFaultLayer)
+            .layer(DeadlineLayer)
             .layer(AuthLayer::new(self.keys.clone()))
             .service(
                 Routes::new(health_service)

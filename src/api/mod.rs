@@ -10,7 +10,8 @@
 //!   [`Caller`] and keeps every answer JSON.
 //! - [`observe`]: one span, metric sample and request id per call;
 //!   [`client_faults`] gives calls that failed through the client's fault
-//!   (undecodable messages, reset streams) the client's code.
+//!   (undecodable messages, reset streams) the client's code; [`deadline`]
+//!   ends a call past its `grpc-timeout` with DEADLINE_EXCEEDED.
 //! - [`connections`]: the accept loop of both ports, with a cap, timeouts
 //!   and keepalive on every connection; [`protocol_errors`] gives hyper's
 //!   own answers on the JSON port (414, 431, 400) the JSON error shape.
@@ -18,6 +19,7 @@
 pub mod client_faults;
 pub mod connections;
 pub mod convert;
+pub mod deadline;
 pub mod gateway;
 pub mod grpc;
 pub mod http;

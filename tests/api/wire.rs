@@ -22,11 +22,17 @@ async fn h2_client(addr: &str) -> h2::client::SendRequest<Bytes> {
 }
 
 fn grpc_request(addr: &str, path: &str) -> http::Request<()> {
-    http::Request::post(format!("http://{addr}{path}"))
+    grpc_request_with(addr, path, &[])
+}
+
+fn grpc_request_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> http::Request<()> {
+    let mut request = http::Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap()
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(()).unwrap()
 }
 
 /// A gRPC frame: uncompressed, its length, the bytes.
@@ -45,10 +51,16 @@ async fn call_raw(
     addr: &str,
     body: Bytes,
 ) -> (String, String) {
+    call_raw_with(client, grpc_request(addr, REGISTER), body).await
+}
+
+async fn call_raw_with(
+    client: &h2::client::SendRequest<Bytes>,
+    request: http::Request<()>,
+    body: Bytes,
+) -> (String, String) {
     let mut client = client.clone().ready().await.unwrap();
-    let (response, mut send) = client
-        .send_request(grpc_request(addr, REGISTER), false)
-        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
     send.send_data(body, true).unwrap();
     let response = response.await.unwrap();
     let mut headers = response.headers().clone();
@@ -159,4 +171,30 @@ async fn malformed_messages_are_invalid_argument_and_resets_cancelled_never_inte
         !log.contains("\"level\":\"ERROR\""),
         "nothing logged as a server failure:\n{log}"
     );
+}
+
+/// The server ends a call past the deadline its client sent (`grpc-timeout`)
+/// with DEADLINE_EXCEEDED, whether or not the client enforces it (this one
+/// does not): an argon2 hash takes longer than a millisecond.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_grpc_timeout_is_deadline_exceeded() {
+    use prost::Message;
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    let addr = app.addr.to_string();
+    let client = h2_client(&addr).await;
+    let register = |email: &str| {
+        frame(
+            &monitor::proto::monitor::v1::RegisterRequest {
+                email: email.into(),
+                password: crate::helpers::PASSWORD.into(),
+            }
+            .encode_to_vec(),
+        )
+    };
+    let late = grpc_request_with(&addr, REGISTER, &[("grpc-timeout", "1m")]);
+    let (status, message) = call_raw_with(&client, late, register("late@example.com")).await;
+    assert_eq!(status, "4", "DEADLINE_EXCEEDED: {message}");
+    let in_time = grpc_request_with(&addr, REGISTER, &[("grpc-timeout", "30S")]);
+    let (status, message) = call_raw_with(&client, in_time, register("in-time@example.com")).await;
+    assert_eq!(status, "0", "{message}");
 }
