@@ -25,6 +25,7 @@ mod incidents;
 mod outages;
 mod pipeline;
 mod prober;
+mod properties;
 mod scaleout;
 mod server;
 mod stats;
