@@ -47,6 +47,7 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
             ("MONITOR_TOKEN_KEY", key.as_str()),
             ("MONITOR_ALLOW_PRIVATE_TARGETS", "true"),
             ("MONITOR_MIN_PERIOD", "1s"),
+            ("MONITOR_MAX_HOST_RATE", "100"),
             ("MONITOR_SCHEDULE_TICK", "50ms"),
             ("MONITOR_FLUSH_INTERVAL", "200ms"),
             // No retention pass during the test: the lock below must stall
@@ -106,8 +107,28 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
             .await
             .unwrap();
     }
+    // And one failing every second: its results pile up behind the stalled
+    // flush and are written (with the incident they open) after the restart.
+    client
+        .add_url(authed(
+            pb::AddUrlRequest {
+                url: target.url("/fail?f=down"),
+                period: Some(pbjson_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let ok_hits = || {
+        (0..10)
+            .map(|i| target.hits(&format!("/ok?f={i}")).len())
+            .sum::<usize>()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while target.total_hits() < 10 {
+    while ok_hits() < 10 || target.hits("/fail?f=down").len() < 4 {
         assert!(std::time::Instant::now() < deadline, "probes not made");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -132,7 +153,7 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
     };
     let pending = || redis_number(&["XPENDING", &stream, "flushers"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis_number(&["XLEN", &stream]) < 10 || pending() == 0 {
+    while redis_number(&["XLEN", &stream]) < 14 || pending() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the results never reached the stream, or the flush never read them"
@@ -146,7 +167,7 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
     service.wait_ready().await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while count(&db, "SELECT count(*) FROM statuses").await < 10 {
+    while count(&db, "SELECT count(*) FROM statuses").await < 14 {
         assert!(
             std::time::Instant::now() < deadline,
             "results were not stored after the restart"
@@ -156,14 +177,35 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     service.stop();
 
-    let rows = count(&db, "SELECT count(*) FROM statuses").await;
-    let distinct = count(&db, "SELECT count(DISTINCT (url_id, due_at)) FROM statuses").await;
-    assert_eq!(target.total_hits(), 10, "each URL probed once");
+    let ok_urls = "url_id IN (SELECT id FROM urls WHERE url LIKE '%/ok?%')";
+    let rows = count(
+        &db,
+        &format!("SELECT count(*) FROM statuses WHERE {ok_urls}"),
+    )
+    .await;
+    let distinct = count(
+        &db,
+        &format!("SELECT count(DISTINCT (url_id, due_at)) FROM statuses WHERE {ok_urls}"),
+    )
+    .await;
+    assert_eq!(ok_hits(), 10, "each URL probed once");
     assert_eq!(
         rows, 10,
         "probes made 10, rows stored {rows}: nothing lost, nothing twice"
     );
     assert_eq!(distinct, rows);
     assert_eq!(pending(), 0, "every result acknowledged");
+    // The failing URL: its batch was read, stalled, the reader killed, the
+    // batch read again: one incident, each stored failure counted once.
+    let failures = count(
+        &db,
+        "SELECT count(*) FROM statuses WHERE url_id IN (SELECT id FROM urls WHERE url LIKE '%/fail?%')",
+    )
+    .await;
+    assert_eq!(count(&db, "SELECT count(*) FROM incidents").await, 1);
+    assert_eq!(
+        count(&db, "SELECT failed_probes::int8 FROM incidents").await,
+        failures
+    );
     db.close().await.ok();
 }

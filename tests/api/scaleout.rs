@@ -23,8 +23,10 @@ use std::{
 };
 
 use monitor::{
-    client::RetryChannel, proto::monitor::v1 as pb,
-    proto::monitor::v1::monitor_service_client::MonitorServiceClient, store::statuses,
+    client::RetryChannel,
+    proto::monitor::v1 as pb,
+    proto::monitor::v1::monitor_service_client::MonitorServiceClient,
+    store::{incidents, statuses},
 };
 use sea_orm::{Database, EntityTrait};
 use tonic::transport::Channel;
@@ -309,6 +311,25 @@ async fn an_instance_killed_behind_envoy_costs_no_call_and_no_duplicate_probe() 
             .unwrap();
         ids.push(url.id);
     }
+    // And one that always fails: one incident, opened once by either
+    // instance's flusher, every failure counted once.
+    let failing = client
+        .add_url(authed(
+            pb::AddUrlRequest {
+                url: target.url("/fail?u=down"),
+                period: Some(pbjson_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+        .unwrap()
+        .id;
     let json = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/v1/urls", envoy.json))
         .bearer_auth(&token)
@@ -443,5 +464,19 @@ async fn an_instance_killed_behind_envoy_costs_no_call_and_no_duplicate_probe() 
             hits.len()
         );
     }
+    let incidents = incidents::Entity::find().all(&db).await.unwrap();
+    assert_eq!(
+        incidents.len(),
+        1,
+        "one run of failures, one incident: {incidents:?}"
+    );
+    let failures = stored.get(&failing).copied().unwrap_or(0);
+    assert!(failures >= 10, "{failures} failures stored");
+    assert_eq!(
+        usize::try_from(incidents[0].failed_probes).unwrap(),
+        failures,
+        "every stored failure counted once"
+    );
+    assert!(incidents[0].resolved_at.is_none());
     db.close().await.ok();
 }
