@@ -195,6 +195,7 @@ async fn send(
         "ListUrls" => unary!(pb::ListUrlsRequest, list_urls),
         "DeleteUrl" => unary!(pb::DeleteUrlRequest, delete_url),
         "ListStatuses" => unary!(pb::ListStatusesRequest, list_statuses),
+        "GetUrlStats" => unary!(pb::GetUrlStatsRequest, get_url_stats),
         other => anyhow::bail!("unknown method {other}"),
     })
 }

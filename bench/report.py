@@ -38,6 +38,7 @@ flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
 rss, lateness = load("rss_100k"), load("lateness_10k")
 rss_sqlite = load("rss_100k_sqlite")
 soak_sqlite, soak_pg = load("soak_sqlite"), load("soak_postgres")
+rollups, stats_day, stats_min = load("rollups"), load("stats_day_200"), load("stats_minute_200")
 
 
 def soak_growth(soak):
@@ -63,6 +64,15 @@ rows = [
     ("  raw ceiling: wrk, Connection: close", anchors["wrk_close_per_s"], "req/s", None, None, "reference", None),
     ("Flush rows/s, Redis -> Postgres", flush["flush_rows_per_s"], "rows/s",
      ("psql \\copy", flush["copy_rows_per_s"]), flush["flush_over_copy"], ">= 0.5x COPY", 0.5),
+    ("Flush write with states, incidents and rollups, rows/s", flush["write_with_state_and_rollups_rows_per_s"],
+     "rows/s", ("statuses only, same batches", flush["write_statuses_only_rows_per_s"]),
+     flush["derived_over_plain"], ">= 0.9x statuses only", 0.9),
+    (f"GetUrlStats p99, 365 days at DAY, 200 rps (achieved {ok_rps(stats_day):,.0f} rps)", p99_ms(stats_day), "ms",
+     None, None, "<= 20 ms at 200 rps", -20.0 if ok_rps(stats_day) >= 190 else -0.0001),
+    (f"GetUrlStats p99, 48 hours at MINUTE (2,880 buckets), 200 rps (achieved {ok_rps(stats_min):,.0f} rps)",
+     p99_ms(stats_min), "ms", None, None, "<= 50 ms at 200 rps", -50.0 if ok_rps(stats_min) >= 190 else -0.0001),
+    (f"Rollup storage per URL-year (Postgres, {rollups['rows_per_url']:,.0f} rows per URL)",
+     rollups["bytes_per_url_year"], "bytes", None, None, "<= 1 MB", -1_000_000.0),
     ("Register RPC/s", ok_rps(register), "RPC/s", ("raw argon2id hashes/s", argon["hashes_per_s"]),
      ok_rps(register) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
     ("Login RPC/s", ok_rps(login), "RPC/s", ("raw argon2id hashes/s", argon["hashes_per_s"]),
@@ -105,9 +115,10 @@ for name, value, unit, base, ratio, target, goal in rows:
 errors = {k: v["errorDistribution"] for k, v in
           {"register": register, "login": login, "addurl": addurl, "addurl_2000": addurl_2k,
            "liststatuses": ls, "liststatuses_2000": ls_2k, "addurl_users": addurl_u,
-           "addurl_users_2000": addurl_u_2k}.items() if v["errorDistribution"]}
+           "addurl_users_2000": addurl_u_2k, "stats_day_200": stats_day,
+           "stats_minute_200": stats_min}.items() if v["errorDistribution"]}
 report = {"machine": m, "results": table, "rpc_errors": errors,
-          "raw": {n: load(n) for n in ["flush", "prober_nginx", "anchors", "rss_100k",
+          "raw": {n: load(n) for n in ["flush", "rollups", "prober_nginx", "anchors", "rss_100k",
                                   "rss_100k_sqlite", "lateness_10k", "argon2", "soak_sqlite", "soak_postgres"]}}
 out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
 

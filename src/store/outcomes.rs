@@ -71,12 +71,37 @@ pub async fn write_batch(
     db: &DatabaseConnection,
     rows: &[&ProbeResult],
 ) -> anyhow::Result<Written> {
+    write(db, rows, Derive::All).await
+}
+
+/// Only step 1: the statuses, nothing derived from them. What the flush
+/// did before states and rollups: `bench/flush.rs` measures
+/// [`write_batch`] against it.
+pub async fn write_statuses_only(
+    db: &DatabaseConnection,
+    rows: &[&ProbeResult],
+) -> anyhow::Result<Written> {
+    write(db, rows, Derive::Nothing).await
+}
+
+/// Whether a write goes on past the statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Derive {
+    All,
+    Nothing,
+}
+
+async fn write(
+    db: &DatabaseConnection,
+    rows: &[&ProbeResult],
+    derive: Derive,
+) -> anyhow::Result<Written> {
     if rows.is_empty() {
         return Ok(Written::default());
     }
     if db.get_database_backend() == DbBackend::Postgres {
         let mut tx = db.get_postgres_connection_pool().begin().await?;
-        let written = postgres::write(&mut tx, rows).await?;
+        let written = postgres::write(&mut tx, rows, derive).await?;
         tx.commit().await?;
         Ok(written)
     } else {
@@ -84,7 +109,7 @@ pub async fn write_batch(
         // below cannot change before this transaction writes them.
         let pool = db.get_sqlite_connection_pool();
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let written = sqlite::write(&mut tx, rows).await?;
+        let written = sqlite::write(&mut tx, rows, derive).await?;
         tx.commit().await?;
         Ok(written)
     }
@@ -286,14 +311,15 @@ const SELECT_STATES: &str = "SELECT s.url_id, s.state, s.state_since, s.last_app
 
 mod postgres {
     use super::{
-        Changes, DateTime, IncidentSql, Postgres, ProbeResult, SELECT_STATES, STATE_COLUMNS,
-        StateRow, Transaction, Utc, Written, apply_all, count, first_json, locked, ms_to_time,
-        outcomes_by_url, timestamp,
+        Changes, DateTime, Derive, IncidentSql, Postgres, ProbeResult, SELECT_STATES,
+        STATE_COLUMNS, StateRow, Transaction, Utc, Written, apply_all, count, first_json, locked,
+        ms_to_time, outcomes_by_url, timestamp,
     };
 
     pub(super) async fn write(
         tx: &mut Transaction<'_, Postgres>,
         rows: &[&ProbeResult],
+        derive: Derive,
     ) -> anyhow::Result<Written> {
         let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
             "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
@@ -314,7 +340,7 @@ mod postgres {
             inserted: inserted.len() as u64,
             ..Written::default()
         };
-        if inserted.is_empty() {
+        if inserted.is_empty() || derive == Derive::Nothing {
             return Ok(written);
         }
         let per_url = outcomes_by_url(rows, inserted);
@@ -370,7 +396,7 @@ mod postgres {
 
 mod sqlite {
     use super::{
-        Changes, DateTime, IncidentSql, ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite,
+        Changes, DateTime, Derive, IncidentSql, ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite,
         StateRow, Transaction, Utc, Written, apply_all, count, first_json, locked, ms_to_time,
         outcomes_by_url, sqlite_timestamp_text, timestamp,
     };
@@ -378,6 +404,7 @@ mod sqlite {
     pub(super) async fn write(
         tx: &mut Transaction<'_, Sqlite>,
         rows: &[&ProbeResult],
+        derive: Derive,
     ) -> anyhow::Result<Written> {
         let json = serde_json::Value::Array(
             rows.iter()
@@ -409,7 +436,7 @@ mod sqlite {
             inserted: inserted.len() as u64,
             ..Written::default()
         };
-        if inserted.is_empty() {
+        if inserted.is_empty() || derive == Derive::Nothing {
             return Ok(written);
         }
         let per_url = outcomes_by_url(rows, inserted);
