@@ -12,6 +12,7 @@ pub mod schedule;
 pub mod sketch;
 pub mod state;
 pub mod target_url;
+pub mod url_update;
 
 pub use email::Email;
 pub use password::Password;
@@ -22,6 +23,7 @@ pub use records::{
 };
 pub use schedule::Claim;
 pub use target_url::TargetUrl;
+pub use url_update::UrlUpdate;
 
 /// A user's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

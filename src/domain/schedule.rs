@@ -50,9 +50,132 @@ pub fn first_due(period: Period, now: DateTime<Utc>) -> (i64, i64) {
     (phase_ms, now.timestamp_millis())
 }
 
+/// A paused URL's next due time: past any claim's horizon, so that the
+/// claim's index range never holds paused URLs.
+pub const PAUSED_DUE_MS: i64 = i64::MAX;
+
+/// A URL's place on its grid, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub period: Period,
+    pub phase_ms: i64,
+    /// The next due time no prober has claimed ([`PAUSED_DUE_MS`] while paused).
+    pub next_due_ms: i64,
+    /// The due time claimed last.
+    pub last_due_ms: Option<i64>,
+    pub paused: bool,
+}
+
+impl Schedule {
+    /// The schedule from `now_ms` on, with `period` and `paused`.
+    ///
+    /// A new period starts a new grid, drift-free from the change on: the
+    /// next due time is one new period after the last claimed one, or now if
+    /// that is past (no burst, and no longer gap than the new period or the
+    /// time since the last probe), and the grid passes through it. Resumed,
+    /// a URL is due at the first point of its grid from now on, never again
+    /// at a due time already claimed. Paused, it has no due time.
+    #[must_use]
+    pub fn change(self, period: Period, paused: bool, now_ms: i64) -> Self {
+        let period_ms = i64::from(period.seconds()) * 1000;
+        let phase_ms = if period == self.period {
+            self.phase_ms
+        } else {
+            let anchor = self
+                .last_due_ms
+                .map_or(now_ms, |last| (last + period_ms).max(now_ms));
+            anchor.rem_euclid(period_ms)
+        };
+        let next_due_ms = if paused {
+            PAUSED_DUE_MS
+        } else if period == self.period && !self.paused {
+            self.next_due_ms
+        } else {
+            // The first grid point at or after now, after the last claimed.
+            let from = self
+                .last_due_ms
+                .map_or(now_ms - 1, |last| last.max(now_ms - 1));
+            next_grid_after(from, phase_ms, period_ms)
+        };
+        Self {
+            period,
+            phase_ms,
+            next_due_ms,
+            last_due_ms: self.last_due_ms,
+            paused,
+        }
+    }
+
+    /// Probes a second it sends, in millionths: none while paused.
+    pub fn rate_micros(self) -> i64 {
+        if self.paused {
+            0
+        } else {
+            self.period.rate_micros()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn every(seconds: u32) -> Period {
+        Period::from_stored_seconds(i32::try_from(seconds).unwrap())
+    }
+
+    /// Probed every 60 s on phase 0, last at 600 000, next at 660 000.
+    fn minutely() -> Schedule {
+        Schedule {
+            period: every(60),
+            phase_ms: 0,
+            next_due_ms: 660_000,
+            last_due_ms: Some(600_000),
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn a_shorter_period_is_due_one_new_period_after_the_last_probe() {
+        let s = minutely().change(every(10), false, 605_000);
+        assert_eq!(s.next_due_ms, 610_000);
+        assert_eq!(s.phase_ms, 0);
+        // Long after the last probe: due now, and the grid goes through now.
+        let s = minutely().change(every(10), false, 645_123);
+        assert_eq!(s.next_due_ms, 645_123);
+        assert_eq!(s.phase_ms, 5_123);
+    }
+
+    #[test]
+    fn a_longer_period_waits_one_new_period_after_the_last_probe() {
+        let s = minutely().change(every(90), false, 605_000);
+        assert_eq!(s.next_due_ms, 690_000);
+        assert_eq!((s.next_due_ms - s.phase_ms) % 90_000, 0);
+    }
+
+    #[test]
+    fn the_same_period_keeps_the_grid_and_the_next_due_time() {
+        assert_eq!(minutely().change(every(60), false, 605_000), minutely());
+    }
+
+    #[test]
+    fn paused_there_is_no_due_time_and_resumed_the_next_grid_point_is() {
+        let paused = minutely().change(every(60), true, 605_000);
+        assert_eq!(paused.next_due_ms, PAUSED_DUE_MS);
+        assert_eq!(paused.rate_micros(), 0);
+        let resumed = paused.change(every(60), false, 1_000_000);
+        assert_eq!(resumed.next_due_ms, 1_020_000);
+        assert_eq!(resumed.rate_micros(), 16_666);
+        // On a grid point exactly: due then, unless it was claimed already.
+        assert_eq!(
+            paused.change(every(60), false, 1_020_000).next_due_ms,
+            1_020_000
+        );
+        assert_eq!(
+            paused.change(every(60), false, 600_000).next_due_ms,
+            660_000
+        );
+    }
 
     #[test]
     fn grid_points_are_phase_plus_multiples_of_the_period() {
