@@ -11,7 +11,9 @@
 //! When claims succeed again the database's due times are stale (where the
 //! outage began), so a claim may hand back a due time already probed from
 //! memory: it is skipped, and the claim moves the database's schedule past
-//! it. The database takes over again from there.
+//! it. The database takes over again from there. Only due times memory
+//! handed out are skipped so: a claim earlier than the held next due time
+//! for another reason (UpdateUrl moved the URL to a new grid) is probed.
 //!
 //! An instance lets go of a URL when a complete claim (one not cut short by
 //! its limit) that covered the URL's next due time did not return it:
@@ -34,6 +36,9 @@ struct Held {
     period_ms: i64,
     /// The next due time not handed out yet.
     next_ms: i64,
+    /// Due times before this were handed out from memory, or skipped there
+    /// (`i64::MIN`: none).
+    memory_until_ms: i64,
     /// The claim round that last returned this URL.
     round: u64,
 }
@@ -77,6 +82,7 @@ impl Holdings {
                 url: claim.url.clone(),
                 period_ms: claim.period_ms,
                 next_ms: claim.due_ms,
+                memory_until_ms: i64::MIN,
                 round,
             });
             held.round = round;
@@ -87,8 +93,8 @@ impl Holdings {
             } else {
                 held.url = claim.url.clone();
             }
-            let already = claim.due_ms < held.next_ms;
-            held.next_ms = held.next_ms.max(claim.next_ms);
+            let already = claim.due_ms < held.memory_until_ms;
+            held.next_ms = claim.next_ms.max(held.memory_until_ms);
             if !already {
                 fresh.push(claim);
             }
@@ -133,6 +139,7 @@ impl Holdings {
                 });
                 held.next_ms += p;
             }
+            held.memory_until_ms = held.next_ms;
         }
         out
     }
@@ -217,6 +224,22 @@ mod tests {
         assert!(fresh.is_empty(), "4 000 was handed out from memory");
         let fresh = h.claimed(vec![claim(1, 5_000, 1_000)], 5_200, true);
         assert_eq!(dues(&fresh), [(1, 5_000)]);
+    }
+
+    #[test]
+    fn a_claim_moved_to_a_new_grid_is_probed_though_earlier_than_the_held_next() {
+        let mut h = Holdings::default();
+        h.claimed(vec![claim(1, 21_000, 10_000)], 21_000, true);
+        // UpdateUrl at 23 500: every 4 s, next at 25 000 (before 31 000).
+        let fresh = h.claimed(vec![claim(1, 25_000, 4_000)], 25_200, true);
+        assert_eq!(dues(&fresh), [(1, 25_000)]);
+        let fresh = h.claimed(vec![claim(1, 29_000, 4_000)], 29_200, true);
+        assert_eq!(dues(&fresh), [(1, 29_000)]);
+        // From memory, on the new grid.
+        assert_eq!(
+            dues(&h.due(32_000, 33_000, 5_000, usize::MAX).claims),
+            [(1, 33_000)]
+        );
     }
 
     #[test]
