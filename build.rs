@@ -11,6 +11,13 @@
 //! protox's own encoder: re-encoding through prost-types would drop the
 //! `google.api.http` options that the gateway, the OpenAPI document and
 //! grpcurl rely on.
+//!
+//! tonic-rest-build handles the HTTP rules whose path variables are fields
+//! of the request and whose body is the whole request (or none). A rule
+//! binding a field of a field (`{url.id}`) or a body of one field
+//! (`body: "url"`, AIP-134's Update) is left out of the descriptor set it
+//! reads, and that route is written by hand in `src/api/` (the served
+//! descriptor set, reflection and OpenAPI keep the rule as written).
 
 use std::{env, fs, path::PathBuf};
 
@@ -59,9 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .runtime_crate("crate::api::gateway")
         .extension_type("crate::api::Caller")
         .public_methods(&public.iter().map(String::as_str).collect::<Vec<_>>());
+    let generated = for_rest_generator(&compiler.descriptor_pool(), &descriptor)?;
     fs::write(
         out_dir.join("monitor_rest_routes.rs"),
-        tonic_rest_build::generate(&descriptor, &rest)?,
+        tonic_rest_build::generate(&generated, &rest)?,
     )?;
     Ok(())
 }
@@ -112,4 +120,72 @@ fn public_methods(pool: &prost_reflect::DescriptorPool) -> Vec<String> {
         })
         .map(|method| method.name().to_owned())
         .collect()
+}
+
+/// `descriptor` without the `google.api.http` rules tonic-rest-build cannot
+/// express: a path variable naming a field of a field, or a body naming one
+/// field. Decoded and encoded as a `DynamicMessage`, so the options'
+/// extensions that stay are kept (prost-types would drop them).
+fn for_rest_generator(
+    pool: &prost_reflect::DescriptorPool,
+    descriptor: &[u8],
+) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    use prost_reflect::{DynamicMessage, Value};
+    let set_type = pool
+        .get_message_by_name("google.protobuf.FileDescriptorSet")
+        .ok_or("google/protobuf/descriptor.proto is not among the imports")?;
+    let http = pool
+        .get_extension_by_name("google.api.http")
+        .ok_or("google/api/annotations.proto is not among the imports")?;
+    let mut set = DynamicMessage::decode(set_type, descriptor)?;
+    for file in messages(&mut set, "file") {
+        for service in messages(file, "service") {
+            for method in messages(service, "method") {
+                let Some(options) = method
+                    .get_field_by_name_mut("options")
+                    .and_then(Value::as_message_mut)
+                else {
+                    continue;
+                };
+                if !options.has_extension(&http) {
+                    continue;
+                }
+                let rule = options.get_extension(&http).as_message().cloned();
+                let text = |name: &str| {
+                    rule.as_ref()
+                        .and_then(|r| r.get_field_by_name(name))
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                let body = text("body");
+                let nested_variable =
+                    ["get", "put", "post", "delete", "patch"]
+                        .iter()
+                        .any(|verb| {
+                            text(verb)
+                                .split('{')
+                                .skip(1)
+                                .any(|v| v.split('}').next().is_some_and(|v| v.contains('.')))
+                        });
+                if nested_variable || !(body.is_empty() || body == "*") {
+                    options.clear_extension(&http);
+                }
+            }
+        }
+    }
+    Ok(prost::Message::encode_to_vec(&set))
+}
+
+/// The messages of a repeated message field.
+fn messages<'a>(
+    message: &'a mut prost_reflect::DynamicMessage,
+    field: &str,
+) -> Vec<&'a mut prost_reflect::DynamicMessage> {
+    match message.get_field_by_name_mut(field) {
+        Some(prost_reflect::Value::List(items)) => items
+            .iter_mut()
+            .filter_map(prost_reflect::Value::as_message_mut)
+            .collect(),
+        _ => Vec::new(),
+    }
 }

@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{
-        IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, rollup::Tier,
+        IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, UrlUpdate,
+        rollup::Tier,
         state::UrlState,
+        url_update::{parse_name, parse_threshold},
     },
     error::Error,
     proto::monitor::v1 as pb,
@@ -54,6 +56,101 @@ pub fn period_from_proto(
         Some(d) => Some(u64::try_from(d.seconds).unwrap_or(u64::MAX)),
     };
     Period::parse(field, requested, bounds)
+}
+
+/// The fields of `Url` UpdateUrl changes, as `update_mask` names them.
+pub const UPDATABLE_URL_FIELDS: [&str; 5] = [
+    "name",
+    "period",
+    "paused",
+    "failure_threshold",
+    "success_threshold",
+];
+
+/// An UpdateUrl request: the URL's id and its changes (AIP-134). The mask's
+/// paths are field names, snake_case or lowerCamelCase; an empty mask means
+/// every changeable field set (non-default) in `url`.
+pub fn url_update_from_proto(
+    req: pb::UpdateUrlRequest,
+    bounds: PeriodBounds,
+) -> Result<(i64, UrlUpdate), Error> {
+    let url = req
+        .url
+        .ok_or_else(|| Error::invalid("url", "is required"))?;
+    let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
+    let mut masked = Vec::new();
+    for path in &paths {
+        let field = snake_case(path.trim());
+        if let Some(known) = UPDATABLE_URL_FIELDS.iter().find(|f| **f == field) {
+            masked.push(*known);
+        } else {
+            return Err(Error::invalid("update_mask", unchangeable(path, &field)));
+        }
+    }
+    if paths.is_empty() {
+        let set = [
+            !url.name.is_empty(),
+            url.period.is_some(),
+            url.paused,
+            url.failure_threshold != 0,
+            url.success_threshold != 0,
+        ];
+        masked = UPDATABLE_URL_FIELDS
+            .iter()
+            .zip(set)
+            .filter_map(|(f, set)| set.then_some(*f))
+            .collect();
+    }
+    let mut update = UrlUpdate::default();
+    for field in masked {
+        match field {
+            "name" => update.name = Some(parse_name("url.name", &url.name)?),
+            "period" => update.period = Some(period_from_proto("url.period", url.period, bounds)?),
+            "paused" => update.paused = Some(url.paused),
+            "failure_threshold" => {
+                update.failure_threshold = Some(parse_threshold(
+                    "url.failure_threshold",
+                    url.failure_threshold,
+                )?);
+            }
+            "success_threshold" => {
+                update.success_threshold = Some(parse_threshold(
+                    "url.success_threshold",
+                    url.success_threshold,
+                )?);
+            }
+            // Only UPDATABLE_URL_FIELDS are masked.
+            _ => {}
+        }
+    }
+    Ok((url.id, update))
+}
+
+/// Why a mask path cannot be changed, naming it as the client wrote it.
+fn unchangeable(path: &str, field: &str) -> String {
+    let which = match field {
+        "id" | "url" => "cannot be changed (add the new URL and delete this one)",
+        "created_at" | "state" | "state_since" => "is output only",
+        _ => "is not a field of Url",
+    };
+    format!(
+        "\"{path}\" {which}; UpdateUrl changes {}",
+        UPDATABLE_URL_FIELDS.join(", ")
+    )
+}
+
+/// `failureThreshold` → `failure_threshold`; snake_case stays as it is.
+fn snake_case(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn url_to_proto(u: UrlRecord) -> pb::Url {
@@ -189,6 +286,113 @@ mod tests {
             nanos: 0,
         };
         assert!(time_from_proto("t", too_late).is_err());
+    }
+
+    fn update(url: pb::Url, paths: &[&str]) -> Result<(i64, UrlUpdate), Error> {
+        let bounds = PeriodBounds {
+            min: std::time::Duration::from_secs(10),
+            max: std::time::Duration::from_secs(6000),
+        };
+        let update_mask = (!paths.is_empty()).then(|| pbjson_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        });
+        url_update_from_proto(
+            pb::UpdateUrlRequest {
+                url: Some(url),
+                update_mask,
+            },
+            bounds,
+        )
+    }
+
+    fn field(result: Result<(i64, UrlUpdate), Error>) -> (&'static str, String) {
+        match result {
+            Err(Error::InvalidArgument { field, message }) => (field, message),
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_mask_means_the_changeable_fields_that_are_set() {
+        let url = pb::Url {
+            id: 7,
+            name: "shop".into(),
+            failure_threshold: 5,
+            state: pb::UrlState::Up as i32,
+            ..Default::default()
+        };
+        let (id, u) = update(url, &[]).unwrap();
+        assert_eq!(id, 7);
+        assert_eq!(u.name, Some(Some("shop".into())));
+        assert_eq!(u.failure_threshold, Some(5));
+        assert_eq!(
+            (u.period, u.paused, u.success_threshold),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_mask_sets_what_it_names_even_to_defaults_in_either_spelling() {
+        let (_, u) = update(pb::Url::default(), &["name", "paused", "period"]).unwrap();
+        assert_eq!(u.name, Some(None), "an empty name resets it");
+        assert_eq!(u.paused, Some(false));
+        assert_eq!(u.period.unwrap().seconds(), 60, "unset period: one minute");
+        let url = pb::Url {
+            success_threshold: 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            update(url, &["successThreshold"])
+                .unwrap()
+                .1
+                .success_threshold,
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn unknown_output_only_and_immutable_paths_are_refused_by_name() {
+        for (path, says) in [
+            ("state", "is output only"),
+            ("createdAt", "is output only"),
+            ("id", "cannot be changed"),
+            ("url", "cannot be changed"),
+            ("colour", "is not a field"),
+        ] {
+            let (f, message) = field(update(pb::Url::default(), &["name", path]));
+            assert_eq!(f, "update_mask");
+            assert!(message.contains(&format!("\"{path}\" {says}")), "{message}");
+        }
+    }
+
+    #[test]
+    fn values_are_checked_naming_the_field() {
+        let bad = |url: pb::Url, path: &str| field(update(url, &[path])).0;
+        let name = pb::Url {
+            name: "x".repeat(201),
+            ..Default::default()
+        };
+        assert_eq!(bad(name, "name"), "url.name");
+        assert_eq!(
+            bad(pb::Url::default(), "failure_threshold"),
+            "url.failure_threshold"
+        );
+        let period = pb::Url {
+            period: Some(pbjson_types::Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(bad(period, "period"), "url.period");
+        let missing = url_update_from_proto(
+            pb::UpdateUrlRequest::default(),
+            PeriodBounds {
+                min: std::time::Duration::from_secs(1),
+                max: std::time::Duration::from_secs(60),
+            },
+        );
+        assert_eq!(field(missing).0, "url");
     }
 
     #[test]

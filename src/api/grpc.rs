@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     incident_to_proto, period_from_proto, stats_row_to_proto, status_to_proto, tier_from_proto,
-    tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
+    tier_to_proto, time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
 };
 use crate::{
     auth::limit::Peer,
@@ -147,6 +147,16 @@ impl MonitorService for MonitorApi {
         let user = caller(&req)?;
         let id = req.into_inner().id;
         let url = self.services.urls.get(user, "id", id).await?;
+        Ok(Response::new(url_to_proto(url)))
+    }
+
+    async fn update_url(
+        &self,
+        req: Request<pb::UpdateUrlRequest>,
+    ) -> Result<Response<pb::Url>, Status> {
+        let user = caller(&req)?;
+        let (id, update) = url_update_from_proto(req.into_inner(), self.services.urls.bounds())?;
+        let url = self.services.urls.update(user, id, update).await?;
         Ok(Response::new(url_to_proto(url)))
     }
 

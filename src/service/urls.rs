@@ -1,4 +1,4 @@
-//! Adding, listing and deleting a user's monitored URLs.
+//! Adding, listing, changing and deleting a user's monitored URLs.
 //!
 //! A URL belongs to one user; every query filters by the caller's id, so
 //! another user's URL is indistinguishable from one that does not exist.
@@ -11,11 +11,11 @@ use tokio::sync::Notify;
 
 use crate::{
     domain::{
-        Period, PeriodBounds, TargetUrl, UrlRecord, UserId, period::MAX_PERIOD_LIMIT, schedule,
-        truncate_to_micros,
+        Period, PeriodBounds, TargetUrl, UrlRecord, UrlUpdate, UserId, period::MAX_PERIOD_LIMIT,
+        schedule, truncate_to_micros,
     },
     error::{Error, Result, SettingsError, check_setting},
-    store::{self, urls},
+    store::{self, url_update, urls},
 };
 
 /// What users may ask for.
@@ -156,21 +156,51 @@ impl UrlService {
                 Error::Unauthenticated("this account no longer exists; register again".into())
             }
             (_, _, Ok(rate)) if rate + period.rate_micros() > self.limits.max_host_rate_micros => {
-                Error::ResourceExhausted(format!(
-                    "your URLs on {host} are probed {now} times a second; with this one every {secs} s it would be {then}, \
-                     over the {max} per second allowed per host (so that no account can flood a site): \
-                     use a longer period, or fewer URLs on this host",
-                    host = url.host_key(),
-                    now = micros_as_rate(rate),
-                    secs = period.seconds(),
-                    then = micros_as_rate(rate + period.rate_micros()),
-                    max = micros_as_rate(self.limits.max_host_rate_micros),
-                ))
+                self.over_host_rate(url.host_key(), rate, period.rate_micros(), period)
             }
             _ => Error::ResourceExhausted(format!(
                 "you monitor {} URLs, the most allowed; delete one to add another",
                 self.limits.max_urls
             )),
+        }
+    }
+
+    /// RESOURCE_EXHAUSTED: the user's URLs on `host`, probed `rate` (in
+    /// millionths a second), would be probed `more` more with one every `period`.
+    fn over_host_rate(&self, host: &str, rate: i64, more: i64, period: Period) -> Error {
+        Error::ResourceExhausted(format!(
+            "your URLs on {host} are probed {now} times a second; with this one every {secs} s it would be {then}, \
+             over the {max} per second allowed per host (so that no account can flood a site): \
+             use a longer period, or fewer URLs on this host",
+            now = micros_as_rate(rate),
+            secs = period.seconds(),
+            then = micros_as_rate(rate + more),
+            max = micros_as_rate(self.limits.max_host_rate_micros),
+        ))
+    }
+
+    /// Changes the user's URL (one transaction, see
+    /// `store::url_update::update_for_user`), or NOT_FOUND; RESOURCE_EXHAUSTED
+    /// when a shorter period or a resume would pass the per-host rate.
+    pub async fn update(&self, user: UserId, id: i64, update: UrlUpdate) -> Result<UrlRecord> {
+        check_id("url.id", id)?;
+        let now = truncate_to_micros(Utc::now());
+        let max_rate = self.limits.max_host_rate_micros;
+        match url_update::update_for_user(&self.db, user, id, &update, now, max_rate).await? {
+            url_update::Updated::Url(record) => {
+                if update.reschedules() {
+                    self.scheduler.notify_one();
+                }
+                tracing::info!(user_id = user.0, url_id = id, "url updated");
+                Ok(record)
+            }
+            url_update::Updated::NotFound => Err(not_found(id)),
+            url_update::Updated::OverHostRate {
+                host,
+                rate_micros,
+                more_micros,
+                period,
+            } => Err(self.over_host_rate(&host, rate_micros, more_micros, period)),
         }
     }
 
@@ -213,7 +243,7 @@ fn micros_as_rate(micros: i64) -> String {
 
 fn already_monitored(url: &TargetUrl) -> Error {
     Error::AlreadyExists(format!(
-        "you already monitor {url}; delete it first to change its period"
+        "you already monitor {url}; change its period or name with UpdateUrl"
     ))
 }
 

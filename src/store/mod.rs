@@ -11,6 +11,7 @@ pub mod outcomes;
 pub mod rollups;
 pub mod schedule;
 pub mod statuses;
+pub mod url_update;
 pub mod urls;
 pub mod users;
 

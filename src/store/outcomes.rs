@@ -61,7 +61,7 @@ fn timestamp(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
-fn ms_to_time(ms: i64) -> DateTime<Utc> {
+pub(super) fn ms_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
@@ -150,7 +150,7 @@ fn outcomes_by_url(
 
 /// A state row as stored, read into a tracker.
 #[allow(clippy::too_many_arguments)]
-fn tracker_from_row(
+pub(super) fn tracker_from_row(
     state: i16,
     state_since: Option<DateTime<Utc>>,
     last_applied_ms: Option<i64>,
@@ -205,7 +205,7 @@ fn apply_all(locked: Vec<Locked>, mut per_url: BTreeMap<i64, Vec<Outcome>>) -> C
 }
 
 /// The JSON kept for an incident's first failing status.
-fn first_json(first: &FailedProbe) -> String {
+pub(super) fn first_json(first: &FailedProbe) -> String {
     serde_json::to_string(first).unwrap_or_default()
 }
 

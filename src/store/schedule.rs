@@ -13,6 +13,10 @@
 //! newest grid point, probed if that one is still within the lateness, so a
 //! restart brings no burst and skips nothing beyond the downtime.
 //!
+//! A paused URL is never claimed. Pausing also moves its next due time past
+//! any horizon (`domain::schedule::PAUSED_DUE_MS`), so paused URLs stay out
+//! of the range the claim reads on `urls_next_due_ms_idx`.
+//!
 //! The cost: a due time claimed by an instance that dies within the
 //! look-ahead (well under a second) before firing it is not probed.
 //!
@@ -55,7 +59,7 @@ pub async fn claim_due(
         "UPDATE urls SET \
            last_due_ms = CASE WHEN next_due_ms < {late} THEN {grid_after_now} - {p} ELSE next_due_ms END, \
            next_due_ms = CASE WHEN next_due_ms < {late} THEN {grid_after_now} ELSE {grid_after_next} END \
-         WHERE id IN (SELECT id FROM urls WHERE next_due_ms <= {horizon} \
+         WHERE id IN (SELECT id FROM urls WHERE next_due_ms <= {horizon} AND NOT paused \
                       ORDER BY next_due_ms LIMIT {lim} {lock}) \
          RETURNING id, url, period_seconds, last_due_ms, next_due_ms"
     );

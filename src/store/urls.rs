@@ -104,7 +104,10 @@ impl From<Model> for UrlRecord {
 }
 
 /// The URLs with the state the flush keeps for them (one query for all).
-async fn with_states(db: &DatabaseConnection, models: Vec<Model>) -> Result<Vec<UrlRecord>, DbErr> {
+pub(super) async fn with_states(
+    db: &impl ConnectionTrait,
+    models: Vec<Model>,
+) -> Result<Vec<UrlRecord>, DbErr> {
     if models.is_empty() {
         return Ok(Vec::new());
     }
@@ -307,7 +310,7 @@ RETURNING *";
 
 /// How often the user's URLs probe `host`, in millionths of a probe per second.
 pub async fn host_rate_micros(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user: UserId,
     host: &str,
 ) -> Result<i64, DbErr> {
@@ -374,16 +377,13 @@ pub async fn delete_for_user(
     id: i64,
 ) -> Result<bool, DbErr> {
     let backend = db.get_database_backend();
-    // Postgres numbers its parameters; SQLite takes the same numbers after `?`.
-    let sql = |pg: &str| match backend {
-        DbBackend::Postgres => pg.to_owned(),
-        _ => pg.replace('$', "?"),
-    };
+    let sql = |pg: &str| numbered(backend, pg);
     let txn = db.begin().await?;
     let Some(deleted) = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            sql("DELETE FROM urls WHERE id = $1 AND user_id = $2 RETURNING url, period_seconds"),
+            sql("DELETE FROM urls WHERE id = $1 AND user_id = $2 \
+                 RETURNING url, period_seconds, paused"),
             [id.into(), user.0.into()],
         ))
         .await?
@@ -391,13 +391,13 @@ pub async fn delete_for_user(
         txn.rollback().await?;
         return Ok(false);
     };
-    let url: String = deleted.try_get("", "url")?;
-    let period = Period::from_stored_seconds(deleted.try_get("", "period_seconds")?);
-    // Parsed by the URL parser alone: a URL stored before a stricter rule of
-    // `TargetUrl` still had its host counted by this one.
-    let host = url::Url::parse(&url)
-        .map(|u| target_url::host_key(&u).to_owned())
-        .unwrap_or_default();
+    let host = stored_host(&deleted.try_get::<String>("", "url")?);
+    // A paused URL's rate was given back when it was paused.
+    let rate_micros = if deleted.try_get("", "paused")? {
+        0
+    } else {
+        Period::from_stored_seconds(deleted.try_get("", "period_seconds")?).rate_micros()
+    };
     for (statement, values) in [
         (
             "UPDATE users SET url_count = url_count - 1 WHERE id = $1",
@@ -405,16 +405,9 @@ pub async fn delete_for_user(
         ),
         (
             "UPDATE host_rates SET rate_micros = rate_micros - $3 WHERE user_id = $1 AND host = $2",
-            vec![
-                user.0.into(),
-                host.clone().into(),
-                period.rate_micros().into(),
-            ],
+            vec![user.0.into(), host.clone().into(), rate_micros.into()],
         ),
-        (
-            "DELETE FROM host_rates WHERE user_id = $1 AND host = $2 AND rate_micros <= 0",
-            vec![user.0.into(), host.into()],
-        ),
+        (DROP_SPENT_HOST_RATE, vec![user.0.into(), host.into()]),
     ] {
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
@@ -426,3 +419,24 @@ pub async fn delete_for_user(
     txn.commit().await?;
     Ok(true)
 }
+
+/// Postgres numbers its parameters `$n`; SQLite takes the same numbers after `?`.
+pub(super) fn numbered(backend: DbBackend, postgres: &str) -> String {
+    match backend {
+        DbBackend::Postgres => postgres.to_owned(),
+        _ => postgres.replace('$', "?"),
+    }
+}
+
+/// The host a stored URL's probes count against. Parsed by the URL parser
+/// alone: a URL stored before a stricter rule of `TargetUrl` still had its
+/// host counted by this one.
+pub(super) fn stored_host(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| target_url::host_key(&u).to_owned())
+        .unwrap_or_default()
+}
+
+/// A (user, host) rate that fell to nothing is dropped.
+pub(super) const DROP_SPENT_HOST_RATE: &str =
+    "DELETE FROM host_rates WHERE user_id = $1 AND host = $2 AND rate_micros <= 0";

@@ -30,4 +30,5 @@ mod scaleout;
 mod server;
 mod stats;
 mod statuses;
+mod update;
 mod urls;

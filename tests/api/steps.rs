@@ -16,10 +16,10 @@ use chrono::{DateTime, Utc};
 use monitor::{
     buffer::{Buffer, MemoryBuffer},
     config::Settings,
-    domain::{Email, Period, ProbeResult, TargetUrl, UserId, schedule::second_due},
+    domain::{Email, Period, ProbeResult, TargetUrl, UrlUpdate, UserId, schedule::second_due},
     flush::Flusher,
     prober::{Clock, Probe, Prober},
-    store::{self, statuses, urls},
+    store::{self, statuses, url_update, urls},
 };
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use tokio::sync::Notify;
@@ -193,6 +193,57 @@ async fn ticks_probe_every_url_on_its_grid_once_per_due_time() {
         assert_eq!(dues, want, "URL {id} (phase {phase} ms)");
     }
     // Claimed within the look-ahead, a probe starts at its due time.
+    for r in &results {
+        assert_eq!(r.started_us, r.due_ms * 1000, "started late");
+    }
+}
+
+/// UpdateUrl at paused time `since` the prober's clock started.
+async fn update_at(f: &Fixture, id: i64, since: Duration, update: UrlUpdate) {
+    let now = start() + chrono::Duration::from_std(since).unwrap();
+    let updated = url_update::update_for_user(&f.db, f.user, id, &update, now, i64::MAX)
+        .await
+        .unwrap();
+    assert!(
+        matches!(updated, url_update::Updated::Url(_)),
+        "{updated:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn period_changes_and_a_pause_keep_the_url_on_a_grid_with_no_burst_and_no_gap() {
+    let f = Fixture::new(|s| s.urls.min_period = Duration::from_secs(1)).await;
+    let t0 = start().timestamp_millis();
+    let id = f.url(0, 10, 1_000, t0).await;
+    let prober = f.prober();
+    let tick = f.settings.prober.tick;
+    let every = |s: u64| UrlUpdate {
+        period: Some(Period::parse("period", Some(s), f.settings.urls.bounds()).unwrap()),
+        ..UrlUpdate::default()
+    };
+    let paused = |p: bool| UrlUpdate {
+        paused: Some(p),
+        ..UrlUpdate::default()
+    };
+    let secs = Duration::from_millis;
+    // Every 10 s on phase 1 s: due at 0, 11, 21 s.
+    tick_for(&prober, tick, secs(23_500)).await;
+    // 4 s from 23.5 s: one new period after the last probe (21 s), then every 4 s.
+    update_at(&f, id, secs(23_500), every(4)).await;
+    tick_for(&prober, tick, secs(11_000)).await;
+    // 8 s from 34.5 s: the last probe was at 33 s, the next is at 41 s.
+    update_at(&f, id, secs(34_500), every(8)).await;
+    tick_for(&prober, tick, secs(16_000)).await;
+    // Paused from 50.5 s to 60.5 s: nothing; resumed at the next point of
+    // its grid (1 + 8k s): 65 s.
+    update_at(&f, id, secs(50_500), paused(true)).await;
+    tick_for(&prober, tick, secs(10_000)).await;
+    update_at(&f, id, secs(60_500), paused(false)).await;
+    tick_for(&prober, tick, secs(6_000)).await;
+    wait_until_idle(&prober).await;
+    let results = f.results().await;
+    let dues: Vec<i64> = results.iter().map(|r| (r.due_ms - t0) / 1_000).collect();
+    assert_eq!(dues, [0, 11, 21, 25, 29, 33, 41, 49, 65]);
     for r in &results {
         assert_eq!(r.started_us, r.due_ms * 1000, "started late");
     }
