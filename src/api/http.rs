@@ -26,7 +26,7 @@ use super::{
     grpc::MonitorApi,
     middleware,
     observe::{self, observe_http},
-    seed,
+    seed, update_url,
 };
 use crate::{auth::TokenKeys, health::Health, metrics::Metrics};
 
@@ -54,6 +54,7 @@ pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
         );
     let routes = Router::new()
         .merge(routes::monitor_service_rest_router(api.clone()))
+        .merge(update_url::router(api.clone()))
         .merge(seed::router(api))
         .route_layer(from_fn_with_state(parts.keys, middleware::identify))
         .merge(ops)

@@ -4,8 +4,9 @@
 //! - [`grpc`]: the tonic `MonitorService` implementation.
 //! - [`convert`]: proto messages to and from domain types.
 //! - [`http`]: the JSON side's router: the gateway routes generated from the
-//!   proto's `google.api.http` annotations ([`gateway`]), over the same
-//!   implementation, the seed's routes ([`seed`]), the OpenAPI document
+//!   proto's `google.api.http` annotations ([`gateway`]) and UpdateUrl's,
+//!   written by hand ([`update_url`]), over the same implementation, the
+//!   seed's routes ([`seed`]), the OpenAPI document
 //!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
 //!   [`Caller`] and keeps every answer JSON.
 //! - [`observe`]: one span, metric sample and request id per call;
@@ -28,6 +29,7 @@ pub mod observe;
 pub mod openapi;
 pub mod protocol_errors;
 pub mod seed;
+pub mod update_url;
 
 use std::net::IpAddr;
 

@@ -86,23 +86,7 @@ fn build(bounds: PeriodBounds) -> Result<Value, prost_reflect::DescriptorError> 
             continue;
         };
         let input = method.input();
-        let path_params: Vec<String> = rule
-            .path
-            .split('{')
-            .skip(1)
-            .filter_map(|s| s.split('}').next())
-            .map(str::to_owned)
-            .collect();
-        let mut parameters = Vec::new();
-        for name in &path_params {
-            if let Some(f) = input.get_field_by_name(name) {
-                parameters.push(json!({
-                    "name": name, "in": "path", "required": true,
-                    "description": comment(&file, f.path()),
-                    "schema": scalar_for_parameter(&f),
-                }));
-            }
-        }
+        let (path, path_params, mut parameters) = path_parameters(&rule.path, &input, &file);
         let mut op = json!({
             "operationId": method.name(),
             "summary": first_line(&comment(&file, method.path())),
@@ -116,6 +100,7 @@ fn build(bounds: PeriodBounds) -> Result<Value, prost_reflect::DescriptorError> 
                 "default": error_response(),
             },
         });
+        let body_field = input.get_field_by_name(&rule.body);
         if rule.body == "*" {
             let name =
                 request_body_schema(&input, &path_params, &file, behavior.as_ref(), &mut schemas);
@@ -124,8 +109,19 @@ fn build(bounds: PeriodBounds) -> Result<Value, prost_reflect::DescriptorError> 
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}},
             });
         } else {
+            if let Some(f) = &body_field {
+                // One field is the body (AIP-134's Update: `body: "url"`);
+                // the path's variables inside it override what it says.
+                op["requestBody"] = json!({
+                    "required": true,
+                    "description": comment(&file, f.path()),
+                    "content": {"application/json": {"schema": field_schema(f, &file, behavior.as_ref(), &mut schemas)}},
+                });
+            }
             for f in input.fields() {
-                if path_params.iter().any(|p| p == f.name()) {
+                if path_params.iter().any(|p| p == f.name())
+                    || body_field.as_ref().is_some_and(|b| b.name() == f.name())
+                {
                     continue;
                 }
                 parameters.push(json!({
@@ -143,7 +139,7 @@ fn build(bounds: PeriodBounds) -> Result<Value, prost_reflect::DescriptorError> 
         } else {
             json!([{"bearer": []}])
         };
-        let entry = paths.entry(rule.path.clone()).or_insert_with(|| json!({}));
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
         entry[rule.method.as_str()] = op;
     }
     add_seed_routes(&mut paths, bounds);
@@ -196,6 +192,51 @@ fn http_rule(
                 body: text("body"),
             })
         })
+}
+
+/// A rule's path as the document writes it, the field paths its variables
+/// bind, and their parameters. A variable binding a field of a field
+/// (`{url.id}`) is named by its last part (`{id}`), so that
+/// `PATCH /v1/urls/{url.id}` and `GET /v1/urls/{id}` are one path, as
+/// OpenAPI wants.
+fn path_parameters(
+    rule_path: &str,
+    input: &MessageDescriptor,
+    file: &FileDescriptorProto,
+) -> (String, Vec<String>, Vec<Value>) {
+    let bound: Vec<String> = rule_path
+        .split('{')
+        .skip(1)
+        .filter_map(|s| s.split('}').next())
+        .map(str::to_owned)
+        .collect();
+    let mut path = rule_path.to_owned();
+    let mut parameters = Vec::new();
+    for field_path in &bound {
+        let name = field_path.rsplit('.').next().unwrap_or(field_path);
+        path = path.replace(&format!("{{{field_path}}}"), &format!("{{{name}}}"));
+        if let Some(f) = nested_field(input, field_path) {
+            parameters.push(json!({
+                "name": name, "in": "path", "required": true,
+                "description": comment(file, f.path()),
+                "schema": scalar_for_parameter(&f),
+            }));
+        }
+    }
+    (path, bound, parameters)
+}
+
+/// The field a path variable binds: `id`, or `url.id` (field `id` of field `url`).
+fn nested_field(message: &MessageDescriptor, path: &str) -> Option<FieldDescriptor> {
+    let (first, rest) = path.split_once('.').unwrap_or((path, ""));
+    let field = message.get_field_by_name(first)?;
+    if rest.is_empty() {
+        return Some(field);
+    }
+    match field.kind() {
+        Kind::Message(inner) => nested_field(&inner, rest),
+        _ => None,
+    }
 }
 
 /// The leading comment of the element at `path` in `file`.
@@ -359,6 +400,8 @@ fn well_known(m: &MessageDescriptor) -> Option<Value> {
         // Seconds with an `s` suffix, e.g. "60s" or "1.5s".
         "google.protobuf.Duration" => Some(json!({"type": "string", "example": "60s"})),
         "google.protobuf.Empty" => Some(json!({"type": "object"})),
+        // Field paths, comma-separated, e.g. "name,period".
+        "google.protobuf.FieldMask" => Some(json!({"type": "string", "example": "name,period"})),
         _ => None,
     }
 }
@@ -491,6 +534,8 @@ mod tests {
             ("/v1/urls", "post"),
             ("/v1/urls", "get"),
             ("/v1/urls/{id}", "delete"),
+            ("/v1/urls/{id}", "get"),
+            ("/v1/urls/{id}", "patch"),
             ("/v1/urls/{url_id}/statuses", "get"),
             ("/register", "post"),
             ("/login", "post"),
@@ -512,6 +557,38 @@ mod tests {
         assert_eq!(
             schemas["AddUrlRequest"]["properties"]["period"]["example"],
             "60s"
+        );
+    }
+
+    #[test]
+    fn update_url_takes_a_url_body_its_id_from_the_path_and_the_mask_from_the_query() {
+        let doc = document();
+        let op = &doc["paths"]["/v1/urls/{id}"]["patch"];
+        assert_eq!(op["operationId"], "UpdateUrl");
+        assert_eq!(
+            op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Url"
+        );
+        let params = op["parameters"].as_array().unwrap();
+        assert_eq!(params.len(), 2, "{params:?}");
+        assert_eq!(
+            (&params[0]["name"], &params[0]["in"]),
+            (&json!("id"), &json!("path"))
+        );
+        assert_eq!(params[0]["schema"]["type"], "integer");
+        assert_eq!(
+            (
+                &params[1]["name"],
+                &params[1]["in"],
+                &params[1]["schema"]["type"]
+            ),
+            (&json!("updateMask"), &json!("query"), &json!("string"))
+        );
+        assert!(
+            !doc["paths"]
+                .as_object()
+                .unwrap()
+                .contains_key("/v1/urls/{url.id}")
         );
     }
 

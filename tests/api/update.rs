@@ -1,4 +1,4 @@
-//! UpdateUrl: the mask's rules, validation, isolation,
+//! UpdateUrl over gRPC and JSON: the mask's rules, validation, isolation,
 //! pausing (a real target counts the probes), the per-host rate and the
 //! schedule history. The grid across changes is in `steps.rs`.
 
@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use monitor::proto::monitor::v1::{self as pb, UrlState};
 use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
 use tonic::Code;
 
 use crate::{
@@ -432,6 +433,84 @@ async fn update_url_writes_the_schedule_history_and_keeps_the_url_on_its_grid(ba
     );
 }
 
+async fn the_json_patch_route_takes_a_url_body_and_an_optional_update_mask(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let bearer = format!("Bearer {token}");
+    let url = app.add_url(&token, "https://example.com/json").await;
+    let url_path = format!("/v1/urls/{}", url.id);
+    let patch = |query: &str, body: serde_json::Value, auth: Option<&str>| {
+        let path = format!("{url_path}{query}");
+        let app = &app;
+        let auth = auth.map(str::to_owned);
+        async move {
+            app.json(reqwest::Method::PATCH, &path, Some(body), auth.as_deref())
+                .await
+        }
+    };
+    let (status, body) = patch(
+        "?updateMask=name,failureThreshold",
+        json!({"name": "Shop", "failureThreshold": 4, "period": "10s"}),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["name"], &body["failureThreshold"], &body["period"]),
+        (&json!("Shop"), &json!(4), &json!("60s")),
+        "only what the mask names: {body}"
+    );
+    assert_eq!(body["id"], json!(url.id.to_string()));
+    // No mask: what the body sets; the id is the path's.
+    let (status, body) = patch(
+        "",
+        json!({"id": "999", "period": "30s", "paused": true}),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["period"], &body["paused"], &body["state"]),
+        (&json!("30s"), &json!(true), &json!("URL_STATE_PAUSED"))
+    );
+    let (status, body) = patch("?update_mask=paused", json!({}), Some(&bearer)).await;
+    assert_eq!(
+        (status.as_u16(), &body["paused"]),
+        (200, &json!(null)),
+        "{body}"
+    );
+    // Errors in the gateway's shape.
+    let (status, body) = patch("?updateMask=state", json!({}), Some(&bearer)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], 3);
+    assert_eq!(
+        body["details"][0]["fieldViolations"][0]["field"],
+        "update_mask"
+    );
+    let (status, body) = patch("?fields=name", json!({}), Some(&bearer)).await;
+    assert_eq!((status.as_u16(), &body["code"]), (400, &json!(3)), "{body}");
+    let (status, body) = patch("", json!({"failureThreshold": 0.5}), Some(&bearer)).await;
+    assert_eq!((status.as_u16(), &body["code"]), (400, &json!(3)), "{body}");
+    let (status, body) = patch("", json!({"name": "x"}), None).await;
+    assert_eq!(
+        (status.as_u16(), &body["code"]),
+        (401, &json!(16)),
+        "{body}"
+    );
+    let (_, other) = app.user().await;
+    let (status, body) = patch("", json!({"name": "x"}), Some(&format!("Bearer {other}"))).await;
+    assert_eq!((status.as_u16(), &body["code"]), (404, &json!(5)), "{body}");
+    let (status, body) = app
+        .json(
+            reqwest::Method::PATCH,
+            "/v1/urls/nope",
+            Some(json!({})),
+            Some(&bearer),
+        )
+        .await;
+    assert_eq!((status.as_u16(), &body["code"]), (400, &json!(3)), "{body}");
+}
+
 crate::on_both_backends!(
     update_url_changes_what_is_asked_and_returns_the_url,
     update_url_refuses_bad_paths_and_values_naming_them,
@@ -439,4 +518,5 @@ crate::on_both_backends!(
     a_paused_url_is_not_probed_and_resumed_it_is_again,
     a_shorter_period_or_a_resume_past_the_host_rate_is_resource_exhausted,
     update_url_writes_the_schedule_history_and_keeps_the_url_on_its_grid,
+    the_json_patch_route_takes_a_url_body_and_an_optional_update_mask,
 );
