@@ -66,11 +66,45 @@ enum Command {
     },
     /// List your URLs.
     List,
+    /// Show one URL: its settings and its state.
+    Get { id: i64 },
+    /// Change a URL: only what the flags name.
+    #[command(group(clap::ArgGroup::new("change").multiple(true).required(true)))]
+    Update {
+        id: i64,
+        /// A label for it; "" to show the URL itself again.
+        #[arg(long, group = "change")]
+        name: Option<String>,
+        /// How often to probe it (e.g. 30s, 2m).
+        #[arg(long, group = "change", value_parser = humantime::parse_duration)]
+        period: Option<Duration>,
+        /// Stop probing it until --resume.
+        #[arg(long, group = "change", conflicts_with = "resume")]
+        pause: bool,
+        /// Probe it again.
+        #[arg(long, group = "change")]
+        resume: bool,
+        /// Failing probes in a row that turn it DOWN and open an incident (1 to 100).
+        #[arg(long, group = "change")]
+        failure_threshold: Option<i32>,
+        /// Succeeding probes in a row that turn it UP again (1 to 100).
+        #[arg(long, group = "change")]
+        success_threshold: Option<i32>,
+    },
     /// Stop monitoring a URL.
     Delete { id: i64 },
     /// Show a URL's recent statuses, newest first.
     Statuses {
         url_id: i64,
+        /// How many to show (at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+    /// Show incidents (runs of failures that turned a URL DOWN), newest first.
+    Incidents {
+        /// Only this URL's.
+        #[arg(long = "url", value_name = "ID")]
+        url_id: Option<i64>,
         /// How many to show (at most 1000).
         #[arg(long, default_value_t = 20)]
         limit: i32,
@@ -222,6 +256,85 @@ fn url_rows(t: &mut Table, urls: &[pb::Url]) {
     }
 }
 
+/// `URL_STATE_DOWN` → `DOWN`.
+fn state_text(state: i32) -> String {
+    pb::UrlState::try_from(state)
+        .unwrap_or(pb::UrlState::Unspecified)
+        .as_str_name()
+        .trim_start_matches("URL_STATE_")
+        .to_owned()
+}
+
+/// One URL, a field a line.
+fn url_details(u: &pb::Url) -> Table {
+    let mut t = Table::new();
+    t.load_preset(NOTHING);
+    let since = u
+        .state_since
+        .as_ref()
+        .map_or_else(String::new, |t| format!(" since {}", time_text(Some(t))));
+    for (key, value) in [
+        ("id", u.id.to_string()),
+        ("name", u.name.clone()),
+        ("url", u.url.clone()),
+        ("period", duration_text(u.period.as_ref())),
+        ("state", format!("{}{since}", state_text(u.state))),
+        ("paused", if u.paused { "yes" } else { "no" }.to_owned()),
+        (
+            "thresholds",
+            format!(
+                "DOWN after {} failures, UP after {} successes",
+                u.failure_threshold, u.success_threshold
+            ),
+        ),
+        ("created", time_text(u.created_at.as_ref())),
+    ] {
+        t.add_row(vec![key.to_owned(), value]);
+    }
+    t
+}
+
+/// The request `monitorctl update` sends: the flags given, and a mask naming them.
+fn update_request(
+    id: i64,
+    name: Option<&String>,
+    period: Option<Duration>,
+    paused: Option<bool>,
+    thresholds: (Option<i32>, Option<i32>),
+) -> pb::UpdateUrlRequest {
+    let mut paths = Vec::new();
+    let mut url = pb::Url {
+        id,
+        ..Default::default()
+    };
+    if let Some(name) = name {
+        url.name.clone_from(name);
+        paths.push("name");
+    }
+    if let Some(period) = period {
+        url.period = Some(period.into());
+        paths.push("period");
+    }
+    if let Some(paused) = paused {
+        url.paused = paused;
+        paths.push("paused");
+    }
+    if let Some(n) = thresholds.0 {
+        url.failure_threshold = n;
+        paths.push("failure_threshold");
+    }
+    if let Some(n) = thresholds.1 {
+        url.success_threshold = n;
+        paths.push("success_threshold");
+    }
+    pb::UpdateUrlRequest {
+        url: Some(url),
+        update_mask: Some(pbjson_types::FieldMask {
+            paths: paths.into_iter().map(str::to_owned).collect(),
+        }),
+    }
+}
+
 async fn connect(server: &str) -> Result<monitor::client::Client, Failure> {
     monitor::client::connect(server.to_owned())
         .await
@@ -324,6 +437,46 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{t}");
             }
         }
+        Command::Get { id } => {
+            let saved = load(&path)?;
+            let res = client
+                .get_url(authed(pb::GetUrlRequest { id: *id }, &saved)?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else {
+                println!("{}", url_details(&res));
+            }
+        }
+        Command::Update {
+            id,
+            name,
+            period,
+            pause,
+            resume,
+            failure_threshold,
+            success_threshold,
+        } => {
+            let saved = load(&path)?;
+            let paused = (*pause || *resume).then_some(*pause);
+            let request = update_request(
+                *id,
+                name.as_ref(),
+                *period,
+                paused,
+                (*failure_threshold, *success_threshold),
+            );
+            let res = client
+                .update_url(authed(request, &saved)?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else {
+                println!("{}", url_details(&res));
+            }
+        }
         Command::Delete { id } => {
             let saved = load(&path)?;
             let res = client
@@ -371,6 +524,51 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         s.status_code.to_string(),
                         duration_text(s.latency.as_ref()),
                         error,
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        Command::Incidents { url_id, limit } => {
+            let saved = load(&path)?;
+            let res = client
+                .list_incidents(authed(
+                    pb::ListIncidentsRequest {
+                        url_id: url_id.unwrap_or(0),
+                        page_size: *limit,
+                        ..Default::default()
+                    },
+                    &saved,
+                )?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else if res.incidents.is_empty() {
+                println!("no incidents");
+            } else {
+                // The URLs' names, for the table.
+                let urls = client
+                    .list_urls(authed(pb::ListUrlsRequest {}, &saved)?)
+                    .await?
+                    .into_inner()
+                    .urls;
+                let name = |id: i64| {
+                    urls.iter()
+                        .find(|u| u.id == id)
+                        .map_or_else(|| id.to_string(), |u| u.name.clone())
+                };
+                let mut t = table(&["ID", "URL", "STATE", "OPENED", "RESOLVED", "FAILED PROBES"]);
+                for i in &res.incidents {
+                    t.add_row(vec![
+                        i.id.to_string(),
+                        name(i.url_id),
+                        state_text(i.state),
+                        time_text(i.opened_at.as_ref()),
+                        i.resolved_at
+                            .as_ref()
+                            .map_or_else(|| "open".to_owned(), |t| time_text(Some(t))),
+                        i.failed_probes.to_string(),
                     ]);
                 }
                 println!("{t}");

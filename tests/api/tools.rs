@@ -247,6 +247,97 @@ async fn monitorctl_runs_the_whole_session_with_tables_json_and_exit_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitorctl_gets_updates_and_lists_incidents() {
+    let target = Target::start().await;
+    let app = spawn_app_with(Backend::Sqlite, prober_settings).await;
+    let server = format!("http://{}", app.addr);
+    let config = tempfile::tempdir().unwrap();
+    let ctl = |args: &[&str]| monitorctl(&server, config.path(), args);
+    for step in [
+        ["register", "upd@example.com"],
+        ["login", "upd@example.com"],
+    ] {
+        let (ok, _, err) = run(ctl(&step)).await;
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = run(ctl(&[
+        "--json",
+        "add",
+        &target.url("/fail"),
+        "--period",
+        "1s",
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let id = added["url"]["id"].as_str().unwrap().to_owned();
+
+    // Only the flags given are changed (the mask is built from them).
+    let (ok, out, err) = run(ctl(&[
+        "update",
+        &id,
+        "--name",
+        "Checkout",
+        "--failure-threshold",
+        "1",
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    for part in [
+        "Checkout",
+        "DOWN after 1 failures, UP after 2 successes",
+        "1s",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    let (ok, out, err) = run(ctl(&["--json", "get", &id])).await;
+    assert!(ok, "{err}");
+    let got: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&got["name"], &got["failureThreshold"]),
+        (&json!("Checkout"), &json!(1))
+    );
+
+    // The target fails: one failure opens an incident.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (ok, out, err) = run(ctl(&["incidents", "--url", &id])).await;
+        assert!(ok, "{err}");
+        if out.contains("FAILED PROBES") {
+            assert!(out.contains("Checkout") && out.contains("DOWN"), "{out}");
+            assert!(out.contains("open"), "not resolved: {out}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no incident: {out}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let (ok, out, err) = run(ctl(&["incidents"])).await;
+    assert!(ok && out.contains("Checkout"), "{out}{err}");
+
+    let (ok, out, err) = run(ctl(&["update", &id, "--pause"])).await;
+    assert!(
+        ok && out.contains("PAUSED") && out.contains("yes"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(ctl(&["update", &id, "--resume", "--period", "2s"])).await;
+    assert!(
+        ok && out.contains("2s") && !out.contains("PAUSED"),
+        "{out}{err}"
+    );
+
+    // Usage errors exit 2; refused values exit 4 naming the field.
+    for usage in [
+        vec!["update", &id],
+        vec!["update", &id, "--pause", "--resume"],
+    ] {
+        assert_eq!(ctl(&usage).status().unwrap().code(), Some(2), "{usage:?}");
+    }
+    let (ok, _, err) = run(ctl(&["update", &id, "--success-threshold", "0"])).await;
+    assert!(!ok && err.contains("url.success_threshold"), "{err}");
+    assert_eq!(ctl(&["get", "999999"]).status().unwrap().code(), Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_example_runs_against_the_server() {
     // `cargo test` builds examples beside the test binaries.
     let exe = std::env::current_exe().unwrap();
