@@ -115,6 +115,30 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
     let body: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(body["email"], "grpcurl@example.com");
 
+    // UpdateUrl: grpcurl writes a FieldMask as an object of paths.
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/grpcurl").await;
+    let mut update = Command::new(&grpcurl);
+    update.args([
+        "-plaintext",
+        "-H",
+        &format!("authorization: Bearer {token}"),
+        "-d",
+        &json!({"url": {"id": url.id, "name": "Shop", "failureThreshold": 4, "paused": true},
+                "updateMask": {"paths": ["name", "failure_threshold"]}})
+        .to_string(),
+        &addr,
+        "monitor.v1.MonitorService/UpdateUrl",
+    ]);
+    let (ok, out, err) = run(update).await;
+    assert!(ok, "{err}");
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&body["name"], &body["failureThreshold"]),
+        (&json!("Shop"), &json!(4))
+    );
+    assert_eq!(body["paused"], Value::Null, "not in the mask");
+
     // An error comes back with its code and the BadRequest details decoded.
     let mut bad = Command::new(&grpcurl);
     bad.args([
