@@ -294,6 +294,16 @@ fn url_details(u: &pb::Url) -> Table {
     t
 }
 
+/// One URL, as JSON or a field a line.
+fn print_url(json: bool, url: &pb::Url) -> Result<(), Failure> {
+    if json {
+        print_json(url)
+    } else {
+        println!("{}", url_details(url));
+        Ok(())
+    }
+}
+
 /// The request `monitorctl update` sends: the flags given, and a mask naming them.
 fn update_request(
     id: i64,
@@ -443,11 +453,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .get_url(authed(pb::GetUrlRequest { id: *id }, &saved)?)
                 .await?
                 .into_inner();
-            if cli.json {
-                print_json(&res)?;
-            } else {
-                println!("{}", url_details(&res));
-            }
+            print_url(cli.json, &res)?;
         }
         Command::Update {
             id,
@@ -471,11 +477,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .update_url(authed(request, &saved)?)
                 .await?
                 .into_inner();
-            if cli.json {
-                print_json(&res)?;
-            } else {
-                println!("{}", url_details(&res));
-            }
+            print_url(cli.json, &res)?;
         }
         Command::Delete { id } => {
             let saved = load(&path)?;

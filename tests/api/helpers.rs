@@ -455,6 +455,16 @@ impl TestApp {
         self.add_url_with(token, url, None).await
     }
 
+    /// GetUrl of one of the user's URLs.
+    pub async fn get_url(&self, token: &str, id: i64) -> pb::Url {
+        self.client
+            .clone()
+            .get_url(authed(pb::GetUrlRequest { id }, token))
+            .await
+            .expect("get url")
+            .into_inner()
+    }
+
     /// A new connection to the app's database (the app's own closes when it stops).
     pub async fn open_db(&self) -> DatabaseConnection {
         Database::connect(self.settings.effective_database_url())

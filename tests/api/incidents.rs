@@ -33,15 +33,6 @@ async fn incidents_of(app: &TestApp, token: &str, url_id: i64) -> Vec<pb::Incide
         .incidents
 }
 
-async fn get_url(app: &TestApp, token: &str, id: i64) -> pb::Url {
-    app.client
-        .clone()
-        .get_url(authed(pb::GetUrlRequest { id }, token))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// A target answering 200 twice, 500 four times, then 200: with the
 /// default thresholds (3 failures, 2 successes) one incident opens at the
 /// third failure, dated by the first, and resolves at the second success,
@@ -96,7 +87,7 @@ async fn a_run_of_failures_opens_one_incident_and_successes_resolve_it(backend: 
     assert_eq!(first.id, by_due[2].id);
     assert_eq!(incidents_of(&app, &token, url.id).await.len(), 1);
 
-    let now = get_url(&app, &token, url.id).await;
+    let now = app.get_url(&token, url.id).await;
     assert_eq!(now.state(), UrlState::Up);
     assert_eq!(now.state_since, by_due[6].due_at);
 
@@ -151,7 +142,7 @@ async fn alternating_results_open_no_incident(backend: Backend) {
     // Let the last flush land.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(incidents_of(&app, &token, url.id).await.is_empty());
-    assert_eq!(get_url(&app, &token, url.id).await.state(), UrlState::Up);
+    assert_eq!(app.get_url(&token, url.id).await.state(), UrlState::Up);
 }
 
 fn failing(url_id: i64, due_ms: i64) -> ProbeResult {
@@ -207,7 +198,7 @@ async fn redelivered_and_concurrent_batches_open_each_incident_once(backend: Bac
         t0,
         "opened at the first failure"
     );
-    assert_eq!(get_url(&app, &token, url.id).await.state(), UrlState::Down);
+    assert_eq!(app.get_url(&token, url.id).await.state(), UrlState::Down);
 }
 
 async fn incidents_are_paged_newest_first(backend: Backend) {

@@ -45,15 +45,6 @@ async fn update(
         .await
 }
 
-async fn get(app: &TestApp, token: &str, id: i64) -> pb::Url {
-    app.client
-        .clone()
-        .get_url(authed(pb::GetUrlRequest { id }, token))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn update_url_changes_what_is_asked_and_returns_the_url(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
@@ -88,7 +79,7 @@ async fn update_url_changes_what_is_asked_and_returns_the_url(backend: Backend) 
         (added.url.as_str(), every(60))
     );
     assert_eq!(url.state(), UrlState::Pending);
-    assert_eq!(get(&app, &token, added.id).await, url);
+    assert_eq!(app.get_url(&token, added.id).await, url);
     // A mask sets what it names, in either spelling, and nothing else.
     let changed = |name: &str| pb::Url {
         id: added.id,
@@ -192,7 +183,7 @@ async fn update_url_refuses_bad_paths_and_values_naming_them(backend: Backend) {
         .update_url(authed(pb::UpdateUrlRequest::default(), &token))
         .await;
     expect_invalid(no_url, "url");
-    assert_eq!(get(&app, &token, id).await, added, "nothing changed");
+    assert_eq!(app.get_url(&token, id).await, added, "nothing changed");
 }
 
 async fn update_url_of_another_users_url_is_not_found_as_get_url_says(backend: Backend) {
@@ -224,7 +215,7 @@ async fn update_url_of_another_users_url_is_not_found_as_get_url_says(backend: B
         ..change
     };
     expect_code(update(&app, &owner, missing, &[]).await, Code::NotFound);
-    assert_eq!(get(&app, &owner, url.id).await, url, "unchanged");
+    assert_eq!(app.get_url(&owner, url.id).await, url, "unchanged");
 }
 
 async fn a_paused_url_is_not_probed_and_resumed_it_is_again(backend: Backend) {
@@ -253,7 +244,7 @@ async fn a_paused_url_is_not_probed_and_resumed_it_is_again(backend: Backend) {
     let hits = target.hits("/ok?paused").len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(target.hits("/ok?paused").len(), hits, "probed while paused");
-    let now = get(&app, &token, added.id).await;
+    let now = app.get_url(&token, added.id).await;
     assert_eq!(
         now.state(),
         UrlState::Paused,
@@ -269,7 +260,7 @@ async fn a_paused_url_is_not_probed_and_resumed_it_is_again(backend: Backend) {
     assert_eq!(resumed.state(), UrlState::Pending);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let up = get(&app, &token, added.id).await.state() == UrlState::Up;
+        let up = app.get_url(&token, added.id).await.state() == UrlState::Up;
         if up && target.hits("/ok?paused").len() >= hits + 2 {
             break;
         }
@@ -319,7 +310,11 @@ async fn a_shorter_period_or_a_resume_past_the_host_rate_is_resource_exhausted(b
     for part in ["victim.example", "0.15", "longer period"] {
         assert!(refused.message().contains(part), "{refused:?}");
     }
-    assert_eq!(get(&app, &token, a.id).await.period, every(20), "unchanged");
+    assert_eq!(
+        app.get_url(&token, a.id).await.period,
+        every(20),
+        "unchanged"
+    );
     // A paused URL sends nothing: its share is free while it is paused.
     update(&app, &token, paused(b.id, true), &["paused"])
         .await
@@ -331,7 +326,7 @@ async fn a_shorter_period_or_a_resume_past_the_host_rate_is_resource_exhausted(b
         Code::ResourceExhausted,
     );
     assert!(refused.message().contains("victim.example"), "{refused:?}");
-    assert_eq!(get(&app, &token, b.id).await.state(), UrlState::Paused);
+    assert_eq!(app.get_url(&token, b.id).await.state(), UrlState::Paused);
     update(&app, &token, period(a.id, 40), &[]).await.unwrap();
     update(&app, &token, paused(b.id, false), &["paused"])
         .await
