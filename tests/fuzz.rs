@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use monitor::{
-    api::convert::period_from_proto,
+    api::convert::{period_from_proto, url_update_from_proto},
     api::seed,
     domain::{Email, PeriodBounds, TargetUrl},
     proto::monitor::v1 as pb,
@@ -114,6 +114,42 @@ proptest! {
             // What decodes re-encodes and decodes to the same message.
             let again: pb::AddUrlRequest = serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
             prop_assert_eq!(again, req);
+        }
+    }
+
+    #[test]
+    fn url_updates_keep_to_the_rules_whatever_the_mask_and_values(
+        name in prop_oneof!["\\PC{0,250}", "[a\\t\\n\\x00-\\x1f\\x7f ]{0,6}"],
+        failure in any::<i32>(),
+        success in prop_oneof![Just(0i32), 1..=100i32, any::<i32>()],
+        paths in proptest::collection::vec(
+            prop_oneof!["[a-zA-Z_.]{0,16}", "(name|period|paused|failureThreshold|success_threshold|state|url|id)"],
+            0..4,
+        ),
+    ) {
+        let bounds = PeriodBounds {
+            min: Duration::from_secs(10),
+            max: Duration::from_secs(6000),
+        };
+        let url = pb::Url {
+            id: 1,
+            name,
+            failure_threshold: failure,
+            success_threshold: success,
+            ..Default::default()
+        };
+        let request = pb::UpdateUrlRequest {
+            url: Some(url),
+            update_mask: Some(pbjson_types::FieldMask { paths }),
+        };
+        if let Ok((_, update)) = url_update_from_proto(request, bounds) {
+            if let Some(Some(name)) = &update.name {
+                prop_assert!(!name.is_empty() && name.chars().count() <= 200);
+                prop_assert!(!name.chars().any(char::is_control));
+            }
+            for n in [update.failure_threshold, update.success_threshold].into_iter().flatten() {
+                prop_assert!((1..=100).contains(&n));
+            }
         }
     }
 
