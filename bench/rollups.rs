@@ -35,7 +35,11 @@ fn arg(name: &str, default: usize) -> usize {
 fn latency(n: u64) -> u64 {
     let x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
     let base = 20_000 + x % 40_000;
-    if x.is_multiple_of(50) { base * 10 } else { base }
+    if x.is_multiple_of(50) {
+        base * 10
+    } else {
+        base
+    }
 }
 
 /// A bucket of `probes` probes starting at probe number `first`.

@@ -100,6 +100,16 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i32,
     },
+    /// Show a URL's uptime and latency over time, in buckets.
+    Stats {
+        url_id: i64,
+        /// How far back (e.g. 24h, 30d).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// minute, hour or day (default: the finest with at most 1,000 buckets).
+        #[arg(long, value_parser = ["minute", "hour", "day"])]
+        granularity: Option<String>,
+    },
     /// Show incidents (runs of failures that turned a URL DOWN), newest first.
     Incidents {
         /// Only this URL's.
@@ -531,6 +541,58 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{t}");
             }
         }
+        Command::Stats {
+            url_id,
+            since,
+            granularity,
+        } => {
+            let saved = load(&path)?;
+            let granularity = match granularity.as_deref() {
+                Some("minute") => pb::Granularity::Minute,
+                Some("hour") => pb::Granularity::Hour,
+                Some("day") => pb::Granularity::Day,
+                _ => pb::Granularity::Unspecified,
+            };
+            let start = chrono::Duration::from_std(*since)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+                .ok_or_else(|| Failure(format!("--since {since:?} is too far back"), 2))?;
+            let res = client
+                .get_url_stats(authed(
+                    pb::GetUrlStatsRequest {
+                        url_id: *url_id,
+                        start_time: Some(start.into()),
+                        end_time: None,
+                        granularity: granularity as i32,
+                    },
+                    &saved,
+                )?)
+                .await?
+                .into_inner();
+            if cli.json {
+                print_json(&res)?;
+            } else {
+                let mut t = table(&[
+                    "FROM", "EXPECTED", "UP", "DOWN", "MISSED", "UPTIME", "P50", "P95", "P99",
+                    "MAX",
+                ]);
+                for b in &res.buckets {
+                    t.add_row(stats_row(b, time_text(b.start_time.as_ref())));
+                }
+                println!("{t}");
+                if let Some(total) = &res.total {
+                    println!(
+                        "uptime {} over {} probes ({} missed), p95 {}",
+                        total
+                            .uptime
+                            .map_or_else(|| "-".to_owned(), |u| format!("{:.3}%", u * 100.0)),
+                        total.up + total.degraded + total.down,
+                        total.missed,
+                        duration_text(total.p95.as_ref()),
+                    );
+                }
+            }
+        }
         Command::Incidents { url_id, limit } => {
             let saved = load(&path)?;
             let res = client
@@ -578,6 +640,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// One line of the stats table.
+fn stats_row(b: &pb::StatsBucket, from: String) -> Vec<String> {
+    vec![
+        from,
+        b.expected.to_string(),
+        (b.up + b.degraded).to_string(),
+        b.down.to_string(),
+        b.missed.to_string(),
+        b.uptime
+            .map_or_else(|| "-".to_owned(), |u| format!("{:.2}%", u * 100.0)),
+        duration_text(b.p50.as_ref()),
+        duration_text(b.p95.as_ref()),
+        duration_text(b.p99.as_ref()),
+        duration_text(b.max.as_ref()),
+    ]
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -301,3 +301,24 @@ fn the_service_config_for_other_languages_retries_the_same_methods_the_same_way(
         serde_json::json!(["UNAVAILABLE"])
     );
 }
+
+#[test]
+fn envoy_retries_exactly_the_protos_idempotent_methods() {
+    let yaml = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/envoy.yaml"),
+    )
+    .unwrap();
+    let list = yaml
+        .lines()
+        .find_map(|l| l.split("MonitorService/(").nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .expect("deploy/envoy.yaml has the retried methods' regex");
+    let mut named: Vec<&str> = list.split('|').collect();
+    named.sort_unstable();
+    let mut idempotent: Vec<&str> = IDEMPOTENT_METHODS
+        .iter()
+        .map(|p| p.strip_prefix("/monitor.v1.MonitorService/").unwrap())
+        .collect();
+    idempotent.sort_unstable();
+    assert_eq!(named, idempotent);
+}

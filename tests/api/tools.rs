@@ -271,6 +271,7 @@ async fn monitorctl_runs_the_whole_session_with_tables_json_and_exit_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one session, start to end
 async fn monitorctl_gets_updates_and_lists_incidents() {
     let target = Target::start().await;
     let app = spawn_app_with(Backend::Sqlite, prober_settings).await;
@@ -337,6 +338,32 @@ async fn monitorctl_gets_updates_and_lists_incidents() {
     }
     let (ok, out, err) = run(ctl(&["incidents"])).await;
     assert!(ok && out.contains("Checkout"), "{out}{err}");
+
+    // Its history: a table of minute buckets and a one-line summary.
+    let (ok, out, err) = run(ctl(&["stats", &id, "--since", "10m"])).await;
+    assert!(ok, "{err}");
+    for part in [
+        "EXPECTED",
+        "MISSED",
+        "P95",
+        "uptime 0.000% over",
+        "missed), p95",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    let (ok, out, err) = run(ctl(&["--json", "stats", &id, "--granularity", "hour"])).await;
+    assert!(ok, "{err}");
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["granularity"], "GRANULARITY_HOUR", "{out}");
+    assert!(
+        stats["total"]["down"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 0,
+        "{out}"
+    );
 
     let (ok, out, err) = run(ctl(&["update", &id, "--pause"])).await;
     assert!(
