@@ -2,7 +2,8 @@
 //!
 //! A request names a range and optionally a granularity; unset, the finest
 //! tier that keeps the range and covers it with at most 1,000 buckets is
-//! used. Every bucket of the range is returned, empty ones included, with
+//! used; a range reaching past what the asked tier keeps starts at its
+//! oldest bucket. Every bucket of the range is returned, empty ones included, with
 //! the slots the URL's schedule expected in it (`domain::rollup::
 //! expected_slots`), so missed probes show as missed, never as down. The
 //! total merges the buckets.
@@ -103,13 +104,21 @@ impl StatsService {
             .map_or(0, |(_, d)| millis(*d))
     }
 
-    /// The granularity: the one asked for, if it keeps the range and it
-    /// fits; else the finest that does.
+    /// The oldest bucket `tier` still keeps.
+    fn horizon(&self, tier: Tier, now: i64) -> i64 {
+        tier.bucket_of(now - self.kept_ms(tier))
+    }
+
+    /// The granularity: the one asked for, if it keeps part of the range
+    /// and the range fits; else the finest that keeps all of it and fits.
     fn tier(&self, asked: Option<Tier>, start: i64, end: i64, now: i64) -> Result<Tier> {
-        let buckets = |t: Tier| (end - t.bucket_of(start) + t.width_ms() - 1) / t.width_ms();
-        let keeps = |t: Tier| start >= t.bucket_of(now - self.kept_ms(t));
+        let buckets = |t: Tier| {
+            let first = t.bucket_of(start).max(self.horizon(t, now));
+            (end - first + t.width_ms() - 1) / t.width_ms()
+        };
+        let keeps = |t: Tier| start >= self.horizon(t, now);
         if let Some(t) = asked {
-            if !keeps(t) {
+            if end <= self.horizon(t, now) {
                 return Err(Error::invalid(
                     "start_time",
                     format!(
@@ -171,7 +180,9 @@ impl StatsService {
             now.timestamp_millis(),
         );
         let tier = self.tier(query.granularity, start_ms, end_ms, now_ms)?;
-        let first = tier.bucket_of(start_ms);
+        // A range reaching past what the tier keeps starts at its oldest
+        // bucket ("the last 48 hours" in minutes keeps working as time passes).
+        let first = tier.bucket_of(start_ms).max(self.horizon(tier, now_ms));
         let stored = rollups::read(&self.db, url.id, tier, first, end_ms).await?;
         let spans = rollups::schedule(&self.db, url.id).await?;
         let created_ms = url.created_at.timestamp_millis();

@@ -321,6 +321,11 @@ mod postgres {
         rows: &[&ProbeResult],
         derive: Derive,
     ) -> anyhow::Result<Written> {
+        // Plan each statement for its arrays: a cached generic plan does not
+        // know how many keys a batch holds and joined them to whole tables.
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut **tx)
+            .await?;
         let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
             "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
              SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int4[], $5::int8[], $6::int2[], $7::text[]) \

@@ -74,6 +74,11 @@ fn merged(mut deltas: BTreeMap<Key, Bucket>, stored: &[Row]) -> BTreeMap<Key, Bu
 
 const COLUMNS: &str = "url_id, tier, bucket_ms, up, degraded, down, latency_max_us, sketch";
 
+/// The stored buckets of a batch's keys: a join on the keys, so each is one
+/// primary-key lookup (a row-value `IN` over them was planned as a scan).
+const JOINED: &str =
+    "r.url_id, r.tier, r.bucket_ms, r.up, r.degraded, r.down, r.latency_max_us, r.sketch";
+
 const UPDATE_ALL: &str = "DO UPDATE SET up = excluded.up, degraded = excluded.degraded, \
      down = excluded.down, latency_max_us = excluded.latency_max_us, sketch = excluded.sketch";
 
@@ -84,8 +89,8 @@ pub async fn merge_postgres(
 ) -> anyhow::Result<()> {
     let keys = || deltas.keys();
     let stored: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM rollups WHERE (url_id, tier, bucket_ms) IN \
-         (SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[]))"
+        "SELECT {JOINED} FROM UNNEST($1::int8[], $2::int2[], $3::int8[]) AS k(url_id, tier, bucket_ms) \
+         JOIN rollups r ON r.url_id = k.url_id AND r.tier = k.tier AND r.bucket_ms = k.bucket_ms"
     )))
     .bind(keys().map(|k| k.0).collect::<Vec<_>>())
     .bind(keys().map(|k| k.1 as i16).collect::<Vec<_>>())
@@ -130,8 +135,9 @@ pub async fn merge_sqlite(
 ) -> anyhow::Result<()> {
     let keys: Vec<_> = deltas.keys().map(|k| (k.0, k.1 as i16, k.2)).collect();
     let stored: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM rollups WHERE (url_id, tier, bucket_ms) IN \
-         (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))"
+        "SELECT {JOINED} FROM json_each(?1) AS k \
+         JOIN rollups r ON r.url_id = k.value ->> 0 AND r.tier = k.value ->> 1 \
+                       AND r.bucket_ms = k.value ->> 2"
     )))
     .bind(serde_json::to_string(&keys)?)
     .fetch_all(&mut **tx)

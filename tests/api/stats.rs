@@ -250,6 +250,7 @@ async fn rollups_outlive_raw_retention_and_go_with_their_url(backend: Backend) {
     assert_eq!(left, 0);
 }
 
+#[allow(clippy::too_many_lines)] // one case after another, each short
 async fn bad_ranges_and_other_users_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
@@ -265,19 +266,40 @@ async fn bad_ranges_and_other_users_are_refused(backend: Backend) {
         Code::InvalidArgument,
         "start_time",
     );
-    // Minute buckets are kept 48 hours.
+    // Minute buckets are kept 48 hours: a range entirely older is refused,
+    // one reaching past it starts at the oldest minute kept.
     err(
         stats(
             &app,
             &token,
             url_id,
-            (now - 72 * HOUR, now),
+            (now - 96 * HOUR, now - 72 * HOUR),
             Granularity::Minute,
         )
         .await,
         Code::InvalidArgument,
         "start_time",
     );
+    let last_two_days = stats(
+        &app,
+        &token,
+        url_id,
+        (now - 72 * HOUR, now),
+        Granularity::Minute,
+    )
+    .await
+    .unwrap();
+    let first = last_two_days.buckets[0]
+        .start_time
+        .as_ref()
+        .unwrap()
+        .seconds
+        * 1000;
+    assert!(
+        first >= now - 48 * HOUR - MINUTE && first <= now - 48 * HOUR + MINUTE,
+        "{first}"
+    );
+    assert!((2_879..=2_881).contains(&last_two_days.buckets.len()));
     // 40 days of minutes would be 57,600 buckets (and are not kept).
     let auto = stats(
         &app,
