@@ -1,7 +1,8 @@
 //! Rollup storage per URL-year, and the history GetUrlStats reads in
 //! `bench/run`: fills every URL of a Postgres database with a year of
-//! rollups, as the flush would have kept them for one probe a minute (48
-//! hours of minute buckets, 90 days of hour buckets, 365 day buckets), then
+//! rollups, as the flush would have kept them for one probe a minute (90
+//! days of hour buckets, 365 day buckets; minutes are read from the raw
+//! statuses), then
 //! reports what the `rollups` table (rows, indexes, TOAST) takes per URL.
 //!
 //!     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/monitor_bench_stats \
@@ -97,11 +98,8 @@ async fn main() -> anyhow::Result<()> {
     let pool = db.get_postgres_connection_pool();
     for id in &ids {
         let mut buckets = BTreeMap::new();
-        let tiers = [
-            (Tier::Minute, 48 * 60, 1),
-            (Tier::Hour, 90 * 24, 60),
-            (Tier::Day, 365, 1440),
-        ];
+        // Minute buckets are not stored (read from the raw statuses).
+        let tiers = [(Tier::Hour, 90 * 24, 60), (Tier::Day, 365, 1440)];
         for (tier, count, probes) in tiers {
             let last = tier.bucket_of(now);
             for k in 0..count {
@@ -115,6 +113,19 @@ async fn main() -> anyhow::Result<()> {
         tx.commit().await?;
     }
     let fill_s = started.elapsed().as_secs_f64();
+    // The first URL's last 48 hours of raw statuses, one a minute: what
+    // GetUrlStats reads minute buckets from.
+    if let Some(first) = ids.first() {
+        let minute_ago = now - now.rem_euclid(60_000);
+        db.execute_raw(sql(format!(
+            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros)
+             SELECT {first}, to_timestamp(({minute_ago} - g * 60000) / 1000.0),
+                    to_timestamp(({minute_ago} - g * 60000 + 2) / 1000.0),
+                    CASE WHEN g % 333 = 0 THEN 500 ELSE 200 END, 20000 + (g * 7919) % 40000
+             FROM generate_series(1, 2880) g ON CONFLICT DO NOTHING"
+        )))
+        .await?;
+    }
     db.execute_unprepared("VACUUM ANALYZE rollups").await?;
     let row = db
         .query_one_raw(sql(

@@ -51,10 +51,6 @@ pub struct FlushSettings {
     #[arg(long = "retention-interval", env = "MONITOR_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
 
-    /// How long minute rollup buckets are kept.
-    #[arg(long = "rollup-minutes", env = "MONITOR_ROLLUP_MINUTES", default_value = "48h", value_parser = humantime::parse_duration)]
-    pub rollup_minutes: Duration,
-
     /// How long hour rollup buckets are kept.
     #[arg(long = "rollup-hours", env = "MONITOR_ROLLUP_HOURS", default_value = "90days", value_parser = humantime::parse_duration)]
     pub rollup_hours: Duration,
@@ -87,7 +83,7 @@ impl FlushSettings {
             "MONITOR_RETENTION_INTERVAL",
             "must be at least 1s",
         )?;
-        for tier in Tier::ALL {
+        for tier in Tier::STORED {
             let (name, kept) = self.rollup_setting(tier);
             let width = Duration::from_millis(u64::try_from(tier.width_ms()).unwrap_or(0));
             check_setting(
@@ -102,7 +98,8 @@ impl FlushSettings {
     /// How long `tier`'s buckets are kept, and the setting's name.
     pub fn rollup_setting(&self, tier: Tier) -> (&'static str, Duration) {
         match tier {
-            Tier::Minute => ("MONITOR_ROLLUP_MINUTES", self.rollup_minutes),
+            // Minute buckets are read from the raw statuses.
+            Tier::Minute => ("MONITOR_RETENTION", self.retention),
             Tier::Hour => ("MONITOR_ROLLUP_HOURS", self.rollup_hours),
             Tier::Day => ("MONITOR_ROLLUP_DAYS", self.rollup_days),
         }
@@ -206,7 +203,7 @@ impl Flusher {
         let retention = chrono::Duration::from_std(self.settings.retention)?;
         let deleted = statuses::delete_older_than(&self.db, now - retention).await?;
         self.metrics.retention_deleted.inc_by(deleted);
-        for tier in Tier::ALL {
+        for tier in Tier::STORED {
             let kept = chrono::Duration::from_std(self.settings.rollup_setting(tier).1)?;
             let cutoff = tier.bucket_of((now - kept).timestamp_millis());
             rollups::prune(&self.db, tier, cutoff).await?;

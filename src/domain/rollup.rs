@@ -1,5 +1,6 @@
 //! Uptime and latency history in tiers of buckets that outlive raw
-//! statuses: a bucket counts the probes due within it (up, degraded, down)
+//! statuses (minute buckets are built from the raw statuses, which are kept
+//! as long; hour and day buckets are stored): a bucket counts the probes due within it (up, degraded, down)
 //! and holds a [`Sketch`] of the latencies of those that got a response,
 //! plus their exact maximum. Every tier is kept from the raw results (one
 //! upsert per flush batch), and a bucket of a coarser tier is, exactly, the
@@ -21,6 +22,12 @@ pub enum Tier {
 
 impl Tier {
     pub const ALL: [Self; 3] = [Self::Minute, Self::Hour, Self::Day];
+
+    /// The tiers kept as rollup rows. Minutes are not: raw statuses are kept
+    /// as long as minute buckets would be (two days), so a minute bucket is
+    /// read from them, and the flush writes two rollup rows per URL and
+    /// batch instead of one more row per result.
+    pub const STORED: [Self; 2] = [Self::Hour, Self::Day];
 
     pub fn width_ms(self) -> i64 {
         match self {

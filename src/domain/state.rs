@@ -85,6 +85,11 @@ impl Outcome {
     pub fn succeeded(status_code: i32) -> bool {
         (200..=399).contains(&status_code)
     }
+
+    /// Whether a stored probe succeeded: no error, and a status in 200–399.
+    pub fn probe_ok(status_code: i32, error_kind: Option<i16>) -> bool {
+        error_kind.is_none() && Self::succeeded(status_code)
+    }
 }
 
 /// The state kept per URL between batches.

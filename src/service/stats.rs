@@ -1,4 +1,6 @@
-//! Uptime and latency over a time range, from the rollup tiers.
+//! Uptime and latency over a time range, from the rollup tiers (hour and
+//! day buckets stored; minute buckets built from the raw statuses, which
+//! are kept as long).
 //!
 //! A request names a range and optionally a granularity; unset, the finest
 //! tier that keeps the range and covers it with at most 1,000 buckets is
@@ -18,9 +20,10 @@ use crate::{
     domain::{
         UserId,
         rollup::{Bucket, Tier, expected_slots},
+        state::Outcome,
     },
     error::{Error, Result},
-    store::rollups,
+    store::{rollups, statuses},
 };
 
 /// Most buckets one response may hold.
@@ -183,7 +186,22 @@ impl StatsService {
         // A range reaching past what the tier keeps starts at its oldest
         // bucket ("the last 48 hours" in minutes keeps working as time passes).
         let first = tier.bucket_of(start_ms).max(self.horizon(tier, now_ms));
-        let stored = rollups::read(&self.db, url.id, tier, first, end_ms).await?;
+        let stored = if tier == Tier::Minute {
+            // Minute buckets from the raw statuses (kept as long as they are).
+            let mut minutes: std::collections::BTreeMap<i64, Bucket> =
+                std::collections::BTreeMap::new();
+            for (due, code, latency, kind) in
+                statuses::due_between(&self.db, url.id, first, end_ms).await?
+            {
+                minutes.entry(tier.bucket_of(due)).or_default().add(
+                    Outcome::probe_ok(code, kind),
+                    (code > 0).then(|| u64::try_from(latency).unwrap_or(0)),
+                );
+            }
+            minutes.into_iter().collect()
+        } else {
+            rollups::read(&self.db, url.id, tier, first, end_ms).await?
+        };
         let spans = rollups::schedule(&self.db, url.id).await?;
         let created_ms = url.created_at.timestamp_millis();
         let settled = now_ms - millis(self.settle);

@@ -130,7 +130,7 @@ fn outcomes_by_url(
         };
         per_url.entry(url_id).or_default().push(Outcome {
             due_ms,
-            ok: r.error_kind.is_none() && Outcome::succeeded(r.status_code),
+            ok: Outcome::probe_ok(r.status_code, r.error_kind),
             probe: FailedProbe {
                 status_id,
                 due_ms,

@@ -20,7 +20,7 @@ use crate::domain::{
 /// A bucket's key: URL, tier, bucket start (ms).
 pub type Key = (i64, Tier, i64);
 
-/// The buckets a batch's inserted results add to, in every tier.
+/// The buckets a batch's inserted results add to, in every stored tier.
 pub fn deltas(per_url: &BTreeMap<i64, Vec<Outcome>>) -> BTreeMap<Key, Bucket> {
     let mut out: BTreeMap<Key, Bucket> = BTreeMap::new();
     for (url_id, outcomes) in per_url {
@@ -28,7 +28,7 @@ pub fn deltas(per_url: &BTreeMap<i64, Vec<Outcome>>) -> BTreeMap<Key, Bucket> {
             // A probe that got a response (any status) has a latency.
             let latency =
                 (o.probe.status_code > 0).then(|| u64::try_from(o.probe.latency_us).unwrap_or(0));
-            for tier in Tier::ALL {
+            for tier in Tier::STORED {
                 out.entry((*url_id, tier, tier.bucket_of(o.due_ms)))
                     .or_default()
                     .add(o.ok, latency);

@@ -140,3 +140,32 @@ pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<Statu
         .map(StatusRecord::from)
         .collect())
 }
+
+/// One URL's statuses due in `[from_ms, to_ms)`, by due time: (due time
+/// in ms, status code, latency in µs, error kind). What minute buckets are
+/// built from (they are not stored: raw statuses are kept as long).
+pub async fn due_between(
+    db: &DatabaseConnection,
+    url_id: i64,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, i32, i64, Option<i16>)>, DbErr> {
+    let time = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let rows: Vec<(DateTimeUtc, i32, i64, Option<i16>)> = Entity::find()
+        .select_only()
+        .column(Column::DueAt)
+        .column(Column::StatusCode)
+        .column(Column::LatencyMicros)
+        .column(Column::ErrorKind)
+        .filter(Column::UrlId.eq(url_id))
+        .filter(Column::DueAt.gte(time(from_ms)))
+        .filter(Column::DueAt.lt(time(to_ms)))
+        .order_by_asc(Column::DueAt)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(due, code, latency, kind)| (due.timestamp_millis(), code, latency, kind))
+        .collect())
+}
