@@ -99,6 +99,12 @@ async fn write(
     if rows.is_empty() {
         return Ok(Written::default());
     }
+    // One order for every flusher: two batches holding some of the same
+    // results (a redelivery while the first reader is still writing) then
+    // wait for each other's unique keys in turn instead of deadlocking.
+    let mut sorted = rows.to_vec();
+    sorted.sort_unstable_by_key(|r| (r.url_id, r.due_ms));
+    let rows = sorted.as_slice();
     if db.get_database_backend() == DbBackend::Postgres {
         let mut tx = db.get_postgres_connection_pool().begin().await?;
         let written = postgres::write(&mut tx, rows, derive).await?;

@@ -173,7 +173,7 @@ async fn redelivered_and_concurrent_batches_open_each_incident_once(backend: Bac
     let again = outcomes::write_batch(&app.db, &all).await.unwrap();
     assert_eq!(again, outcomes::Written::default());
     // Two flushers with overlapping batches of the next failures.
-    let more: Vec<ProbeResult> = (6..20).map(|i| failing(url.id, t0 + i * 60_000)).collect();
+    let more: Vec<ProbeResult> = (6..400).map(|i| failing(url.id, t0 + i * 60_000)).collect();
     let flusher = |db: sea_orm::DatabaseConnection, batch: Vec<ProbeResult>| {
         tokio::spawn(async move {
             outcomes::write_batch(&db, &batch.iter().collect::<Vec<_>>())
@@ -187,12 +187,12 @@ async fn redelivered_and_concurrent_batches_open_each_incident_once(backend: Bac
         flusher(app.db.clone(), reversed),
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.inserted + rb.inserted, 14, "{ra:?} {rb:?}");
+    assert_eq!(ra.inserted + rb.inserted, 394, "{ra:?} {rb:?}");
     assert_eq!(ra.incidents_opened + rb.incidents_opened, 0);
     assert_eq!(incidents::Entity::find().count(&app.db).await.unwrap(), 1);
     let listed = incidents_of(&app, &token, url.id).await;
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].failed_probes, 20, "every failure counted once");
+    assert_eq!(listed[0].failed_probes, 400, "every failure counted once");
     assert_eq!(
         listed[0].opened_at.unwrap().seconds * 1000,
         t0,
