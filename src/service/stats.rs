@@ -164,7 +164,7 @@ impl StatsService {
     }
 
     pub async fn get(&self, user: UserId, query: StatsQuery) -> Result<Stats> {
-        super::urls::check_id("url_id", query.url_id)?;
+        // NOT_FOUND for another user's URL; INVALID_ARGUMENT for an id ≤ 0.
         let url = self.urls.get(user, "url_id", query.url_id).await?;
         let now = Utc::now();
         let end = query.end.map_or(now, |e| e.min(now));

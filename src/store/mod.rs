@@ -100,6 +100,15 @@ pub async fn check_writable(db: &DatabaseConnection, now_ms: i64) -> Result<(), 
     Ok(())
 }
 
+/// A statement written with Postgres' numbered parameters (`$n`) for the
+/// database at hand: SQLite takes the same numbers after `?`.
+pub(crate) fn numbered(backend: DbBackend, postgres: &str) -> String {
+    match backend {
+        DbBackend::Postgres => postgres.to_owned(),
+        _ => postgres.replace('$', "?"),
+    }
+}
+
 /// Whether an error is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))

@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use sqlx::{Postgres, Sqlite, Transaction};
+
+use super::numbered;
 
 use crate::domain::{
     rollup::{Bucket, ScheduleSpan, Tier},
@@ -179,14 +181,6 @@ fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// Postgres numbers its parameters; SQLite takes the same numbers after `?`.
-fn numbered(backend: DbBackend, sql: &str) -> String {
-    match backend {
-        DbBackend::Postgres => sql.to_owned(),
-        _ => sql.replace('$', "?"),
-    }
 }
 
 /// One URL's buckets of `tier` starting in `[from_ms, to_ms)`, in order.

@@ -9,10 +9,9 @@ use sea_orm::{
 };
 
 use super::{
+    numbered,
     outcomes::{first_json, ms_to_time, tracker_from_row},
-    urls::{
-        DROP_SPENT_HOST_RATE, Entity, Model, host_rate_micros, numbered, stored_host, with_states,
-    },
+    urls::{DROP_SPENT_HOST_RATE, Entity, Model, host_rate_micros, stored_host, with_states},
 };
 use crate::domain::{Period, UrlRecord, UrlUpdate, UserId, schedule::Schedule};
 

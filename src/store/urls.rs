@@ -6,6 +6,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use super::numbered;
 use crate::domain::{
     Period, TargetUrl, UrlRecord, UserId,
     state::{Thresholds, UrlState},
@@ -418,14 +419,6 @@ pub async fn delete_for_user(
     }
     txn.commit().await?;
     Ok(true)
-}
-
-/// Postgres numbers its parameters `$n`; SQLite takes the same numbers after `?`.
-pub(super) fn numbered(backend: DbBackend, postgres: &str) -> String {
-    match backend {
-        DbBackend::Postgres => postgres.to_owned(),
-        _ => postgres.replace('$', "?"),
-    }
 }
 
 /// The host a stored URL's probes count against. Parsed by the URL parser
