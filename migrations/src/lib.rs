@@ -2,7 +2,8 @@
 //!
 //! Every migration must run on both SQLite (the embedded default) and
 //! Postgres, so it is written with sea-query's builders, never raw SQL (a plain
-//! `SELECT` read for a backfill excepted).
+//! `SELECT` read for a backfill, and Postgres storage parameters, which
+//! have no builder, excepted).
 //! Migrations are append-only: a landed migration is never edited.
 
 pub use sea_orm_migration::prelude::*;
@@ -15,6 +16,7 @@ mod m20261126_000005_states_incidents;
 mod m20261126_000006_url_periods;
 mod m20261126_000007_rollups;
 mod m20261126_000008_health_check;
+mod m20261126_000009_fillfactor;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -31,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_url_periods::Migration),
             Box::new(m20261126_000007_rollups::Migration),
             Box::new(m20261126_000008_health_check::Migration),
+            Box::new(m20261126_000009_fillfactor::Migration),
         ]
     }
 }

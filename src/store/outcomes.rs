@@ -4,7 +4,7 @@
 //! 1. The statuses are inserted `ON CONFLICT (url_id, due_at) DO NOTHING
 //!    RETURNING` their ids: only rows really inserted go on, so a batch
 //!    delivered twice changes nothing the second time.
-//! 2. The touched URLs' `url_states` rows are created if missing and locked
+//! 2. The touched URLs' `url_states` rows (AddUrl creates them) are locked
 //!    in `url_id` order (Postgres `FOR UPDATE`; SQLite's writer lock is
 //!    already held), so two flushers never apply one URL's results in two
 //!    interleaved orders and never deadlock.
@@ -356,25 +356,51 @@ mod postgres {
         }
         let per_url = outcomes_by_url(rows, inserted);
         let ids: Vec<i64> = per_url.keys().copied().collect();
-        // Sorted ids: concurrent flushers create and lock in one order.
-        sqlx::query(
-            "INSERT INTO url_states (url_id, state) SELECT id, 1 FROM UNNEST($1::int8[]) AS t(id) \
-             ON CONFLICT (url_id) DO NOTHING",
-        )
-        .bind(&ids)
-        .execute(&mut **tx)
-        .await?;
-        let rows: Vec<StateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_STATES} WHERE s.url_id = ANY($1) ORDER BY s.url_id FOR UPDATE OF s"
-        )))
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
+        let mut rows = lock_states(tx, &ids).await?;
+        if rows.len() < ids.len() {
+            // AddUrl creates a URL's state row (migration 9 those of older
+            // URLs); a URL inserted behind the service's back (a bench, a
+            // restore) gets its row here, the one time. (Locked after the
+            // others, out of id order: two flushers creating rows for the
+            // same such URLs could deadlock, and Postgres would then fail
+            // one batch, to be written again; the service never gets here.)
+            let missing: Vec<i64> = {
+                let have: std::collections::HashSet<i64> = rows.iter().map(|r| r.0).collect();
+                ids.iter()
+                    .copied()
+                    .filter(|id| !have.contains(id))
+                    .collect()
+            };
+            sqlx::query(
+                "INSERT INTO url_states (url_id, state) SELECT id, 1 FROM UNNEST($1::int8[]) AS t(id) \
+                 ON CONFLICT (url_id) DO NOTHING",
+            )
+            .bind(&missing)
+            .execute(&mut **tx)
+            .await?;
+            rows.extend(lock_states(tx, &missing).await?);
+            rows.sort_unstable_by_key(|r| r.0);
+        }
         crate::store::rollups::merge_postgres(tx, crate::store::rollups::deltas(&per_url)).await?;
         let mut changes = apply_all(locked(rows), per_url);
         write_incidents!(tx, changes, written, &IncidentSql::new('$'));
         write_states(tx, &changes).await?;
         Ok(written)
+    }
+
+    /// Locks the state rows of `ids` (sorted: concurrent flushers lock in
+    /// one order) and reads them with their URLs' thresholds. Rows not yet
+    /// created are missing from the answer.
+    async fn lock_states(
+        tx: &mut Transaction<'_, Postgres>,
+        ids: &[i64],
+    ) -> anyhow::Result<Vec<StateRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_STATES} WHERE s.url_id = ANY($1) ORDER BY s.url_id FOR UPDATE OF s"
+        )))
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?)
     }
 
     async fn write_states(
@@ -452,20 +478,29 @@ mod sqlite {
         }
         let per_url = outcomes_by_url(rows, inserted);
         let ids = serde_json::to_string(&per_url.keys().collect::<Vec<_>>())?;
-        sqlx::query(
-            "INSERT INTO url_states (url_id, state) SELECT value, 1 FROM json_each(?1) WHERE true \
-             ON CONFLICT (url_id) DO NOTHING",
-        )
-        .bind(&ids)
-        .execute(&mut **tx)
-        .await?;
         // The transaction began IMMEDIATE: these rows are this writer's.
-        let rows: Vec<StateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let select = format!(
             "{SELECT_STATES} WHERE s.url_id IN (SELECT value FROM json_each(?1)) ORDER BY s.url_id"
-        )))
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
+        );
+        let mut rows: Vec<StateRow> = sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?;
+        if rows.len() < per_url.len() {
+            // A URL inserted behind the service's back (AddUrl creates the
+            // row): create its state row, the one time.
+            sqlx::query(
+                "INSERT INTO url_states (url_id, state) SELECT value, 1 FROM json_each(?1) WHERE true \
+                 ON CONFLICT (url_id) DO NOTHING",
+            )
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
+            rows = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .bind(&ids)
+                .fetch_all(&mut **tx)
+                .await?;
+        }
         crate::store::rollups::merge_sqlite(tx, crate::store::rollups::deltas(&per_url)).await?;
         let mut changes = apply_all(locked(rows), per_url);
         write_incidents!(tx, changes, written, &IncidentSql::new('?'));

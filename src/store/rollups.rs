@@ -1,5 +1,6 @@
 //! Rollup buckets (`domain::rollup`): merged by the flush inside its
-//! transaction (one read and one upsert per batch, for every tier), read by
+//! transaction (per batch, for every tier at once: one read, then on Postgres
+//! one update and one insert, on SQLite one upsert), read by
 //! GetUrlStats, pruned per tier by the retention pass.
 //!
 //! The flush holds the lock on the touched URLs' `url_states` rows (see
@@ -74,6 +75,22 @@ fn merged(mut deltas: BTreeMap<Key, Bucket>, stored: &[Row]) -> BTreeMap<Key, Bu
     deltas
 }
 
+/// Adds `deltas` to what the rows hold: the merged buckets stored already,
+/// and the new ones.
+#[allow(clippy::type_complexity)]
+fn split(
+    deltas: BTreeMap<Key, Bucket>,
+    stored: &[Row],
+) -> (Vec<(Key, Bucket)>, Vec<(Key, Bucket)>) {
+    let stored_keys: std::collections::HashSet<Key> = stored
+        .iter()
+        .filter_map(|r| Some((r.0, Tier::from_stored(r.1)?, r.2)))
+        .collect();
+    merged(deltas, stored)
+        .into_iter()
+        .partition(|(k, _)| stored_keys.contains(k))
+}
+
 const COLUMNS: &str = "url_id, tier, bucket_ms, up, degraded, down, latency_max_us, sketch";
 
 /// The stored buckets of a batch's keys: a join on the keys, so each is one
@@ -84,7 +101,10 @@ const JOINED: &str =
 const UPDATE_ALL: &str = "DO UPDATE SET up = excluded.up, degraded = excluded.degraded, \
      down = excluded.down, latency_max_us = excluded.latency_max_us, sketch = excluded.sketch";
 
-/// Postgres: merges `deltas` into the stored buckets (one read, one upsert).
+/// Postgres: merges `deltas` into the stored buckets: one read, then one
+/// `UPDATE` of the buckets stored already and one `INSERT` of the new ones
+/// (an `ON CONFLICT` upsert of all of them took ~20% longer: each row
+/// tries the insert first; `bench/flush.rs` at 20,000 URLs).
 pub async fn merge_postgres(
     tx: &mut Transaction<'_, Postgres>,
     deltas: BTreeMap<Key, Bucket>,
@@ -99,35 +119,58 @@ pub async fn merge_postgres(
     .bind(keys().map(|k| k.2).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
-    let all = merged(deltas, &stored);
-    let (keys, buckets): (Vec<&Key>, Vec<&Bucket>) = all.iter().unzip();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO rollups ({COLUMNS}) \
-         SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::int4[], $5::int4[], \
-                              $6::int4[], $7::int8[], $8::bytea[]) \
-         ON CONFLICT (url_id, tier, bucket_ms) {UPDATE_ALL}"
-    )))
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1 as i16).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| count(b.up)).collect::<Vec<_>>())
-    .bind(
-        buckets
-            .iter()
-            .map(|b| count(b.degraded))
-            .collect::<Vec<_>>(),
-    )
-    .bind(buckets.iter().map(|b| count(b.down)).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| max_us(b)).collect::<Vec<_>>())
-    .bind(
-        buckets
-            .iter()
-            .map(|b| b.latency.encode())
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut **tx)
-    .await?;
+    let (old, new) = split(deltas, &stored);
+    if !old.is_empty() {
+        bind_buckets(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE rollups r SET up = v.up, degraded = v.degraded, down = v.down, \
+                    latency_max_us = v.latency_max_us, sketch = v.sketch \
+                 FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::int4[], $5::int4[], \
+                             $6::int4[], $7::int8[], $8::bytea[]) AS v({COLUMNS}) \
+                 WHERE r.url_id = v.url_id AND r.tier = v.tier AND r.bucket_ms = v.bucket_ms"
+            ))),
+            &old,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !new.is_empty() {
+        // A bucket another flusher created meanwhile cannot be: the caller
+        // holds the lock on these URLs' state rows.
+        bind_buckets(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO rollups ({COLUMNS}) \
+                 SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::int4[], $5::int4[], \
+                                      $6::int4[], $7::int8[], $8::bytea[])"
+            ))),
+            &new,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
+}
+
+/// Binds buckets as the eight column arrays `$1..$8` in [`COLUMNS`] order.
+fn bind_buckets<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    buckets: &[(Key, Bucket)],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let col = |f: fn(&(Key, Bucket)) -> i32| buckets.iter().map(f).collect::<Vec<_>>();
+    query
+        .bind(buckets.iter().map(|(k, _)| k.0).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|(k, _)| k.1 as i16).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|(k, _)| k.2).collect::<Vec<_>>())
+        .bind(col(|(_, b)| count(b.up)))
+        .bind(col(|(_, b)| count(b.degraded)))
+        .bind(col(|(_, b)| count(b.down)))
+        .bind(buckets.iter().map(|(_, b)| max_us(b)).collect::<Vec<_>>())
+        .bind(
+            buckets
+                .iter()
+                .map(|(_, b)| b.latency.encode())
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// SQLite: the same, the keys and rows as JSON (sketches hex-encoded).

@@ -252,6 +252,12 @@ pub async fn insert_within_limits(
                     schedule,
                 ))
                 .await?;
+                txn.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    INSERT_STATE,
+                    [url.id.into()],
+                ))
+                .await?;
             }
             Ok(added)
         } else {
@@ -268,7 +274,8 @@ pub async fn insert_within_limits(
 
 /// Postgres: raise the quota counter while below the quota, then the
 /// (user, host) rate while within its limit, insert, and start the URL's
-/// schedule history. No row back means a limit was reached; the caller
+/// schedule history and its state row (pending: the flush then only
+/// locks and updates state rows, never creates them on its hot path). No row back means a limit was reached; the caller
 /// rolls back what was raised.
 const ADD_POSTGRES: &str = "WITH quota AS (
     UPDATE users SET url_count = url_count + 1 WHERE id = $1 AND url_count < $2 RETURNING id
@@ -285,6 +292,8 @@ const ADD_POSTGRES: &str = "WITH quota AS (
 ), schedule AS (
     INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
     SELECT id, $11, period_seconds, phase_ms, false FROM added
+), state AS (
+    INSERT INTO url_states (url_id, state) SELECT id, 1 FROM added
 )
 SELECT * FROM added";
 
@@ -298,10 +307,11 @@ SELECT ?1, ?2, ?3 WHERE ?3 <= ?4
 ON CONFLICT (user_id, host) DO UPDATE SET rate_micros = host_rates.rate_micros + excluded.rate_micros
 WHERE host_rates.rate_micros + excluded.rate_micros <= ?4";
 
-/// ...start its schedule history...
+/// ...start its schedule history and its (pending) state...
 const INSERT_SCHEDULE: &str =
     "INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
 VALUES (?, ?, ?, ?, false)";
+const INSERT_STATE: &str = "INSERT INTO url_states (url_id, state) VALUES (?, 1)";
 
 /// ...after the insert.
 const INSERT: &str =

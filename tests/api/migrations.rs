@@ -103,7 +103,49 @@ async fn the_host_rates_start_from_the_urls_users_already_have(backend: Backend)
     db.close().await.ok();
 }
 
+async fn every_url_gets_a_state_row_and_kept_states_stay(backend: Backend) {
+    // Before AddUrl created state rows: one URL with results (a state row
+    // the flush made), one without.
+    let (db, _database, _dir) = migrated_to(backend, 8).await;
+    exec(
+        &db,
+        "INSERT INTO users (email, password_hash, created_at) VALUES
+         ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
+         SELECT id, u, 60, '2026-11-20T00:00:00Z', 0, 0 FROM users,
+           (SELECT 'https://a.example/up' AS u UNION SELECT 'https://a.example/new') AS urls",
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO url_states (url_id, state, run_len)
+         SELECT id, 2, 7 FROM urls WHERE url = 'https://a.example/up'",
+    )
+    .await;
+    Migrator::up(&db, None).await.unwrap();
+    // (url, state * 100 + run_len): UP with its run kept, the other PENDING.
+    let states: Vec<(String, i64)> = pairs(
+        &db,
+        "SELECT u.url, CAST(s.state * 100 + s.run_len AS BIGINT) FROM urls u JOIN url_states s ON s.url_id = u.id
+         ORDER BY u.url",
+    )
+    .await;
+    assert_eq!(
+        states,
+        vec![
+            ("https://a.example/new".into(), 100),
+            ("https://a.example/up".into(), 207)
+        ]
+    );
+    db.close().await.ok();
+}
+
 crate::on_both_backends!(
     the_quota_counter_starts_from_the_urls_users_already_have,
-    the_host_rates_start_from_the_urls_users_already_have
+    the_host_rates_start_from_the_urls_users_already_have,
+    every_url_gets_a_state_row_and_kept_states_stay
 );
