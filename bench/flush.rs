@@ -24,6 +24,9 @@ use monitor::{
 };
 use sea_orm::{ConnectionTrait, Statement};
 
+/// What AddUrl creates with each URL: its state row, pending.
+const PENDING_STATES: &str = "INSERT INTO url_states (url_id, state) SELECT id, 1 FROM urls";
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -60,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
          FROM generate_series(1, {urls}) g"
     ))
     .await?;
+    db.execute_unprepared(PENDING_STATES).await?;
     let first_url: i64 = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -145,6 +149,8 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..3 {
         for plain in [true, false] {
             db.execute_unprepared(derived_tables).await?;
+            // AddUrl creates each URL's (pending) state row.
+            db.execute_unprepared(PENDING_STATES).await?;
             let t = Instant::now();
             for chunk in results.chunks(batch) {
                 let rows: Vec<&ProbeResult> = chunk.iter().collect();
