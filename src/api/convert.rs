@@ -305,9 +305,9 @@ mod tests {
         )
     }
 
-    fn field(result: Result<(i64, UrlUpdate), Error>) -> (&'static str, String) {
+    fn field(result: Result<(i64, UrlUpdate), Error>) -> (String, String) {
         match result {
-            Err(Error::InvalidArgument { field, message }) => (field, message),
+            Err(Error::InvalidArgument { field, message }) => (field.into_owned(), message),
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
     }
