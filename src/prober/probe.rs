@@ -205,6 +205,24 @@ fn short(s: &str) -> String {
     s
 }
 
+/// Whether `e` is a rustls error, or an io::Error wrapping one (at any
+/// depth: an io::Error's `source()` skips the error it wraps).
+fn is_tls(e: &(dyn StdError + 'static)) -> bool {
+    let mut e = e;
+    loop {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => e = inner,
+            None => return false,
+        }
+    }
+}
+
 /// Walks the error's causes for the ones that tell what happened.
 fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
     let mut source: Option<&(dyn StdError + 'static)> = e.source();
@@ -222,7 +240,7 @@ fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
         {
             return (ErrorKind::Redirect, short(&s.to_string()));
         }
-        if s.downcast_ref::<rustls::Error>().is_some() {
+        if is_tls(s) {
             tls = true;
         }
         deepest = s.to_string();
