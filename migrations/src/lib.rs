@@ -15,6 +15,7 @@ mod m20261126_000005_states_incidents;
 mod m20261126_000006_url_periods;
 mod m20261126_000007_rollups;
 mod m20261126_000008_health_check;
+mod m20261126_000010_assertions;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_url_periods::Migration),
             Box::new(m20261126_000007_rollups::Migration),
             Box::new(m20261126_000008_health_check::Migration),
+            Box::new(m20261126_000010_assertions::Migration),
         ]
     }
 }

@@ -428,6 +428,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     pb::AddUrlRequest {
                         url: url.clone(),
                         period,
+                        assertions: Vec::new(),
                     },
                     &saved,
                 )?)

@@ -339,6 +339,7 @@ impl TestApp {
                 pb::AddUrlRequest {
                     url: url.into(),
                     period,
+                    ..Default::default()
                 },
                 token,
             ))

@@ -154,6 +154,7 @@ fn failing(url_id: i64, due_ms: i64) -> ProbeResult {
         latency_us: 1_500,
         error_kind: None,
         error_message: None,
+        ..Default::default()
     }
 }
 

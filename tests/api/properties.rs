@@ -74,6 +74,7 @@ fn result(url_id: i64, (slot, code, error, latency): (i64, i32, bool, i64)) -> P
         latency_us: latency,
         error_kind: error.then_some(4),
         error_message: error.then(|| "timed out".into()),
+        ..Default::default()
     }
 }
 
@@ -134,6 +135,7 @@ async fn add_url(db: &DatabaseConnection, user: monitor::domain::UserId, n: usiz
             created_at: Utc::now(),
             phase_ms: 0,
             next_due_ms: i64::MAX,
+            assertions: &monitor::domain::Assertions::default(),
         },
         urls::Limits {
             max_urls: 100,
