@@ -389,6 +389,100 @@ async fn monitorctl_gets_updates_and_lists_incidents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitorctl_sets_assertions_and_shows_the_failed_ones() {
+    let target = Target::start().await;
+    let app = spawn_app_with(Backend::Sqlite, prober_settings).await;
+    let server = format!("http://{}", app.addr);
+    let config = tempfile::tempdir().unwrap();
+    let ctl = |args: &[&str]| monitorctl(&server, config.path(), args);
+    for step in [
+        ["register", "asrt@example.com"],
+        ["login", "asrt@example.com"],
+    ] {
+        let (ok, _, err) = run(ctl(&step)).await;
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = run(ctl(&[
+        "--json",
+        "add",
+        &target.url("/json"),
+        "--period",
+        "1s",
+        "--assert",
+        "status=200-299",
+        "--assert",
+        "degraded:json:/version=4",
+        "--assert",
+        "header:Content-Type~json",
+        "--assert",
+        "latency<2s",
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let id = added["url"]["id"].as_str().unwrap().to_owned();
+    let (ok, out, err) = run(ctl(&["get", &id])).await;
+    assert!(ok, "{err}");
+    for line in [
+        "#0 status=200-299",
+        "#1 degraded:json:/version=4",
+        "#2 header:content-type~json",
+        "#3 latency<2s",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+
+    // Its probes are DEGRADED: the table says which assertion and why.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = run(ctl(&["statuses", &id])).await;
+        assert!(ok, "{err}");
+        if out.contains("VERDICT") {
+            assert!(
+                out.contains("DEGRADED") && out.contains("#1: \"/version\" is 3, not 4"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no statuses: {out}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    // update --assert replaces the list; --no-assertions removes it.
+    let (ok, out, err) = run(ctl(&["update", &id, "--assert", "body~checks"])).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("#0 body~checks") && !out.contains("#1"),
+        "{out}"
+    );
+    let (ok, out, err) = run(ctl(&["update", &id, "--no-assertions"])).await;
+    assert!(ok && !out.contains("#0"), "{out}{err}");
+
+    // A spec monitorctl cannot read is bad usage (2); one the server
+    // refuses is exit 4 with the field named.
+    assert_eq!(
+        ctl(&["update", &id, "--assert", "colour=blue"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(2)
+    );
+    let (ok, _, err) = run(ctl(&["update", &id, "--assert", "status=500-200"])).await;
+    assert!(
+        !ok && err.contains("url.assertions[0].status.codes[0]"),
+        "{err}"
+    );
+    assert_eq!(
+        ctl(&["add", &target.url("/x"), "--assert", "tls-days>=14"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(4),
+        "tls_days_left on an http URL"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_example_runs_against_the_server() {
     // `cargo test` builds examples beside the test binaries.
     let exe = std::env::current_exe().unwrap();
