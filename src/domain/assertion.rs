@@ -275,7 +275,8 @@ impl Check {
     }
 
     /// An RFC 6901 pointer (`""` for the whole document, else `/`-separated
-    /// tokens with `~0` for `~` and `~1` for `/`) and the value expected there.
+    /// tokens with `~0` for `~` and `~1` for `/`) and the value expected
+    /// there (`None`: JSON null).
     pub fn json(
         at: Place<'_>,
         pointer: String,
@@ -289,13 +290,8 @@ impl Check {
                 format!("{pointer:?} is not a JSON pointer (RFC 6901): {why}"),
             ));
         }
-        let Some(value) = value else {
-            return Err(Error::invalid(
-                at.field(".json.value"),
-                "is required: the JSON value expected at the pointer",
-            ));
-        };
-        let value = whole_numbers(value);
+        // Unset is JSON null (proto3 JSON writes a null `Value` as unset).
+        let value = whole_numbers(value.unwrap_or(serde_json::Value::Null));
         let written = serde_json::to_string(&value).unwrap_or_default();
         text(at.field(".json.value"), written, false)?;
         Ok(Self::Json { pointer, value })
@@ -681,8 +677,20 @@ mod tests {
             );
         }
         assert_eq!(
-            field(Check::json(AT, "/a".into(), None)),
-            "assertions[2].json.value"
+            Check::json(AT, "/a".into(), None).unwrap(),
+            Check::Json {
+                pointer: "/a".into(),
+                value: serde_json::Value::Null
+            },
+            "unset is null"
+        );
+        assert_eq!(
+            Check::json(AT, String::new(), Some(serde_json::json!([1.0, 2.5]))).unwrap(),
+            Check::Json {
+                pointer: String::new(),
+                value: serde_json::json!([1, 2.5])
+            },
+            "whole numbers are integers"
         );
     }
 
