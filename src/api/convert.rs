@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     domain::{
         Assertions, IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, UrlUpdate,
-        assertion::{Assertion, Check, HeaderMatch, Place, Severity, check_count},
+        assertion::{Assertion, Check, HeaderMatch, Place, Severity, check_count, range_text},
         rollup::Tier,
         state::UrlState,
         url_update::{parse_name, parse_threshold},
@@ -127,16 +127,7 @@ pub fn assertions_to_proto(list: &Assertions) -> Vec<pb::Assertion> {
             } as i32,
             check: Some(match &a.check {
                 Check::Status(ranges) => C::Status(pb::StatusAssertion {
-                    codes: ranges
-                        .iter()
-                        .map(|(from, to)| {
-                            if from == to {
-                                from.to_string()
-                            } else {
-                                format!("{from}-{to}")
-                            }
-                        })
-                        .collect(),
+                    codes: ranges.iter().copied().map(range_text).collect(),
                 }),
                 Check::MaxLatencyUs(us) => {
                     C::MaxLatency(std::time::Duration::from_micros(*us).into())

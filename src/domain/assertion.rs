@@ -547,17 +547,17 @@ fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
+/// A status range as users write it: `"200-299"`, or `"301"` for one code.
+pub fn range_text((from, to): (u16, u16)) -> String {
+    if from == to {
+        from.to_string()
+    } else {
+        format!("{from}-{to}")
+    }
+}
+
 fn ranges_text(ranges: &[(u16, u16)]) -> String {
-    let parts: Vec<String> = ranges
-        .iter()
-        .map(|(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}-{b}")
-            }
-        })
-        .collect();
+    let parts: Vec<String> = ranges.iter().copied().map(range_text).collect();
     parts.join(", ")
 }
 

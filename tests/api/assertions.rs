@@ -124,22 +124,6 @@ async fn wait_for_state(app: &TestApp, token: &str, id: i64, state: UrlState) ->
     }
 }
 
-async fn incidents_of(app: &TestApp, token: &str, url_id: i64) -> Vec<pb::Incident> {
-    app.client
-        .clone()
-        .list_incidents(authed(
-            pb::ListIncidentsRequest {
-                url_id,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .incidents
-}
-
 /// The first `n` statuses of a URL, once there are as many.
 async fn first_statuses(app: &TestApp, token: &str, id: i64, n: usize) -> Vec<pb::Status> {
     let mut all = app
@@ -207,7 +191,7 @@ async fn a_slow_answer_is_degraded_or_down_by_the_severity_of_its_assertion(back
     wait_for_state(&app, &token, dn.id, UrlState::Down).await;
     wait_for_state(&app, &token, fast.id, UrlState::Up).await;
     for (url, state) in [(&deg, UrlState::Degraded), (&dn, UrlState::Down)] {
-        let incidents = incidents_of(&app, &token, url.id).await;
+        let incidents = app.incidents(&token, url.id).await;
         assert_eq!(incidents.len(), 1, "{incidents:?}");
         assert_eq!(incidents[0].state(), state);
         assert_eq!(incidents[0].resolved_at, None);
@@ -438,7 +422,7 @@ async fn an_expiring_certificate_opens_one_incident_resolved_by_the_renewal(back
 
     let now = wait_for_state(&app, &token, url.id, UrlState::Degraded).await;
     assert!((5.0..5.1).contains(&in_days(now.tls_not_after)), "{now:?}");
-    let incidents = incidents_of(&app, &token, url.id).await;
+    let incidents = app.incidents(&token, url.id).await;
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(incidents[0].state(), UrlState::Degraded);
     assert!(incidents[0].failed_probes >= 3);
@@ -449,7 +433,7 @@ async fn an_expiring_certificate_opens_one_incident_resolved_by_the_renewal(back
         (90.0..90.1).contains(&in_days(now.tls_not_after)),
         "{now:?}"
     );
-    let incidents = incidents_of(&app, &token, url.id).await;
+    let incidents = app.incidents(&token, url.id).await;
     assert_eq!(
         incidents.len(),
         1,

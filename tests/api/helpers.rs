@@ -466,6 +466,23 @@ impl TestApp {
             .into_inner()
     }
 
+    /// ListIncidents of one of the user's URLs (0: all of them), newest first.
+    pub async fn incidents(&self, token: &str, url_id: i64) -> Vec<pb::Incident> {
+        self.client
+            .clone()
+            .list_incidents(authed(
+                pb::ListIncidentsRequest {
+                    url_id,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .expect("list incidents")
+            .into_inner()
+            .incidents
+    }
+
     /// A new connection to the app's database (the app's own closes when it stops).
     pub async fn open_db(&self) -> DatabaseConnection {
         Database::connect(self.settings.effective_database_url())
