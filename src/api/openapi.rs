@@ -576,6 +576,29 @@ mod tests {
     }
 
     #[test]
+    fn assertions_are_documented_with_their_limits() {
+        let schemas = &document()["components"]["schemas"];
+        assert_eq!(
+            schemas["AddUrlRequest"]["properties"]["assertions"]["maxItems"],
+            MAX_ASSERTIONS
+        );
+        let assertion = &schemas["Assertion"]["properties"];
+        assert_eq!(assertion["bodyContains"]["maxLength"], MAX_TEXT_BYTES);
+        assert_eq!(assertion["tlsDaysLeft"]["maximum"], MAX_TLS_DAYS);
+        assert_eq!(
+            assertion["severity"]["enum"][2],
+            "ASSERTION_SEVERITY_DEGRADED"
+        );
+        assert_eq!(
+            schemas["JsonAssertion"]["properties"]["value"]["nullable"], true,
+            "any JSON value"
+        );
+        let status = &schemas["Status"]["properties"];
+        assert_eq!(status["tlsNotAfter"]["format"], "date-time");
+        assert!(status["failedAssertions"]["items"]["$ref"].is_string());
+    }
+
+    #[test]
     fn update_url_takes_a_url_body_its_id_from_the_path_and_the_mask_from_the_query() {
         let doc = document();
         let op = &doc["paths"]["/v1/urls/{id}"]["patch"];
