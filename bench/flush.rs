@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
             latency_us: 10_000 + (i as i64 * 7_919) % 50_000,
             error_kind: None,
             error_message: None,
+            ..ProbeResult::default()
         })
         .collect();
 

@@ -14,6 +14,14 @@
 //!
 //! With `--sample 60s` it also records resident memory and the SQLite WAL
 //! file's size every minute of the window (the soak benchmark).
+//!
+//! With `--assertions-ratio` it measures two more windows of the same
+//! length: one with three assertions on every URL (status 200-299, latency
+//! under 5 s, body contains "ok"; the body is then kept and searched), then
+//! one without again, and reports the stored rate with assertions over the
+//! mean of the two without (`assertions.ratio`). Give it more demand than
+//! the prober can serve (bench/run: 20,000 URLs a second) so that each
+//! window measures what the prober sustains, not the demand.
 
 use std::{
     net::SocketAddr,
@@ -29,10 +37,11 @@ use clap::Parser;
 use monitor::{
     app::App,
     config::Settings,
+    domain::Verdict,
     proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient},
     store::{statuses, urls},
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use tokio_util::sync::CancellationToken;
 
 /// The server binary's allocator (src/main.rs), so this in-process bench
@@ -69,9 +78,66 @@ struct Args {
     /// during the window: the soak benchmark (bench/run, `soak_*`).
     #[arg(long, value_parser = humantime::parse_duration)]
     sample: Option<Duration>,
+    /// Also measure with three assertions per URL, and report the ratio.
+    #[arg(long)]
+    assertions_ratio: bool,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// Stored probes per second in `[from, to)` and how many were not UP.
+async fn stored_rate(
+    db: &sea_orm::DatabaseConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<(f64, usize)> {
+    let rows = statuses::Entity::find()
+        .filter(statuses::Column::ProbedAt.gte(from))
+        .filter(statuses::Column::ProbedAt.lt(to))
+        .all(db)
+        .await?;
+    let not_up = rows
+        .iter()
+        .filter(|r| r.verdict != Some(Verdict::Up.stored()))
+        .count();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = rows.len() as f64 / ((to - from).num_milliseconds() as f64 / 1000.0);
+    Ok((rate, not_up))
+}
+
+/// Sets (or with `None` removes) every URL's assertions, waits `warmup`,
+/// then measures a window of `duration`: (stored probes/s, not UP).
+async fn window_with(
+    db: &sea_orm::DatabaseConnection,
+    assertions: Option<String>,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<(f64, usize)> {
+    urls::Entity::update_many()
+        .col_expr(urls::Column::Assertions, Expr::value(assertions))
+        .exec(db)
+        .await?;
+    tokio::time::sleep(warmup).await;
+    let from = Utc::now();
+    tokio::time::sleep(duration).await;
+    let to = Utc::now();
+    // Let the window's results reach the store.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stored_rate(db, from, to).await
+}
+
+/// The three assertions the ratio is measured with, as stored.
+fn three_assertions() -> Option<String> {
+    use monitor::domain::assertion::{Assertion, Check, Severity};
+    let list = vec![
+        Assertion::new(Severity::Down, Check::Status(vec![(200, 299)])),
+        Assertion::new(Severity::Degraded, Check::MaxLatencyUs(5_000_000)),
+        Assertion::new(Severity::Down, Check::BodyContains("ok".into())),
+    ];
+    monitor::domain::Assertions::new("", list)
+        .expect("three assertions are within the limit")
+        .to_json()
 }
 
 fn rss_bytes() -> u64 {
@@ -253,6 +319,22 @@ async fn main() -> anyhow::Result<()> {
     let mean = rows.len() as f64 / per_second.len().max(1) as f64;
     let failed = rows.iter().filter(|r| r.status_code != 200).count();
     let demand = args.urls as f64 / args.period.as_secs_f64();
+    let assertions = if args.assertions_ratio {
+        let plain = rows.len() as f64 / window;
+        let (asserted, not_up) =
+            window_with(&db, three_assertions(), warmup, args.duration).await?;
+        let (plain_again, _) = window_with(&db, None, warmup, args.duration).await?;
+        let baseline = f64::midpoint(plain, plain_again);
+        serde_json::json!({
+            "assertions_per_url": ["status 200-299", "latency < 5s (DEGRADED)", "body contains \"ok\""],
+            "plain_probes_per_s": [plain, plain_again],
+            "with_assertions_probes_per_s": asserted,
+            "with_assertions_not_up": not_up,
+            "ratio": if baseline > 0.0 { asserted / baseline } else { 0.0 },
+        })
+    } else {
+        serde_json::Value::Null
+    };
 
     let report = serde_json::json!({
         "backend": backend,
@@ -276,6 +358,7 @@ async fn main() -> anyhow::Result<()> {
         "rss_start_mib": rss_start as f64 / 1_048_576.0,
         "rss_end_mib": rss_end as f64 / 1_048_576.0,
         "samples": samples,
+        "assertions": assertions,
         "started": DateTime::<Utc>::from(std::time::SystemTime::now()).to_rfc3339(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -36,6 +36,8 @@ addurl_u, addurl_u_2k = load("addurl_users"), load("addurl_users_2000")
 ls, ls_2k = load("liststatuses"), load("liststatuses_2000")
 flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
 flush_wide = load("flush_wide")
+asserted = load("prober_assertions")["assertions"]
+plain_rate = sum(asserted["plain_probes_per_s"]) / len(asserted["plain_probes_per_s"])
 rss, lateness = load("rss_100k"), load("lateness_10k")
 rss_sqlite = load("rss_100k_sqlite")
 soak_sqlite, soak_pg = load("soak_sqlite"), load("soak_postgres")
@@ -63,6 +65,10 @@ rows = [
      ("blackbox_exporter, best of 2", anchors["blackbox_probes_per_s"]),
      prober["stored_probes_per_s"] / anchors["blackbox_probes_per_s"], ">= 4x blackbox_exporter", 4.0),
     ("  raw ceiling: wrk, Connection: close", anchors["wrk_close_per_s"], "req/s", None, None, "reference", None),
+    ("Prober probes/s with 3 assertions per URL (status, latency, body_contains; nginx, 20,000 URLs/s of demand)",
+     asserted["with_assertions_probes_per_s"], "probes/s",
+     ("same without assertions, mean of before and after", plain_rate),
+     asserted["ratio"], ">= 0.9x without assertions", 0.9),
     ("Flush rows/s, Redis -> Postgres", flush["flush_rows_per_s"], "rows/s",
      ("psql \\copy", flush["copy_rows_per_s"]), flush["flush_over_copy"], ">= 0.5x COPY", 0.5),
     ("Flush write with states, incidents and rollups, rows/s (1,000 URLs: 20 results per URL per batch)",
@@ -124,7 +130,7 @@ errors = {k: v["errorDistribution"] for k, v in
            "addurl_users_2000": addurl_u_2k, "stats_day_200": stats_day,
            "stats_minute_200": stats_min}.items() if v["errorDistribution"]}
 report = {"machine": m, "results": table, "rpc_errors": errors,
-          "raw": {n: load(n) for n in ["flush", "flush_wide", "rollups", "prober_nginx", "anchors", "rss_100k",
+          "raw": {n: load(n) for n in ["flush", "flush_wide", "rollups", "prober_nginx", "prober_assertions", "anchors", "rss_100k",
                                   "rss_100k_sqlite", "lateness_10k", "argon2", "soak_sqlite", "soak_postgres"]}}
 out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -18,7 +18,10 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use monitor::{
     config::Settings,
-    domain::rollup::{Bucket, Tier},
+    domain::{
+        Verdict,
+        rollup::{Bucket, Tier},
+    },
     store::rollups,
 };
 use sea_orm::{ConnectionTrait, Statement};
@@ -47,7 +50,12 @@ fn latency(n: u64) -> u64 {
 fn bucket(first: u64, probes: u64) -> Bucket {
     let mut b = Bucket::default();
     for n in first..first + probes {
-        b.add(!n.is_multiple_of(333), Some(latency(n)));
+        let verdict = if n.is_multiple_of(333) {
+            Verdict::Down
+        } else {
+            Verdict::Up
+        };
+        b.add(verdict, Some(latency(n)));
     }
     b
 }

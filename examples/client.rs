@@ -53,6 +53,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     seconds: 60,
                     nanos: 0,
                 }),
+                // "200 OK" is not "working": a 2xx answered within a second.
+                assertions: vec![
+                    pb::Assertion {
+                        check: Some(pb::assertion::Check::Status(pb::StatusAssertion {
+                            codes: vec!["200-299".into()],
+                        })),
+                        ..Default::default()
+                    },
+                    pb::Assertion {
+                        severity: pb::AssertionSeverity::Degraded.into(),
+                        check: Some(pb::assertion::Check::MaxLatency(pbjson_types::Duration {
+                            seconds: 1,
+                            nanos: 0,
+                        })),
+                    },
+                ],
             },
             &token,
         )?)

@@ -258,4 +258,20 @@ mod tests {
         let s = parse(&["--database-url", "mysql://x"]);
         assert_eq!(s.validate().unwrap_err().name, "DATABASE_URL");
     }
+
+    #[test]
+    fn extra_roots_must_be_readable_pem_certificates() {
+        let dir = std::env::temp_dir().join(format!("monitor-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        for bad in ["/nonexistent/ca.pem", not_pem.to_str().unwrap()] {
+            let err = parse(&["--probe-extra-roots", bad]).validate().unwrap_err();
+            assert_eq!(err.name, "MONITOR_PROBE_EXTRA_ROOTS");
+            assert!(err.reason.starts_with(bad), "{err}");
+        }
+        let s = parse(&["--probe-extra-roots", "a.pem,b.pem"]);
+        assert_eq!(s.prober.probe.extra_roots.len(), 2, "comma-separated");
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

@@ -5,15 +5,18 @@
 //! causes are logged with their whole chain and replaced by a generic message:
 //! a client never sees SQL, file paths or stack traces.
 
+use std::borrow::Cow;
+
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A request field is missing or malformed. `field` is the proto field name.
+    /// A request field is missing or malformed. `field` is the proto field
+    /// name, or its path inside the request (`assertions[2].json.pointer`).
     #[error("{field}: {message}")]
     InvalidArgument {
-        field: &'static str,
+        field: Cow<'static, str>,
         message: String,
     },
     #[error("{0}")]
@@ -38,9 +41,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::InvalidArgument {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }
@@ -79,7 +82,8 @@ impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         match &err {
             Error::InvalidArgument { field, message } => {
-                let details = ErrorDetails::with_bad_request_violation(*field, message.clone());
+                let details =
+                    ErrorDetails::with_bad_request_violation(field.clone(), message.clone());
                 tonic::Status::with_error_details(Code::InvalidArgument, err.to_string(), details)
             }
             Error::TooManyAttempts { retry_after } => {

@@ -63,6 +63,7 @@ async fn flushes_of_many_sizes_leave_sqlite_memory_flat() {
                     latency_us: 2_000,
                     error_kind: None,
                     error_message: None,
+                    ..ProbeResult::default()
                 }
             })
             .collect()

@@ -17,6 +17,7 @@ mod m20261126_000006_url_periods;
 mod m20261126_000007_rollups;
 mod m20261126_000008_health_check;
 mod m20261126_000009_fillfactor;
+mod m20261126_000010_assertions;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_rollups::Migration),
             Box::new(m20261126_000008_health_check::Migration),
             Box::new(m20261126_000009_fillfactor::Migration),
+            Box::new(m20261126_000010_assertions::Migration),
         ]
     }
 }

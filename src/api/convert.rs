@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{
-        IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, UrlUpdate,
+        Assertions, IncidentRecord, Period, PeriodBounds, StatusRecord, UrlRecord, UrlUpdate,
+        assertion::{Assertion, Check, HeaderMatch, Place, Severity, check_count, range_text},
         rollup::Tier,
         state::UrlState,
         url_update::{parse_name, parse_threshold},
+        verdict::{FailedAssertion, Verdict},
     },
     error::Error,
     proto::monitor::v1 as pb,
@@ -58,13 +60,119 @@ pub fn period_from_proto(
     Period::parse(field, requested, bounds)
 }
 
+/// A request's assertions (`prefix`: `""` in AddUrl, `"url."` in
+/// UpdateUrl), each parsed by the domain, which names the field path of the
+/// first it refuses (`assertions[2].json.pointer`).
+pub fn assertions_from_proto(prefix: &str, raw: Vec<pb::Assertion>) -> Result<Assertions, Error> {
+    use pb::assertion::Check as C;
+    // Too many is refused before any is parsed.
+    check_count(prefix, raw.len())?;
+    let mut list = Vec::with_capacity(raw.len());
+    for (index, a) in raw.into_iter().enumerate() {
+        let at = Place { prefix, index };
+        let severity = match pb::AssertionSeverity::try_from(a.severity) {
+            Ok(pb::AssertionSeverity::Unspecified | pb::AssertionSeverity::Down) => Severity::Down,
+            Ok(pb::AssertionSeverity::Degraded) => Severity::Degraded,
+            Err(_) => {
+                return Err(Error::invalid(
+                    at.field(".severity"),
+                    "must be DOWN (the default) or DEGRADED",
+                ));
+            }
+        };
+        let check = match a.check {
+            None => {
+                return Err(Error::invalid(
+                    at.field(""),
+                    "must set one check: status, max_latency, body_contains, body_not_contains, \
+                     header, json or tls_days_left",
+                ));
+            }
+            Some(C::Status(s)) => Check::status(at, &s.codes)?,
+            Some(C::MaxLatency(d)) => {
+                Check::max_latency(at, std::time::Duration::try_from(d).ok())?
+            }
+            Some(C::BodyContains(t)) => Check::body_contains(at, t)?,
+            Some(C::BodyNotContains(t)) => Check::body_not_contains(at, t)?,
+            Some(C::Header(h)) => {
+                use pb::header_assertion::Expect;
+                let (equals, contains) = match h.expect {
+                    Some(Expect::Equals(v)) => (Some(v), None),
+                    Some(Expect::Contains(v)) => (None, Some(v)),
+                    None => (None, None),
+                };
+                Check::header(at, h.name, equals, contains)?
+            }
+            Some(C::Json(j)) => {
+                let value = j
+                    .value
+                    .map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
+                Check::json(at, j.pointer, value)?
+            }
+            Some(C::TlsDaysLeft(days)) => Check::tls_days_left(at, days)?,
+        };
+        list.push(Assertion::new(severity, check));
+    }
+    Assertions::new(prefix, list)
+}
+
+pub fn assertions_to_proto(list: &Assertions) -> Vec<pb::Assertion> {
+    use pb::assertion::Check as C;
+    list.as_slice()
+        .iter()
+        .map(|a| pb::Assertion {
+            severity: match a.severity {
+                Severity::Down => pb::AssertionSeverity::Down,
+                Severity::Degraded => pb::AssertionSeverity::Degraded,
+            } as i32,
+            check: Some(match &a.check {
+                Check::Status(ranges) => C::Status(pb::StatusAssertion {
+                    codes: ranges.iter().copied().map(range_text).collect(),
+                }),
+                Check::MaxLatencyUs(us) => {
+                    C::MaxLatency(std::time::Duration::from_micros(*us).into())
+                }
+                Check::BodyContains(t) => C::BodyContains(t.clone()),
+                Check::BodyNotContains(t) => C::BodyNotContains(t.clone()),
+                Check::Header { name, expect } => C::Header(pb::HeaderAssertion {
+                    name: name.clone(),
+                    expect: Some(match expect {
+                        HeaderMatch::Equals(v) => pb::header_assertion::Expect::Equals(v.clone()),
+                        HeaderMatch::Contains(v) => {
+                            pb::header_assertion::Expect::Contains(v.clone())
+                        }
+                    }),
+                }),
+                Check::Json { pointer, value } => C::Json(pb::JsonAssertion {
+                    pointer: pointer.clone(),
+                    value: serde_json::from_value(value.clone()).ok(),
+                }),
+                Check::TlsDaysLeft(days) => {
+                    C::TlsDaysLeft(i32::try_from(*days).unwrap_or(i32::MAX))
+                }
+            }),
+        })
+        .collect()
+}
+
+fn failed_to_proto(failed: Vec<FailedAssertion>) -> Vec<pb::FailedAssertion> {
+    failed
+        .into_iter()
+        .map(|f| pb::FailedAssertion {
+            index: i32::try_from(f.index).unwrap_or(i32::MAX),
+            message: f.message,
+        })
+        .collect()
+}
+
 /// The fields of `Url` UpdateUrl changes, as `update_mask` names them.
-pub const UPDATABLE_URL_FIELDS: [&str; 5] = [
+pub const UPDATABLE_URL_FIELDS: [&str; 6] = [
     "name",
     "period",
     "paused",
     "failure_threshold",
     "success_threshold",
+    "assertions",
 ];
 
 /// An UpdateUrl request: the URL's id and its changes (AIP-134). The mask's
@@ -94,6 +202,7 @@ pub fn url_update_from_proto(
             url.paused,
             url.failure_threshold != 0,
             url.success_threshold != 0,
+            !url.assertions.is_empty(),
         ];
         masked = UPDATABLE_URL_FIELDS
             .iter()
@@ -102,6 +211,7 @@ pub fn url_update_from_proto(
             .collect();
     }
     let mut update = UrlUpdate::default();
+    let mut assertions = Some(url.assertions);
     for field in masked {
         match field {
             "name" => update.name = Some(parse_name("url.name", &url.name)?),
@@ -119,6 +229,12 @@ pub fn url_update_from_proto(
                     url.success_threshold,
                 )?);
             }
+            "assertions" => {
+                update.assertions = Some(assertions_from_proto(
+                    "url.",
+                    assertions.take().unwrap_or_default(),
+                )?);
+            }
             // Only UPDATABLE_URL_FIELDS are masked.
             _ => {}
         }
@@ -130,7 +246,7 @@ pub fn url_update_from_proto(
 fn unchangeable(path: &str, field: &str) -> String {
     let which = match field {
         "id" | "url" => "cannot be changed (add the new URL and delete this one)",
-        "created_at" | "state" | "state_since" => "is output only",
+        "created_at" | "state" | "state_since" | "tls_not_after" => "is output only",
         _ => "is not a field of Url",
     };
     format!(
@@ -155,6 +271,8 @@ fn snake_case(path: &str) -> String {
 
 pub fn url_to_proto(u: UrlRecord) -> pb::Url {
     pb::Url {
+        assertions: assertions_to_proto(&u.assertions),
+        tls_not_after: u.tls_not_after.map(time_to_proto),
         id: u.id,
         name: u.name.unwrap_or_else(|| u.url.clone()),
         url: u.url,
@@ -245,6 +363,11 @@ pub fn incident_to_proto(i: IncidentRecord) -> pb::Incident {
             probed_at: time(first.probed_us),
             status_code: first.status_code,
             latency: std::time::Duration::from_micros(u64::try_from(first.latency_us).unwrap_or(0)),
+            verdict: first
+                .verdict
+                .unwrap_or_else(|| Verdict::by_default(first.status_code, first.error_kind)),
+            failed_assertions: first.failed_assertions,
+            tls_not_after: first.tls_not_after_ms.map(|ms| time(ms * 1000)),
             error_kind: first.error_kind,
             error_message: first.error_message,
         })),
@@ -264,6 +387,9 @@ pub fn status_to_proto(s: StatusRecord) -> pb::Status {
             .error_kind
             .map_or(pb::ErrorKind::Unspecified as i32, i32::from),
         error_message: s.error_message.unwrap_or_default(),
+        failed_assertions: failed_to_proto(s.failed_assertions),
+        tls_not_after: s.tls_not_after.map(time_to_proto),
+        verdict: state_to_proto(s.verdict.into()) as i32,
     }
 }
 
@@ -305,9 +431,9 @@ mod tests {
         )
     }
 
-    fn field(result: Result<(i64, UrlUpdate), Error>) -> (&'static str, String) {
+    fn field(result: Result<(i64, UrlUpdate), Error>) -> (String, String) {
         match result {
-            Err(Error::InvalidArgument { field, message }) => (field, message),
+            Err(Error::InvalidArgument { field, message }) => (field.into_owned(), message),
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
     }

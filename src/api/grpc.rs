@@ -3,8 +3,9 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    incident_to_proto, period_from_proto, stats_row_to_proto, status_to_proto, tier_from_proto,
-    tier_to_proto, time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
+    assertions_from_proto, incident_to_proto, period_from_proto, stats_row_to_proto,
+    status_to_proto, tier_from_proto, tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
+    url_update_from_proto,
 };
 use crate::{
     auth::limit::Peer,
@@ -82,10 +83,19 @@ impl MonitorService for MonitorApi {
         req: Request<pb::AddUrlRequest>,
     ) -> Result<Response<pb::AddUrlResponse>, Status> {
         let user = caller(&req)?;
-        let pb::AddUrlRequest { url, period } = req.into_inner();
+        let pb::AddUrlRequest {
+            url,
+            period,
+            assertions,
+        } = req.into_inner();
         let url = TargetUrl::parse("url", &url)?;
         let period = period_from_proto("period", period, self.services.urls.bounds())?;
-        let record = self.services.urls.add(user, url, period).await?;
+        let assertions = assertions_from_proto("", assertions)?;
+        let record = self
+            .services
+            .urls
+            .add(user, url, period, assertions)
+            .await?;
         Ok(Response::new(pb::AddUrlResponse {
             url: Some(url_to_proto(record)),
         }))

@@ -14,7 +14,11 @@ use prost_types::FileDescriptorProto;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    domain::{PeriodBounds, email, password, target_url},
+    domain::{
+        PeriodBounds,
+        assertion::{MAX_ASSERTIONS, MAX_STATUS_RANGES, MAX_TEXT_BYTES, MAX_TLS_DAYS},
+        email, password, target_url,
+    },
     proto::{
         FILE_DESCRIPTOR_SET, PUBLIC_METHODS, monitor::v1::monitor_service_server::SERVICE_NAME,
     },
@@ -38,6 +42,15 @@ fn constraints(message: &str, field: &str) -> Option<Value> {
         ("AddUrlRequest", "url") => json!({"minLength": 1, "maxLength": target_url::MAX_LEN}),
         ("DeleteUrlRequest", "id") | ("ListStatusesRequest", "url_id") => json!({"minimum": 1}),
         ("ListStatusesRequest", "page_size") => json!({"minimum": 0, "maximum": MAX_PAGE_SIZE}),
+        ("AddUrlRequest" | "Url", "assertions") => json!({"maxItems": MAX_ASSERTIONS}),
+        ("StatusAssertion", "codes") => json!({"minItems": 1, "maxItems": MAX_STATUS_RANGES}),
+        ("Assertion", "body_contains" | "body_not_contains") | ("HeaderAssertion", "name") => {
+            json!({"minLength": 1, "maxLength": MAX_TEXT_BYTES})
+        }
+        ("JsonAssertion", "pointer") | ("HeaderAssertion", "equals" | "contains") => {
+            json!({"maxLength": MAX_TEXT_BYTES})
+        }
+        ("Assertion", "tls_days_left") => json!({"minimum": 1, "maximum": MAX_TLS_DAYS}),
         _ => return None,
     })
 }
@@ -400,6 +413,8 @@ fn well_known(m: &MessageDescriptor) -> Option<Value> {
         // Seconds with an `s` suffix, e.g. "60s" or "1.5s".
         "google.protobuf.Duration" => Some(json!({"type": "string", "example": "60s"})),
         "google.protobuf.Empty" => Some(json!({"type": "object"})),
+        // Any JSON value (a JSON assertion's expected value).
+        "google.protobuf.Value" => Some(json!({"nullable": true, "description": "any JSON value"})),
         // Field paths, comma-separated, e.g. "name,period".
         "google.protobuf.FieldMask" => Some(json!({"type": "string", "example": "name,period"})),
         _ => None,
@@ -558,6 +573,29 @@ mod tests {
             schemas["AddUrlRequest"]["properties"]["period"]["example"],
             "60s"
         );
+    }
+
+    #[test]
+    fn assertions_are_documented_with_their_limits() {
+        let schemas = &document()["components"]["schemas"];
+        assert_eq!(
+            schemas["AddUrlRequest"]["properties"]["assertions"]["maxItems"],
+            MAX_ASSERTIONS
+        );
+        let assertion = &schemas["Assertion"]["properties"];
+        assert_eq!(assertion["bodyContains"]["maxLength"], MAX_TEXT_BYTES);
+        assert_eq!(assertion["tlsDaysLeft"]["maximum"], MAX_TLS_DAYS);
+        assert_eq!(
+            assertion["severity"]["enum"][2],
+            "ASSERTION_SEVERITY_DEGRADED"
+        );
+        assert_eq!(
+            schemas["JsonAssertion"]["properties"]["value"]["nullable"], true,
+            "any JSON value"
+        );
+        let status = &schemas["Status"]["properties"];
+        assert_eq!(status["tlsNotAfter"]["format"], "date-time");
+        assert!(status["failedAssertions"]["items"]["$ref"].is_string());
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub fn add_url_request(body: &Value) -> Result<pb::AddUrlRequest, Error> {
     Ok(pb::AddUrlRequest {
         url: string(body, "URL")?,
         period: period(body)?,
+        assertions: Vec::new(),
     })
 }
 

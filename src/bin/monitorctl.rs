@@ -20,6 +20,15 @@ use serde::{Deserialize, Serialize};
 use tonic::{Code, Request};
 
 const EXIT_CODES: &str = "\
+Assertions (--assert, on add and update; prefix one with `degraded:` to make
+its failure DEGRADED instead of DOWN):
+  status=200-299,301      the status is one of these (replaces the 200-399 rule)
+  latency<500ms           the response head arrives within this
+  body~TEXT / body!~TEXT  the body read (first 64 KiB by default) has / lacks TEXT
+  header:NAME=VALUE       a NAME header equals VALUE (header:NAME~VALUE: contains it)
+  json:/POINTER=VALUE     the JSON body has VALUE (JSON; else a string) at POINTER
+  tls-days>=14            https: the certificate is valid 14 more days at least
+
 Exit codes:
   0  done
   1  the server failed (internal error)
@@ -63,6 +72,9 @@ enum Command {
         /// How often to probe it (e.g. 30s, 2m); the server's default is 1m.
         #[arg(long, value_parser = humantime::parse_duration)]
         period: Option<Duration>,
+        /// What its probes must find; repeat for more (see ASSERTIONS below).
+        #[arg(long = "assert", value_name = "ASSERTION", value_parser = parse_assertion)]
+        assertions: Vec<pb::Assertion>,
     },
     /// List your URLs.
     List,
@@ -90,6 +102,12 @@ enum Command {
         /// Succeeding probes in a row that turn it UP again (1 to 100).
         #[arg(long, group = "change")]
         success_threshold: Option<i32>,
+        /// Replace its assertions with these; repeat for more (see ASSERTIONS below).
+        #[arg(long = "assert", value_name = "ASSERTION", group = "change", value_parser = parse_assertion)]
+        assertions: Vec<pb::Assertion>,
+        /// Remove all its assertions.
+        #[arg(long, group = "change", conflicts_with = "assertions")]
+        no_assertions: bool,
     },
     /// Stop monitoring a URL.
     Delete { id: i64 },
@@ -301,7 +319,115 @@ fn url_details(u: &pb::Url) -> Table {
     ] {
         t.add_row(vec![key.to_owned(), value]);
     }
+    if let Some(expires) = &u.tls_not_after {
+        t.add_row(vec![
+            "certificate".to_owned(),
+            format!("expires {}", time_text(Some(expires))),
+        ]);
+    }
+    for (i, a) in u.assertions.iter().enumerate() {
+        let key = if i == 0 { "assertions" } else { "" };
+        t.add_row(vec![key.to_owned(), format!("#{i} {}", assertion_text(a))]);
+    }
     t
+}
+
+/// An `--assert` value as the request's assertion (the server checks the rest).
+fn parse_assertion(raw: &str) -> Result<pb::Assertion, String> {
+    use pb::assertion::Check;
+    let (severity, spec) = match raw.strip_prefix("degraded:") {
+        Some(rest) => (pb::AssertionSeverity::Degraded, rest),
+        None => (pb::AssertionSeverity::Unspecified, raw),
+    };
+    let check = if let Some(codes) = spec.strip_prefix("status=") {
+        Check::Status(pb::StatusAssertion {
+            codes: codes.split(',').map(|c| c.trim().to_owned()).collect(),
+        })
+    } else if let Some(max) = spec.strip_prefix("latency<") {
+        let max =
+            humantime::parse_duration(max.trim()).map_err(|e| format!("latency<{max}: {e}"))?;
+        Check::MaxLatency(max.into())
+    } else if let Some(text) = spec.strip_prefix("body!~") {
+        Check::BodyNotContains(text.to_owned())
+    } else if let Some(text) = spec.strip_prefix("body~") {
+        Check::BodyContains(text.to_owned())
+    } else if let Some(header) = spec.strip_prefix("header:") {
+        use pb::header_assertion::Expect;
+        let at = header
+            .find(['=', '~'])
+            .ok_or("header:NAME=VALUE or header:NAME~VALUE")?;
+        let (name, value) = (header[..at].to_owned(), header[at + 1..].to_owned());
+        let expect = if header[at..].starts_with('=') {
+            Expect::Equals(value)
+        } else {
+            Expect::Contains(value)
+        };
+        Check::Header(pb::HeaderAssertion {
+            name,
+            expect: Some(expect),
+        })
+    } else if let Some(json) = spec.strip_prefix("json:") {
+        let (pointer, value) = json.split_once('=').ok_or("json:/POINTER=VALUE")?;
+        let value = serde_json::from_str::<serde_json::Value>(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        Check::Json(pb::JsonAssertion {
+            pointer: pointer.to_owned(),
+            value: serde_json::from_value(value).ok(),
+        })
+    } else if let Some(days) = spec.strip_prefix("tls-days>=") {
+        Check::TlsDaysLeft(
+            days.trim()
+                .parse()
+                .map_err(|_| format!("tls-days>={days}: not a number of days"))?,
+        )
+    } else {
+        return Err(format!(
+            "{raw:?} is not an assertion: status=200-299, latency<500ms, body~TEXT, body!~TEXT, \
+             header:NAME=VALUE, header:NAME~VALUE, json:/POINTER=VALUE or tls-days>=14, \
+             optionally after degraded:"
+        ));
+    };
+    Ok(pb::Assertion {
+        severity: severity as i32,
+        check: Some(check),
+    })
+}
+
+/// An assertion written as `--assert` takes it.
+fn assertion_text(a: &pb::Assertion) -> String {
+    use pb::{assertion::Check, header_assertion::Expect};
+    let check = match &a.check {
+        None => String::new(),
+        Some(Check::Status(s)) => format!("status={}", s.codes.join(",")),
+        Some(Check::MaxLatency(d)) => format!(
+            "latency<{}",
+            Duration::try_from(*d).map_or_else(
+                |_| String::new(),
+                |d| humantime::format_duration(d).to_string()
+            )
+        ),
+        Some(Check::BodyContains(t)) => format!("body~{t}"),
+        Some(Check::BodyNotContains(t)) => format!("body!~{t}"),
+        Some(Check::Header(h)) => match &h.expect {
+            Some(Expect::Equals(v)) => format!("header:{}={v}", h.name),
+            Some(Expect::Contains(v)) => format!("header:{}~{v}", h.name),
+            None => format!("header:{}", h.name),
+        },
+        Some(Check::Json(j)) => format!(
+            "json:{}={}",
+            j.pointer,
+            j.value
+                .as_ref()
+                .and_then(|v| serde_json::to_string(v).ok())
+                .unwrap_or_default()
+        ),
+        Some(Check::TlsDaysLeft(d)) => format!("tls-days>={d}"),
+    };
+    if a.severity == pb::AssertionSeverity::Degraded as i32 {
+        format!("degraded:{check}")
+    } else {
+        check
+    }
 }
 
 /// One URL, as JSON or a field a line.
@@ -321,6 +447,7 @@ fn update_request(
     period: Option<Duration>,
     paused: Option<bool>,
     thresholds: (Option<i32>, Option<i32>),
+    assertions: Option<Vec<pb::Assertion>>,
 ) -> pb::UpdateUrlRequest {
     let mut paths = Vec::new();
     let mut url = pb::Url {
@@ -346,6 +473,10 @@ fn update_request(
     if let Some(n) = thresholds.1 {
         url.success_threshold = n;
         paths.push("success_threshold");
+    }
+    if let Some(assertions) = assertions {
+        url.assertions = assertions;
+        paths.push("assertions");
     }
     pb::UpdateUrlRequest {
         url: Some(url),
@@ -420,7 +551,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 );
             }
         }
-        Command::Add { url, period } => {
+        Command::Add {
+            url,
+            period,
+            assertions,
+        } => {
             let saved = load(&path)?;
             let period = period.map(pbjson_types::Duration::from);
             let res = client
@@ -428,6 +563,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     pb::AddUrlRequest {
                         url: url.clone(),
                         period,
+                        assertions: assertions.clone(),
                     },
                     &saved,
                 )?)
@@ -473,15 +609,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             resume,
             failure_threshold,
             success_threshold,
+            assertions,
+            no_assertions,
         } => {
             let saved = load(&path)?;
             let paused = (*pause || *resume).then_some(*pause);
+            let assertions = (*no_assertions || !assertions.is_empty()).then(|| assertions.clone());
             let request = update_request(
                 *id,
                 name.as_ref(),
                 *period,
                 paused,
                 (*failure_threshold, *success_threshold),
+                assertions,
             );
             let res = client
                 .update_url(authed(request, &saved)?)
@@ -519,7 +659,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else if res.statuses.is_empty() {
                 println!("no statuses yet for URL {url_id}");
             } else {
-                let mut t = table(&["PROBED AT", "CODE", "LATENCY", "ERROR"]);
+                let mut t = table(&[
+                    "PROBED AT",
+                    "CODE",
+                    "LATENCY",
+                    "VERDICT",
+                    "ERROR OR FAILED ASSERTIONS",
+                ]);
                 for s in &res.statuses {
                     let error = pb::ErrorKind::try_from(s.error_kind)
                         .ok()
@@ -531,11 +677,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                                 .to_lowercase();
                             format!("{kind}: {}", s.error_message)
                         });
+                    let failed = s
+                        .failed_assertions
+                        .iter()
+                        .map(|f| format!("#{}: {}", f.index, f.message));
+                    let why: Vec<String> = std::iter::once(error)
+                        .filter(|e| !e.is_empty())
+                        .chain(failed)
+                        .collect();
                     t.add_row(vec![
                         time_text(s.probed_at.as_ref()),
                         s.status_code.to_string(),
                         duration_text(s.latency.as_ref()),
-                        error,
+                        state_text(s.verdict),
+                        why.join("; "),
                     ]);
                 }
                 println!("{t}");

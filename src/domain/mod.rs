@@ -2,6 +2,7 @@
 //! acceptable, so the services never re-check. Each parse error names the
 //! request field it came from.
 
+pub mod assertion;
 pub mod email;
 pub mod password;
 pub mod period;
@@ -13,7 +14,9 @@ pub mod sketch;
 pub mod state;
 pub mod target_url;
 pub mod url_update;
+pub mod verdict;
 
+pub use assertion::Assertions;
 pub use email::Email;
 pub use password::Password;
 pub use period::{Period, PeriodBounds};
@@ -24,6 +27,7 @@ pub use records::{
 pub use schedule::Claim;
 pub use target_url::TargetUrl;
 pub use url_update::UrlUpdate;
+pub use verdict::Verdict;
 
 /// A user's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

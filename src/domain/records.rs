@@ -6,8 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Period, UserId,
+    Assertions, Period, UserId,
     state::{FailedProbe, Thresholds, UrlState},
+    verdict::{FailedAssertion, Verdict},
 };
 
 /// A registered account.
@@ -38,9 +39,13 @@ pub struct UrlRecord {
     pub thresholds: Thresholds,
     pub state: UrlState,
     pub state_since: Option<DateTime<Utc>>,
+    pub assertions: Assertions,
+    /// When the certificate its latest https probe saw expires.
+    pub tls_not_after: Option<DateTime<Utc>>,
 }
 
-/// A run of failures that turned a URL down (see `domain::state`).
+/// A run of probes that were not UP and turned a URL DEGRADED or DOWN (see
+/// `domain::state`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentRecord {
     pub id: i64,
@@ -65,6 +70,10 @@ pub struct StatusRecord {
     /// The proto `ErrorKind` number, when something failed.
     pub error_kind: Option<i16>,
     pub error_message: Option<String>,
+    pub verdict: Verdict,
+    pub failed_assertions: Vec<FailedAssertion>,
+    /// When the certificate of the probe's TLS handshake expires (https).
+    pub tls_not_after: Option<DateTime<Utc>>,
 }
 
 /// Drops sub-microsecond precision, which Postgres would drop on write:

@@ -9,7 +9,7 @@
 //! Expected slots (what a bucket should have had) come from the URL's
 //! schedule history: see [`expected_slots`].
 
-use super::sketch::Sketch;
+use super::{sketch::Sketch, verdict::Verdict};
 
 /// A rollup tier: the width of its buckets. The numbers are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,11 +65,11 @@ pub struct Bucket {
 
 impl Bucket {
     /// Counts one probe; `latency_us` when it got a response.
-    pub fn add(&mut self, ok: bool, latency_us: Option<u64>) {
-        if ok {
-            self.up += 1;
-        } else {
-            self.down += 1;
+    pub fn add(&mut self, verdict: Verdict, latency_us: Option<u64>) {
+        match verdict {
+            Verdict::Up => self.up += 1,
+            Verdict::Degraded => self.degraded += 1,
+            Verdict::Down => self.down += 1,
         }
         if let Some(us) = latency_us {
             self.latency.add(us);
@@ -162,22 +162,26 @@ mod tests {
     fn a_coarser_bucket_is_the_merge_of_finer_ones() {
         let mut minutes = [Bucket::default(), Bucket::default()];
         let mut hour = Bucket::default();
-        for (i, (ok, lat)) in [
-            (true, Some(10)),
-            (false, None),
-            (false, Some(900)),
-            (true, Some(30)),
+        for (i, (verdict, lat)) in [
+            (Verdict::Up, Some(10)),
+            (Verdict::Down, None),
+            (Verdict::Down, Some(900)),
+            (Verdict::Degraded, Some(30)),
+            (Verdict::Up, Some(30)),
+            (Verdict::Degraded, Some(40)),
         ]
         .into_iter()
         .enumerate()
         {
-            minutes[i % 2].add(ok, lat);
-            hour.add(ok, lat);
+            minutes[i % 2].add(verdict, lat);
+            hour.add(verdict, lat);
         }
         let mut merged = minutes[0].clone();
         merged.merge(&minutes[1]);
         assert_eq!(merged, hour);
-        assert_eq!(hour.uptime(), Some(0.5));
+        assert_eq!((hour.up, hour.degraded, hour.down), (2, 2, 2));
+        // Degraded probes answered: they count as up time.
+        assert_eq!(hour.uptime(), Some(4.0 / 6.0));
         assert_eq!(hour.max_us, Some(900));
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::Period;
+use super::{Assertions, Period};
 
 /// One claimed due time of one URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct Claim {
     pub due_ms: i64,
     /// The URL's next due time after this one.
     pub next_ms: i64,
+    /// What its probe must find beyond a response in 200–399 (`None`: nothing).
+    pub assertions: Option<Arc<Assertions>>,
 }
 
 impl Claim {

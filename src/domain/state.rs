@@ -1,14 +1,35 @@
 //! A URL's state and its incidents, from its probe results in due-time order.
 //!
-//! A probe *fails* when there was no response or the status is outside
-//! 200–399. Results come in runs of equal outcomes. `failure_threshold`
-//! consecutive failures turn `PENDING` or `UP` into `DOWN` and open an
-//! incident; `success_threshold` consecutive successes turn `DOWN` into `UP`
-//! and resolve it; the first success of a URL with no result yet makes it
-//! `UP`. A transition is dated by the due time of the first probe of the run
-//! that caused it: an incident is opened at its first failing probe (whose
-//! status it keeps) and resolved at the first success of the run that ended
-//! it, and `state_since` is that same time.
+//! Each probe is `UP`, `DEGRADED` or `DOWN` ([`Verdict`]): `DOWN` when there
+//! was no response or a `DOWN` assertion failed (without a status
+//! assertion, a status outside 200–399 is such a failure), `DEGRADED` when
+//! only `DEGRADED` assertions failed. Results come in runs: of `UP` probes
+//! and of probes that are not `UP`, and of `DOWN` probes and of probes that
+//! are not `DOWN`. With `f` = `failure_threshold` and `s` = `success_threshold`:
+//!
+//! - `PENDING` becomes `UP` at its first `UP` probe.
+//! - `PENDING` or `UP`: `f` probes in a row that are not `UP` open an
+//!   incident; the URL becomes `DOWN` if those `f` were all `DOWN`, else
+//!   `DEGRADED`.
+//! - `DEGRADED`: `f` `DOWN` probes in a row make it `DOWN`; the incident
+//!   stays the same one, and becomes `DOWN`.
+//! - `DOWN`: `s` probes in a row that are not `DOWN` make it `DEGRADED`; the
+//!   incident stays open, and stays `DOWN` (an incident is the worst its
+//!   URL was while it lasted).
+//! - `DEGRADED` or `DOWN`: `s` `UP` probes in a row make it `UP` and resolve
+//!   the incident.
+//!
+//! So one outage is one incident, however long it lasts and however it
+//! moves between `DEGRADED` and `DOWN` (a certificate expiring for weeks
+//! opens one incident, resolved when it is renewed); its `failed_probes`
+//! counts the probes that were not `UP`. Without assertions no probe is
+//! `DEGRADED`, and this is the machine of before: `f` failures open an
+//! incident (`DOWN`), `s` successes resolve it.
+//!
+//! A transition is dated by the due time of the first probe of the run that
+//! caused it: an incident is opened at its first probe that was not `UP`
+//! (whose status it keeps) and resolved at the first `UP` probe of the run
+//! that ended it, and `state_since` is that same time.
 //!
 //! [`Tracker::apply`] is pure: the flush feeds it only rows it really
 //! inserted (a result delivered twice is stored once and applied once), in
@@ -17,6 +38,11 @@
 //! late, from another flusher); it is stored all the same.
 
 use serde::{Deserialize, Serialize};
+
+use super::{
+    ProbeResult,
+    verdict::{FailedAssertion, Verdict},
+};
 
 /// What a URL is, as users see it. The numbers are the proto's `UrlState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +54,12 @@ pub enum UrlState {
     Degraded = 3,
     Down = 4,
     Paused = 5,
+}
+
+impl From<Verdict> for UrlState {
+    fn from(v: Verdict) -> Self {
+        Self::from_stored(v.stored())
+    }
 }
 
 impl UrlState {
@@ -59,8 +91,8 @@ impl Default for Thresholds {
     }
 }
 
-/// The part of a status an incident keeps: its first failing probe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The part of a status an incident keeps: its first probe that was not `UP`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedProbe {
     pub status_id: i64,
     pub due_ms: i64,
@@ -69,27 +101,39 @@ pub struct FailedProbe {
     pub latency_us: i64,
     pub error_kind: Option<i16>,
     pub error_message: Option<String>,
+    /// `None` in incidents opened before verdicts were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_assertions: Vec<FailedAssertion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_not_after_ms: Option<i64>,
+}
+
+impl FailedProbe {
+    /// The stored status `status_id` of `result`.
+    pub fn of(status_id: i64, result: &ProbeResult) -> Self {
+        Self {
+            status_id,
+            due_ms: result.due_ms,
+            probed_us: result.started_us,
+            status_code: result.status_code,
+            latency_us: result.latency_us,
+            error_kind: result.error_kind,
+            error_message: result.error_message.clone(),
+            verdict: Some(result.verdict()),
+            failed_assertions: result.failed_assertions.clone(),
+            tls_not_after_ms: result.tls_not_after_ms,
+        }
+    }
 }
 
 /// One stored result, as the state machine reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub due_ms: i64,
-    pub ok: bool,
+    pub verdict: Verdict,
     pub probe: FailedProbe,
-}
-
-impl Outcome {
-    /// Whether a probe with this status code succeeded: a response with a
-    /// status in 200–399.
-    pub fn succeeded(status_code: i32) -> bool {
-        (200..=399).contains(&status_code)
-    }
-
-    /// Whether a stored probe succeeded: no error, and a status in 200–399.
-    pub fn probe_ok(status_code: i32, error_kind: Option<i16>) -> bool {
-        error_kind.is_none() && Self::succeeded(status_code)
-    }
 }
 
 /// The state kept per URL between batches.
@@ -99,13 +143,21 @@ pub struct Tracker {
     pub state_since_ms: Option<i64>,
     /// The newest due time applied.
     pub last_applied_ms: Option<i64>,
-    /// The current run: its outcome, length, first due time, and (a failing
-    /// run) its first probe.
+    /// The current run of `UP` probes (`run_ok`) or of probes that were not
+    /// `UP`: its length, first due time, and (not `UP`) its first probe.
     pub run_ok: bool,
     pub run_len: u32,
     pub run_start_ms: Option<i64>,
     pub run_first: Option<FailedProbe>,
+    /// The current run of `DOWN` probes (`down_run` > 0, that many) or of
+    /// probes that were not `DOWN` (< 0, minus that many), and its first
+    /// due time; 0: none yet.
+    pub down_run: i32,
+    pub down_run_start_ms: Option<i64>,
     pub open_incident: Option<i64>,
+    /// While an incident is open, the state it holds the URL in (`DEGRADED`
+    /// or `DOWN`; `None` read as `DOWN`): what a resume goes back to.
+    pub incident_state: Option<UrlState>,
 }
 
 impl Default for Tracker {
@@ -118,7 +170,10 @@ impl Default for Tracker {
             run_len: 0,
             run_start_ms: None,
             run_first: None,
+            down_run: 0,
+            down_run_start_ms: None,
             open_incident: None,
+            incident_state: None,
         }
     }
 }
@@ -126,6 +181,7 @@ impl Default for Tracker {
 /// An incident opened by [`Tracker::apply`] (it has no id yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewIncident {
+    /// `DEGRADED` or `DOWN`: the worst its URL was while it lasted.
     pub state: UrlState,
     pub opened_ms: i64,
     pub first: FailedProbe,
@@ -139,6 +195,8 @@ pub struct NewIncident {
 pub struct OpenIncidentChange {
     pub more_failed_probes: u32,
     pub resolved_ms: Option<i64>,
+    /// Set when it became worse (`DEGRADED` to `DOWN`).
+    pub state: Option<UrlState>,
 }
 
 /// What applying results changed.
@@ -146,7 +204,7 @@ pub struct OpenIncidentChange {
 pub struct Applied {
     /// New incidents, oldest first; only the last may still be open.
     pub opened: Vec<NewIncident>,
-    /// The incident open before, if it saw failures or was resolved.
+    /// The incident open before, if it saw failures, got worse or was resolved.
     pub open_change: Option<OpenIncidentChange>,
     /// Results applied (others were older than the newest applied).
     pub applied: usize,
@@ -163,47 +221,86 @@ impl Tracker {
             return out;
         }
         let before = self.clone();
+        let failure = thresholds.failure.max(1);
+        let success = thresholds.success.max(1);
         for o in outcomes {
             if self.last_applied_ms.is_some_and(|last| o.due_ms <= last) {
                 continue;
             }
             self.last_applied_ms = Some(o.due_ms);
             out.applied += 1;
-            if o.ok == self.run_ok && self.run_len > 0 {
-                self.run_len += 1;
-            } else {
-                self.run_ok = o.ok;
-                self.run_len = 1;
-                self.run_start_ms = Some(o.due_ms);
-                self.run_first = (!o.ok).then(|| o.probe.clone());
-            }
+            self.extend_runs(o);
+            let up = o.verdict == Verdict::Up;
             let run_start = self.run_start_ms.unwrap_or(o.due_ms);
-            if o.ok {
-                match self.state {
-                    UrlState::Pending => self.enter(UrlState::Up, run_start),
-                    UrlState::Down | UrlState::Degraded
-                        if self.run_len >= thresholds.success.max(1) =>
-                    {
-                        self.enter(UrlState::Up, run_start);
-                        self.resolve(&mut out, run_start);
-                    }
-                    _ => {}
+            let down_start = self.down_run_start_ms.unwrap_or(o.due_ms);
+            let downs = u32::try_from(self.down_run).unwrap_or(0);
+            let not_downs = u32::try_from(-i64::from(self.down_run)).unwrap_or(0);
+            match self.state {
+                UrlState::Pending if up => self.enter(UrlState::Up, run_start),
+                UrlState::Pending | UrlState::Up if !up && self.run_len >= failure => {
+                    let (state, since) = if downs >= failure {
+                        (UrlState::Down, down_start)
+                    } else {
+                        (UrlState::Degraded, run_start)
+                    };
+                    self.enter(state, since);
+                    self.incident_state = Some(state);
+                    out.opened.push(NewIncident {
+                        state,
+                        opened_ms: run_start,
+                        first: self.run_first.clone().unwrap_or_else(|| o.probe.clone()),
+                        failed_probes: self.run_len,
+                        resolved_ms: None,
+                    });
                 }
-            } else if self.state == UrlState::Down {
-                Self::count_failure(&mut out);
-            } else if self.run_len >= thresholds.failure.max(1) {
-                self.enter(UrlState::Down, run_start);
-                out.opened.push(NewIncident {
-                    state: UrlState::Down,
-                    opened_ms: run_start,
-                    first: self.run_first.clone().unwrap_or_else(|| o.probe.clone()),
-                    failed_probes: self.run_len,
-                    resolved_ms: None,
-                });
+                UrlState::Down | UrlState::Degraded if up && self.run_len >= success => {
+                    self.enter(UrlState::Up, run_start);
+                    self.resolve(&mut out, run_start);
+                }
+                UrlState::Down | UrlState::Degraded => {
+                    if !up {
+                        Self::count_failure(&mut out);
+                    }
+                    if self.state == UrlState::Down && not_downs >= success {
+                        self.enter(UrlState::Degraded, down_start);
+                        self.incident_state = Some(UrlState::Degraded);
+                    } else if self.state == UrlState::Degraded && downs >= failure {
+                        self.enter(UrlState::Down, down_start);
+                        self.incident_state = Some(UrlState::Down);
+                        Self::worsen(&mut out);
+                    }
+                }
+                _ => {}
             }
         }
         out.changed = *self != before;
         out
+    }
+
+    /// Extends (or restarts) the two runs with `o`.
+    fn extend_runs(&mut self, o: &Outcome) {
+        let up = o.verdict == Verdict::Up;
+        if up == self.run_ok && self.run_len > 0 {
+            self.run_len += 1;
+        } else {
+            self.run_ok = up;
+            self.run_len = 1;
+            self.run_start_ms = Some(o.due_ms);
+            self.run_first = (!up).then(|| o.probe.clone());
+        }
+        let down = o.verdict == Verdict::Down;
+        self.down_run = match (down, self.down_run) {
+            (true, n) if n > 0 => n.saturating_add(1),
+            (false, n) if n < 0 => n.saturating_sub(1),
+            (true, _) => {
+                self.down_run_start_ms = Some(o.due_ms);
+                1
+            }
+            (false, _) => {
+                self.down_run_start_ms = Some(o.due_ms);
+                -1
+            }
+        };
     }
 
     fn enter(&mut self, state: UrlState, since_ms: i64) {
@@ -211,7 +308,7 @@ impl Tracker {
         self.state_since_ms = Some(since_ms);
     }
 
-    /// One more failure of the open incident (opened now or before).
+    /// The open incident (opened now or before) on one more failing probe.
     fn count_failure(out: &mut Applied) {
         match out.opened.last_mut() {
             Some(new) if new.resolved_ms.is_none() => new.failed_probes += 1,
@@ -219,6 +316,18 @@ impl Tracker {
                 out.open_change
                     .get_or_insert_with(OpenIncidentChange::default)
                     .more_failed_probes += 1;
+            }
+        }
+    }
+
+    /// The open incident (opened now or before) became `DOWN`.
+    fn worsen(out: &mut Applied) {
+        match out.opened.last_mut() {
+            Some(new) if new.resolved_ms.is_none() => new.state = UrlState::Down,
+            _ => {
+                out.open_change
+                    .get_or_insert_with(OpenIncidentChange::default)
+                    .state = Some(UrlState::Down);
             }
         }
     }
@@ -235,6 +344,7 @@ impl Tracker {
             }
         }
         self.open_incident = None;
+        self.incident_state = None;
     }
 
     /// Pausing: nothing moves until [`Self::resume`]; an open incident stays
@@ -243,11 +353,11 @@ impl Tracker {
         self.enter(UrlState::Paused, now_ms);
     }
 
-    /// Resuming: the runs start again; the state is `DOWN` while an
-    /// incident is open, else `PENDING`.
+    /// Resuming: the runs start again; while an incident is open the state
+    /// is the one it held the URL in (`DEGRADED` or `DOWN`), else `PENDING`.
     pub fn resume(&mut self, now_ms: i64) {
         let state = if self.open_incident.is_some() {
-            UrlState::Down
+            self.incident_state.unwrap_or(UrlState::Down)
         } else {
             UrlState::Pending
         };
@@ -256,6 +366,8 @@ impl Tracker {
         self.run_len = 0;
         self.run_start_ms = None;
         self.run_first = None;
+        self.down_run = 0;
+        self.down_run_start_ms = None;
         // Results of probes due while paused (in flight then) do not count.
         self.last_applied_ms = Some(self.last_applied_ms.unwrap_or(now_ms).max(now_ms));
     }
@@ -265,27 +377,39 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn outcome(due_ms: i64, ok: bool) -> Outcome {
+    fn judged(due_ms: i64, verdict: Verdict) -> Outcome {
         Outcome {
             due_ms,
-            ok,
+            verdict,
             probe: FailedProbe {
                 status_id: due_ms,
                 due_ms,
                 probed_us: due_ms * 1000,
-                status_code: if ok { 200 } else { 500 },
+                status_code: if verdict == Verdict::Down { 500 } else { 200 },
                 latency_us: 1_000,
-                error_kind: None,
-                error_message: None,
+                verdict: Some(verdict),
+                ..FailedProbe::default()
             },
         }
     }
 
+    fn outcome(due_ms: i64, ok: bool) -> Outcome {
+        judged(due_ms, if ok { Verdict::Up } else { Verdict::Down })
+    }
+
+    /// `+` UP, `~` DEGRADED, `-` DOWN, one a second from 0.
     fn run(pattern: &str) -> Vec<Outcome> {
         pattern
             .chars()
             .enumerate()
-            .map(|(i, c)| outcome(i64::try_from(i).unwrap() * 1_000, c == '+'))
+            .map(|(i, c)| {
+                let verdict = match c {
+                    '+' => Verdict::Up,
+                    '~' => Verdict::Degraded,
+                    _ => Verdict::Down,
+                };
+                judged(i64::try_from(i).unwrap() * 1_000, verdict)
+            })
             .collect()
     }
 
@@ -345,7 +469,8 @@ mod tests {
             more.open_change,
             Some(OpenIncidentChange {
                 more_failed_probes: 2,
-                resolved_ms: None
+                resolved_ms: None,
+                state: None,
             })
         );
         let resolved = t.apply(Thresholds::default(), &[outcome(7_000, true)]);
@@ -405,6 +530,122 @@ mod tests {
         t.open_incident = Some(1);
         t.pause(10_000);
         t.resume(11_000);
+        assert_eq!(t.state, UrlState::Down);
+    }
+
+    #[test]
+    fn degraded_probes_open_a_degraded_incident_and_down_ones_worsen_it() {
+        let mut t = Tracker::default();
+        let applied = t.apply(Thresholds::default(), &run("+~~~"));
+        assert_eq!(t.state, UrlState::Degraded);
+        assert_eq!(t.state_since_ms, Some(1_000));
+        let incident = &applied.opened[0];
+        assert_eq!(
+            (incident.state, incident.opened_ms, incident.failed_probes),
+            (UrlState::Degraded, 1_000, 3)
+        );
+        t.open_incident = Some(9);
+        // Two DOWN probes are not enough; the third in a row is.
+        let more = t.apply(
+            Thresholds::default(),
+            &[judged(4_000, Verdict::Down), judged(5_000, Verdict::Down)],
+        );
+        assert_eq!(t.state, UrlState::Degraded);
+        assert_eq!(more.open_change.unwrap().state, None);
+        let worse = t.apply(Thresholds::default(), &[judged(6_000, Verdict::Down)]);
+        assert_eq!(t.state, UrlState::Down);
+        assert_eq!(
+            t.state_since_ms,
+            Some(4_000),
+            "dated by the first DOWN of the run"
+        );
+        assert_eq!(
+            worse.open_change,
+            Some(OpenIncidentChange {
+                more_failed_probes: 1,
+                resolved_ms: None,
+                state: Some(UrlState::Down),
+            })
+        );
+        assert!(worse.opened.is_empty(), "one outage, one incident");
+    }
+
+    #[test]
+    fn down_turns_degraded_after_the_success_threshold_and_up_resolves_it() {
+        let mut t = Tracker::default();
+        let applied = t.apply(Thresholds::default(), &run("---~~~++"));
+        assert_eq!(applied.opened.len(), 1);
+        let incident = &applied.opened[0];
+        assert_eq!(incident.state, UrlState::Down, "the worst it was");
+        assert_eq!(incident.failed_probes, 6);
+        assert_eq!(incident.resolved_ms, Some(6_000));
+        assert_eq!(t.state, UrlState::Up);
+        // In between, two probes that were not DOWN made it DEGRADED.
+        let mut t = Tracker::default();
+        t.apply(Thresholds::default(), &run("---~~"));
+        assert_eq!(
+            (t.state, t.state_since_ms),
+            (UrlState::Degraded, Some(3_000))
+        );
+        // An UP probe that is not yet a resolution counts as not DOWN.
+        let mut t = Tracker::default();
+        t.apply(Thresholds::default(), &run("---+~"));
+        assert_eq!(t.state, UrlState::Degraded);
+    }
+
+    #[test]
+    fn mixed_runs_are_degraded_unless_the_threshold_of_downs_is_met() {
+        let mut t = Tracker::default();
+        let applied = t.apply(Thresholds::default(), &run("-~-"));
+        assert_eq!(applied.opened[0].state, UrlState::Degraded);
+        assert_eq!(t.state, UrlState::Degraded);
+        t.apply(Thresholds::default(), &run("-~---").split_off(3));
+        assert_eq!(t.state, UrlState::Down);
+        // Alternating UP and DEGRADED never opens anything.
+        let mut t = Tracker::default();
+        assert!(
+            t.apply(Thresholds::default(), &run("+~+~+~+~"))
+                .opened
+                .is_empty()
+        );
+        assert_eq!(t.state, UrlState::Up);
+    }
+
+    #[test]
+    fn weeks_of_degraded_probes_are_one_incident_resolved_at_the_renewal() {
+        let mut t = Tracker::default();
+        let th = Thresholds::default();
+        let mut opened = 0;
+        let mut resolved = Vec::new();
+        for day in 0..2_000 {
+            let verdict = if (10..1_500).contains(&day) {
+                Verdict::Degraded
+            } else {
+                Verdict::Up
+            };
+            let applied = t.apply(th, &[judged(day * 1_000, verdict)]);
+            opened += applied.opened.len();
+            if !applied.opened.is_empty() {
+                t.open_incident = Some(1);
+            }
+            resolved.extend(applied.open_change.and_then(|c| c.resolved_ms));
+        }
+        assert_eq!(opened, 1);
+        assert_eq!(resolved, vec![1_500_000]);
+    }
+
+    #[test]
+    fn a_paused_degraded_url_resumes_degraded() {
+        let mut t = Tracker::default();
+        t.apply(Thresholds::default(), &run("~~~"));
+        t.open_incident = Some(4);
+        t.pause(10_000);
+        t.resume(11_000);
+        assert_eq!(t.state, UrlState::Degraded);
+        // A row from before incident states were kept resumes DOWN.
+        t.incident_state = None;
+        t.pause(12_000);
+        t.resume(13_000);
         assert_eq!(t.state, UrlState::Down);
     }
 }

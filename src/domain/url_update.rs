@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 
-use super::Period;
+use super::{Assertions, Period};
 
 /// Longest name a user may give a URL, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -21,6 +21,8 @@ pub struct UrlUpdate {
     pub paused: Option<bool>,
     pub failure_threshold: Option<u32>,
     pub success_threshold: Option<u32>,
+    /// The whole new list (an empty one removes them all).
+    pub assertions: Option<Assertions>,
 }
 
 impl UrlUpdate {

@@ -28,11 +28,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use crate::domain::Claim;
+use crate::domain::{Assertions, Claim};
 
 #[derive(Debug)]
 struct Held {
     url: Arc<str>,
+    assertions: Option<Arc<Assertions>>,
     period_ms: i64,
     /// The next due time not handed out yet.
     next_ms: i64,
@@ -80,6 +81,7 @@ impl Holdings {
         for mut claim in claims {
             let held = self.urls.entry(claim.url_id).or_insert_with(|| Held {
                 url: claim.url.clone(),
+                assertions: None,
                 period_ms: claim.period_ms,
                 next_ms: claim.due_ms,
                 memory_until_ms: i64::MIN,
@@ -93,6 +95,7 @@ impl Holdings {
             } else {
                 held.url = claim.url.clone();
             }
+            held.assertions.clone_from(&claim.assertions);
             let already = claim.due_ms < held.memory_until_ms;
             held.next_ms = claim.next_ms.max(held.memory_until_ms);
             if !already {
@@ -133,6 +136,7 @@ impl Holdings {
                 out.claims.push(Claim {
                     url_id,
                     url: held.url.clone(),
+                    assertions: held.assertions.clone(),
                     period_ms: p,
                     due_ms: held.next_ms,
                     next_ms: held.next_ms + p,
@@ -153,6 +157,7 @@ mod tests {
         Claim {
             url_id,
             url: Arc::from(format!("http://example.test/{url_id}")),
+            assertions: None,
             period_ms,
             due_ms,
             next_ms: due_ms + period_ms,
@@ -303,5 +308,34 @@ mod tests {
         );
         assert_eq!(h.due(2_000, 2_000, 5_000, 4).claims.len(), 4);
         assert_eq!(h.due(2_000, 2_000, 5_000, 100).claims.len(), 6);
+    }
+
+    #[test]
+    fn memory_probes_a_url_with_the_assertions_of_its_latest_claim() {
+        use crate::domain::assertion::{Assertion, Check, Severity};
+        let mut h = Holdings::default();
+        let assertions = Arc::new(
+            Assertions::new(
+                "",
+                vec![Assertion::new(
+                    Severity::Degraded,
+                    Check::MaxLatencyUs(500_000),
+                )],
+            )
+            .unwrap(),
+        );
+        let with = Claim {
+            assertions: Some(assertions.clone()),
+            ..claim(1, 1_000, 1_000)
+        };
+        h.claimed(vec![with], 1_000, true);
+        let memory = h.due(2_000, 2_000, 5_000, usize::MAX).claims;
+        assert_eq!(memory[0].assertions.as_deref(), Some(&*assertions));
+        // Removed by UpdateUrl: the next claim says so, and memory follows.
+        h.claimed(vec![claim(1, 3_000, 1_000)], 3_000, true);
+        assert_eq!(
+            h.due(4_000, 4_000, 5_000, usize::MAX).claims[0].assertions,
+            None
+        );
     }
 }

@@ -487,10 +487,16 @@ impl Prober {
         let result = self
             .inner
             .probe
-            .run(claim.url_id, &claim.url, due_at, started_at)
+            .run(
+                claim.url_id,
+                &claim.url,
+                due_at,
+                started_at,
+                claim.assertions.as_deref(),
+            )
             .await;
         self.record(&result);
-        tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, "probed");
+        tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, verdict = ?result.verdict, "probed");
         self.inner.buffer.push(result).await;
     }
 

@@ -2,11 +2,23 @@
 //!
 //! Every probe opens a new connection (no pooling), so the latency includes
 //! DNS, connect and TLS, as a user's first request would. The body is read
-//! up to a limit and then dropped. Redirects are not followed unless the
-//! settings allow some; the 3xx is then the status. A failure is never given
-//! a made-up status code: status_code is 0 and error_kind says why.
+//! up to a limit and then dropped; it is kept in memory (up to the same
+//! limit) only when a body or JSON assertion needs it. Redirects are not
+//! followed unless the settings allow some; the 3xx is then the status. A
+//! failure is never given a made-up status code: status_code is 0 and
+//! error_kind says why.
+//!
+//! An https probe records when the leaf certificate of its own TLS
+//! handshake expires (reqwest's `TlsInfo`, parsed with x509-parser): no
+//! second connection. Roots are the platform's, plus any PEM files in
+//! `MONITOR_PROBE_EXTRA_ROOTS` (internal CAs).
+//!
+//! The URL's assertions then judge the response (`domain::assertion`): the
+//! probe's verdict is `UP`, `DEGRADED` or `DOWN`, with the assertions that
+//! failed. A probe with an error (no response, or a body that could not be
+//! read) is `DOWN` without asking them.
 
-use std::{error::Error as StdError, sync::Arc, time::Duration};
+use std::{error::Error as StdError, path::PathBuf, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use reqwest::redirect;
@@ -16,7 +28,14 @@ use super::{
     ProbeResult,
     ssrf::{self, Blocked, DnsFailure, GuardedResolver},
 };
-use crate::proto::monitor::v1::ErrorKind;
+use crate::{
+    domain::{
+        Assertions,
+        assertion::{Judgement, Response},
+        verdict::Verdict,
+    },
+    proto::monitor::v1::ErrorKind,
+};
 
 /// How probes are made.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +64,16 @@ pub struct ProbeSettings {
     /// turn on only for tests and local demos.
     #[arg(long = "allow-private-targets", env = "MONITOR_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
+
+    /// PEM files of more root certificates https probes trust, besides the
+    /// platform's (an internal CA), comma-separated. The SSRF guard applies
+    /// all the same.
+    #[arg(
+        long = "probe-extra-roots",
+        env = "MONITOR_PROBE_EXTRA_ROOTS",
+        value_delimiter = ','
+    )]
+    pub extra_roots: Vec<PathBuf>,
 }
 
 impl ProbeSettings {
@@ -64,8 +93,47 @@ impl ProbeSettings {
             self.follow_redirects <= 20,
             "MONITOR_PROBE_FOLLOW_REDIRECTS",
             "must be at most 20",
-        )
+        )?;
+        self.extra_root_certificates().map(|_| ())
     }
+
+    /// The certificates of [`Self::extra_roots`]; an unreadable file, or one
+    /// with no PEM certificate, is a setting error naming it.
+    pub fn extra_root_certificates(
+        &self,
+    ) -> Result<Vec<reqwest::Certificate>, crate::error::SettingsError> {
+        let mut all = Vec::new();
+        for path in &self.extra_roots {
+            let bad = |why: String| {
+                crate::error::SettingsError::new(
+                    "MONITOR_PROBE_EXTRA_ROOTS",
+                    format!("{}: {why}", path.display()),
+                )
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad(format!("is not PEM certificates ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad("holds no PEM certificate".into()));
+            }
+            all.extend(certs);
+        }
+        Ok(all)
+    }
+}
+
+/// What one probe got back, before the assertions judge it.
+struct Fetched {
+    code: u16,
+    /// To the response head.
+    latency: Duration,
+    headers: http::HeaderMap,
+    /// The part of the body read, when kept.
+    body: Option<Vec<u8>>,
+    /// The body went on past what was read.
+    body_cut: bool,
+    body_error: Option<(ErrorKind, String)>,
+    tls_not_after: Option<DateTime<Utc>>,
 }
 
 /// A reqwest client set up for probing, shared by all probes.
@@ -97,7 +165,10 @@ impl Probe {
             }
             attempt.follow()
         });
+        let roots = settings.extra_root_certificates()?;
         let client = reqwest::Client::builder()
+            .tls_certs_merge(roots)
+            .tls_info(true)
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .redirect(policy)
@@ -112,28 +183,64 @@ impl Probe {
         })
     }
 
-    /// Probes `url`, due at `due_at`, starting at `started_at` (now).
+    /// Probes `url`, due at `due_at`, starting at `started_at` (now), and
+    /// judges the response by `assertions` (none: the default rule).
     pub async fn run(
         &self,
         url_id: i64,
         url: &str,
         due_at: DateTime<Utc>,
         started_at: DateTime<Utc>,
+        assertions: Option<&Assertions>,
     ) -> ProbeResult {
         let start = Instant::now();
-        match self.fetch(url).await {
-            Ok((code, head_latency, body_error)) => {
-                ProbeResult::new(url_id, due_at, started_at, code, head_latency, body_error)
+        let keep_body = assertions.is_some_and(Assertions::needs_body);
+        match self.fetch(url, keep_body).await {
+            Ok(got) => {
+                let mut result = ProbeResult::new(
+                    url_id,
+                    due_at,
+                    started_at,
+                    got.code,
+                    got.latency,
+                    got.body_error.clone(),
+                );
+                let judgement = match assertions {
+                    _ if got.body_error.is_some() => Judgement {
+                        verdict: Verdict::Down,
+                        failed: Vec::new(),
+                    },
+                    Some(assertions) => assertions.judge(&Response {
+                        status: got.code,
+                        latency: got.latency,
+                        headers: &got.headers,
+                        body: got.body.as_deref(),
+                        body_cut: got.body_cut,
+                        tls_not_after: got.tls_not_after,
+                        now: started_at,
+                    }),
+                    None => Judgement {
+                        verdict: result.verdict(),
+                        failed: Vec::new(),
+                    },
+                };
+                result.verdict = Some(judgement.verdict);
+                result.failed_assertions = judgement.failed;
+                result.tls_not_after_ms = got.tls_not_after.map(|t| t.timestamp_millis());
+                result
             }
-            Err(e) => ProbeResult::new(url_id, due_at, started_at, 0, start.elapsed(), Some(e)),
+            Err(e) => {
+                let mut result =
+                    ProbeResult::new(url_id, due_at, started_at, 0, start.elapsed(), Some(e));
+                result.verdict = Some(Verdict::Down);
+                result
+            }
         }
     }
 
-    /// The status code, the time to the response head, and a body failure if any.
-    async fn fetch(
-        &self,
-        url: &str,
-    ) -> Result<(u16, Duration, Option<(ErrorKind, String)>), (ErrorKind, String)> {
+    /// The response head, the body (read up to the limit; kept when
+    /// `keep_body`), a body failure if any, and the certificate's expiry.
+    async fn fetch(&self, url: &str, keep_body: bool) -> Result<Fetched, (ErrorKind, String)> {
         let parsed = url::Url::parse(url).map_err(|e| (ErrorKind::Other, short(&e.to_string())))?;
         ssrf::check_literal(&parsed, self.settings.allow_private_targets)
             .map_err(|b| (ErrorKind::Blocked, short(&b.to_string())))?;
@@ -144,15 +251,30 @@ impl Probe {
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        let head_latency = start.elapsed();
+        let latency = start.elapsed();
         let code = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
+        let tls_not_after = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(reqwest::tls::TlsInfo::peer_certificate)
+            .and_then(not_after);
+        let limit = self.settings.max_body_kib * 1024;
+        let mut body = keep_body.then(Vec::new);
         let mut read = 0usize;
+        let mut body_cut = false;
         let body_error = loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
+                    if let Some(kept) = &mut body {
+                        kept.extend_from_slice(&chunk[..chunk.len().min(limit - kept.len())]);
+                    }
                     read += chunk.len();
-                    if read >= self.settings.max_body_kib * 1024 {
-                        break None; // enough: drop the rest with the connection
+                    if read >= limit {
+                        // Enough: drop the rest with the connection (all
+                        // that was asked for was read; there may be more).
+                        body_cut = true;
+                        break None;
                     }
                 }
                 Ok(None) => break None,
@@ -167,8 +289,22 @@ impl Probe {
                 }
             }
         };
-        Ok((code, head_latency, body_error))
+        Ok(Fetched {
+            code,
+            latency,
+            headers,
+            body,
+            body_cut,
+            body_error,
+            tls_not_after,
+        })
     }
+}
+
+/// When a DER certificate expires; `None` if it does not parse.
+fn not_after(der: &[u8]) -> Option<DateTime<Utc>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
 }
 
 #[derive(Debug)]
@@ -205,6 +341,24 @@ fn short(s: &str) -> String {
     s
 }
 
+/// Whether `e` is a rustls error, or an io::Error wrapping one (at any
+/// depth: an io::Error's `source()` skips the error it wraps).
+fn is_tls(e: &(dyn StdError + 'static)) -> bool {
+    let mut e = e;
+    loop {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => e = inner,
+            None => return false,
+        }
+    }
+}
+
 /// Walks the error's causes for the ones that tell what happened.
 fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
     let mut source: Option<&(dyn StdError + 'static)> = e.source();
@@ -222,7 +376,7 @@ fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
         {
             return (ErrorKind::Redirect, short(&s.to_string()));
         }
-        if s.downcast_ref::<rustls::Error>().is_some() {
+        if is_tls(s) {
             tls = true;
         }
         deepest = s.to_string();

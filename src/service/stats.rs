@@ -20,7 +20,6 @@ use crate::{
     domain::{
         UserId,
         rollup::{Bucket, Tier, expected_slots},
-        state::Outcome,
     },
     error::{Error, Result},
     store::{rollups, statuses},
@@ -190,11 +189,11 @@ impl StatsService {
             // Minute buckets from the raw statuses (kept as long as they are).
             let mut minutes: std::collections::BTreeMap<i64, Bucket> =
                 std::collections::BTreeMap::new();
-            for (due, code, latency, kind) in
+            for (due, code, latency, verdict) in
                 statuses::due_between(&self.db, url.id, first, end_ms).await?
             {
                 minutes.entry(tier.bucket_of(due)).or_default().add(
-                    Outcome::probe_ok(code, kind),
+                    verdict,
                     (code > 0).then(|| u64::try_from(latency).unwrap_or(0)),
                 );
             }

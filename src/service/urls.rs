@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 
 use crate::{
     domain::{
-        Period, PeriodBounds, TargetUrl, UrlRecord, UrlUpdate, UserId, period::MAX_PERIOD_LIMIT,
-        schedule, truncate_to_micros,
+        Assertions, Period, PeriodBounds, TargetUrl, UrlRecord, UrlUpdate, UserId,
+        period::MAX_PERIOD_LIMIT, schedule, truncate_to_micros,
     },
     error::{Error, Result, SettingsError, check_setting},
     store::{self, url_update, urls},
@@ -117,10 +117,17 @@ impl UrlService {
         self.bounds
     }
 
-    /// Starts monitoring `url` for `user`, within the user's quota and the
-    /// per-host rate (counters raised with the insert: they hold under races
-    /// and cost the same at any count).
-    pub async fn add(&self, user: UserId, url: TargetUrl, period: Period) -> Result<UrlRecord> {
+    /// Starts monitoring `url` for `user` with its assertions, within the
+    /// user's quota and the per-host rate (counters raised with the insert:
+    /// they hold under races and cost the same at any count).
+    pub async fn add(
+        &self,
+        user: UserId,
+        url: TargetUrl,
+        period: Period,
+        assertions: Assertions,
+    ) -> Result<UrlRecord> {
+        assertions.check_for_url("", url.as_str())?;
         let now = truncate_to_micros(Utc::now());
         let (phase_ms, next_due_ms) = schedule::first_due(period, now);
         let new = urls::NewUrl {
@@ -130,6 +137,7 @@ impl UrlService {
             created_at: now,
             phase_ms,
             next_due_ms,
+            assertions: &assertions,
         };
         let record = match urls::insert_within_limits(&self.db, new, self.limits).await {
             Ok(Some(record)) => record,
@@ -184,6 +192,11 @@ impl UrlService {
     /// when a shorter period or a resume would pass the per-host rate.
     pub async fn update(&self, user: UserId, id: i64, update: UrlUpdate) -> Result<UrlRecord> {
         check_id("url.id", id)?;
+        if let Some(assertions) = &update.assertions {
+            // A URL never changes its address: checked against the stored one.
+            let url = self.get(user, "url.id", id).await?;
+            assertions.check_for_url("url.", &url.url)?;
+        }
         let now = truncate_to_micros(Utc::now());
         let max_rate = self.limits.max_host_rate_micros;
         match url_update::update_for_user(&self.db, user, id, &update, now, max_rate).await? {

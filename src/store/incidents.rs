@@ -49,8 +49,7 @@ impl From<Model> for IncidentRecord {
             probed_us: m.opened_at.timestamp_micros(),
             status_code: 0,
             latency_us: 0,
-            error_kind: None,
-            error_message: None,
+            ..FailedProbe::default()
         });
         Self {
             id: m.id,

@@ -6,6 +6,7 @@
 //! and get domain records back (`crate::domain`), never entity models or
 //! rows. The entities mirror the tables `migrations/` creates.
 
+pub mod certificates;
 pub mod incidents;
 pub mod outcomes;
 pub mod rollups;

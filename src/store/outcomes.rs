@@ -39,7 +39,7 @@ use crate::domain::{
     state::{Applied, FailedProbe, Outcome, Thresholds, Tracker, UrlState},
 };
 
-use super::statuses::sqlite_timestamp_text;
+use super::statuses::{failed_json, sqlite_timestamp_text};
 
 /// What writing one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -136,16 +136,8 @@ fn outcomes_by_url(
         };
         per_url.entry(url_id).or_default().push(Outcome {
             due_ms,
-            ok: Outcome::probe_ok(r.status_code, r.error_kind),
-            probe: FailedProbe {
-                status_id,
-                due_ms,
-                probed_us: r.started_us,
-                status_code: r.status_code,
-                latency_us: r.latency_us,
-                error_kind: r.error_kind,
-                error_message: r.error_message.clone(),
-            },
+            verdict: r.verdict(),
+            probe: FailedProbe::of(status_id, r),
         });
     }
     for outcomes in per_url.values_mut() {
@@ -165,6 +157,7 @@ pub(super) fn tracker_from_row(
     run_start_ms: Option<i64>,
     run_first: Option<&str>,
     open_incident: Option<i64>,
+    (down_run, down_run_start_ms, incident_state): (i32, Option<i64>, Option<i16>),
 ) -> Tracker {
     Tracker {
         state: UrlState::from_stored(state),
@@ -174,7 +167,10 @@ pub(super) fn tracker_from_row(
         run_len: u32::try_from(run_len).unwrap_or(0),
         run_start_ms,
         run_first: run_first.and_then(|j| serde_json::from_str(j).ok()),
+        down_run,
+        down_run_start_ms,
         open_incident,
+        incident_state: incident_state.map(UrlState::from_stored),
     }
 }
 
@@ -228,13 +224,26 @@ type StateRow = (
     Option<i64>,
     i32,
     i32,
+    i32,
+    Option<i64>,
+    Option<i16>,
 );
 
 fn locked(rows: Vec<StateRow>) -> Vec<Locked> {
     rows.into_iter()
         .map(|r| Locked {
             url_id: r.0,
-            tracker: tracker_from_row(r.1, r.2, r.3, r.4, r.5, r.6, r.7.as_deref(), r.8),
+            tracker: tracker_from_row(
+                r.1,
+                r.2,
+                r.3,
+                r.4,
+                r.5,
+                r.6,
+                r.7.as_deref(),
+                r.8,
+                (r.11, r.12, r.13),
+            ),
             thresholds: thresholds(r.9, r.10),
         })
         .collect()
@@ -256,7 +265,7 @@ impl IncidentSql {
         Self {
             // The id still stored is the incident open before this batch.
             update_open: p("UPDATE incidents SET failed_probes = failed_probes + $2, \
-                 resolved_at = COALESCE($3, resolved_at) \
+                 resolved_at = COALESCE($3, resolved_at), state = COALESCE($4, state) \
                  WHERE id = (SELECT open_incident_id FROM url_states WHERE url_id = $1)"),
             insert: p(
                 "INSERT INTO incidents (url_id, state, opened_at, resolved_at, failed_probes, first_status) \
@@ -278,6 +287,7 @@ macro_rules! write_incidents {
                     .bind(url_id)
                     .bind(count(change.more_failed_probes))
                     .bind(change.resolved_ms.map(ms_to_time))
+                    .bind(change.state.map(|s| s as i16))
                     .execute(&mut **$tx)
                     .await?;
                 $written.incidents_resolved += u64::from(change.resolved_ms.is_some());
@@ -308,18 +318,20 @@ macro_rules! write_incidents {
 
 /// The columns of `url_states` the flush writes, in order.
 const STATE_COLUMNS: &str = "url_id, state, state_since, last_applied_ms, run_ok, run_len, \
-                             run_start_ms, run_first, open_incident_id";
+                             run_start_ms, run_first, open_incident_id, down_run, down_run_start_ms, \
+                             incident_state";
 
 /// The `SELECT … FOR UPDATE` of the state rows, less its `WHERE`.
 const SELECT_STATES: &str = "SELECT s.url_id, s.state, s.state_since, s.last_applied_ms, s.run_ok, \
      s.run_len, s.run_start_ms, s.run_first, s.open_incident_id, u.failure_threshold, \
-     u.success_threshold FROM url_states s JOIN urls u ON u.id = s.url_id";
+     u.success_threshold, s.down_run, s.down_run_start_ms, s.incident_state \
+     FROM url_states s JOIN urls u ON u.id = s.url_id";
 
 mod postgres {
     use super::{
         Changes, DateTime, Derive, IncidentSql, Postgres, ProbeResult, SELECT_STATES,
-        STATE_COLUMNS, StateRow, Transaction, Utc, Written, apply_all, count, first_json, locked,
-        ms_to_time, outcomes_by_url, timestamp,
+        STATE_COLUMNS, StateRow, Transaction, Utc, Written, apply_all, count, failed_json,
+        first_json, locked, ms_to_time, outcomes_by_url, timestamp,
     };
 
     pub(super) async fn write(
@@ -333,8 +345,10 @@ mod postgres {
             .execute(&mut **tx)
             .await?;
         let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
-             SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int4[], $5::int8[], $6::int2[], $7::text[]) \
+            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message, \
+                                   verdict, failed_assertions, tls_not_after) \
+             SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int4[], $5::int8[], $6::int2[], $7::text[], \
+                                  $8::int2[], $9::text[], $10::timestamptz[]) \
              ON CONFLICT (url_id, due_at) DO NOTHING \
              RETURNING id, url_id, due_at",
         )
@@ -345,6 +359,9 @@ mod postgres {
         .bind(rows.iter().map(|r| r.latency_us).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.error_kind).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.verdict().stored()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| failed_json(&r.failed_assertions)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.tls_not_after_ms.map(ms_to_time)).collect::<Vec<_>>())
         .fetch_all(&mut **tx)
         .await?;
         let mut written = Written {
@@ -382,6 +399,7 @@ mod postgres {
             rows.sort_unstable_by_key(|r| r.0);
         }
         crate::store::rollups::merge_postgres(tx, crate::store::rollups::deltas(&per_url)).await?;
+        crate::store::certificates::record_postgres(tx, &per_url).await?;
         let mut changes = apply_all(locked(rows), per_url);
         write_incidents!(tx, changes, written, &IncidentSql::new('$'));
         write_states(tx, &changes).await?;
@@ -411,9 +429,11 @@ mod postgres {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE url_states s SET state = v.state, state_since = v.state_since, \
                 last_applied_ms = v.last_applied_ms, run_ok = v.run_ok, run_len = v.run_len, \
-                run_start_ms = v.run_start_ms, run_first = v.run_first, open_incident_id = v.open_incident_id \
+                run_start_ms = v.run_start_ms, run_first = v.run_first, open_incident_id = v.open_incident_id, \
+                down_run = v.down_run, down_run_start_ms = v.down_run_start_ms, incident_state = v.incident_state \
              FROM UNNEST($1::int8[], $2::int2[], $3::timestamptz[], $4::int8[], $5::bool[], $6::int4[], \
-                         $7::int8[], $8::text[], $9::int8[]) AS v({STATE_COLUMNS}) \
+                         $7::int8[], $8::text[], $9::int8[], $10::int4[], $11::int8[], $12::int2[]) \
+                  AS v({STATE_COLUMNS}) \
              WHERE s.url_id = v.url_id"
         )))
         .bind(t.iter().map(|(id, _)| *id).collect::<Vec<_>>())
@@ -425,6 +445,9 @@ mod postgres {
         .bind(t.iter().map(|(_, t)| t.run_start_ms).collect::<Vec<_>>())
         .bind(t.iter().map(|(_, t)| t.run_first.as_ref().map(first_json)).collect::<Vec<_>>())
         .bind(t.iter().map(|(_, t)| t.open_incident).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.down_run).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.down_run_start_ms).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, t)| t.incident_state.map(|s| s as i16)).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -434,8 +457,8 @@ mod postgres {
 mod sqlite {
     use super::{
         Changes, DateTime, Derive, IncidentSql, ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite,
-        StateRow, Transaction, Utc, Written, apply_all, count, first_json, locked, ms_to_time,
-        outcomes_by_url, sqlite_timestamp_text, timestamp,
+        StateRow, Transaction, Utc, Written, apply_all, count, failed_json, first_json, locked,
+        ms_to_time, outcomes_by_url, sqlite_timestamp_text, timestamp,
     };
 
     pub(super) async fn write(
@@ -454,14 +477,20 @@ mod sqlite {
                         r.latency_us,
                         r.error_kind,
                         r.error_message,
+                        r.verdict().stored(),
+                        failed_json(&r.failed_assertions),
+                        r.tls_not_after_ms
+                            .map(|ms| sqlite_timestamp_text(ms_to_time(ms))),
                     ])
                 })
                 .collect(),
         );
         // `WHERE true` keeps SQLite from reading ON CONFLICT as a join clause.
         let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message, \
+                                   verdict, failed_assertions, tls_not_after) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+                    value ->> 7, value ->> 8, value ->> 9 \
              FROM json_each(?1) WHERE true \
              ON CONFLICT (url_id, due_at) DO NOTHING \
              RETURNING id, url_id, due_at",
@@ -502,6 +531,7 @@ mod sqlite {
                 .await?;
         }
         crate::store::rollups::merge_sqlite(tx, crate::store::rollups::deltas(&per_url)).await?;
+        crate::store::certificates::record_sqlite(tx, &per_url).await?;
         let mut changes = apply_all(locked(rows), per_url);
         write_incidents!(tx, changes, written, &IncidentSql::new('?'));
         write_states(tx, &changes).await?;
@@ -528,6 +558,9 @@ mod sqlite {
                         t.run_start_ms,
                         t.run_first.as_ref().map(first_json),
                         t.open_incident,
+                        t.down_run,
+                        t.down_run_start_ms,
+                        t.incident_state.map(|s| s as i16),
                     ])
                 })
                 .collect(),
@@ -535,12 +568,13 @@ mod sqlite {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO url_states ({STATE_COLUMNS}) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                    value ->> 6, value ->> 7, value ->> 8 \
+                    value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11 \
              FROM json_each(?1) WHERE true \
              ON CONFLICT (url_id) DO UPDATE SET state = excluded.state, state_since = excluded.state_since, \
                 last_applied_ms = excluded.last_applied_ms, run_ok = excluded.run_ok, run_len = excluded.run_len, \
                 run_start_ms = excluded.run_start_ms, run_first = excluded.run_first, \
-                open_incident_id = excluded.open_incident_id"
+                open_incident_id = excluded.open_incident_id, down_run = excluded.down_run, \
+                down_run_start_ms = excluded.down_run_start_ms, incident_state = excluded.incident_state"
         )))
         .bind(states.to_string())
         .execute(&mut **tx)

@@ -34,7 +34,7 @@ pub fn deltas(per_url: &BTreeMap<i64, Vec<Outcome>>) -> BTreeMap<Key, Bucket> {
             for tier in Tier::STORED {
                 out.entry((*url_id, tier, tier.bucket_of(o.due_ms)))
                     .or_default()
-                    .add(o.ok, latency);
+                    .add(o.verdict, latency);
             }
         }
     }

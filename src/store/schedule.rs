@@ -24,8 +24,11 @@
 //! claimed from memory (`prober::holdings`); this module's rule for stale
 //! due times is what brings the schedule back once the database returns.
 
+use std::sync::Arc;
+
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
+use super::urls::stored_assertions;
 use crate::domain::Claim;
 
 /// Claims the due times that fall at or before `now_ms + lookahead_ms`.
@@ -61,7 +64,7 @@ pub async fn claim_due(
            next_due_ms = CASE WHEN next_due_ms < {late} THEN {grid_after_now} ELSE {grid_after_next} END \
          WHERE id IN (SELECT id FROM urls WHERE next_due_ms <= {horizon} AND NOT paused \
                       ORDER BY next_due_ms LIMIT {lim} {lock}) \
-         RETURNING id, url, period_seconds, last_due_ms, next_due_ms"
+         RETURNING id, url, period_seconds, last_due_ms, next_due_ms, assertions"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
@@ -78,14 +81,21 @@ pub async fn claim_due(
     rows.into_iter()
         .map(|row| {
             let period: i32 = row.try_get("", "period_seconds")?;
+            let url_id = row.try_get("", "id")?;
+            // A URL without assertions costs one NULL; one with them, a parse.
+            let assertions = row
+                .try_get::<Option<String>>("", "assertions")?
+                .map(|json| Arc::new(stored_assertions(url_id, Some(&json))))
+                .filter(|a| !a.is_empty());
             Ok(Claim {
-                url_id: row.try_get("", "id")?,
+                url_id,
                 url: row.try_get::<String>("", "url")?.into(),
                 period_ms: i64::from(period) * 1000,
                 due_ms: row
                     .try_get::<Option<i64>>("", "last_due_ms")?
                     .unwrap_or(now_ms),
                 next_ms: row.try_get("", "next_due_ms")?,
+                assertions,
             })
         })
         .collect()

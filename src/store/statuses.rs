@@ -7,7 +7,10 @@ use sea_orm::{
     Condition, DatabaseConnection, QueryOrder, QuerySelect, entity::prelude::*, sea_query::Query,
 };
 
-use crate::domain::{StatusRecord, UserId};
+use crate::domain::{
+    StatusRecord, UserId,
+    verdict::{FailedAssertion, Verdict},
+};
 
 /// Rows per retention DELETE.
 const RETENTION_CHUNK: u64 = 5_000;
@@ -24,6 +27,11 @@ pub struct Model {
     pub latency_micros: i64,
     pub error_kind: Option<i16>,
     pub error_message: Option<String>,
+    /// The verdict's `UrlState` number; `None` in rows from before verdicts.
+    pub verdict: Option<i16>,
+    /// The failed assertions as JSON (`None`: none).
+    pub failed_assertions: Option<String>,
+    pub tls_not_after: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -90,8 +98,19 @@ impl From<Model> for StatusRecord {
             latency: std::time::Duration::from_micros(u64::try_from(m.latency_micros).unwrap_or(0)),
             error_kind: m.error_kind,
             error_message: m.error_message,
+            verdict: Verdict::from_stored(m.verdict, m.status_code, m.error_kind),
+            failed_assertions: m
+                .failed_assertions
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
+            tls_not_after: m.tls_not_after,
         }
     }
+}
+
+/// The JSON kept for a probe's failed assertions (`None`: none failed).
+pub(super) fn failed_json(failed: &[FailedAssertion]) -> Option<String> {
+    (!failed.is_empty()).then(|| serde_json::to_string(failed).unwrap_or_default())
 }
 
 /// One page of a user's URL's statuses, newest first.
@@ -142,21 +161,24 @@ pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<Statu
 }
 
 /// One URL's statuses due in `[from_ms, to_ms)`, by due time: (due time
-/// in ms, status code, latency in µs, error kind). What minute buckets are
+/// in ms, status code, latency in µs, verdict). What minute buckets are
 /// built from (they are not stored: raw statuses are kept as long).
 pub async fn due_between(
     db: &DatabaseConnection,
     url_id: i64,
     from_ms: i64,
     to_ms: i64,
-) -> Result<Vec<(i64, i32, i64, Option<i16>)>, DbErr> {
+) -> Result<Vec<(i64, i32, i64, Verdict)>, DbErr> {
+    /// Due time, status code, latency, error kind, verdict.
+    type Row = (DateTimeUtc, i32, i64, Option<i16>, Option<i16>);
     let time = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
-    let rows: Vec<(DateTimeUtc, i32, i64, Option<i16>)> = Entity::find()
+    let rows: Vec<Row> = Entity::find()
         .select_only()
         .column(Column::DueAt)
         .column(Column::StatusCode)
         .column(Column::LatencyMicros)
         .column(Column::ErrorKind)
+        .column(Column::Verdict)
         .filter(Column::UrlId.eq(url_id))
         .filter(Column::DueAt.gte(time(from_ms)))
         .filter(Column::DueAt.lt(time(to_ms)))
@@ -166,6 +188,9 @@ pub async fn due_between(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(due, code, latency, kind)| (due.timestamp_millis(), code, latency, kind))
+        .map(|(due, code, latency, kind, verdict)| {
+            let verdict = Verdict::from_stored(verdict, code, kind);
+            (due.timestamp_millis(), code, latency, verdict)
+        })
         .collect())
 }

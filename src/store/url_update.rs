@@ -1,7 +1,7 @@
 //! Changing a URL (UpdateUrl) in one transaction: its row, with its
 //! schedule moved to the new period or pause (`domain::schedule`), the
-//! user's rate on its host, its schedule history (`url_periods`) and its
-//! state (`url_states`, through `domain::state::Tracker`).
+//! user's rate on its host, its schedule history (`url_periods`), its
+//! assertions and its state (`url_states`, through `domain::state::Tracker`).
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, SqliteTransactionMode,
@@ -13,7 +13,7 @@ use super::{
     outcomes::{first_json, ms_to_time, tracker_from_row},
     urls::{DROP_SPENT_HOST_RATE, Entity, Model, host_rate_micros, stored_host, with_states},
 };
-use crate::domain::{Period, UrlRecord, UrlUpdate, UserId, schedule::Schedule};
+use crate::domain::{Assertions, Period, UrlRecord, UrlUpdate, UserId, schedule::Schedule};
 
 /// Changes the (user, host) rate by `$3`: a rise only while within `$4`.
 const CHANGE_HOST_RATE: &str = "INSERT INTO host_rates (user_id, host, rate_micros)
@@ -107,7 +107,7 @@ pub async fn update_for_user(
             backend,
             sql(
                 "UPDATE urls SET name = $3, period_seconds = $4, phase_ms = $5, next_due_ms = $6, \
-                 paused = $7, failure_threshold = $8, success_threshold = $9 \
+                 paused = $7, failure_threshold = $8, success_threshold = $9, assertions = $10 \
                  WHERE id = $1 AND user_id = $2 RETURNING *",
             ),
             [
@@ -122,6 +122,11 @@ pub async fn update_for_user(
                 after.paused.into(),
                 threshold(update.failure_threshold, url.failure_threshold).into(),
                 threshold(update.success_threshold, url.success_threshold).into(),
+                update
+                    .assertions
+                    .as_ref()
+                    .map_or(url.assertions, Assertions::to_json)
+                    .into(),
             ],
         ))
         .one(&txn)
@@ -244,7 +249,8 @@ async fn set_paused(
             backend,
             sql(&format!(
                 "SELECT state, state_since, last_applied_ms, run_ok, run_len, run_start_ms, \
-                 run_first, open_incident_id FROM url_states WHERE url_id = $1{lock}"
+                 run_first, open_incident_id, down_run, down_run_start_ms, incident_state \
+                 FROM url_states WHERE url_id = $1{lock}"
             )),
             [url_id.into()],
         ))
@@ -259,6 +265,11 @@ async fn set_paused(
         row.try_get("", "run_start_ms")?,
         row.try_get::<Option<String>>("", "run_first")?.as_deref(),
         row.try_get("", "open_incident_id")?,
+        (
+            row.try_get("", "down_run")?,
+            row.try_get("", "down_run_start_ms")?,
+            row.try_get("", "incident_state")?,
+        ),
     );
     if paused {
         tracker.pause(now_ms);
@@ -268,8 +279,8 @@ async fn set_paused(
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
         sql("UPDATE url_states SET state = $2, state_since = $3, last_applied_ms = $4, run_ok = $5, \
-             run_len = $6, run_start_ms = $7, run_first = $8, open_incident_id = $9 \
-             WHERE url_id = $1"),
+             run_len = $6, run_start_ms = $7, run_first = $8, open_incident_id = $9, down_run = $10, \
+             down_run_start_ms = $11, incident_state = $12 WHERE url_id = $1"),
         [
             url_id.into(),
             (tracker.state as i16).into(),
@@ -280,6 +291,9 @@ async fn set_paused(
             tracker.run_start_ms.into(),
             tracker.run_first.as_ref().map(first_json).into(),
             tracker.open_incident.into(),
+            tracker.down_run.into(),
+            tracker.down_run_start_ms.into(),
+            tracker.incident_state.map(|s| s as i16).into(),
         ],
     ))
     .await?;

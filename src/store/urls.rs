@@ -8,7 +8,7 @@ use sea_orm::{
 
 use super::numbered;
 use crate::domain::{
-    Period, TargetUrl, UrlRecord, UserId,
+    Assertions, Period, TargetUrl, UrlRecord, UserId,
     state::{Thresholds, UrlState},
     target_url,
 };
@@ -32,6 +32,8 @@ pub struct Model {
     pub paused: bool,
     pub failure_threshold: i32,
     pub success_threshold: i32,
+    /// The URL's assertions as JSON (`domain::assertion`); `None`: none.
+    pub assertions: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -100,8 +102,21 @@ impl From<Model> for UrlRecord {
                 UrlState::Pending
             },
             state_since: None,
+            assertions: stored_assertions(m.id, m.assertions.as_deref()),
+            tls_not_after: None,
         }
     }
+}
+
+/// A URL's stored assertions. They were checked when written; a text that
+/// no longer reads (a bug, or a hand edit) is logged and read as none.
+pub(super) fn stored_assertions(url_id: i64, stored: Option<&str>) -> Assertions {
+    stored.map_or_else(Assertions::default, |json| {
+        Assertions::from_json(json).unwrap_or_else(|e| {
+            tracing::error!(url_id, error = %e, "stored assertions do not read; probing without them");
+            Assertions::default()
+        })
+    })
 }
 
 /// The URLs with the state the flush keeps for them (one query for all).
@@ -117,12 +132,12 @@ pub(super) async fn with_states(
     let statement = match backend {
         DbBackend::Postgres => Statement::from_sql_and_values(
             backend,
-            "SELECT url_id, state, state_since FROM url_states WHERE url_id = ANY($1)",
+            "SELECT url_id, state, state_since, tls_not_after FROM url_states WHERE url_id = ANY($1)",
             [ids.into()],
         ),
         _ => Statement::from_sql_and_values(
             backend,
-            "SELECT url_id, state, state_since FROM url_states \
+            "SELECT url_id, state, state_since, tls_not_after FROM url_states \
              WHERE url_id IN (SELECT value FROM json_each(?))",
             [serde_json::to_string(&ids).unwrap_or_default().into()],
         ),
@@ -132,16 +147,18 @@ pub(super) async fn with_states(
         let id: i64 = row.try_get("", "url_id")?;
         let state: i16 = row.try_get("", "state")?;
         let since: Option<DateTimeUtc> = row.try_get("", "state_since")?;
-        states.insert(id, (UrlState::from_stored(state), since));
+        let tls: Option<DateTimeUtc> = row.try_get("", "tls_not_after")?;
+        states.insert(id, (UrlState::from_stored(state), since, tls));
     }
     Ok(models
         .into_iter()
         .map(|m| {
             let state = states.get(&m.id).copied();
             let mut record = UrlRecord::from(m);
-            if let Some((state, since)) = state {
+            if let Some((state, since, tls)) = state {
                 record.state = state;
                 record.state_since = since;
+                record.tls_not_after = tls;
             }
             record
         })
@@ -158,6 +175,7 @@ pub struct NewUrl<'a> {
     pub created_at: DateTimeUtc,
     pub phase_ms: i64,
     pub next_due_ms: i64,
+    pub assertions: &'a Assertions,
 }
 
 /// The limits an added URL must stay within.
@@ -193,7 +211,7 @@ pub async fn insert_within_limits(
         new.period.rate_micros().into(),
         limits.max_host_rate_micros.into(),
     ];
-    let row: [sea_orm::Value; 5] = [
+    let row: [sea_orm::Value; 6] = [
         new.url.as_str().into(),
         i32::try_from(new.period.seconds())
             .unwrap_or(i32::MAX)
@@ -201,6 +219,7 @@ pub async fn insert_within_limits(
         new.created_at.into(),
         new.phase_ms.into(),
         new.next_due_ms.into(),
+        new.assertions.to_json().into(),
     ];
     let backend = db.get_database_backend();
     let txn = db.begin().await?;
@@ -286,12 +305,12 @@ const ADD_POSTGRES: &str = "WITH quota AS (
     WHERE host_rates.rate_micros + EXCLUDED.rate_micros <= $5
     RETURNING user_id
 ), added AS (
-    INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
-    SELECT user_id, $6, $7, $8, $9, $10 FROM host
+    INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, assertions)
+    SELECT user_id, $6, $7, $8, $9, $10, $11 FROM host
     RETURNING *
 ), schedule AS (
     INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
-    SELECT id, $11, period_seconds, phase_ms, false FROM added
+    SELECT id, $12, period_seconds, phase_ms, false FROM added
 ), state AS (
     INSERT INTO url_states (url_id, state) SELECT id, 1 FROM added
 )
@@ -315,8 +334,8 @@ const INSERT_STATE: &str = "INSERT INTO url_states (url_id, state) VALUES (?, 1)
 
 /// ...after the insert.
 const INSERT: &str =
-    "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
-VALUES (?, ?, ?, ?, ?, ?)
+    "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, assertions)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 RETURNING *";
 
 /// How often the user's URLs probe `host`, in millionths of a probe per second.

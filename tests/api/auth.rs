@@ -24,6 +24,7 @@ async fn every_protected_rpc_without_a_token_is_unauthenticated(backend: Backend
         c.add_url(pb::AddUrlRequest {
             url: "https://example.com".into(),
             period: None,
+            ..Default::default()
         })
         .await
         .map(|_| ()),

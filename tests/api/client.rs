@@ -221,6 +221,7 @@ async fn a_write_is_never_sent_twice() {
         .add_url(pb::AddUrlRequest {
             url: "http://127.0.0.1/".into(),
             period: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();

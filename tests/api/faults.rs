@@ -101,6 +101,7 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
                         seconds: 600,
                         nanos: 0,
                     }),
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -117,6 +118,7 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
                     seconds: 1,
                     nanos: 0,
                 }),
+                ..Default::default()
             },
             &token,
         ))

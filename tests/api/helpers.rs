@@ -339,6 +339,7 @@ impl TestApp {
                 pb::AddUrlRequest {
                     url: url.into(),
                     period,
+                    ..Default::default()
                 },
                 token,
             ))
@@ -463,6 +464,23 @@ impl TestApp {
             .await
             .expect("get url")
             .into_inner()
+    }
+
+    /// ListIncidents of one of the user's URLs (0: all of them), newest first.
+    pub async fn incidents(&self, token: &str, url_id: i64) -> Vec<pb::Incident> {
+        self.client
+            .clone()
+            .list_incidents(authed(
+                pb::ListIncidentsRequest {
+                    url_id,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .expect("list incidents")
+            .into_inner()
+            .incidents
     }
 
     /// A new connection to the app's database (the app's own closes when it stops).

@@ -13,25 +13,9 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use tonic::Code;
 
 use crate::{
-    helpers::{Backend, TestApp, authed, expect_code, prober_settings, spawn_app, spawn_app_with},
+    helpers::{Backend, authed, expect_code, prober_settings, spawn_app, spawn_app_with},
     target::Target,
 };
-
-async fn incidents_of(app: &TestApp, token: &str, url_id: i64) -> Vec<pb::Incident> {
-    app.client
-        .clone()
-        .list_incidents(authed(
-            pb::ListIncidentsRequest {
-                url_id,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .incidents
-}
 
 /// A target answering 200 twice, 500 four times, then 200: with the
 /// default thresholds (3 failures, 2 successes) one incident opens at the
@@ -51,7 +35,7 @@ async fn a_run_of_failures_opens_one_incident_and_successes_resolve_it(backend: 
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let incident = loop {
-        let found = incidents_of(&app, &token, url.id).await;
+        let found = app.incidents(&token, url.id).await;
         if let Some(i) = found.first().filter(|i| i.resolved_at.is_some()) {
             break i.clone();
         }
@@ -85,7 +69,7 @@ async fn a_run_of_failures_opens_one_incident_and_successes_resolve_it(backend: 
     let first = incident.first_failure.as_ref().unwrap();
     assert_eq!(first.status_code, 500);
     assert_eq!(first.id, by_due[2].id);
-    assert_eq!(incidents_of(&app, &token, url.id).await.len(), 1);
+    assert_eq!(app.incidents(&token, url.id).await.len(), 1);
 
     let now = app.get_url(&token, url.id).await;
     assert_eq!(now.state(), UrlState::Up);
@@ -113,7 +97,7 @@ async fn a_run_of_failures_opens_one_incident_and_successes_resolve_it(backend: 
             .await,
         Code::NotFound,
     );
-    assert!(incidents_of(&app, &other, 0).await.is_empty());
+    assert!(app.incidents(&other, 0).await.is_empty());
     // All of the owner's incidents, over JSON too.
     let (status, body) = app
         .get_json("/v1/incidents", Some(&format!("Bearer {token}")))
@@ -141,7 +125,7 @@ async fn alternating_results_open_no_incident(backend: Backend) {
         .await;
     // Let the last flush land.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(incidents_of(&app, &token, url.id).await.is_empty());
+    assert!(app.incidents(&token, url.id).await.is_empty());
     assert_eq!(app.get_url(&token, url.id).await.state(), UrlState::Up);
 }
 
@@ -154,6 +138,7 @@ fn failing(url_id: i64, due_ms: i64) -> ProbeResult {
         latency_us: 1_500,
         error_kind: None,
         error_message: None,
+        ..Default::default()
     }
 }
 
@@ -190,7 +175,7 @@ async fn redelivered_and_concurrent_batches_open_each_incident_once(backend: Bac
     assert_eq!(ra.inserted + rb.inserted, 394, "{ra:?} {rb:?}");
     assert_eq!(ra.incidents_opened + rb.incidents_opened, 0);
     assert_eq!(incidents::Entity::find().count(&app.db).await.unwrap(), 1);
-    let listed = incidents_of(&app, &token, url.id).await;
+    let listed = app.incidents(&token, url.id).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].failed_probes, 400, "every failure counted once");
     assert_eq!(

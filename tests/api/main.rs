@@ -20,6 +20,7 @@ mod wire;
 
 mod abuse;
 mod accounts;
+mod assertions;
 mod auth;
 mod incidents;
 mod outages;

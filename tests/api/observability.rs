@@ -61,6 +61,7 @@ async fn metrics_count_probes_flushes_and_calls_exactly() {
             pb::AddUrlRequest {
                 url: "ftp://x".into(),
                 period: None,
+                ..Default::default()
             },
             &token,
         ))

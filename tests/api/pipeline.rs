@@ -22,6 +22,7 @@ fn result(url_id: i64, due_ms: i64) -> ProbeResult {
         latency_us: 2_000,
         error_kind: None,
         error_message: None,
+        ..Default::default()
     }
 }
 

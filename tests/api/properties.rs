@@ -1,18 +1,19 @@
-//! Property tests of the flush's derived data (issue 14): for random
-//! results per URL (runs of successes and failures, gaps, responses and
-//! errors) delivered in random batches, shuffled within a batch and with
+//! Property tests of the flush's derived data (issues 14 and 15): for
+//! random results per URL (runs of UP, DEGRADED and DOWN probes, gaps,
+//! responses and errors, results with a verdict and results from before
+//! verdicts) delivered in random batches, shuffled within a batch and with
 //! redeliveries, on a real database:
 //! - every stored tier's rollups (hour, day) equal a brute-force recompute
 //!   from the raw rows (minute buckets are built from the raw rows on read);
-//! - the incidents and the final state equal a reference state machine run
-//!   over the results sorted by due time.
+//! - the incidents (with their state) and the final state equal a reference
+//!   state machine run over the results sorted by due time.
 
 use std::collections::BTreeMap;
 
 use chrono::Utc;
 use monitor::{
     config::Settings,
-    domain::{Email, Period, ProbeResult, TargetUrl, rollup::Tier, sketch::Sketch},
+    domain::{Email, Period, ProbeResult, TargetUrl, Verdict, rollup::Tier, sketch::Sketch},
     store::{self, incidents, outcomes, rollups, statuses, urls},
 };
 use proptest::prelude::*;
@@ -24,31 +25,36 @@ const PERIOD_MS: i64 = 600_000;
 /// Just before a UTC midnight, so buckets of every tier are crossed.
 const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % 86_400_000 - 3 * 3_600_000;
 
-/// One URL's results: (slot index, status code, error, latency µs).
-type Script = Vec<(i64, i32, bool, i64)>;
+/// One URL's results: (slot index, status code, error, latency µs, the
+/// verdict recorded; `None`: a result from before verdicts).
+type Script = Vec<(i64, i32, bool, i64, Option<Verdict>)>;
 
 fn script() -> impl Strategy<Value = Script> {
-    // Runs of one outcome, with gaps between some slots.
+    // Runs of one kind (0 UP, 1 DEGRADED, 2 DOWN), with gaps between some
+    // slots; each result with its verdict recorded or not.
     prop::collection::vec(
         (
-            any::<bool>(),
+            0_u8..3,
             1_usize..6,
-            prop::collection::vec((0_i64..3, 0_i64..2_000_000, any::<bool>()), 6),
+            prop::collection::vec((0_i64..3, 0_i64..2_000_000, 0_u8..3, any::<bool>()), 6),
         ),
         1..10,
     )
     .prop_map(|runs| {
         let mut out = Vec::new();
         let mut slot = 0;
-        for (ok, len, details) in runs {
-            for (gap, latency, error) in details.into_iter().take(len) {
+        for (kind, len, details) in runs {
+            for (gap, latency, how, recorded) in details.into_iter().take(len) {
                 slot += 1 + i64::from(gap == 0);
-                let (code, err) = match (ok, error) {
-                    (true, _) => (200, false),
-                    (false, true) => (0, true),
-                    (false, false) => (503, false),
+                let (code, err, verdict) = match (kind, how) {
+                    (0, _) => (200, false, recorded.then_some(Verdict::Up)),
+                    (1, _) => (200 + i32::from(how), false, Some(Verdict::Degraded)),
+                    (_, 0) => (0, true, recorded.then_some(Verdict::Down)),
+                    (_, 1) => (503, false, recorded.then_some(Verdict::Down)),
+                    // A response a DOWN assertion failed.
+                    _ => (200, false, Some(Verdict::Down)),
                 };
-                out.push((slot, code, err, latency));
+                out.push((slot, code, err, latency, verdict));
             }
         }
         out
@@ -64,7 +70,10 @@ fn delivery() -> impl Strategy<Value = (Vec<usize>, u64, Vec<(usize, usize)>)> {
     )
 }
 
-fn result(url_id: i64, (slot, code, error, latency): (i64, i32, bool, i64)) -> ProbeResult {
+fn result(
+    url_id: i64,
+    (slot, code, error, latency, verdict): (i64, i32, bool, i64, Option<Verdict>),
+) -> ProbeResult {
     let due_ms = T0 + slot * PERIOD_MS;
     ProbeResult {
         url_id,
@@ -74,41 +83,79 @@ fn result(url_id: i64, (slot, code, error, latency): (i64, i32, bool, i64)) -> P
         latency_us: latency,
         error_kind: error.then_some(4),
         error_message: error.then(|| "timed out".into()),
+        verdict,
+        ..Default::default()
     }
 }
 
+/// A result's verdict as the reference reads it: as recorded, else by the
+/// rule before assertions (a response with a status in 200-399 is UP).
+fn verdict_of(recorded: Option<i16>, code: i32, error: bool) -> i16 {
+    recorded.unwrap_or(if !error && (200..400).contains(&code) {
+        2
+    } else {
+        4
+    })
+}
+
+/// An incident as compared: (opened, resolved, probes not UP, state).
+type Incident = (i64, Option<i64>, i32, i16);
+
 /// The reference state machine (thresholds 3 and 2), written apart from
-/// `domain::state`: (opened, resolved, failed probes) per incident, and the
-/// final state's number.
-fn reference(sorted: &[&ProbeResult]) -> (Vec<(i64, Option<i64>, i32)>, i16) {
-    let (mut state, mut incidents) = (1_i16, Vec::<(i64, Option<i64>, i32)>::new());
-    let (mut ok_run, mut fail_run, mut ok_start, mut fail_start) = (0, 0, 0, 0);
+/// `domain::state` from the rules in its documentation: 3 probes in a row
+/// that are not UP open an incident, DOWN if they were all DOWN, else
+/// DEGRADED; DEGRADED turns DOWN after 3 DOWN in a row, DOWN turns DEGRADED
+/// after 2 in a row that are not DOWN; 2 UP in a row resolve it. An
+/// incident's state is the worst it reached. States are `UrlState` numbers.
+fn reference(sorted: &[&ProbeResult]) -> (Vec<Incident>, i16) {
+    let (mut state, mut incidents) = (1_i16, Vec::<Incident>::new());
+    let (mut up, mut not_up, mut up_start, mut not_up_start) = (0, 0, 0, 0);
+    let (mut downs, mut not_downs) = (0, 0);
     for r in sorted {
-        let ok = r.error_kind.is_none() && (200..400).contains(&r.status_code);
-        if ok {
-            if ok_run == 0 {
-                ok_start = r.due_ms;
+        let v = verdict_of(
+            r.verdict.map(Verdict::stored),
+            r.status_code,
+            r.error_kind.is_some(),
+        );
+        if v == 2 {
+            if up == 0 {
+                up_start = r.due_ms;
             }
-            ok_run += 1;
-            fail_run = 0;
-            if state == 1 {
-                state = 2;
-            } else if state == 4 && ok_run >= 2 {
-                state = 2;
-                incidents.last_mut().unwrap().1 = Some(ok_start);
-            }
+            (up, not_up) = (up + 1, 0);
         } else {
-            if fail_run == 0 {
-                fail_start = r.due_ms;
+            if not_up == 0 {
+                not_up_start = r.due_ms;
             }
-            fail_run += 1;
-            ok_run = 0;
-            if state == 4 {
-                incidents.last_mut().unwrap().2 += 1;
-            } else if fail_run >= 3 {
-                state = 4;
-                incidents.push((fail_start, None, fail_run));
+            (up, not_up) = (0, not_up + 1);
+        }
+        (downs, not_downs) = if v == 4 {
+            (downs + 1, 0)
+        } else {
+            (0, not_downs + 1)
+        };
+        match state {
+            1 | 2 if v == 2 => state = 2,
+            1 | 2 if not_up >= 3 => {
+                state = if downs >= 3 { 4 } else { 3 };
+                incidents.push((not_up_start, None, not_up, state));
             }
+            3 | 4 if v == 2 && up >= 2 => {
+                state = 2;
+                incidents.last_mut().unwrap().1 = Some(up_start);
+            }
+            3 | 4 => {
+                let open = incidents.last_mut().unwrap();
+                if v != 2 {
+                    open.2 += 1;
+                }
+                if state == 4 && not_downs >= 2 {
+                    state = 3;
+                } else if state == 3 && downs >= 3 {
+                    state = 4;
+                    open.3 = 4;
+                }
+            }
+            _ => {}
         }
     }
     (incidents, state)
@@ -134,6 +181,7 @@ async fn add_url(db: &DatabaseConnection, user: monitor::domain::UserId, n: usiz
             created_at: Utc::now(),
             phase_ms: 0,
             next_due_ms: i64::MAX,
+            assertions: &monitor::domain::Assertions::default(),
         },
         urls::Limits {
             max_urls: 100,
@@ -146,36 +194,32 @@ async fn add_url(db: &DatabaseConnection, user: monitor::domain::UserId, n: usiz
     .id
 }
 
-/// A bucket's key (URL, tier, start) and what it holds (up, down, max,
-/// sketch bytes), as compared.
-type Buckets = BTreeMap<(i64, i16, i64), (u64, u64, Option<u64>, Vec<u8>)>;
+/// A bucket's key (URL, tier, start) and what it holds ([up, degraded,
+/// down], max, sketch bytes), as compared.
+type Buckets = BTreeMap<(i64, i16, i64), ([u64; 3], Option<u64>, Vec<u8>)>;
 
 /// Every tier's buckets recomputed from the stored statuses.
 async fn recompute(db: &DatabaseConnection) -> Buckets {
-    type Sums = (u64, u64, Option<u64>, Sketch);
+    type Sums = ([u64; 3], Option<u64>, Sketch);
     let mut buckets: BTreeMap<(i64, i16, i64), Sums> = BTreeMap::new();
     for s in statuses::Entity::find().all(db).await.unwrap() {
         let due = s.due_at.timestamp_millis();
-        let ok = s.error_kind.is_none() && (200..400).contains(&s.status_code);
+        let verdict = verdict_of(s.verdict, s.status_code, s.error_kind.is_some());
         for tier in Tier::STORED {
             let b = buckets
                 .entry((s.url_id, tier as i16, tier.bucket_of(due)))
                 .or_default();
-            if ok {
-                b.0 += 1;
-            } else {
-                b.1 += 1;
-            }
+            b.0[usize::try_from(verdict - 2).unwrap()] += 1;
             if s.status_code > 0 {
                 let us = u64::try_from(s.latency_micros).unwrap();
-                b.2 = Some(b.2.map_or(us, |m| m.max(us)));
-                b.3.add(us);
+                b.1 = Some(b.1.map_or(us, |m| m.max(us)));
+                b.2.add(us);
             }
         }
     }
     buckets
         .into_iter()
-        .map(|(k, (up, down, max, sketch))| (k, (up, down, max, sketch.encode())))
+        .map(|(k, (counts, max, sketch))| (k, (counts, max, sketch.encode())))
         .collect()
 }
 
@@ -187,10 +231,9 @@ async fn stored_rollups(db: &DatabaseConnection, url_ids: &[i64]) -> Buckets {
                 .await
                 .unwrap()
             {
-                assert_eq!(b.degraded, 0);
                 out.insert(
                     (*id, tier as i16, start),
-                    (b.up, b.down, b.max_us, b.latency.encode()),
+                    ([b.up, b.degraded, b.down], b.max_us, b.latency.encode()),
                 );
             }
         }
@@ -261,7 +304,7 @@ async fn check(
     for id in &ids {
         let mine: Vec<&ProbeResult> = all.iter().filter(|r| r.url_id == *id).collect();
         let (want, want_state) = reference(&mine);
-        let mut got: Vec<(i64, Option<i64>, i32)> = stored
+        let mut got: Vec<Incident> = stored
             .iter()
             .filter(|i| i.url_id == *id)
             .map(|i| {
@@ -269,6 +312,7 @@ async fn check(
                     i.opened_at.timestamp_millis(),
                     i.resolved_at.map(|t| t.timestamp_millis()),
                     i.failed_probes,
+                    i.state,
                 )
             })
             .collect();

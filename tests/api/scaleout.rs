@@ -301,6 +301,7 @@ async fn an_instance_killed_behind_envoy_costs_no_call_and_no_duplicate_probe() 
                         seconds: 1,
                         nanos: 0,
                     }),
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -321,6 +322,7 @@ async fn an_instance_killed_behind_envoy_costs_no_call_and_no_duplicate_probe() 
                     seconds: 1,
                     nanos: 0,
                 }),
+                ..Default::default()
             },
             &token,
         ))

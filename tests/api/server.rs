@@ -282,6 +282,7 @@ async fn the_binary_serves_on_the_embedded_default_and_stops_on_sigterm() {
             pb::AddUrlRequest {
                 url: "https://example.com/".into(),
                 period: None,
+                ..Default::default()
             },
             &token,
         ))

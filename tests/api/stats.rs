@@ -109,6 +109,7 @@ async fn two_hours(app: &TestApp, token: &str) -> (i64, (i64, i64), Vec<i64>) {
             latency_us,
             error_kind: None,
             error_message: None,
+            ..Default::default()
         });
     }
     // In two batches, the second delivered twice.

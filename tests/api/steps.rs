@@ -81,6 +81,7 @@ impl Fixture {
                 created_at: start(),
                 phase_ms,
                 next_due_ms: first_due_ms,
+                assertions: &monitor::domain::Assertions::default(),
             },
             urls::Limits {
                 max_urls: 1_000,
@@ -358,6 +359,7 @@ async fn the_flush_loop_writes_each_interval_and_retention_waits_one_interval() 
         latency_us: 1_000,
         error_kind: None,
         error_message: None,
+        ..Default::default()
     };
     store::outcomes::write_batch(&f.db, &[&result(old.timestamp_millis())])
         .await

@@ -1,7 +1,10 @@
-//! A local HTTP target for probes, on port 0, that records every hit.
+//! A local HTTP target for probes, on port 0, that records every hit; and
+//! the same routes over https ([`TlsTarget`]) with a certificate made for
+//! the test, from a CA the test writes out for `MONITOR_PROBE_EXTRA_ROOTS`.
 //!
 //! Routes: `/ok` 200, `/fail` 500, `/redirect` 302 to `/ok`, `/slow` answers
-//! after 30 s, `/hold` after 300 ms while counting requests in flight.
+//! after 30 s, `/hold` after 300 ms while counting requests in flight,
+//! `/json` a JSON document with `x-version: 3`.
 //! Hostile ones: `/trickle` sends a byte a second, `/huge` a 100 MB body,
 //! `/loop` redirects to itself forever. A second listener resets every
 //! connection it accepts.
@@ -103,6 +106,15 @@ async fn record(State(state): State<AppState>, req: Request) -> Response {
             (StatusCode::OK, axum::body::Body::from_stream(bytes)).into_response()
         }
         "/loop" => (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response(),
+        "/json" => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::HeaderName::from_static("x-version"), "3"),
+            ],
+            r#"{"status": "ok", "version": 3, "checks": [{"name": "db", "ok": true}]}"#,
+        )
+            .into_response(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             (StatusCode::OK, "late").into_response()
@@ -111,14 +123,19 @@ async fn record(State(state): State<AppState>, req: Request) -> Response {
     }
 }
 
+/// The routes, recording hits in `hits`.
+fn routes(hits: &Hits, in_flight: &Arc<InFlight>) -> Router {
+    Router::new().fallback(get(record)).with_state(AppState {
+        hits: hits.clone(),
+        in_flight: in_flight.clone(),
+    })
+}
+
 impl Target {
     pub async fn start() -> Self {
         let hits: Hits = Arc::default();
         let in_flight = Arc::new(InFlight::default());
-        let app = Router::new().fallback(get(record)).with_state(AppState {
-            hits: hits.clone(),
-            in_flight: in_flight.clone(),
-        });
+        let app = routes(&hits, &in_flight);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -168,4 +185,122 @@ impl Target {
     pub fn total_hits(&self) -> usize {
         self.hits.lock().unwrap().values().map(Vec::len).sum()
     }
+}
+
+/// The routes over https on 127.0.0.1, port 0, with a leaf certificate for
+/// `127.0.0.1` and `localhost` signed by a CA made for the test. The CA's
+/// PEM file is [`Self::ca_pem`], for `MONITOR_PROBE_EXTRA_ROOTS`. Each
+/// connection gets the certificate current when it is accepted, so
+/// [`Self::renew`] is seen by the next probe.
+#[derive(Debug)]
+pub struct TlsTarget {
+    pub addr: SocketAddr,
+    pub ca_pem: std::path::PathBuf,
+    hits: Hits,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+    config: Arc<Mutex<Arc<tokio_rustls::rustls::ServerConfig>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsTarget {
+    /// Serves a certificate that expires `days_left` days (and an hour) from now.
+    pub async fn start(days_left: i64) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "monitor test CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_pem = dir.path().join("test-ca.pem");
+        std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+        let ca = rcgen::Issuer::new(params, key);
+        let config = Arc::new(Mutex::new(server_config(&ca, days_left)));
+
+        let hits: Hits = Arc::default();
+        let app = routes(&hits, &Arc::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let current = config.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let tls = tokio_rustls::TlsAcceptor::from(current.lock().unwrap().clone());
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = tls.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        hyper_util::service::TowerToHyperService::new(app),
+                    )
+                    .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            ca_pem,
+            hits,
+            ca,
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// `https://127.0.0.1:<port><path_and_query>`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("https://{}{path_and_query}", self.addr)
+    }
+
+    /// From the next connection on, a new certificate expiring `days_left` days from now.
+    pub fn renew(&self, days_left: i64) {
+        *self.config.lock().unwrap() = server_config(&self.ca, days_left);
+    }
+
+    pub fn hits(&self, path_and_query: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .get(path_and_query)
+            .map_or(0, Vec::len)
+    }
+}
+
+/// A server config with a new leaf from `ca`, valid from a day ago until
+/// `days_left` days and an hour from now.
+fn server_config(
+    ca: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    days_left: i64,
+) -> Arc<tokio_rustls::rustls::ServerConfig> {
+    use tokio_rustls::rustls;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days_left) + time::Duration::hours(1);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = params.signed_by(&key, ca).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    Arc::new(config)
 }

@@ -5,6 +5,7 @@
 
 use std::{path::Path, process::Command};
 
+use monitor::proto::monitor::v1 as pb;
 use serde_json::{Value, json};
 
 use crate::{
@@ -192,6 +193,37 @@ async fn a_python_client_generated_by_grpcio_tools_runs_the_session() {
     assert_eq!(seen["unauthenticated_without_token"], true);
 }
 
+/// A server probing a local target, and monitorctl logged in to it.
+struct Session {
+    target: Target,
+    _app: crate::helpers::TestApp,
+    server: String,
+    config: tempfile::TempDir,
+}
+
+impl Session {
+    /// Registers and logs in `email` with monitorctl.
+    async fn start(email: &str) -> Self {
+        let target = Target::start().await;
+        let app = spawn_app_with(Backend::Sqlite, prober_settings).await;
+        let session = Self {
+            target,
+            server: format!("http://{}", app.addr),
+            _app: app,
+            config: tempfile::tempdir().unwrap(),
+        };
+        for step in [["register", email], ["login", email]] {
+            let (ok, _, err) = run(session.ctl(&step)).await;
+            assert!(ok, "{err}");
+        }
+        session
+    }
+
+    fn ctl(&self, args: &[&str]) -> Command {
+        monitorctl(&self.server, self.config.path(), args)
+    }
+}
+
 fn monitorctl(server: &str, config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitorctl"));
     cmd.args(["--server", server, "--config-dir"])
@@ -273,18 +305,8 @@ async fn monitorctl_runs_the_whole_session_with_tables_json_and_exit_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // one session, start to end
 async fn monitorctl_gets_updates_and_lists_incidents() {
-    let target = Target::start().await;
-    let app = spawn_app_with(Backend::Sqlite, prober_settings).await;
-    let server = format!("http://{}", app.addr);
-    let config = tempfile::tempdir().unwrap();
-    let ctl = |args: &[&str]| monitorctl(&server, config.path(), args);
-    for step in [
-        ["register", "upd@example.com"],
-        ["login", "upd@example.com"],
-    ] {
-        let (ok, _, err) = run(ctl(&step)).await;
-        assert!(ok, "{err}");
-    }
+    let session = Session::start("upd@example.com").await;
+    let (target, ctl) = (&session.target, |args: &[&str]| session.ctl(args));
     let (ok, out, err) = run(ctl(&[
         "--json",
         "add",
@@ -386,6 +408,154 @@ async fn monitorctl_gets_updates_and_lists_incidents() {
     let (ok, _, err) = run(ctl(&["update", &id, "--success-threshold", "0"])).await;
     assert!(!ok && err.contains("url.success_threshold"), "{err}");
     assert_eq!(ctl(&["get", "999999"]).status().unwrap().code(), Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitorctl_sets_assertions_and_shows_the_failed_ones() {
+    let session = Session::start("asrt@example.com").await;
+    let (target, ctl) = (&session.target, |args: &[&str]| session.ctl(args));
+    let (ok, out, err) = run(ctl(&[
+        "--json",
+        "add",
+        &target.url("/json"),
+        "--period",
+        "1s",
+        "--assert",
+        "status=200-299",
+        "--assert",
+        "degraded:json:/version=4",
+        "--assert",
+        "header:Content-Type~json",
+        "--assert",
+        "latency<2s",
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let id = added["url"]["id"].as_str().unwrap().to_owned();
+    let (ok, out, err) = run(ctl(&["get", &id])).await;
+    assert!(ok, "{err}");
+    for line in [
+        "#0 status=200-299",
+        "#1 degraded:json:/version=4",
+        "#2 header:content-type~json",
+        "#3 latency<2s",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+
+    // Its probes are DEGRADED: the table says which assertion and why.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = run(ctl(&["statuses", &id])).await;
+        assert!(ok, "{err}");
+        if out.contains("VERDICT") {
+            assert!(
+                out.contains("DEGRADED") && out.contains("#1: \"/version\" is 3, not 4"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no statuses: {out}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    // update --assert replaces the list; --no-assertions removes it.
+    let (ok, out, err) = run(ctl(&["update", &id, "--assert", "body~checks"])).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("#0 body~checks") && !out.contains("#1"),
+        "{out}"
+    );
+    let (ok, out, err) = run(ctl(&["update", &id, "--no-assertions"])).await;
+    assert!(ok && !out.contains("#0"), "{out}{err}");
+
+    // A spec monitorctl cannot read is bad usage (2); one the server
+    // refuses is exit 4 with the field named.
+    assert_eq!(
+        ctl(&["update", &id, "--assert", "colour=blue"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(2)
+    );
+    let (ok, _, err) = run(ctl(&["update", &id, "--assert", "status=500-200"])).await;
+    assert!(
+        !ok && err.contains("url.assertions[0].status.codes[0]"),
+        "{err}"
+    );
+    assert_eq!(
+        ctl(&["add", &target.url("/x"), "--assert", "tls-days>=14"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(4),
+        "tls_days_left on an http URL"
+    );
+}
+
+/// The README's assertion examples (the block after its marker comment),
+/// run by bash as written, only the two addresses changed to this server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_assertion_examples_run_as_written() {
+    let bin = tools_venv();
+    assert!(bin.join("grpcurl").exists());
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_, token) = app.user().await;
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = "<!-- tools::readme_assertion_examples_run_as_written runs this block";
+    let after = &readme[readme.find(marker).expect("the README marks its block")..];
+    let block = after
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a sh block after the marker");
+    let script = block
+        .replace(
+            "http://127.0.0.1:8080",
+            &format!("http://{}", app.http_addr),
+        )
+        .replace("127.0.0.1:50051", &app.addr.to_string());
+    let mut cmd = Command::new("bash");
+    cmd.args(["-e", "-o", "pipefail", "-c", &script])
+        .current_dir(repo())
+        .env("TOKEN", &token);
+    let (ok, out, err) = run(cmd).await;
+    assert!(ok, "the README's block failed:\n{out}\n{err}");
+    // The last example is refused as the README shows.
+    assert!(
+        out.contains(
+            r#""message":"assertions[0].json.pointer: \"status\" is not a JSON pointer (RFC 6901)"#
+        ),
+        "{out}"
+    );
+    // What the others did: two URLs, the first one's list replaced.
+    let urls = app
+        .client
+        .clone()
+        .list_urls(crate::helpers::authed(pb::ListUrlsRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .urls;
+    let kinds: Vec<Vec<String>> = urls
+        .iter()
+        .map(|u| {
+            u.assertions
+                .iter()
+                .map(|a| format!("{:?}", a.check.as_ref().unwrap()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(urls.len(), 2, "{urls:?}");
+    assert!(
+        kinds[0][0].starts_with("BodyContains") && kinds[0][1].starts_with("Header"),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds[1][0].starts_with("Status") && kinds[1][1].starts_with("BodyNotContains"),
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,7 +133,8 @@ async fn update_url_refuses_bad_paths_and_values_naming_them(backend: Backend) {
         ("createdAt", "is output only"),
         ("url", "cannot be changed"),
         ("id", "cannot be changed"),
-        ("assertions", "is not a field of Url"),
+        ("tlsNotAfter", "is output only"),
+        ("colour", "is not a field of Url"),
     ] {
         let status = expect_invalid(
             update(&app, &token, url(|_| {}), &["name", path]).await,

@@ -12,6 +12,7 @@ fn add(url: &str, period: Option<(i64, i32)>) -> pb::AddUrlRequest {
     pb::AddUrlRequest {
         url: url.into(),
         period: period.map(|(seconds, nanos)| pbjson_types::Duration { seconds, nanos }),
+        ..Default::default()
     }
 }
 
