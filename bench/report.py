@@ -42,6 +42,19 @@ rss, lateness = load("rss_100k"), load("lateness_10k")
 rss_sqlite = load("rss_100k_sqlite")
 soak_sqlite, soak_pg = load("soak_sqlite"), load("soak_postgres")
 rollups, stats_day, stats_min = load("rollups"), load("stats_day_200"), load("stats_minute_200")
+k6 = {n: load("k6_" + n)["metrics"] for n in
+      ["seed_register", "seed_login", "seed_url", "v1_add_url", "v1_list_statuses"]}
+# The seed README's k6 figure for /register (its author's laptop, passwords in plain text).
+SEED_REGISTER_RPS, SEED_REGISTER_P95_MS = 1086.0, 21.0
+
+
+def k6_row(name, script, grpc_what, grpc_rps):
+    """A k6 JSON route beside the gRPC RPC it calls, same server and concurrency."""
+    m = k6[script]
+    failed = m["http_req_failed"]["value"]
+    return (f"  {name} over JSON with k6 (p95 {m['http_req_duration']['p(95)']:.1f} ms, "
+            f"{failed:.1%} failed)", m["http_reqs"]["rate"], "req/s",
+            (grpc_what, grpc_rps), m["http_reqs"]["rate"] / grpc_rps, "reference: the gateway's cost", None)
 
 
 def soak_growth(soak):
@@ -89,13 +102,22 @@ rows = [
      ok_rps(register) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
     ("Login RPC/s", ok_rps(login), "RPC/s", ("raw argon2id hashes/s", argon["hashes_per_s"]),
      ok_rps(login) / argon["hashes_per_s"], ">= 0.8x raw argon2", 0.8),
+    k6_row("POST /register (the seed's own load test)", "seed_register", "Register over gRPC", ok_rps(register)),
+    ("  POST /register with k6 beside the seed's published figure (argon2id here, plain-text passwords there:"
+     " compare the raw argon2id rate above)", k6["seed_register"]["http_reqs"]["rate"], "req/s",
+     ("seed README: 1,086 req/s, p95 21 ms", SEED_REGISTER_RPS),
+     k6["seed_register"]["http_reqs"]["rate"] / SEED_REGISTER_RPS, "reference", None),
+    k6_row("POST /login", "seed_login", "Login over gRPC", ok_rps(login)),
     ("AddUrl RPC/s (max), one user", ok_rps(addurl), "RPC/s", None, None, ">= 5000", 5000.0),
+    k6_row("POST /url (seed route)", "seed_url", "AddUrl over gRPC", ok_rps(addurl)),
+    k6_row("POST /v1/urls", "v1_add_url", "AddUrl over gRPC", ok_rps(addurl)),
     (f"AddUrl p99 at 2000 rps, one user (achieved {ok_rps(addurl_2k):,.0f} rps)", p99_ms(addurl_2k), "ms", None, None,
      "<= 20 ms at 2000 rps", -20.0 if ok_rps(addurl_2k) >= 1900 else -0.0001),
     ("AddUrl RPC/s (max), 50 users", ok_rps(addurl_u), "RPC/s", None, None, ">= 5000", 5000.0),
     (f"AddUrl p99 at 2000 rps, 50 users (achieved {ok_rps(addurl_u_2k):,.0f} rps)", p99_ms(addurl_u_2k), "ms", None,
      None, "<= 20 ms at 2000 rps", -20.0 if ok_rps(addurl_u_2k) >= 1900 else -0.0001),
     ("ListStatuses (100 rows) RPC/s (max)", ok_rps(ls), "RPC/s", None, None, ">= 5000", 5000.0),
+    k6_row("GET /v1/urls/{id}/statuses (100 rows)", "v1_list_statuses", "ListStatuses over gRPC", ok_rps(ls)),
     (f"ListStatuses p99 at 2000 rps (achieved {ok_rps(ls_2k):,.0f} rps)", p99_ms(ls_2k), "ms", None, None,
      "<= 20 ms at 2000 rps", -20.0 if ok_rps(ls_2k) >= 1900 else -0.0001),
     ("RSS per URL at 100k URLs (Postgres + Redis)", rss["rss_bytes_per_url"], "bytes", None, None, "<= 1024",
@@ -130,7 +152,7 @@ errors = {k: v["errorDistribution"] for k, v in
            "addurl_users_2000": addurl_u_2k, "stats_day_200": stats_day,
            "stats_minute_200": stats_min}.items() if v["errorDistribution"]}
 report = {"machine": m, "results": table, "rpc_errors": errors,
-          "raw": {n: load(n) for n in ["flush", "flush_wide", "rollups", "prober_nginx", "prober_assertions", "anchors", "rss_100k",
+          "k6": k6, "raw": {n: load(n) for n in ["flush", "flush_wide", "rollups", "prober_nginx", "prober_assertions", "anchors", "rss_100k",
                                   "rss_100k_sqlite", "lateness_10k", "argon2", "soak_sqlite", "soak_postgres"]}}
 out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
 

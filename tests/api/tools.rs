@@ -582,3 +582,50 @@ async fn the_rust_example_runs_against_the_server() {
     assert!(out.contains("1 URL(s)"), "{out}");
     assert!(out.contains("status 200"), "{out}");
 }
+
+/// bench/k6's scripts, each run for a few seconds at a low rate against the
+/// server (a smoke run, so they cannot rot): every one passes its
+/// thresholds, with no failed request and every check met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_k6_scripts_run_against_the_server_without_a_failed_request() {
+    let k6 = tools_venv().join("k6");
+    let app = spawn_app_with(Backend::Sqlite, |s| s.urls.max_urls_per_user = 1_000_000).await;
+    let out = tempfile::tempdir().unwrap();
+    for script in [
+        "seed_register",
+        "seed_login",
+        "seed_url",
+        "v1_add_url",
+        "v1_list_statuses",
+    ] {
+        let summary = out.path().join(format!("{script}.json"));
+        let mut cmd = Command::new(&k6);
+        cmd.args(["run", "--quiet", "--no-usage-report", "--summary-export"])
+            .arg(&summary)
+            .arg(repo().join(format!("bench/k6/{script}.js")))
+            .env("BASE_URL", app.http_url(""))
+            .env("RUN_ID", "smoke")
+            .env("VUS", "2")
+            .env("RAMP", "1s")
+            .env("DURATION", "2s")
+            // A debug build on a busy machine: the threshold is not the point.
+            .env("P95_MS", "5000")
+            .env("K6_NO_COLOR", "true")
+            .current_dir(out.path());
+        let (ok, stdout, stderr) = run(cmd).await;
+        assert!(ok, "k6 {script} failed:\n{stdout}\n{stderr}");
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        let metrics = &summary["metrics"];
+        assert!(
+            metrics["http_reqs"]["count"].as_f64().unwrap() > 0.0,
+            "{script}: no request made"
+        );
+        assert_eq!(
+            metrics["http_req_failed"]["value"].as_f64(),
+            Some(0.0),
+            "{script}: failed requests: {}",
+            metrics["http_req_failed"]
+        );
+    }
+}
