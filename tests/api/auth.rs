@@ -89,16 +89,20 @@ async fn an_expired_token_is_unauthenticated(backend: Backend) {
 }
 
 async fn a_token_outlives_nothing_past_its_ttl(backend: Backend) {
-    let app =
-        crate::helpers::spawn_app_with(backend, |s| s.auth.token_ttl = Duration::from_secs(1))
-            .await;
+    // A TTL long enough that the first call lands inside it on a loaded
+    // machine (1 s failed once in a full run beside a compile), and a wait
+    // measured from after the login, so the token has surely expired.
+    let ttl = Duration::from_secs(5);
+    let app = crate::helpers::spawn_app_with(backend, |s| s.auth.token_ttl = ttl).await;
     let (_, token) = app.user().await;
+    let logged_in = tokio::time::Instant::now();
     app.client
         .clone()
         .list_urls(authed(pb::ListUrlsRequest {}, &token))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // + 1.1 s: margin for an expiry written in whole seconds.
+    tokio::time::sleep_until(logged_in + ttl + Duration::from_millis(1100)).await;
     expect_code(
         app.client
             .clone()
