@@ -37,7 +37,10 @@ use crate::{
     metrics::Metrics,
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
-    service::{AccountService, IncidentService, Services, StatsService, StatusService, UrlService},
+    service::{
+        AccountService, ChannelService, IncidentService, Services, StatsService, StatusService,
+        UrlService,
+    },
     store,
 };
 
@@ -99,6 +102,11 @@ impl App {
                 Tier::ALL.map(|t| (t, settings.flush.rollup_setting(t).1)),
                 // A result lands within a probe's timeout and a flush.
                 settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
+            )),
+            channels: Arc::new(ChannelService::new(
+                db.clone(),
+                &settings.channels,
+                settings.prober.probe.allow_private_targets,
             )),
             urls,
         };

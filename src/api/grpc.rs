@@ -3,9 +3,9 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    assertions_from_proto, incident_to_proto, period_from_proto, stats_row_to_proto,
-    status_to_proto, tier_from_proto, tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
-    url_update_from_proto,
+    assertions_from_proto, channel_to_proto, incident_to_proto, new_channel_from_proto,
+    period_from_proto, stats_row_to_proto, status_to_proto, tier_from_proto, tier_to_proto,
+    time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
 };
 use crate::{
     auth::limit::Peer,
@@ -224,5 +224,41 @@ impl MonitorService for MonitorApi {
             total: Some(stats_row_to_proto(&stats.total)),
             granularity: tier_to_proto(stats.tier) as i32,
         }))
+    }
+
+    async fn create_channel(
+        &self,
+        req: Request<pb::CreateChannelRequest>,
+    ) -> Result<Response<pb::Channel>, Status> {
+        let user = caller(&req)?;
+        let (new, url_field) = new_channel_from_proto(req.into_inner().channel)?;
+        let record = self.services.channels.create(user, url_field, new).await?;
+        Ok(Response::new(channel_to_proto(record, true)))
+    }
+
+    async fn list_channels(
+        &self,
+        req: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let user = caller(&req)?;
+        let channels = self.services.channels.list(user).await?;
+        Ok(Response::new(pb::ListChannelsResponse {
+            channels: channels
+                .into_iter()
+                .map(|c| channel_to_proto(c, false))
+                .collect(),
+        }))
+    }
+
+    async fn delete_channel(
+        &self,
+        req: Request<pb::DeleteChannelRequest>,
+    ) -> Result<Response<pb::DeleteChannelResponse>, Status> {
+        let user = caller(&req)?;
+        self.services
+            .channels
+            .delete(user, req.get_ref().id)
+            .await?;
+        Ok(Response::new(pb::DeleteChannelResponse {}))
     }
 }

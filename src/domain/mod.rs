@@ -3,6 +3,7 @@
 //! request field it came from.
 
 pub mod assertion;
+pub mod channel;
 pub mod email;
 pub mod password;
 pub mod period;
@@ -17,6 +18,7 @@ pub mod url_update;
 pub mod verdict;
 
 pub use assertion::Assertions;
+pub use channel::{ChannelRecord, ChannelTarget, NewChannel, WebhookSecret};
 pub use email::Email;
 pub use password::Password;
 pub use period::{Period, PeriodBounds};

@@ -7,6 +7,7 @@
 //! in by the auth layer.
 
 pub mod accounts;
+pub mod channels;
 pub mod incidents;
 pub mod stats;
 pub mod statuses;
@@ -15,6 +16,7 @@ pub mod urls;
 use std::sync::Arc;
 
 pub use accounts::AccountService;
+pub use channels::{ChannelService, ChannelSettings};
 pub use incidents::{IncidentPage, IncidentQuery, IncidentService};
 pub use stats::{Stats, StatsQuery, StatsRow, StatsService};
 pub use statuses::{StatusPage, StatusQuery, StatusService};
@@ -28,4 +30,5 @@ pub struct Services {
     pub statuses: Arc<StatusService>,
     pub incidents: Arc<IncidentService>,
     pub stats: Arc<StatsService>,
+    pub channels: Arc<ChannelService>,
 }

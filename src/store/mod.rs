@@ -7,6 +7,7 @@
 //! rows. The entities mirror the tables `migrations/` creates.
 
 pub mod certificates;
+pub mod channels;
 pub mod incidents;
 pub mod outcomes;
 pub mod rollups;

@@ -167,6 +167,7 @@ fn the_proto_marks_reads_and_login_idempotent_and_no_write() {
         [
             "GetUrl",
             "GetUrlStats",
+            "ListChannels",
             "ListIncidents",
             "ListStatuses",
             "ListUrls",

@@ -22,6 +22,7 @@ mod abuse;
 mod accounts;
 mod assertions;
 mod auth;
+mod channels;
 mod incidents;
 mod outages;
 mod pipeline;

@@ -1,11 +1,17 @@
-//! UpdateUrl's JSON route, written by hand: its `google.api.http` rule
-//! (`PATCH /v1/urls/{url.id}`, `body: "url"`) binds a field of a field and
-//! takes one field as the body, which the route generator cannot express
-//! (build.rs leaves it out). It does what grpc-gateway does: the body is a
-//! `Url` in canonical proto3 JSON, the id comes from the path, and
-//! `update_mask` from the query string (`updateMask` or `update_mask`,
-//! comma-separated paths, either spelling; repeated is fine too). The call
-//! is the same [`MonitorApi::update_url`], its errors the same JSON shape.
+//! The JSON routes written by hand: those whose `google.api.http` rule takes
+//! one field as the body, which the route generator cannot express
+//! (build.rs leaves them out). They do what grpc-gateway does, call the
+//! same [`MonitorApi`] method as gRPC, and answer its errors in the same
+//! JSON shape.
+//!
+//! - UpdateUrl (`PATCH /v1/urls/{url.id}`, `body: "url"`, AIP-134): the
+//!   body is a `Url` in canonical proto3 JSON, the id comes from the path,
+//!   and `update_mask` from the query string (`updateMask` or
+//!   `update_mask`, comma-separated paths, either spelling; repeated is
+//!   fine too).
+//! - CreateChannel (`POST /v1/channels`, `body: "channel"`, AIP-133): the
+//!   body is a `Channel`; the request has no other field, so any query
+//!   parameter is refused.
 
 use std::sync::Arc;
 
@@ -13,7 +19,7 @@ use axum::{
     Extension, Json, Router,
     extract::{Path, RawQuery, State},
     http::HeaderMap,
-    routing::patch,
+    routing::{patch, post},
 };
 
 use super::{
@@ -29,6 +35,7 @@ use crate::{
 pub fn router(api: Arc<MonitorApi>) -> Router {
     Router::new()
         .route("/v1/urls/{id}", patch(update_url))
+        .route("/v1/channels", post(create_channel))
         .with_state(api)
 }
 
@@ -51,6 +58,35 @@ async fn update_url(
         caller.map(|Extension(c)| c),
     );
     Ok(Json(api.update_url(req).await?.into_inner()))
+}
+
+async fn create_channel(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    RawQuery(query): RawQuery,
+    Json(channel): Json<pb::Channel>,
+) -> Result<Json<pb::Channel>, RestError> {
+    // The request has no field besides the body: any query is unknown.
+    if let Some(key) = query
+        .as_deref()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).next())
+        .map(|(key, _)| key.into_owned())
+    {
+        return Err(Error::invalid(
+            key.clone(),
+            format!("unknown query parameter \"{key}\"; send the channel as the body"),
+        )
+        .into());
+    }
+    let req = build_tonic_request(
+        pb::CreateChannelRequest {
+            channel: Some(channel),
+        },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.create_channel(req).await?.into_inner()))
 }
 
 /// The query string's `update_mask`; any other parameter is refused, as the

@@ -1,0 +1,119 @@
+//! Adding, listing and deleting a user's notification channels.
+//!
+//! Like URLs, a channel belongs to one user: every query filters by the
+//! caller's id, so another user's channel is indistinguishable from one that
+//! does not exist. A channel's URL is checked by the SSRF guard's literal
+//! check here (a name is checked again after DNS, at every send).
+
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    domain::{ChannelRecord, NewChannel, UserId, truncate_to_micros},
+    error::{Error, Result, SettingsError, check_setting},
+    prober::ssrf,
+    store::channels::{self, Refused},
+};
+
+/// What users may ask of channels.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChannelSettings {
+    /// How many notification channels one user may have.
+    #[arg(long, env = "MONITOR_MAX_CHANNELS_PER_USER", default_value_t = 50)]
+    pub max_channels_per_user: u32,
+}
+
+impl ChannelSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        check_setting(
+            self.max_channels_per_user > 0,
+            "MONITOR_MAX_CHANNELS_PER_USER",
+            "must be at least 1",
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct ChannelService {
+    db: DatabaseConnection,
+    max_channels: u32,
+    /// Private and loopback addresses are allowed (tests, local demos).
+    allow_private: bool,
+}
+
+impl ChannelService {
+    pub fn new(db: DatabaseConnection, settings: &ChannelSettings, allow_private: bool) -> Self {
+        Self {
+            db,
+            max_channels: settings.max_channels_per_user,
+            allow_private,
+        }
+    }
+
+    /// Adds a channel for `user`. `url_field` names the target's URL field
+    /// in the request (for the error of a refused address).
+    pub async fn create(
+        &self,
+        user: UserId,
+        url_field: &'static str,
+        new: NewChannel,
+    ) -> Result<ChannelRecord> {
+        ssrf::check_literal(new.target.url().as_url(), self.allow_private).map_err(|blocked| {
+            Error::invalid(
+                url_field,
+                format!("{blocked}; notifications go to public addresses only"),
+            )
+        })?;
+        let now = truncate_to_micros(Utc::now());
+        match channels::insert_within_limit(&self.db, user, &new, now, self.max_channels).await? {
+            Ok(record) => {
+                tracing::info!(user_id = user.0, channel_id = record.id, "channel added");
+                Ok(record)
+            }
+            Err(Refused::Quota) => Err(Error::ResourceExhausted(format!(
+                "you have {} channels, the most allowed; delete one first",
+                self.max_channels
+            ))),
+            Err(Refused::UnknownUrl(id)) => {
+                Err(Error::NotFound(format!("you have no URL with id {id}")))
+            }
+        }
+    }
+
+    /// The user's channels, oldest first.
+    pub async fn list(&self, user: UserId) -> Result<Vec<ChannelRecord>> {
+        Ok(channels::list_for_user(&self.db, user).await?)
+    }
+
+    /// The user's channel with this id, or NOT_FOUND.
+    pub async fn get(&self, user: UserId, field: &'static str, id: i64) -> Result<ChannelRecord> {
+        check_id(field, id)?;
+        channels::get_for_user(&self.db, user, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Deletes the user's channel and its deliveries.
+    pub async fn delete(&self, user: UserId, id: i64) -> Result<()> {
+        check_id("id", id)?;
+        if !channels::delete_for_user(&self.db, user, id).await? {
+            return Err(not_found(id));
+        }
+        tracing::info!(user_id = user.0, channel_id = id, "channel deleted");
+        Ok(())
+    }
+}
+
+fn check_id(field: &'static str, id: i64) -> Result<()> {
+    if id <= 0 {
+        return Err(Error::invalid(
+            field,
+            "is required and must be a positive channel id",
+        ));
+    }
+    Ok(())
+}
+
+fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("you have no channel with id {id}"))
+}
