@@ -31,6 +31,7 @@ use crate::{
     auth::{AuthLayer, TokenKeys, parse_token_key, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{DatabaseKind, Settings},
+    deliver::Deliverer,
     domain::rollup::Tier,
     flush::Flusher,
     health::Health,
@@ -58,6 +59,7 @@ pub struct App {
     buffer: Arc<dyn Buffer>,
     prober: Prober,
     flusher: Flusher,
+    deliverer: Deliverer,
     /// The open-file limit in force (raised to the hard limit at build).
     open_files: u64,
 }
@@ -124,6 +126,12 @@ impl App {
         );
         let flusher = Flusher::new(db.clone(), buffer.clone(), settings.flush.clone())
             .with_metrics(metrics.clone());
+        let deliverer = Deliverer::new(
+            db.clone(),
+            settings.delivery.clone(),
+            settings.prober.probe.allow_private_targets,
+        )
+        .context("building the notification HTTP client")?;
 
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
@@ -148,6 +156,7 @@ impl App {
             buffer,
             prober,
             flusher,
+            deliverer,
             open_files,
         })
     }
@@ -155,6 +164,11 @@ impl App {
     /// The buffer results wait in.
     pub fn buffer(&self) -> Arc<dyn Buffer> {
         self.buffer.clone()
+    }
+
+    /// The delivery worker's step function, for tools and tests.
+    pub fn deliverer(&self) -> Deliverer {
+        self.deliverer.clone()
     }
 
     /// The flush task's step functions, for tools and tests.
@@ -195,6 +209,8 @@ impl App {
                 .clone()
                 .watch(self.settings.health_interval, shutdown.clone()),
         );
+        // Every instance sends the outbox; claims keep them apart.
+        tasks.spawn(self.deliverer.clone().run(shutdown.clone()));
         let accounts = self.services.accounts.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -19,6 +19,7 @@ pub use crate::{
     api::connections::ConnectionSettings,
     auth::AuthSettings,
     buffer::BufferSettings,
+    deliver::DeliverySettings,
     error::SettingsError,
     flush::FlushSettings,
     prober::ProberSettings,
@@ -83,6 +84,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub channels: ChannelSettings,
+
+    #[command(flatten)]
+    pub delivery: DeliverySettings,
 
     #[command(flatten)]
     pub prober: ProberSettings,
@@ -174,6 +178,7 @@ impl Settings {
         )?;
         self.urls.validate()?;
         self.channels.validate()?;
+        self.delivery.validate()?;
         check_setting(
             self.db_max_connections > 0,
             "MONITOR_DB_MAX_CONNECTIONS",

@@ -180,6 +180,17 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // The flush's outbox statements and the claim's order per incident.
+        manager
+            .create_index(
+                Index::create()
+                    .name("deliveries_incident_id_channel_id_idx")
+                    .table(Deliveries::Table)
+                    .col(Deliveries::IncidentId)
+                    .col(Deliveries::ChannelId)
+                    .to_owned(),
+            )
+            .await?;
         // The worker's claim: pending rows by due time.
         manager
             .create_index(

@@ -31,7 +31,7 @@ fn target_json(target: &ChannelTarget) -> String {
     }
 }
 
-fn target_from_stored(kind: i16, json: &str) -> Result<ChannelTarget, DbErr> {
+pub(super) fn target_from_stored(kind: i16, json: &str) -> Result<ChannelTarget, DbErr> {
     let bad = |why: String| DbErr::Custom(format!("stored channel target: {why}"));
     match kind {
         1 => {

@@ -8,6 +8,7 @@
 
 pub mod certificates;
 pub mod channels;
+pub mod deliveries;
 pub mod incidents;
 pub mod outcomes;
 pub mod rollups;

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod migrations;
+mod notifications;
 mod observability;
 #[cfg(feature = "otlp")]
 mod otlp;
