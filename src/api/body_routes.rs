@@ -12,6 +12,11 @@
 //! - CreateChannel (`POST /v1/channels`, `body: "channel"`, AIP-133): the
 //!   body is a `Channel`; the request has no other field, so any query
 //!   parameter is refused.
+//!
+//! And the custom verbs (AIP-136), which axum's router cannot match (a
+//! parameter and more in one path segment): TestChannel
+//! (`POST /v1/channels/{id}:test`), routed as `POST /v1/channels/{id}`
+//! and read here.
 
 use std::sync::Arc;
 
@@ -36,6 +41,7 @@ pub fn router(api: Arc<MonitorApi>) -> Router {
     Router::new()
         .route("/v1/urls/{id}", patch(update_url))
         .route("/v1/channels", post(create_channel))
+        .route("/v1/channels/{id}", post(channel_verb))
         .with_state(api)
 }
 
@@ -87,6 +93,30 @@ async fn create_channel(
         caller.map(|Extension(c)| c),
     );
     Ok(Json(api.create_channel(req).await?.into_inner()))
+}
+
+/// `POST /v1/channels/{id}:test`; any other segment is an unknown route.
+async fn channel_verb(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    Path(segment): Path<String>,
+) -> Result<Json<pb::Delivery>, RestError> {
+    let Some(id) = segment.strip_suffix(":test") else {
+        return Err(Error::NotFound(format!(
+            "no route POST /v1/channels/{segment}; did you mean /v1/channels/{{id}}:test?"
+        ))
+        .into());
+    };
+    let id = id
+        .parse()
+        .map_err(|_| Error::invalid("id", format!("{id:?} is not a channel id")))?;
+    let req = build_tonic_request(
+        pb::TestChannelRequest { id },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.test_channel(req).await?.into_inner()))
 }
 
 /// The query string's `update_mask`; any other parameter is refused, as the

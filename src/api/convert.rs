@@ -10,6 +10,7 @@ use crate::{
         StatusRecord, TargetUrl, UrlRecord, UrlUpdate, WebhookSecret,
         assertion::{Assertion, Check, HeaderMatch, Place, Severity, check_count, range_text},
         channel,
+        notification::{DeliveryRecord, DeliveryState},
         rollup::Tier,
         state::UrlState,
         url_update::{parse_name, parse_threshold},
@@ -465,6 +466,28 @@ pub fn channel_to_proto(c: ChannelRecord, with_secret: bool) -> pb::Channel {
         url_ids: c.url_ids,
         notify_degraded: c.notify_degraded,
         created_at: Some(time_to_proto(c.created_at)),
+    }
+}
+
+/// A delivery as listed.
+pub fn delivery_to_proto(d: DeliveryRecord) -> pb::Delivery {
+    let state = match d.state {
+        DeliveryState::Pending => pb::DeliveryState::Pending,
+        DeliveryState::Delivered => pb::DeliveryState::Delivered,
+        DeliveryState::GaveUp => pb::DeliveryState::GaveUp,
+    };
+    pb::Delivery {
+        id: d.id,
+        channel_id: d.channel_id,
+        incident_id: d.incident_id.unwrap_or(0),
+        event: d.event.as_str().to_owned(),
+        state: state as i32,
+        attempts: i32::try_from(d.attempts).unwrap_or(i32::MAX),
+        last_error: d.last_error.unwrap_or_default(),
+        next_attempt_at: (d.state == DeliveryState::Pending)
+            .then(|| time_to_proto(d.next_attempt_at)),
+        created_at: Some(time_to_proto(d.created_at)),
+        delivered_at: d.delivered_at.map(time_to_proto),
     }
 }
 

@@ -3,16 +3,17 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    assertions_from_proto, channel_to_proto, incident_to_proto, new_channel_from_proto,
-    period_from_proto, stats_row_to_proto, status_to_proto, tier_from_proto, tier_to_proto,
-    time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
+    assertions_from_proto, channel_to_proto, delivery_to_proto, incident_to_proto,
+    new_channel_from_proto, period_from_proto, stats_row_to_proto, status_to_proto,
+    tier_from_proto, tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
+    url_update_from_proto,
 };
 use crate::{
     auth::limit::Peer,
     domain::{Email, Password, TargetUrl, UserId},
     error::Error,
     proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
-    service::{IncidentQuery, Services, StatsQuery, StatusQuery},
+    service::{DeliveryQuery, IncidentQuery, Services, StatsQuery, StatusQuery},
 };
 
 #[derive(Debug, Clone)]
@@ -260,5 +261,38 @@ impl MonitorService for MonitorApi {
             .delete(user, req.get_ref().id)
             .await?;
         Ok(Response::new(pb::DeleteChannelResponse {}))
+    }
+
+    async fn test_channel(
+        &self,
+        req: Request<pb::TestChannelRequest>,
+    ) -> Result<Response<pb::Delivery>, Status> {
+        let user = caller(&req)?;
+        let delivery = self.services.channels.test(user, req.get_ref().id).await?;
+        Ok(Response::new(delivery_to_proto(delivery)))
+    }
+
+    async fn list_deliveries(
+        &self,
+        req: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        let user = caller(&req)?;
+        let r = req.into_inner();
+        let page = self
+            .services
+            .channels
+            .deliveries(
+                user,
+                DeliveryQuery {
+                    channel_id: r.channel_id,
+                    page_size: r.page_size,
+                    page_token: r.page_token,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ListDeliveriesResponse {
+            deliveries: page.deliveries.into_iter().map(delivery_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

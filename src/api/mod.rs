@@ -4,9 +4,10 @@
 //! - [`grpc`]: the tonic `MonitorService` implementation.
 //! - [`convert`]: proto messages to and from domain types.
 //! - [`http`]: the JSON side's router: the gateway routes generated from the
-//!   proto's `google.api.http` annotations ([`gateway`]) and UpdateUrl's
-//!   and CreateChannel's, written by hand ([`body_routes`]), over the same implementation, the
-//!   seed's routes ([`seed`]), the OpenAPI document
+//!   proto's `google.api.http` annotations ([`gateway`]) and UpdateUrl's,
+//!   CreateChannel's and TestChannel's, written by hand ([`body_routes`]),
+//!   over the same implementation, the seed's routes ([`seed`]), the
+//!   OpenAPI document
 //!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
 //!   [`Caller`] and keeps every answer JSON.
 //! - [`observe`]: one span, metric sample and request id per call;

@@ -110,6 +110,52 @@ impl IncidentView {
     }
 }
 
+/// Where a delivery is. The numbers are the proto's `DeliveryState` and
+/// what `deliveries.state` stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i16)]
+pub enum DeliveryState {
+    Pending = 1,
+    Delivered = 2,
+    GaveUp = 3,
+}
+
+impl DeliveryState {
+    pub fn from_stored(n: i16) -> Self {
+        match n {
+            2 => Self::Delivered,
+            3 => Self::GaveUp,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// One event for one channel, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub channel_id: i64,
+    /// None for a test event.
+    pub incident_id: Option<i64>,
+    pub event: EventKind,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A test event's body: `{type: "test", timestamp, data: {channel}}`.
+pub fn test_event_json(channel_id: i64, channel_name: &str, at: DateTime<Utc>) -> String {
+    serde_json::json!({
+        "type": EventKind::Test.as_str(),
+        "timestamp": at,
+        "data": {"channel": {"id": channel_id, "name": channel_name}},
+    })
+    .to_string()
+}
+
 /// First retry delay.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 

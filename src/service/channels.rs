@@ -8,12 +8,34 @@
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
+use super::{page_token, statuses::page_size};
 use crate::{
-    domain::{ChannelRecord, NewChannel, UserId, truncate_to_micros},
+    domain::{
+        ChannelRecord, NewChannel, UserId,
+        notification::{DeliveryRecord, test_event_json},
+        truncate_to_micros,
+    },
     error::{Error, Result, SettingsError, check_setting},
     prober::ssrf,
-    store::channels::{self, Refused},
+    store::{
+        channels::{self, Refused},
+        deliveries,
+    },
 };
+
+/// A ListDeliveries request, as a transport decoded it.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub channel_id: i64,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+#[derive(Debug)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryRecord>,
+    pub next_page_token: String,
+}
 
 /// What users may ask of channels.
 #[derive(Debug, Clone, clap::Args)]
@@ -91,6 +113,33 @@ impl ChannelService {
         channels::get_for_user(&self.db, user, id)
             .await?
             .ok_or_else(|| not_found(id))
+    }
+
+    /// Puts a test event for the user's channel in the outbox; the
+    /// delivery worker sends it like any event.
+    pub async fn test(&self, user: UserId, id: i64) -> Result<DeliveryRecord> {
+        let channel = self.get(user, "id", id).await?;
+        let now = truncate_to_micros(Utc::now());
+        let payload = test_event_json(channel.id, &channel.name, now);
+        Ok(deliveries::insert_test(&self.db, channel.id, payload, now).await?)
+    }
+
+    /// The deliveries of the user's channel, newest first, in pages.
+    pub async fn deliveries(&self, user: UserId, query: DeliveryQuery) -> Result<DeliveryPage> {
+        let limit = page_size(query.page_size)?;
+        let before_id = page_token::before_id("d", query.channel_id, &query.page_token)?;
+        let channel = self.get(user, "channel_id", query.channel_id).await?;
+        let mut rows = deliveries::page(&self.db, channel.id, before_id, limit + 1).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).map_err(Error::internal)?);
+        let next_page_token = match rows.last() {
+            Some(last) if more => page_token::encode("d", channel.id, last.id),
+            _ => String::new(),
+        };
+        Ok(DeliveryPage {
+            deliveries: rows,
+            next_page_token,
+        })
     }
 
     /// Deletes the user's channel and its deliveries.

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod channels;
 pub mod incidents;
+pub mod page_token;
 pub mod stats;
 pub mod statuses;
 pub mod urls;
@@ -16,7 +17,7 @@ pub mod urls;
 use std::sync::Arc;
 
 pub use accounts::AccountService;
-pub use channels::{ChannelService, ChannelSettings};
+pub use channels::{ChannelService, ChannelSettings, DeliveryPage, DeliveryQuery};
 pub use incidents::{IncidentPage, IncidentQuery, IncidentService};
 pub use stats::{Stats, StatsQuery, StatsRow, StatsService};
 pub use statuses::{StatusPage, StatusQuery, StatusService};

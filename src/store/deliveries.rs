@@ -22,7 +22,11 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, 
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::{channels, numbered};
-use crate::domain::{ChannelTarget, notification::EventKind, state::UrlState};
+use crate::domain::{
+    ChannelTarget,
+    notification::{DeliveryRecord, DeliveryState, EventKind},
+    state::UrlState,
+};
 
 /// An incident event of a flush batch (`store::outcomes`), for the
 /// outbox: which incident, of which URL, in which state, and its body.
@@ -33,11 +37,6 @@ pub(super) struct IncidentEvent {
     pub state: UrlState,
     pub body: String,
 }
-
-/// `deliveries.state`.
-pub const PENDING: i16 = 1;
-pub const DELIVERED: i16 = 2;
-pub const GAVE_UP: i16 = 3;
 
 /// Postgres: opened events to every matching channel that has not had one
 /// for the incident.
@@ -286,4 +285,79 @@ pub async fn settle(db: &DatabaseConnection, id: i64, settled: &Settled) -> Resu
     ))
     .await?;
     Ok(())
+}
+
+const DELIVERY_COLUMNS: &str = "id, channel_id, incident_id, event, state, attempts, last_error, \
+     next_attempt_at, created_at, delivered_at";
+
+fn delivery(row: &sea_orm::QueryResult) -> Result<DeliveryRecord, DbErr> {
+    let event: String = row.try_get("", "event")?;
+    Ok(DeliveryRecord {
+        id: row.try_get("", "id")?,
+        channel_id: row.try_get("", "channel_id")?,
+        incident_id: row.try_get("", "incident_id")?,
+        event: EventKind::parse(&event)
+            .ok_or_else(|| DbErr::Custom(format!("stored event {event:?}")))?,
+        state: DeliveryState::from_stored(row.try_get("", "state")?),
+        attempts: u32::try_from(row.try_get::<i32>("", "attempts")?).unwrap_or(0),
+        last_error: row.try_get("", "last_error")?,
+        next_attempt_at: row.try_get("", "next_attempt_at")?,
+        created_at: row.try_get("", "created_at")?,
+        delivered_at: row.try_get("", "delivered_at")?,
+    })
+}
+
+/// Puts a test event for `channel_id` in the outbox, due now.
+pub async fn insert_test(
+    db: &DatabaseConnection,
+    channel_id: i64,
+    payload: String,
+    now: DateTime<Utc>,
+) -> Result<DeliveryRecord, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!(
+                    "INSERT INTO deliveries (channel_id, event, payload, state, attempts, \
+                        next_attempt_at, created_at) VALUES ($1, 'test', $2, 1, 0, $3, $3) \
+                     RETURNING {DELIVERY_COLUMNS}"
+                ),
+            ),
+            [channel_id.into(), payload.into(), now.into()],
+        ))
+        .await?
+        .ok_or(DbErr::RecordNotInserted)?;
+    delivery(&row)
+}
+
+/// A channel's deliveries, newest first, with ids below `before_id`.
+pub async fn page(
+    db: &DatabaseConnection,
+    channel_id: i64,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<DeliveryRecord>, DbErr> {
+    let backend = db.get_database_backend();
+    db.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(
+            backend,
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE channel_id = $1 AND id < $2 \
+                 ORDER BY id DESC LIMIT $3"
+            ),
+        ),
+        [
+            channel_id.into(),
+            before_id.unwrap_or(i64::MAX).into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .await?
+    .iter()
+    .map(delivery)
+    .collect()
 }

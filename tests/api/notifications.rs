@@ -22,13 +22,17 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, KeyInit, Mac};
 use monitor::proto::monitor::v1::{self as pb, channel::Target as ChannelTarget};
 use sea_orm::{ConnectionTrait, Statement};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::net::TcpListener;
+use tonic::Code;
 
 use crate::{
     channels::{create_channel, webhook},
-    helpers::{Backend, TestApp, prober_settings, spawn_app_with},
+    helpers::{
+        Backend, TestApp, authed, expect_code, expect_invalid, prober_settings, spawn_app,
+        spawn_app_with,
+    },
     target::Target,
 };
 
@@ -328,6 +332,165 @@ async fn flapping_opens_nothing_and_sends_nothing(backend: Backend) {
     assert!(receiver.got().is_empty());
 }
 
+async fn test_channel(
+    app: &TestApp,
+    token: &str,
+    id: i64,
+) -> Result<tonic::Response<pb::Delivery>, tonic::Status> {
+    app.client
+        .clone()
+        .test_channel(authed(pb::TestChannelRequest { id }, token))
+        .await
+}
+
+async fn list_deliveries(
+    app: &TestApp,
+    token: &str,
+    channel_id: i64,
+    page_size: i32,
+    page_token: &str,
+) -> Result<tonic::Response<pb::ListDeliveriesResponse>, tonic::Status> {
+    app.client
+        .clone()
+        .list_deliveries(authed(
+            pb::ListDeliveriesRequest {
+                channel_id,
+                page_size,
+                page_token: page_token.into(),
+            },
+            token,
+        ))
+        .await
+}
+
+async fn a_test_event_is_sent_signed_and_listed_as_delivered(backend: Backend) {
+    let receiver = Receiver::start(200, None).await;
+    let app = spawn_app_with(backend, |s| {
+        s.delivery.interval = Duration::from_millis(100);
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let channel = create_channel(&app, &token, webhook("hooks", &receiver.url()))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(ChannelTarget::Webhook(pb::WebhookTarget { secret, .. })) = &channel.target else {
+        panic!("a webhook");
+    };
+    let queued = test_channel(&app, &token, channel.id)
+        .await
+        .expect("test channel")
+        .into_inner();
+    assert_eq!(queued.event, "test");
+    assert_eq!(queued.state(), pb::DeliveryState::Pending);
+    assert_eq!((queued.channel_id, queued.incident_id), (channel.id, 0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let page = list_deliveries(&app, &token, channel.id, 0, "")
+            .await
+            .unwrap()
+            .into_inner();
+        if page.deliveries[0].state() == pb::DeliveryState::Delivered {
+            break page.deliveries[0].clone();
+        }
+        assert!(Instant::now() < deadline, "not delivered: {page:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(listed.id, queued.id);
+    assert_eq!(listed.attempts, 1);
+    assert!(listed.delivered_at.is_some() && listed.next_attempt_at.is_none());
+    let got = receiver.got();
+    assert_eq!(got.len(), 1);
+    verify(secret, &got[0]);
+    let sent = body(&got[0]);
+    assert_eq!(sent["type"], "test");
+    assert_eq!(sent["data"]["channel"]["id"], channel.id);
+
+    // The JSON side: the custom verb, and the list.
+    let auth = format!("Bearer {token}");
+    let (status, queued) = app
+        .post_json(
+            &format!("/v1/channels/{}:test", channel.id),
+            json!({}),
+            Some(&auth),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{queued}");
+    assert_eq!(queued["event"], "test");
+    assert_eq!(queued["state"], "DELIVERY_STATE_PENDING");
+    let (status, page) = app
+        .get_json(
+            &format!("/v1/channels/{}/deliveries", channel.id),
+            Some(&auth),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert_eq!(page["deliveries"].as_array().unwrap().len(), 2);
+    let (status, _) = app
+        .post_json(
+            &format!("/v1/channels/{}:nope", channel.id),
+            json!({}),
+            Some(&auth),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+}
+
+async fn deliveries_are_paged_newest_first_and_only_the_owners(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let (_, other) = app.user().await;
+    // Nobody listens there: the deliveries stay PENDING or are retried.
+    let channel = create_channel(&app, &token, webhook("c", "http://127.0.0.1:9/hook"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            test_channel(&app, &token, channel.id)
+                .await
+                .unwrap()
+                .into_inner()
+                .id,
+        );
+    }
+    let first = list_deliveries(&app, &token, channel.id, 2, "")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        first.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[2], ids[1]]
+    );
+    assert!(!first.next_page_token.is_empty());
+    let second = list_deliveries(&app, &token, channel.id, 2, &first.next_page_token)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[0]]
+    );
+    assert!(second.next_page_token.is_empty());
+
+    expect_code(test_channel(&app, &other, channel.id).await, Code::NotFound);
+    expect_code(
+        list_deliveries(&app, &other, channel.id, 0, "").await,
+        Code::NotFound,
+    );
+    expect_invalid(
+        list_deliveries(&app, &token, channel.id, 1001, "").await,
+        "page_size",
+    );
+    expect_invalid(
+        list_deliveries(&app, &token, channel.id, 0, "garbage").await,
+        "page_token",
+    );
+    expect_invalid(list_deliveries(&app, &token, 0, 0, "").await, "channel_id");
+    expect_invalid(test_channel(&app, &token, -1).await, "id");
+}
+
 impl TestApp {
     async fn statuses_count(&self, url_id: i64) -> usize {
         let backend = self.db.get_database_backend();
@@ -354,4 +517,6 @@ crate::on_both_backends!(
     a_receiver_down_for_a_while_gets_every_event_in_order_once_per_id,
     a_gone_receiver_is_given_up_at_once_with_its_status,
     flapping_opens_nothing_and_sends_nothing,
+    a_test_event_is_sent_signed_and_listed_as_delivered,
+    deliveries_are_paged_newest_first_and_only_the_owners,
 );
