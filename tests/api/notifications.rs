@@ -332,6 +332,53 @@ async fn flapping_opens_nothing_and_sends_nothing(backend: Backend) {
     assert!(receiver.got().is_empty());
 }
 
+/// A channel for one URL hears of that URL only; one for all the user's
+/// URLs of every one; another user's channel of none.
+async fn a_channel_hears_only_of_its_owners_urls_it_names(backend: Backend) {
+    let target = Target::start().await;
+    let (one, all, stranger) = (
+        Receiver::start(200, None).await,
+        Receiver::start(200, None).await,
+        Receiver::start(200, None).await,
+    );
+    let app = spawn_app_with(backend, notifying).await;
+    let (_, token) = app.user().await;
+    let (_, other) = app.user().await;
+    let a = app
+        .add_url_every(&token, &target.url("/seq/---?a"), 1)
+        .await;
+    let b = app
+        .add_url_every(&token, &target.url("/seq/---?b"), 1)
+        .await;
+    let mut only_a = webhook("a", &one.url());
+    only_a.url_ids = vec![a.id];
+    let only_a = create_channel(&app, &token, only_a)
+        .await
+        .unwrap()
+        .into_inner();
+    let every = create_channel(&app, &token, webhook("all", &all.url()))
+        .await
+        .unwrap()
+        .into_inner();
+    create_channel(&app, &other, webhook("x", &stranger.url()))
+        .await
+        .unwrap();
+    settled(&app, every.id, 2).await;
+    settled(&app, only_a.id, 1).await;
+    let urls = |r: &Receiver| {
+        let mut ids: Vec<i64> = r
+            .got()
+            .iter()
+            .map(|g| body(g)["data"]["url"]["id"].as_i64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(urls(&all), [a.id, b.id]);
+    assert_eq!(urls(&one), [a.id]);
+    assert!(stranger.got().is_empty());
+}
+
 async fn test_channel(
     app: &TestApp,
     token: &str,
@@ -517,6 +564,7 @@ crate::on_both_backends!(
     a_receiver_down_for_a_while_gets_every_event_in_order_once_per_id,
     a_gone_receiver_is_given_up_at_once_with_its_status,
     flapping_opens_nothing_and_sends_nothing,
+    a_channel_hears_only_of_its_owners_urls_it_names,
     a_test_event_is_sent_signed_and_listed_as_delivered,
     deliveries_are_paged_newest_first_and_only_the_owners,
 );
