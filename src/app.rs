@@ -131,7 +131,8 @@ impl App {
             settings.delivery.clone(),
             settings.prober.probe.allow_private_targets,
         )
-        .context("building the notification HTTP client")?;
+        .context("building the notification HTTP client")?
+        .with_metrics(metrics.clone());
 
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await

@@ -31,6 +31,7 @@ use crate::{
         notification::{parse_retry_after, retry_delay},
     },
     error::{SettingsError, check_setting},
+    metrics::{DeliveryLabels, Metrics},
     prober::ssrf::{self, GuardedResolver},
     store::deliveries::{self, Claimed, Settled},
     telemetry::OutageLog,
@@ -168,6 +169,7 @@ pub struct Deliverer {
     client: reqwest::Client,
     settings: Arc<DeliverySettings>,
     allow_private: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Deliverer {
@@ -191,7 +193,15 @@ impl Deliverer {
             client,
             settings: Arc::new(settings),
             allow_private,
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Records attempts in `metrics` (the app's).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Claims due notifications, sends them and records how each went.
@@ -208,7 +218,11 @@ impl Deliverer {
         for delivery in claimed {
             let this = self.clone();
             sends.spawn(async move {
+                let started = std::time::Instant::now();
                 let result = this.send(&delivery).await;
+                this.metrics
+                    .delivery_duration
+                    .observe(started.elapsed().as_secs_f64());
                 let settled = decide(
                     &result,
                     delivery.attempts,
@@ -218,6 +232,18 @@ impl Deliverer {
                     rand::random(),
                 );
                 deliveries::settle(&this.db, delivery.id, &settled).await?;
+                let outcome = match settled {
+                    Settled::Delivered { .. } => "delivered",
+                    Settled::Retry { .. } => "retried",
+                    Settled::GaveUp { .. } => "gave_up",
+                };
+                this.metrics
+                    .deliveries
+                    .get_or_create(&DeliveryLabels {
+                        kind: delivery.target.kind_name(),
+                        outcome,
+                    })
+                    .inc();
                 if let Settled::GaveUp { error } = &settled {
                     tracing::warn!(
                         delivery_id = delivery.id,
@@ -236,6 +262,9 @@ impl Deliverer {
                 Settled::GaveUp { .. } => report.gave_up += 1,
             }
         }
+        self.metrics
+            .deliveries_pending
+            .set(deliveries::count_pending(&self.db).await?);
         Ok(report)
     }
 

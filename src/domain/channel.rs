@@ -77,6 +77,13 @@ impl ChannelTarget {
         }
     }
 
+    /// The kind's name (metrics labels).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Webhook { .. } => "webhook",
+        }
+    }
+
     /// The URL the channel sends to.
     pub fn url(&self) -> &TargetUrl {
         match self {

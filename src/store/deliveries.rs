@@ -361,3 +361,14 @@ pub async fn page(
     .map(delivery)
     .collect()
 }
+
+/// Deliveries not delivered nor given up yet.
+pub async fn count_pending(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let backend = db.get_database_backend();
+    db.query_one_raw(Statement::from_string(
+        backend,
+        "SELECT count(*) AS n FROM deliveries WHERE state = 1",
+    ))
+    .await?
+    .map_or(Ok(0), |row| row.try_get("", "n"))
+}

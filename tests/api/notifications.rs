@@ -452,6 +452,26 @@ async fn a_test_event_is_sent_signed_and_listed_as_delivered(backend: Backend) {
     let sent = body(&got[0]);
     assert_eq!(sent["type"], "test");
     assert_eq!(sent["data"]["channel"]["id"], channel.id);
+    // Recorded as the pass that sent it ends.
+    let lines = [
+        "monitor_deliveries_total{kind=\"webhook\",outcome=\"delivered\"} 1",
+        "monitor_deliveries_pending 0",
+        "monitor_delivery_duration_seconds_count 1",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = reqwest::get(app.http_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if lines.iter().all(|line| metrics.lines().any(|l| l == *line)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{lines:?} in:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The JSON side: the custom verb, and the list.
     let auth = format!("Bearer {token}");
