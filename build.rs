@@ -14,8 +14,9 @@
 //!
 //! tonic-rest-build handles the HTTP rules whose path variables are fields
 //! of the request and whose body is the whole request (or none). A rule
-//! binding a field of a field (`{url.id}`) or a body of one field
-//! (`body: "url"`, AIP-134's Update) is left out of the descriptor set it
+//! binding a field of a field (`{url.id}`), a body of one field
+//! (`body: "url"`, AIP-134's Update) or a custom verb (`{id}:test`,
+//! AIP-136) is left out of the descriptor set it
 //! reads, and that route is written by hand in `src/api/` (the served
 //! descriptor set, reflection and OpenAPI keep the rule as written).
 
@@ -167,7 +168,12 @@ fn for_rest_generator(
                                 .skip(1)
                                 .any(|v| v.split('}').next().is_some_and(|v| v.contains('.')))
                         });
-                if nested_variable || !(body.is_empty() || body == "*") {
+                // A custom verb (`/v1/channels/{id}:test`): axum's router
+                // cannot match a parameter followed by more in one segment.
+                let custom_verb = ["get", "put", "post", "delete", "patch"]
+                    .iter()
+                    .any(|verb| text(verb).contains("}:"));
+                if nested_variable || custom_verb || !(body.is_empty() || body == "*") {
                     options.clear_extension(&http);
                 }
             }

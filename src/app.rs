@@ -31,13 +31,17 @@ use crate::{
     auth::{AuthLayer, TokenKeys, parse_token_key, password},
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     config::{DatabaseKind, Settings},
+    deliver::Deliverer,
     domain::rollup::Tier,
     flush::Flusher,
     health::Health,
     metrics::Metrics,
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
-    service::{AccountService, IncidentService, Services, StatsService, StatusService, UrlService},
+    service::{
+        AccountService, ChannelService, IncidentService, Services, StatsService, StatusService,
+        UrlService,
+    },
     store,
 };
 
@@ -55,6 +59,7 @@ pub struct App {
     buffer: Arc<dyn Buffer>,
     prober: Prober,
     flusher: Flusher,
+    deliverer: Deliverer,
     /// The open-file limit in force (raised to the hard limit at build).
     open_files: u64,
 }
@@ -100,6 +105,11 @@ impl App {
                 // A result lands within a probe's timeout and a flush.
                 settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
             )),
+            channels: Arc::new(ChannelService::new(
+                db.clone(),
+                &settings.channels,
+                settings.prober.probe.allow_private_targets,
+            )),
             urls,
         };
 
@@ -116,6 +126,13 @@ impl App {
         );
         let flusher = Flusher::new(db.clone(), buffer.clone(), settings.flush.clone())
             .with_metrics(metrics.clone());
+        let deliverer = Deliverer::new(
+            db.clone(),
+            settings.delivery.clone(),
+            settings.prober.probe.allow_private_targets,
+        )
+        .context("building the notification HTTP client")?
+        .with_metrics(metrics.clone());
 
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
@@ -140,6 +157,7 @@ impl App {
             buffer,
             prober,
             flusher,
+            deliverer,
             open_files,
         })
     }
@@ -147,6 +165,11 @@ impl App {
     /// The buffer results wait in.
     pub fn buffer(&self) -> Arc<dyn Buffer> {
         self.buffer.clone()
+    }
+
+    /// The delivery worker's step function, for tools and tests.
+    pub fn deliverer(&self) -> Deliverer {
+        self.deliverer.clone()
     }
 
     /// The flush task's step functions, for tools and tests.
@@ -187,6 +210,8 @@ impl App {
                 .clone()
                 .watch(self.settings.health_interval, shutdown.clone()),
         );
+        // Every instance sends the outbox; claims keep them apart.
+        tasks.spawn(self.deliverer.clone().run(shutdown.clone()));
         let accounts = self.services.accounts.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -16,8 +16,14 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::error::check_setting;
 pub use crate::{
-    api::connections::ConnectionSettings, auth::AuthSettings, buffer::BufferSettings,
-    error::SettingsError, flush::FlushSettings, prober::ProberSettings, service::UrlSettings,
+    api::connections::ConnectionSettings,
+    auth::AuthSettings,
+    buffer::BufferSettings,
+    deliver::DeliverySettings,
+    error::SettingsError,
+    flush::FlushSettings,
+    prober::ProberSettings,
+    service::{ChannelSettings, UrlSettings},
     telemetry::LogFormat,
 };
 
@@ -75,6 +81,12 @@ pub struct Settings {
 
     #[command(flatten)]
     pub urls: UrlSettings,
+
+    #[command(flatten)]
+    pub channels: ChannelSettings,
+
+    #[command(flatten)]
+    pub delivery: DeliverySettings,
 
     #[command(flatten)]
     pub prober: ProberSettings,
@@ -165,6 +177,8 @@ impl Settings {
              signs tokens with the same key; generate one with `openssl rand -hex 32`",
         )?;
         self.urls.validate()?;
+        self.channels.validate()?;
+        self.delivery.validate()?;
         check_setting(
             self.db_max_connections > 0,
             "MONITOR_DB_MAX_CONNECTIONS",

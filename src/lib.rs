@@ -12,6 +12,7 @@
 //! - [`prober`]: the schedule, the probe (reqwest) and the SSRF guard.
 //! - [`buffer`]: where results wait between probe and store (Redis or in-process).
 //! - [`flush`]: moves results into the database in batches; retention.
+//! - [`deliver`]: sends the notifications the flush put in the outbox.
 //! - [`health`]: dependency checks behind grpc.health.v1 and `/readyz`.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`proto`]: the generated protobuf types, server and client.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod buffer;
 pub mod client;
 pub mod config;
+pub mod deliver;
 pub mod domain;
 pub mod error;
 pub mod flush;

@@ -45,6 +45,14 @@ pub struct MethodLabels {
     pub method: String,
 }
 
+/// A notification attempt: the channel's kind (`webhook`) and how it
+/// ended (`delivered`, `retried`, `gave_up`). Both come from fixed sets.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     /// `in_use` or `idle`.
@@ -82,6 +90,9 @@ pub struct Metrics {
     pub rpcs: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabels, Histogram>,
     pub db_pool: Family<PoolLabels, Gauge>,
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    pub delivery_duration: Histogram,
+    pub deliveries_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -108,6 +119,9 @@ impl Metrics {
             rpcs: Family::default(),
             rpc_duration: Family::new_with_constructor(histogram_seconds),
             db_pool: Family::default(),
+            deliveries: Family::default(),
+            delivery_duration: histogram_seconds(),
+            deliveries_pending: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -184,7 +198,29 @@ impl Metrics {
             "Database pool connections by state",
             m.db_pool.clone(),
         );
+        m.register_deliveries();
         m
+    }
+
+    /// The delivery worker's metrics.
+    fn register_deliveries(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "monitor_deliveries",
+            "Notification attempts, by channel kind and outcome (delivered, retried, gave_up)",
+            self.deliveries.clone(),
+        );
+        r.register_with_unit(
+            "monitor_delivery_duration",
+            "Time of one notification attempt, from send to answer or failure",
+            Unit::Seconds,
+            self.delivery_duration.clone(),
+        );
+        r.register(
+            "monitor_deliveries_pending",
+            "Notifications in the outbox not delivered nor given up yet (all instances)",
+            self.deliveries_pending.clone(),
+        );
     }
 
     /// Records one answered request.

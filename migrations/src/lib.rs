@@ -18,6 +18,7 @@ mod m20261126_000007_rollups;
 mod m20261126_000008_health_check;
 mod m20261126_000009_fillfactor;
 mod m20261126_000010_assertions;
+mod m20261126_000011_notifications;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_health_check::Migration),
             Box::new(m20261126_000009_fillfactor::Migration),
             Box::new(m20261126_000010_assertions::Migration),
+            Box::new(m20261126_000011_notifications::Migration),
         ]
     }
 }

@@ -3,8 +3,9 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    assertions_from_proto, incident_to_proto, period_from_proto, stats_row_to_proto,
-    status_to_proto, tier_from_proto, tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
+    assertions_from_proto, channel_to_proto, delivery_to_proto, incident_to_proto,
+    new_channel_from_proto, period_from_proto, stats_row_to_proto, status_to_proto,
+    tier_from_proto, tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
     url_update_from_proto,
 };
 use crate::{
@@ -12,7 +13,7 @@ use crate::{
     domain::{Email, Password, TargetUrl, UserId},
     error::Error,
     proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
-    service::{IncidentQuery, Services, StatsQuery, StatusQuery},
+    service::{DeliveryQuery, IncidentQuery, Services, StatsQuery, StatusQuery},
 };
 
 #[derive(Debug, Clone)]
@@ -223,6 +224,75 @@ impl MonitorService for MonitorApi {
             buckets: stats.buckets.iter().map(stats_row_to_proto).collect(),
             total: Some(stats_row_to_proto(&stats.total)),
             granularity: tier_to_proto(stats.tier) as i32,
+        }))
+    }
+
+    async fn create_channel(
+        &self,
+        req: Request<pb::CreateChannelRequest>,
+    ) -> Result<Response<pb::Channel>, Status> {
+        let user = caller(&req)?;
+        let (new, url_field) = new_channel_from_proto(req.into_inner().channel)?;
+        let record = self.services.channels.create(user, url_field, new).await?;
+        Ok(Response::new(channel_to_proto(record, true)))
+    }
+
+    async fn list_channels(
+        &self,
+        req: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let user = caller(&req)?;
+        let channels = self.services.channels.list(user).await?;
+        Ok(Response::new(pb::ListChannelsResponse {
+            channels: channels
+                .into_iter()
+                .map(|c| channel_to_proto(c, false))
+                .collect(),
+        }))
+    }
+
+    async fn delete_channel(
+        &self,
+        req: Request<pb::DeleteChannelRequest>,
+    ) -> Result<Response<pb::DeleteChannelResponse>, Status> {
+        let user = caller(&req)?;
+        self.services
+            .channels
+            .delete(user, req.get_ref().id)
+            .await?;
+        Ok(Response::new(pb::DeleteChannelResponse {}))
+    }
+
+    async fn test_channel(
+        &self,
+        req: Request<pb::TestChannelRequest>,
+    ) -> Result<Response<pb::Delivery>, Status> {
+        let user = caller(&req)?;
+        let delivery = self.services.channels.test(user, req.get_ref().id).await?;
+        Ok(Response::new(delivery_to_proto(delivery)))
+    }
+
+    async fn list_deliveries(
+        &self,
+        req: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        let user = caller(&req)?;
+        let r = req.into_inner();
+        let page = self
+            .services
+            .channels
+            .deliveries(
+                user,
+                DeliveryQuery {
+                    channel_id: r.channel_id,
+                    page_size: r.page_size,
+                    page_token: r.page_token,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ListDeliveriesResponse {
+            deliveries: page.deliveries.into_iter().map(delivery_to_proto).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 }

@@ -22,11 +22,12 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 use super::{
+    body_routes,
     gateway::{error_response, routes},
     grpc::MonitorApi,
     middleware,
     observe::{self, observe_http},
-    seed, update_url,
+    seed,
 };
 use crate::{auth::TokenKeys, health::Health, metrics::Metrics};
 
@@ -54,7 +55,7 @@ pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
         );
     let routes = Router::new()
         .merge(routes::monitor_service_rest_router(api.clone()))
-        .merge(update_url::router(api.clone()))
+        .merge(body_routes::router(api.clone()))
         .merge(seed::router(api))
         .route_layer(from_fn_with_state(parts.keys, middleware::identify))
         .merge(ops)

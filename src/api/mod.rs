@@ -5,8 +5,9 @@
 //! - [`convert`]: proto messages to and from domain types.
 //! - [`http`]: the JSON side's router: the gateway routes generated from the
 //!   proto's `google.api.http` annotations ([`gateway`]) and UpdateUrl's,
-//!   written by hand ([`update_url`]), over the same implementation, the
-//!   seed's routes ([`seed`]), the OpenAPI document
+//!   CreateChannel's and TestChannel's, written by hand ([`body_routes`]),
+//!   over the same implementation, the seed's routes ([`seed`]), the
+//!   OpenAPI document
 //!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
 //!   [`Caller`] and keeps every answer JSON.
 //! - [`observe`]: one span, metric sample and request id per call;
@@ -17,6 +18,7 @@
 //!   and keepalive on every connection; [`protocol_errors`] gives hyper's
 //!   own answers on the JSON port (414, 431, 400) the JSON error shape.
 
+pub mod body_routes;
 pub mod client_faults;
 pub mod connections;
 pub mod convert;
@@ -29,7 +31,6 @@ pub mod observe;
 pub mod openapi;
 pub mod protocol_errors;
 pub mod seed;
-pub mod update_url;
 
 use std::net::IpAddr;
 

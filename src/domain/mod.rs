@@ -3,7 +3,9 @@
 //! request field it came from.
 
 pub mod assertion;
+pub mod channel;
 pub mod email;
+pub mod notification;
 pub mod password;
 pub mod period;
 mod probe_result;
@@ -17,6 +19,7 @@ pub mod url_update;
 pub mod verdict;
 
 pub use assertion::Assertions;
+pub use channel::{ChannelRecord, ChannelTarget, NewChannel, WebhookSecret};
 pub use email::Email;
 pub use password::Password;
 pub use period::{Period, PeriodBounds};

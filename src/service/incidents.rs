@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::DatabaseConnection;
 
-use super::{UrlService, statuses::page_size};
+use super::{UrlService, page_token, statuses::page_size};
 use crate::{
     domain::{IncidentRecord, UserId},
     error::{Error, Result},
@@ -33,21 +32,6 @@ pub struct IncidentService {
     urls: Arc<UrlService>,
 }
 
-/// `i:<url_id>:<last id>`: the URL filter is part of the token, so a token
-/// is only good for the query that gave it.
-fn encode(url_id: i64, id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("i:{url_id}:{id}"))
-}
-
-fn decode(token: &str) -> Option<(i64, i64)> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
-    let mut parts = raw
-        .strip_prefix("i:")?
-        .splitn(2, ':')
-        .map(str::parse::<i64>);
-    Some((parts.next()?.ok()?, parts.next()?.ok()?))
-}
-
 impl IncidentService {
     pub fn new(db: DatabaseConnection, urls: Arc<UrlService>) -> Self {
         Self { db, urls }
@@ -61,19 +45,7 @@ impl IncidentService {
                 "must be a URL id, or 0 for all of your URLs",
             ));
         }
-        let before_id = if query.page_token.is_empty() {
-            None
-        } else {
-            let (_, id) = decode(&query.page_token)
-                .filter(|(url_id, _)| *url_id == query.url_id)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "page_token",
-                        "is not a token this server gave for this query; start again without it",
-                    )
-                })?;
-            Some(id)
-        };
+        let before_id = page_token::before_id("i", query.url_id, &query.page_token)?;
         let url_id = (query.url_id != 0).then_some(query.url_id);
         if let Some(id) = url_id {
             // NOT_FOUND for another user's URL, as for a missing one.
@@ -92,25 +64,12 @@ impl IncidentService {
         let more = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).map_err(Error::internal)?);
         let next_page_token = match rows.last() {
-            Some(last) if more => encode(query.url_id, last.id),
+            Some(last) if more => page_token::encode("i", query.url_id, last.id),
             _ => String::new(),
         };
         Ok(IncidentPage {
             incidents: rows,
             next_page_token,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode(&encode(7, 42)), Some((7, 42)));
-        assert_eq!(decode(&encode(0, 1)), Some((0, 1)));
-        assert_eq!(decode("not-a-token"), None);
-        assert_eq!(decode(&URL_SAFE_NO_PAD.encode("7:42")), None);
     }
 }

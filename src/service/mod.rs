@@ -7,7 +7,9 @@
 //! in by the auth layer.
 
 pub mod accounts;
+pub mod channels;
 pub mod incidents;
+pub mod page_token;
 pub mod stats;
 pub mod statuses;
 pub mod urls;
@@ -15,6 +17,7 @@ pub mod urls;
 use std::sync::Arc;
 
 pub use accounts::AccountService;
+pub use channels::{ChannelService, ChannelSettings, DeliveryPage, DeliveryQuery};
 pub use incidents::{IncidentPage, IncidentQuery, IncidentService};
 pub use stats::{Stats, StatsQuery, StatsRow, StatsService};
 pub use statuses::{StatusPage, StatusQuery, StatusService};
@@ -28,4 +31,5 @@ pub struct Services {
     pub statuses: Arc<StatusService>,
     pub incidents: Arc<IncidentService>,
     pub stats: Arc<StatsService>,
+    pub channels: Arc<ChannelService>,
 }

@@ -7,6 +7,8 @@
 //! rows. The entities mirror the tables `migrations/` creates.
 
 pub mod certificates;
+pub mod channels;
+pub mod deliveries;
 pub mod incidents;
 pub mod outcomes;
 pub mod rollups;

@@ -36,10 +36,14 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::domain::{
     ProbeResult,
+    notification::{EventKind, IncidentView},
     state::{Applied, FailedProbe, Outcome, Thresholds, Tracker, UrlState},
 };
 
-use super::statuses::{failed_json, sqlite_timestamp_text};
+use super::{
+    deliveries::IncidentEvent,
+    statuses::{failed_json, sqlite_timestamp_text},
+};
 
 /// What writing one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +270,8 @@ impl IncidentSql {
             // The id still stored is the incident open before this batch.
             update_open: p("UPDATE incidents SET failed_probes = failed_probes + $2, \
                  resolved_at = COALESCE($3, resolved_at), state = COALESCE($4, state) \
-                 WHERE id = (SELECT open_incident_id FROM url_states WHERE url_id = $1)"),
+                 WHERE id = (SELECT open_incident_id FROM url_states WHERE url_id = $1) \
+                 RETURNING id, state, opened_at, failed_probes, first_status"),
             insert: p(
                 "INSERT INTO incidents (url_id, state, opened_at, resolved_at, failed_probes, first_status) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -275,21 +280,90 @@ impl IncidentSql {
     }
 }
 
+/// The events of an incident updated by this batch (`update_open`'s row):
+/// resolved, or turned DOWN (an opened event for the channels that take
+/// DOWN only; the outbox skips channels that had it).
+fn events_of_update(
+    url_id: i64,
+    change: &crate::domain::state::OpenIncidentChange,
+    row: (i64, i16, DateTime<Utc>, i32, String),
+) -> Vec<IncidentEvent> {
+    let (id, state, opened_at, failed, first) = row;
+    let state = UrlState::from_stored(state);
+    let first: FailedProbe = serde_json::from_str(&first).unwrap_or_default();
+    let view = IncidentView::new(
+        id,
+        url_id,
+        state,
+        (opened_at, change.resolved_ms.map(ms_to_time)),
+        u32::try_from(failed).unwrap_or(0),
+        &first,
+    );
+    let kinds = match (change.resolved_ms, change.state) {
+        (Some(_), _) => vec![EventKind::Resolved],
+        (None, Some(UrlState::Down)) => vec![EventKind::Opened],
+        _ => Vec::new(),
+    };
+    kinds
+        .into_iter()
+        .map(|kind| IncidentEvent {
+            kind,
+            incident_id: id,
+            url_id,
+            state,
+            body: view.event_json(kind),
+        })
+        .collect()
+}
+
+/// The events of an incident this batch inserted: opened, and resolved if
+/// it was resolved in the batch too.
+fn events_of_new(
+    url_id: i64,
+    id: i64,
+    new: &crate::domain::state::NewIncident,
+) -> Vec<IncidentEvent> {
+    let view = IncidentView::new(
+        id,
+        url_id,
+        new.state,
+        (ms_to_time(new.opened_ms), new.resolved_ms.map(ms_to_time)),
+        new.failed_probes,
+        &new.first,
+    );
+    std::iter::once(EventKind::Opened)
+        .chain(new.resolved_ms.map(|_| EventKind::Resolved))
+        .map(|kind| IncidentEvent {
+            kind,
+            incident_id: id,
+            url_id,
+            state: new.state,
+            body: view.event_json(kind),
+        })
+        .collect()
+}
+
 /// Writes the incidents that `changes` opened and changed, on either
 /// backend's transaction (the statements are the same but for their
 /// placeholders); the id of an incident left open goes to its tracker.
+/// Evaluates to the batch's incident events, in order.
 macro_rules! write_incidents {
     ($tx:expr, $changes:expr, $written:expr, $sql:expr) => {{
         let sql: &IncidentSql = $sql;
+        let mut events: Vec<IncidentEvent> = Vec::new();
         for (url_id, applied) in &$changes.incidents {
             if let Some(change) = &applied.open_change {
-                sqlx::query(sqlx::AssertSqlSafe(sql.update_open.clone()))
-                    .bind(url_id)
-                    .bind(count(change.more_failed_probes))
-                    .bind(change.resolved_ms.map(ms_to_time))
-                    .bind(change.state.map(|s| s as i16))
-                    .execute(&mut **$tx)
-                    .await?;
+                let row: Option<(i64, i16, DateTime<Utc>, i32, String)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql.update_open.clone()))
+                        .bind(url_id)
+                        .bind(count(change.more_failed_probes))
+                        .bind(change.resolved_ms.map(ms_to_time))
+                        .bind(change.state.map(|s| s as i16))
+                        .fetch_optional(&mut **$tx)
+                        .await?;
+                if let Some(row) = row {
+                    events.extend(events_of_update(*url_id, change, row));
+                }
                 $written.incidents_resolved += u64::from(change.resolved_ms.is_some());
             }
             let mut still_open = None;
@@ -305,6 +379,7 @@ macro_rules! write_incidents {
                     .await?;
                 $written.incidents_opened += 1;
                 $written.incidents_resolved += u64::from(new.resolved_ms.is_some());
+                events.extend(events_of_new(*url_id, id, new));
                 still_open = new.resolved_ms.is_none().then_some(id);
             }
             if let Some(id) = still_open
@@ -313,6 +388,7 @@ macro_rules! write_incidents {
                 t.open_incident = Some(id);
             }
         }
+        events
     }};
 }
 
@@ -329,9 +405,10 @@ const SELECT_STATES: &str = "SELECT s.url_id, s.state, s.state_since, s.last_app
 
 mod postgres {
     use super::{
-        Changes, DateTime, Derive, IncidentSql, Postgres, ProbeResult, SELECT_STATES,
-        STATE_COLUMNS, StateRow, Transaction, Utc, Written, apply_all, count, failed_json,
-        first_json, locked, ms_to_time, outcomes_by_url, timestamp,
+        Changes, DateTime, Derive, IncidentEvent, IncidentSql, Postgres, ProbeResult,
+        SELECT_STATES, STATE_COLUMNS, StateRow, Transaction, Utc, Written, apply_all, count,
+        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time,
+        outcomes_by_url, timestamp,
     };
 
     pub(super) async fn write(
@@ -401,7 +478,8 @@ mod postgres {
         crate::store::rollups::merge_postgres(tx, crate::store::rollups::deltas(&per_url)).await?;
         crate::store::certificates::record_postgres(tx, &per_url).await?;
         let mut changes = apply_all(locked(rows), per_url);
-        write_incidents!(tx, changes, written, &IncidentSql::new('$'));
+        let events = write_incidents!(tx, changes, written, &IncidentSql::new('$'));
+        crate::store::deliveries::enqueue_postgres(tx, &events, Utc::now()).await?;
         write_states(tx, &changes).await?;
         Ok(written)
     }
@@ -456,9 +534,10 @@ mod postgres {
 
 mod sqlite {
     use super::{
-        Changes, DateTime, Derive, IncidentSql, ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite,
-        StateRow, Transaction, Utc, Written, apply_all, count, failed_json, first_json, locked,
-        ms_to_time, outcomes_by_url, sqlite_timestamp_text, timestamp,
+        Changes, DateTime, Derive, IncidentEvent, IncidentSql, ProbeResult, SELECT_STATES,
+        STATE_COLUMNS, Sqlite, StateRow, Transaction, Utc, Written, apply_all, count,
+        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time,
+        outcomes_by_url, sqlite_timestamp_text, timestamp,
     };
 
     pub(super) async fn write(
@@ -533,7 +612,8 @@ mod sqlite {
         crate::store::rollups::merge_sqlite(tx, crate::store::rollups::deltas(&per_url)).await?;
         crate::store::certificates::record_sqlite(tx, &per_url).await?;
         let mut changes = apply_all(locked(rows), per_url);
-        write_incidents!(tx, changes, written, &IncidentSql::new('?'));
+        let events = write_incidents!(tx, changes, written, &IncidentSql::new('?'));
+        crate::store::deliveries::enqueue_sqlite(tx, &events, Utc::now()).await?;
         write_states(tx, &changes).await?;
         Ok(written)
     }

@@ -167,6 +167,8 @@ fn the_proto_marks_reads_and_login_idempotent_and_no_write() {
         [
             "GetUrl",
             "GetUrlStats",
+            "ListChannels",
+            "ListDeliveries",
             "ListIncidents",
             "ListStatuses",
             "ListUrls",

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod migrations;
+mod notifications;
 mod observability;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -22,6 +23,7 @@ mod abuse;
 mod accounts;
 mod assertions;
 mod auth;
+mod channels;
 mod incidents;
 mod outages;
 mod pipeline;

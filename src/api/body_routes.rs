@@ -1,0 +1,162 @@
+//! The JSON routes written by hand: those whose `google.api.http` rule takes
+//! one field as the body, which the route generator cannot express
+//! (build.rs leaves them out). They do what grpc-gateway does, call the
+//! same [`MonitorApi`] method as gRPC, and answer its errors in the same
+//! JSON shape.
+//!
+//! - UpdateUrl (`PATCH /v1/urls/{url.id}`, `body: "url"`, AIP-134): the
+//!   body is a `Url` in canonical proto3 JSON, the id comes from the path,
+//!   and `update_mask` from the query string (`updateMask` or
+//!   `update_mask`, comma-separated paths, either spelling; repeated is
+//!   fine too).
+//! - CreateChannel (`POST /v1/channels`, `body: "channel"`, AIP-133): the
+//!   body is a `Channel`; the request has no other field, so any query
+//!   parameter is refused.
+//!
+//! And the custom verbs (AIP-136), which axum's router cannot match (a
+//! parameter and more in one path segment): TestChannel
+//! (`POST /v1/channels/{id}:test`), routed as `POST /v1/channels/{id}`
+//! and read here.
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, RawQuery, State},
+    http::HeaderMap,
+    routing::{patch, post},
+};
+
+use super::{
+    Caller,
+    gateway::{RestError, build_tonic_request},
+    grpc::MonitorApi,
+};
+use crate::{
+    error::Error,
+    proto::monitor::v1::{self as pb, monitor_service_server::MonitorService},
+};
+
+pub fn router(api: Arc<MonitorApi>) -> Router {
+    Router::new()
+        .route("/v1/urls/{id}", patch(update_url))
+        .route("/v1/channels", post(create_channel))
+        .route("/v1/channels/{id}", post(channel_verb))
+        .with_state(api)
+}
+
+async fn update_url(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<i64>,
+    RawQuery(query): RawQuery,
+    Json(mut url): Json<pb::Url>,
+) -> Result<Json<pb::Url>, RestError> {
+    url.id = id;
+    let update_mask = update_mask(query.as_deref().unwrap_or_default())?;
+    let req = build_tonic_request(
+        pb::UpdateUrlRequest {
+            url: Some(url),
+            update_mask,
+        },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.update_url(req).await?.into_inner()))
+}
+
+async fn create_channel(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    RawQuery(query): RawQuery,
+    Json(channel): Json<pb::Channel>,
+) -> Result<Json<pb::Channel>, RestError> {
+    // The request has no field besides the body: any query is unknown.
+    if let Some(key) = query
+        .as_deref()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).next())
+        .map(|(key, _)| key.into_owned())
+    {
+        return Err(Error::invalid(
+            key.clone(),
+            format!("unknown query parameter \"{key}\"; send the channel as the body"),
+        )
+        .into());
+    }
+    let req = build_tonic_request(
+        pb::CreateChannelRequest {
+            channel: Some(channel),
+        },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.create_channel(req).await?.into_inner()))
+}
+
+/// `POST /v1/channels/{id}:test`; any other segment is an unknown route.
+async fn channel_verb(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    Path(segment): Path<String>,
+) -> Result<Json<pb::Delivery>, RestError> {
+    let Some(id) = segment.strip_suffix(":test") else {
+        return Err(Error::NotFound(format!(
+            "no route POST /v1/channels/{segment}; did you mean /v1/channels/{{id}}:test?"
+        ))
+        .into());
+    };
+    let id = id
+        .parse()
+        .map_err(|_| Error::invalid("id", format!("{id:?} is not a channel id")))?;
+    let req = build_tonic_request(
+        pb::TestChannelRequest { id },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.test_channel(req).await?.into_inner()))
+}
+
+/// The query string's `update_mask`; any other parameter is refused, as the
+/// generated routes refuse unknown fields.
+fn update_mask(query: &str) -> Result<Option<pbjson_types::FieldMask>, Error> {
+    let mut paths: Option<Vec<String>> = None;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if key != "updateMask" && key != "update_mask" {
+            return Err(Error::invalid(
+                "update_mask",
+                format!("unknown query parameter \"{key}\"; the only one is updateMask"),
+            ));
+        }
+        paths.get_or_insert_default().extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    Ok(paths.map(|paths| pbjson_types::FieldMask { paths }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mask_is_read_comma_separated_in_either_spelling_and_repeated() {
+        let paths = |q: &str| update_mask(q).unwrap().map(|m| m.paths);
+        assert_eq!(paths(""), None);
+        assert_eq!(
+            paths("updateMask=name,failureThreshold"),
+            Some(vec!["name".into(), "failureThreshold".into()])
+        );
+        assert_eq!(
+            paths("update_mask=name%2C%20period&updateMask=paused"),
+            Some(vec!["name".into(), "period".into(), "paused".into()])
+        );
+        assert!(update_mask("fields=name").is_err());
+    }
+}

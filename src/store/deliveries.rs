@@ -1,0 +1,374 @@
+//! The outbox of notifications: one `deliveries` row per (incident event,
+//! matching channel), written by the flush in the transaction that wrote
+//! the incident ([`enqueue_postgres`], [`enqueue_sqlite`]), then claimed,
+//! sent and settled by the delivery worker of any instance (`deliver`).
+//!
+//! A channel matches an event when its owner owns the URL, it is for all of
+//! the owner's URLs or lists this one, and the incident is DOWN or the
+//! channel takes DEGRADED ones too. A resolved event goes only to the
+//! channels that got the incident's opened event (so a channel created
+//! during an incident hears only of later ones), and an opened event never
+//! twice to one channel (an incident turning DOWN sends it to the channels
+//! that take DOWN only). Two statements per flush batch, whatever its size.
+//!
+//! A claim takes due pending rows (Postgres: `FOR UPDATE SKIP LOCKED`;
+//! SQLite: under its writer lock) and moves their `next_attempt_at` past the
+//! send's timeout: a claim whose instance died is due again then, so every
+//! event is sent at least once. A row waits while an older row of the same
+//! channel and incident is pending: a channel hears of an incident in order.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use super::{channels, numbered};
+use crate::domain::{
+    ChannelTarget,
+    notification::{DeliveryRecord, DeliveryState, EventKind},
+    state::UrlState,
+};
+
+/// An incident event of a flush batch (`store::outcomes`), for the
+/// outbox: which incident, of which URL, in which state, and its body.
+pub(super) struct IncidentEvent {
+    pub kind: EventKind,
+    pub incident_id: i64,
+    pub url_id: i64,
+    pub state: UrlState,
+    pub body: String,
+}
+
+/// Postgres: opened events to every matching channel that has not had one
+/// for the incident.
+const ENQUEUE_OPENED_POSTGRES: &str = "INSERT INTO deliveries \
+      (channel_id, incident_id, event, payload, state, attempts, next_attempt_at, created_at) \
+ SELECT c.id, e.incident_id, 'incident.opened', e.body, 1, 0, $5, $5 \
+ FROM UNNEST($1::int8[], $2::int8[], $3::bool[], $4::text[]) WITH ORDINALITY \
+      AS e(incident_id, url_id, down, body, ord) \
+ JOIN urls u ON u.id = e.url_id \
+ JOIN channels c ON c.user_id = u.user_id \
+ WHERE (e.down OR c.notify_degraded) \
+   AND (c.all_urls OR EXISTS (SELECT 1 FROM channel_urls cu WHERE cu.channel_id = c.id AND cu.url_id = e.url_id)) \
+   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.incident_id \
+                   AND d.channel_id = c.id AND d.event = 'incident.opened') \
+ ORDER BY e.ord, c.id";
+
+/// Postgres: resolved events to the channels that had the opened one.
+const ENQUEUE_RESOLVED_POSTGRES: &str = "INSERT INTO deliveries \
+      (channel_id, incident_id, event, payload, state, attempts, next_attempt_at, created_at) \
+ SELECT d.channel_id, e.incident_id, 'incident.resolved', e.body, 1, 0, $3, $3 \
+ FROM UNNEST($1::int8[], $2::text[]) WITH ORDINALITY AS e(incident_id, body, ord) \
+ JOIN deliveries d ON d.incident_id = e.incident_id AND d.event = 'incident.opened' \
+ ORDER BY e.ord, d.channel_id";
+
+/// SQLite: the same, the events read from one JSON parameter.
+const ENQUEUE_OPENED_SQLITE: &str = "INSERT INTO deliveries \
+      (channel_id, incident_id, event, payload, state, attempts, next_attempt_at, created_at) \
+ SELECT c.id, e.value ->> 0, 'incident.opened', e.value ->> 3, 1, 0, ?2, ?2 \
+ FROM json_each(?1) e \
+ JOIN urls u ON u.id = e.value ->> 1 \
+ JOIN channels c ON c.user_id = u.user_id \
+ WHERE (e.value ->> 2 OR c.notify_degraded) \
+   AND (c.all_urls OR EXISTS (SELECT 1 FROM channel_urls cu WHERE cu.channel_id = c.id AND cu.url_id = e.value ->> 1)) \
+   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.value ->> 0 \
+                   AND d.channel_id = c.id AND d.event = 'incident.opened') \
+ ORDER BY e.key, c.id";
+
+const ENQUEUE_RESOLVED_SQLITE: &str = "INSERT INTO deliveries \
+      (channel_id, incident_id, event, payload, state, attempts, next_attempt_at, created_at) \
+ SELECT d.channel_id, e.value ->> 0, 'incident.resolved', e.value ->> 1, 1, 0, ?2, ?2 \
+ FROM json_each(?1) e \
+ JOIN deliveries d ON d.incident_id = e.value ->> 0 AND d.event = 'incident.opened' \
+ ORDER BY e.key, d.channel_id";
+
+fn split(events: &[IncidentEvent]) -> (Vec<&IncidentEvent>, Vec<&IncidentEvent>) {
+    events.iter().partition(|e| e.kind == EventKind::Opened)
+}
+
+/// Writes the outbox rows of a batch's events (Postgres flush transaction).
+pub(super) async fn enqueue_postgres(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[IncidentEvent],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let (opened, resolved) = split(events);
+    if !opened.is_empty() {
+        sqlx::query(ENQUEUE_OPENED_POSTGRES)
+            .bind(opened.iter().map(|e| e.incident_id).collect::<Vec<_>>())
+            .bind(opened.iter().map(|e| e.url_id).collect::<Vec<_>>())
+            .bind(
+                opened
+                    .iter()
+                    .map(|e| e.state == UrlState::Down)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(opened.iter().map(|e| e.body.clone()).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !resolved.is_empty() {
+        sqlx::query(ENQUEUE_RESOLVED_POSTGRES)
+            .bind(resolved.iter().map(|e| e.incident_id).collect::<Vec<_>>())
+            .bind(resolved.iter().map(|e| e.body.clone()).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes the outbox rows of a batch's events (SQLite flush transaction).
+pub(super) async fn enqueue_sqlite(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: &[IncidentEvent],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let (opened, resolved) = split(events);
+    if !opened.is_empty() {
+        let json: Vec<_> = opened
+            .iter()
+            .map(|e| {
+                serde_json::json!([e.incident_id, e.url_id, e.state == UrlState::Down, e.body])
+            })
+            .collect();
+        sqlx::query(ENQUEUE_OPENED_SQLITE)
+            .bind(serde_json::Value::Array(json).to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !resolved.is_empty() {
+        let json: Vec<_> = resolved
+            .iter()
+            .map(|e| serde_json::json!([e.incident_id, e.body]))
+            .collect();
+        sqlx::query(ENQUEUE_RESOLVED_SQLITE)
+            .bind(serde_json::Value::Array(json).to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A claimed delivery, with what sending it needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub channel_id: i64,
+    pub event: EventKind,
+    /// `{type, timestamp, data: {incident}}` as stored.
+    pub payload: String,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub target: ChannelTarget,
+    /// The incident's URL: id, URL and name (none for a test).
+    pub url: Option<(i64, String, Option<String>)>,
+}
+
+/// Due rows, claimed: `next_attempt_at` moved to `lease_until` and
+/// `attempts` raised. At most `limit`.
+pub async fn claim(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Claimed>, DbErr> {
+    let backend = db.get_database_backend();
+    let due = "SELECT d.id FROM deliveries d WHERE d.state = 1 AND d.next_attempt_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.channel_id = d.channel_id \
+             AND p.incident_id = d.incident_id AND p.state = 1 AND p.id < d.id) \
+         ORDER BY d.next_attempt_at, d.id LIMIT $3";
+    let sql = format!(
+        "UPDATE deliveries SET next_attempt_at = $2, attempts = attempts + 1 \
+         WHERE id IN ({due}{}) RETURNING id",
+        if backend == DbBackend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    );
+    let txn = db.begin().await?;
+    let ids: Vec<i64> = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(backend, &sql),
+            [now.into(), lease_until.into(), i64::from(limit).into()],
+        ))
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64>("", "id"))
+        .collect::<Result<_, _>>()?;
+    let claimed = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let (list, param) = match backend {
+            DbBackend::Postgres => ("SELECT * FROM unnest($1::bigint[])", ids.clone().into()),
+            _ => (
+                "SELECT value FROM json_each(?1)",
+                serde_json::to_string(&ids).unwrap_or_default().into(),
+            ),
+        };
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT d.id, d.channel_id, d.event, d.payload, d.attempts, d.created_at, \
+                        c.kind, c.target, u.id AS url_id, u.url, u.name \
+                     FROM deliveries d JOIN channels c ON c.id = d.channel_id \
+                     LEFT JOIN incidents i ON i.id = d.incident_id \
+                     LEFT JOIN urls u ON u.id = i.url_id \
+                     WHERE d.id IN ({list}) ORDER BY d.id"
+                ),
+                [param],
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let event: String = r.try_get("", "event")?;
+            let url_id: Option<i64> = r.try_get("", "url_id")?;
+            out.push(Claimed {
+                id: r.try_get("", "id")?,
+                channel_id: r.try_get("", "channel_id")?,
+                event: EventKind::parse(&event)
+                    .ok_or_else(|| DbErr::Custom(format!("stored event {event:?}")))?,
+                payload: r.try_get("", "payload")?,
+                attempts: u32::try_from(r.try_get::<i32>("", "attempts")?).unwrap_or(0),
+                created_at: r.try_get("", "created_at")?,
+                target: channels::target_from_stored(
+                    r.try_get("", "kind")?,
+                    &r.try_get::<String>("", "target")?,
+                )?,
+                url: match url_id {
+                    Some(id) => Some((id, r.try_get("", "url")?, r.try_get("", "name")?)),
+                    None => None,
+                },
+            });
+        }
+        out
+    };
+    txn.commit().await?;
+    Ok(claimed)
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Delivered { at: DateTime<Utc> },
+    Retry { at: DateTime<Utc>, error: String },
+    GaveUp { error: String },
+}
+
+/// Records how the attempt of a claimed delivery ended.
+pub async fn settle(db: &DatabaseConnection, id: i64, settled: &Settled) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let (sql, values): (&str, Vec<sea_orm::Value>) = match settled {
+        Settled::Delivered { at } => (
+            "UPDATE deliveries SET state = 2, delivered_at = $2, last_error = NULL WHERE id = $1",
+            vec![id.into(), (*at).into()],
+        ),
+        Settled::Retry { at, error } => (
+            "UPDATE deliveries SET next_attempt_at = $2, last_error = $3 WHERE id = $1",
+            vec![id.into(), (*at).into(), error.clone().into()],
+        ),
+        Settled::GaveUp { error } => (
+            "UPDATE deliveries SET state = 3, last_error = $2 WHERE id = $1",
+            vec![id.into(), error.clone().into()],
+        ),
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(backend, sql),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
+const DELIVERY_COLUMNS: &str = "id, channel_id, incident_id, event, state, attempts, last_error, \
+     next_attempt_at, created_at, delivered_at";
+
+fn delivery(row: &sea_orm::QueryResult) -> Result<DeliveryRecord, DbErr> {
+    let event: String = row.try_get("", "event")?;
+    Ok(DeliveryRecord {
+        id: row.try_get("", "id")?,
+        channel_id: row.try_get("", "channel_id")?,
+        incident_id: row.try_get("", "incident_id")?,
+        event: EventKind::parse(&event)
+            .ok_or_else(|| DbErr::Custom(format!("stored event {event:?}")))?,
+        state: DeliveryState::from_stored(row.try_get("", "state")?),
+        attempts: u32::try_from(row.try_get::<i32>("", "attempts")?).unwrap_or(0),
+        last_error: row.try_get("", "last_error")?,
+        next_attempt_at: row.try_get("", "next_attempt_at")?,
+        created_at: row.try_get("", "created_at")?,
+        delivered_at: row.try_get("", "delivered_at")?,
+    })
+}
+
+/// Puts a test event for `channel_id` in the outbox, due now.
+pub async fn insert_test(
+    db: &DatabaseConnection,
+    channel_id: i64,
+    payload: String,
+    now: DateTime<Utc>,
+) -> Result<DeliveryRecord, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!(
+                    "INSERT INTO deliveries (channel_id, event, payload, state, attempts, \
+                        next_attempt_at, created_at) VALUES ($1, 'test', $2, 1, 0, $3, $3) \
+                     RETURNING {DELIVERY_COLUMNS}"
+                ),
+            ),
+            [channel_id.into(), payload.into(), now.into()],
+        ))
+        .await?
+        .ok_or(DbErr::RecordNotInserted)?;
+    delivery(&row)
+}
+
+/// A channel's deliveries, newest first, with ids below `before_id`.
+pub async fn page(
+    db: &DatabaseConnection,
+    channel_id: i64,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<DeliveryRecord>, DbErr> {
+    let backend = db.get_database_backend();
+    db.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(
+            backend,
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE channel_id = $1 AND id < $2 \
+                 ORDER BY id DESC LIMIT $3"
+            ),
+        ),
+        [
+            channel_id.into(),
+            before_id.unwrap_or(i64::MAX).into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .await?
+    .iter()
+    .map(delivery)
+    .collect()
+}
+
+/// Deliveries not delivered nor given up yet.
+pub async fn count_pending(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let backend = db.get_database_backend();
+    db.query_one_raw(Statement::from_string(
+        backend,
+        "SELECT count(*) AS n FROM deliveries WHERE state = 1",
+    ))
+    .await?
+    .map_or(Ok(0), |row| row.try_get("", "n"))
+}
