@@ -109,6 +109,7 @@ impl App {
                 db.clone(),
                 &settings.channels,
                 settings.prober.probe.allow_private_targets,
+                settings.delivery.email_enabled(),
             )),
             urls,
         };

@@ -16,6 +16,9 @@
 //! drops refused addresses, and the literal check. Secrets are never
 //! logged (their `Debug` is redacted).
 
+mod mail;
+pub mod render;
+
 use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -25,9 +28,11 @@ use sea_orm::DatabaseConnection;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
+pub use mail::{Mailer, SmtpUrl};
+
 use crate::{
     domain::{
-        ChannelTarget, WebhookSecret,
+        ChannelTarget, TargetUrl, WebhookSecret,
         notification::{parse_retry_after, retry_delay},
     },
     error::{SettingsError, check_setting},
@@ -61,9 +66,31 @@ pub struct DeliverySettings {
         default_value_t = 50
     )]
     pub batch: u32,
+
+    /// The SMTP relay email notifications go through: `smtp://host:port`
+    /// (plain, for a local relay), `smtp://user:password@host:587?tls=required`
+    /// (STARTTLS; `tls=opportunistic` when offered), or
+    /// `smtps://user:password@host` (implicit TLS). Unset: email channels
+    /// are refused.
+    #[arg(long = "smtp-url", env = "MONITOR_SMTP_URL", value_parser = SmtpUrl::parse)]
+    pub smtp_url: Option<SmtpUrl>,
+
+    /// The sender of notification emails.
+    #[arg(
+        long = "smtp-from",
+        env = "MONITOR_SMTP_FROM",
+        default_value = "monitor <monitor@localhost>",
+        value_parser = mail::parse_from
+    )]
+    pub smtp_from: lettre::message::Mailbox,
 }
 
 impl DeliverySettings {
+    /// Whether email channels can be sent (an SMTP relay is set).
+    pub fn email_enabled(&self) -> bool {
+        self.smtp_url.is_some()
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
         check_setting(
             self.timeout >= Duration::from_millis(100) && self.timeout <= Duration::from_secs(300),
@@ -104,6 +131,9 @@ pub enum SendResult {
     Status(u16, Option<String>),
     /// No answer: connect, TLS, timeout, or an address the guard refused.
     Failed(String),
+    /// Refused for good without an HTTP status (an SMTP relay's 5xx, a
+    /// recipient that cannot be written): given up at once.
+    Refused(String),
 }
 
 /// The retry rules: what to record for attempt `attempts` of a delivery
@@ -134,6 +164,9 @@ pub fn decide(
                 .filter(|_| *code == 429 || *code == 503)
                 .and_then(|v| parse_retry_after(v, now)),
         ),
+        SendResult::Refused(why) => {
+            return Settled::GaveUp { error: why.clone() };
+        }
         SendResult::Failed(why) => (why.clone(), None),
     };
     let delay = retry_after.unwrap_or_else(|| retry_delay(attempts, jitter));
@@ -170,6 +203,8 @@ pub struct Deliverer {
     settings: Arc<DeliverySettings>,
     allow_private: bool,
     metrics: Arc<Metrics>,
+    /// None without `MONITOR_SMTP_URL`.
+    mailer: Option<Mailer>,
 }
 
 impl Deliverer {
@@ -188,12 +223,21 @@ impl Deliverer {
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
             .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let mailer = match &settings.smtp_url {
+            Some(url) => Some(Mailer::new(
+                url,
+                settings.smtp_from.clone(),
+                settings.timeout,
+            )?),
+            None => None,
+        };
         Ok(Self {
             db,
             client,
             settings: Arc::new(settings),
             allow_private,
             metrics: Arc::new(Metrics::new()),
+            mailer,
         })
     }
 
@@ -233,7 +277,11 @@ impl Deliverer {
                 );
                 deliveries::settle(&this.db, delivery.id, &settled).await?;
                 let outcome = match settled {
-                    Settled::Delivered { .. } => "delivered",
+                    Settled::Delivered { at } => {
+                        let latency = (at - delivery.created_at).to_std().unwrap_or_default();
+                        this.metrics.delivery_latency.observe(latency.as_secs_f64());
+                        "delivered"
+                    }
                     Settled::Retry { .. } => "retried",
                     Settled::GaveUp { .. } => "gave_up",
                 };
@@ -268,23 +316,79 @@ impl Deliverer {
         Ok(report)
     }
 
-    /// One attempt of a delivery.
+    /// One attempt of a delivery, in its channel's kind.
     async fn send(&self, delivery: &Claimed) -> SendResult {
-        let ChannelTarget::Webhook { url, secret } = &delivery.target;
-        if let Err(blocked) = ssrf::check_literal(url.as_url(), self.allow_private) {
+        let url = delivery.url.as_ref();
+        let message = || match render::Event::parse(&delivery.payload) {
+            Some(event) => Ok((event.message(url), event)),
+            None => Err(SendResult::Refused(
+                "the stored event is not readable".into(),
+            )),
+        };
+        match &delivery.target {
+            ChannelTarget::Webhook { url: to, secret } => {
+                let body = render::webhook_body(&delivery.payload, url);
+                let id = webhook_id(delivery.id);
+                let timestamp = Utc::now().timestamp();
+                let signature = sign(secret, &id, timestamp, &body);
+                let headers = [
+                    ("webhook-id", id),
+                    ("webhook-timestamp", timestamp.to_string()),
+                    ("webhook-signature", signature),
+                ];
+                self.post(to, body, &headers).await
+            }
+            ChannelTarget::Slack { webhook } => match message() {
+                Ok((message, _)) => {
+                    self.post(webhook.url(), render::slack_body(&message), &[])
+                        .await
+                }
+                Err(refused) => refused,
+            },
+            ChannelTarget::PagerDuty {
+                routing_key,
+                events_url,
+            } => match message() {
+                Ok((message, event)) => {
+                    let body =
+                        render::pagerduty_body(&event, &message, routing_key.expose(), delivery.id);
+                    self.post(events_url, body, &[]).await
+                }
+                Err(refused) => refused,
+            },
+            ChannelTarget::Email { to } => {
+                let Some(mailer) = &self.mailer else {
+                    return SendResult::Failed(
+                        "no SMTP relay is set on this server (MONITOR_SMTP_URL)".into(),
+                    );
+                };
+                match message() {
+                    Ok((message, _)) => {
+                        mailer
+                            .send(to.as_str(), &render::email(&message), delivery.id)
+                            .await
+                    }
+                    Err(refused) => refused,
+                }
+            }
+        }
+    }
+
+    /// A JSON POST through the SSRF guard: the literal check here, the
+    /// resolver's after DNS. The error never holds the URL (a Slack
+    /// webhook's path is its secret).
+    async fn post(&self, to: &TargetUrl, body: String, headers: &[(&str, String)]) -> SendResult {
+        if let Err(blocked) = ssrf::check_literal(to.as_url(), self.allow_private) {
             return SendResult::Failed(blocked.to_string());
         }
-        let body = body_with_url(&delivery.payload, delivery.url.as_ref());
-        let id = webhook_id(delivery.id);
-        let timestamp = Utc::now().timestamp();
-        let request = self
+        let mut request = self
             .client
-            .post(url.as_str())
+            .post(to.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", sign(secret, &id, timestamp, &body))
             .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
         match request.send().await {
             Ok(response) => SendResult::Status(
                 response.status().as_u16(),
@@ -294,7 +398,7 @@ impl Deliverer {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned),
             ),
-            Err(e) => SendResult::Failed(error_chain(&e)),
+            Err(e) => SendResult::Failed(error_chain(&e.without_url())),
         }
     }
 
@@ -315,22 +419,6 @@ impl Deliverer {
             outage.record(&result);
         }
     }
-}
-
-/// The stored event with `data.url` added: `{id, url, name}` of the URL
-/// the incident is about.
-fn body_with_url(payload: &str, url: Option<&(i64, String, Option<String>)>) -> String {
-    let Ok(mut body) = serde_json::from_str::<serde_json::Value>(payload) else {
-        return payload.to_owned();
-    };
-    if let (Some(data), Some((id, address, name))) = (body.get_mut("data"), url) {
-        data["url"] = serde_json::json!({
-            "id": id,
-            "url": address,
-            "name": name.as_deref().unwrap_or(address),
-        });
-    }
-    body.to_string()
 }
 
 /// An error with its causes, short enough for `last_error`.
@@ -397,17 +485,5 @@ mod tests {
             decide(&SendResult::Status(500, None), 30, created, late, day, 1.0),
             Settled::GaveUp { error } if error.starts_with("HTTP 500")
         ));
-    }
-
-    #[test]
-    fn the_url_is_added_to_the_stored_event() {
-        let body = body_with_url(
-            r#"{"type":"incident.opened","data":{"incident":{"id":1}}}"#,
-            Some(&(7, "https://example.com/".into(), None)),
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["data"]["url"]["id"], 7);
-        assert_eq!(v["data"]["url"]["name"], "https://example.com/");
-        assert_eq!(v["data"]["incident"]["id"], 1);
     }
 }

@@ -27,6 +27,10 @@ pub enum Error {
     Unauthenticated(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The request is well formed but the server is not set up for it (an
+    /// email channel on a server without SMTP).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// Too many failed attempts; the client may retry after `retry_after`.
     #[error("too many failed attempts; try again in {}s", retry_after.as_secs())]
     TooManyAttempts { retry_after: std::time::Duration },
@@ -60,6 +64,7 @@ impl Error {
             Self::NotFound(_) => Code::NotFound,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::ResourceExhausted(_) | Self::TooManyAttempts { .. } => Code::ResourceExhausted,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }

@@ -66,6 +66,13 @@ fn histogram_seconds() -> Histogram {
     ))
 }
 
+fn histogram_latency() -> Histogram {
+    // 10 ms .. ~11 h: a delivery after retries can take hours.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.01, 2.0, 22,
+    ))
+}
+
 fn histogram_lateness() -> Histogram {
     // 0.1 ms .. ~3 s: lateness is normally a few milliseconds.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -92,6 +99,7 @@ pub struct Metrics {
     pub db_pool: Family<PoolLabels, Gauge>,
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub delivery_duration: Histogram,
+    pub delivery_latency: Histogram,
     pub deliveries_pending: Gauge,
 }
 
@@ -121,6 +129,7 @@ impl Metrics {
             db_pool: Family::default(),
             deliveries: Family::default(),
             delivery_duration: histogram_seconds(),
+            delivery_latency: histogram_latency(),
             deliveries_pending: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -215,6 +224,12 @@ impl Metrics {
             "Time of one notification attempt, from send to answer or failure",
             Unit::Seconds,
             self.delivery_duration.clone(),
+        );
+        r.register_with_unit(
+            "monitor_delivery_latency",
+            "Time from the event's commit (the flush that opened or resolved the incident) to its delivery",
+            Unit::Seconds,
+            self.delivery_latency.clone(),
         );
         r.register(
             "monitor_deliveries_pending",

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{
-        Assertions, ChannelRecord, ChannelTarget, IncidentRecord, NewChannel, Period, PeriodBounds,
-        StatusRecord, TargetUrl, UrlRecord, UrlUpdate, WebhookSecret,
+        Assertions, ChannelRecord, ChannelTarget, Email, IncidentRecord, NewChannel,
+        PAGERDUTY_EVENTS_URL, Period, PeriodBounds, RoutingKey, SlackWebhook, StatusRecord,
+        TargetUrl, UrlRecord, UrlUpdate, WebhookSecret,
         assertion::{Assertion, Check, HeaderMatch, Place, Severity, check_count, range_text},
         channel,
         notification::{DeliveryRecord, DeliveryState},
@@ -409,7 +410,7 @@ pub fn new_channel_from_proto(
         None => {
             return Err(Error::invalid(
                 "channel.target",
-                "is required: set webhook (slack, email and pagerduty are not supported yet)",
+                "is required: set one of webhook, slack, email or pagerduty",
             ));
         }
         Some(Target::Webhook(w)) => {
@@ -426,9 +427,28 @@ pub fn new_channel_from_proto(
             };
             (target, field)
         }
-        Some(Target::Slack(_)) => return Err(unsupported("channel.slack")),
-        Some(Target::Email(_)) => return Err(unsupported("channel.email")),
-        Some(Target::Pagerduty(_)) => return Err(unsupported("channel.pagerduty")),
+        Some(Target::Slack(slack)) => {
+            let field = "channel.slack.webhook_url";
+            let webhook = SlackWebhook::new(TargetUrl::parse(field, &slack.webhook_url)?);
+            (ChannelTarget::Slack { webhook }, field)
+        }
+        Some(Target::Email(email)) => {
+            let to = Email::parse("channel.email.to", &email.to)?;
+            (ChannelTarget::Email { to }, "channel.email.to")
+        }
+        Some(Target::Pagerduty(pd)) => {
+            let field = "channel.pagerduty.events_url";
+            let events_url = if pd.events_url.trim().is_empty() {
+                PAGERDUTY_EVENTS_URL
+            } else {
+                &pd.events_url
+            };
+            let target = ChannelTarget::PagerDuty {
+                routing_key: RoutingKey::parse("channel.pagerduty.routing_key", &pd.routing_key)?,
+                events_url: TargetUrl::parse(field, events_url)?,
+            };
+            (target, field)
+        }
     };
     let new = NewChannel {
         name,
@@ -439,24 +459,40 @@ pub fn new_channel_from_proto(
     Ok((new, url_field))
 }
 
-fn unsupported(field: &'static str) -> Error {
-    Error::invalid(
-        field,
-        "this kind of channel is not supported by this server yet; use webhook",
-    )
-}
-
-/// A channel as listed: `with_secret` only in CreateChannel's answer.
-pub fn channel_to_proto(c: ChannelRecord, with_secret: bool) -> pb::Channel {
+/// A channel as shown. `in_full` only in CreateChannel's answer: a
+/// webhook's secret, a Slack webhook's path and a PagerDuty routing key
+/// are credentials, listed masked (or not at all, the secret).
+pub fn channel_to_proto(c: ChannelRecord, in_full: bool) -> pb::Channel {
     use pb::channel::Target;
     let target = match c.target {
         ChannelTarget::Webhook { url, secret } => Target::Webhook(pb::WebhookTarget {
             url: url.as_str().to_owned(),
-            secret: if with_secret {
+            secret: if in_full {
                 secret.expose().to_owned()
             } else {
                 String::new()
             },
+        }),
+        ChannelTarget::Slack { webhook } => Target::Slack(pb::SlackTarget {
+            webhook_url: if in_full {
+                webhook.url().as_str().to_owned()
+            } else {
+                webhook.masked()
+            },
+        }),
+        ChannelTarget::Email { to } => Target::Email(pb::EmailTarget {
+            to: to.as_str().to_owned(),
+        }),
+        ChannelTarget::PagerDuty {
+            routing_key,
+            events_url,
+        } => Target::Pagerduty(pb::PagerDutyTarget {
+            routing_key: if in_full {
+                routing_key.expose().to_owned()
+            } else {
+                routing_key.masked()
+            },
+            events_url: events_url.as_str().to_owned(),
         }),
     };
     pb::Channel {

@@ -12,7 +12,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 
-use super::{TargetUrl, UserId};
+use super::{Email, TargetUrl, UserId};
 use crate::error::Error;
 
 /// Most URL ids one channel may be limited to.
@@ -59,6 +59,84 @@ impl fmt::Debug for WebhookSecret {
     }
 }
 
+/// PagerDuty's Events API v2 endpoint, where a PagerDuty channel sends
+/// unless it names another (a proxy, a test receiver).
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// A PagerDuty integration's routing key: 1 to 64 ASCII letters and digits
+/// (PagerDuty's are 32). Whoever has it can open incidents on the service,
+/// so its `Debug` is redacted and it is listed masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoutingKey(String);
+
+impl RoutingKey {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Error> {
+        let key = raw.trim();
+        if key.is_empty() {
+            return Err(Error::invalid(
+                field,
+                "is required: the integration's routing key",
+            ));
+        }
+        if key.len() > 64 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                field,
+                "must be a PagerDuty routing key: up to 64 letters and digits",
+            ));
+        }
+        Ok(Self(key.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The key as listed: its last four characters only.
+    pub fn masked(&self) -> String {
+        let tail = self.0.len().saturating_sub(4);
+        format!("…{}", &self.0[tail..])
+    }
+}
+
+impl fmt::Debug for RoutingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RoutingKey(redacted)")
+    }
+}
+
+/// A Slack incoming webhook's URL. Its path is the credential (whoever has
+/// it can post to the channel), so its `Debug` shows the host only and it
+/// is listed masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SlackWebhook(TargetUrl);
+
+impl SlackWebhook {
+    pub fn new(url: TargetUrl) -> Self {
+        Self(url)
+    }
+
+    pub fn url(&self) -> &TargetUrl {
+        &self.0
+    }
+
+    /// The URL as listed: scheme and host, the path hidden.
+    pub fn masked(&self) -> String {
+        let url = self.0.as_url();
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        format!(
+            "{}://{}{port}/…",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        )
+    }
+}
+
+impl fmt::Debug for SlackWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SlackWebhook({})", self.masked())
+    }
+}
+
 /// Where a channel sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelTarget {
@@ -67,27 +145,48 @@ pub enum ChannelTarget {
         url: TargetUrl,
         secret: WebhookSecret,
     },
+    /// A Slack incoming webhook (`text` and `blocks`).
+    Slack { webhook: SlackWebhook },
+    /// An email through the server's SMTP relay.
+    Email { to: Email },
+    /// PagerDuty Events API v2: trigger, and resolve with the same
+    /// `dedup_key`.
+    PagerDuty {
+        routing_key: RoutingKey,
+        events_url: TargetUrl,
+    },
 }
 
 impl ChannelTarget {
-    /// The kind's number as stored (1 webhook).
+    /// The kind's number as stored (1 webhook, 2 Slack, 3 email,
+    /// 4 PagerDuty).
     pub fn kind(&self) -> i16 {
         match self {
             Self::Webhook { .. } => 1,
+            Self::Slack { .. } => 2,
+            Self::Email { .. } => 3,
+            Self::PagerDuty { .. } => 4,
         }
     }
 
-    /// The kind's name (metrics labels).
+    /// The kind's name (metrics labels, listings).
     pub fn kind_name(&self) -> &'static str {
         match self {
             Self::Webhook { .. } => "webhook",
+            Self::Slack { .. } => "slack",
+            Self::Email { .. } => "email",
+            Self::PagerDuty { .. } => "pagerduty",
         }
     }
 
-    /// The URL the channel sends to.
-    pub fn url(&self) -> &TargetUrl {
+    /// The URL the channel sends to; none for email (the server's SMTP
+    /// relay is the operator's, not the user's).
+    pub fn url(&self) -> Option<&TargetUrl> {
         match self {
-            Self::Webhook { url, .. } => url,
+            Self::Webhook { url, .. } => Some(url),
+            Self::Slack { webhook } => Some(webhook.url()),
+            Self::Email { .. } => None,
+            Self::PagerDuty { events_url, .. } => Some(events_url),
         }
     }
 }
@@ -160,5 +259,23 @@ mod tests {
         assert_eq!(parse_url_ids("ids", vec![3, 1, 3]).unwrap(), vec![1, 3]);
         assert!(parse_url_ids("ids", vec![0]).is_err());
         assert!(parse_url_ids("ids", vec![1; MAX_URL_IDS + 1]).is_err());
+    }
+
+    #[test]
+    fn routing_keys_and_slack_urls_are_masked_and_never_debug_printed() {
+        let key = RoutingKey::parse("k", " R0123456789abcdefABCDEF012345678 ").unwrap();
+        assert_eq!(key.expose(), "R0123456789abcdefABCDEF012345678");
+        assert_eq!(key.masked(), "…5678");
+        assert!(!format!("{key:?}").contains("5678"));
+        for bad in ["", "  ", "has space", "ключ", &"a".repeat(65)] {
+            assert!(RoutingKey::parse("k", bad).is_err(), "{bad:?}");
+        }
+        let hook = SlackWebhook::new(
+            TargetUrl::parse("u", "https://hooks.slack.com/services/T0/B0/SECRET").unwrap(),
+        );
+        assert_eq!(hook.masked(), "https://hooks.slack.com/…");
+        assert!(!format!("{hook:?}").contains("SECRET"));
+        let local = SlackWebhook::new(TargetUrl::parse("u", "http://127.0.0.1:8080/x").unwrap());
+        assert_eq!(local.masked(), "http://127.0.0.1:8080/…");
     }
 }

@@ -19,7 +19,10 @@ pub mod url_update;
 pub mod verdict;
 
 pub use assertion::Assertions;
-pub use channel::{ChannelRecord, ChannelTarget, NewChannel, WebhookSecret};
+pub use channel::{
+    ChannelRecord, ChannelTarget, NewChannel, PAGERDUTY_EVENTS_URL, RoutingKey, SlackWebhook,
+    WebhookSecret,
+};
 pub use email::Email;
 pub use password::Password;
 pub use period::{Period, PeriodBounds};

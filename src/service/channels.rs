@@ -11,7 +11,7 @@ use sea_orm::DatabaseConnection;
 use super::{page_token, statuses::page_size};
 use crate::{
     domain::{
-        ChannelRecord, NewChannel, UserId,
+        ChannelRecord, ChannelTarget, NewChannel, UserId,
         notification::{DeliveryRecord, test_event_json},
         truncate_to_micros,
     },
@@ -61,14 +61,22 @@ pub struct ChannelService {
     max_channels: u32,
     /// Private and loopback addresses are allowed (tests, local demos).
     allow_private: bool,
+    /// An SMTP relay is set, so email channels can be sent.
+    email_enabled: bool,
 }
 
 impl ChannelService {
-    pub fn new(db: DatabaseConnection, settings: &ChannelSettings, allow_private: bool) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &ChannelSettings,
+        allow_private: bool,
+        email_enabled: bool,
+    ) -> Self {
         Self {
             db,
             max_channels: settings.max_channels_per_user,
             allow_private,
+            email_enabled,
         }
     }
 
@@ -80,12 +88,21 @@ impl ChannelService {
         url_field: &'static str,
         new: NewChannel,
     ) -> Result<ChannelRecord> {
-        ssrf::check_literal(new.target.url().as_url(), self.allow_private).map_err(|blocked| {
-            Error::invalid(
-                url_field,
-                format!("{blocked}; notifications go to public addresses only"),
-            )
-        })?;
+        if let Some(url) = new.target.url() {
+            ssrf::check_literal(url.as_url(), self.allow_private).map_err(|blocked| {
+                Error::invalid(
+                    url_field,
+                    format!("{blocked}; notifications go to public addresses only"),
+                )
+            })?;
+        }
+        if matches!(new.target, ChannelTarget::Email { .. }) && !self.email_enabled {
+            return Err(Error::FailedPrecondition(
+                "this server sends no email: its operator has not set MONITOR_SMTP_URL; \
+                 use a webhook, Slack or PagerDuty channel"
+                    .into(),
+            ));
+        }
         let now = truncate_to_micros(Utc::now());
         match channels::insert_within_limit(&self.db, user, &new, now, self.max_channels).await? {
             Ok(record) => {

@@ -1,7 +1,8 @@
 //! Notification channels and the URLs each is limited to.
 //!
 //! A channel's target is stored as its kind's number and a JSON object of
-//! its settings (the webhook's URL and secret). `all_urls` marks a channel
+//! its settings (a webhook's URL and secret, a Slack webhook's URL, an email's
+//! recipient, a PagerDuty routing key and events URL). `all_urls` marks a channel
 //! for every URL of its owner; otherwise its URLs are rows of
 //! `channel_urls`, which go when the URL goes.
 
@@ -12,36 +13,82 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use super::numbered;
-use crate::domain::{ChannelRecord, ChannelTarget, NewChannel, TargetUrl, UserId, WebhookSecret};
+use crate::domain::{
+    ChannelRecord, ChannelTarget, Email, NewChannel, RoutingKey, SlackWebhook, TargetUrl, UserId,
+    WebhookSecret,
+};
 
-/// The stored settings of a webhook channel.
+/// The stored settings of a channel, by kind: a JSON object without a
+/// tag (the kind is its own column).
 #[derive(Serialize, Deserialize)]
-struct StoredWebhook {
-    url: String,
-    secret: String,
+#[serde(untagged)]
+enum StoredTarget {
+    Webhook {
+        url: String,
+        secret: String,
+    },
+    Slack {
+        webhook_url: String,
+    },
+    Email {
+        to: String,
+    },
+    PagerDuty {
+        routing_key: String,
+        events_url: String,
+    },
 }
 
 fn target_json(target: &ChannelTarget) -> String {
-    match target {
-        ChannelTarget::Webhook { url, secret } => serde_json::to_string(&StoredWebhook {
+    let stored = match target {
+        ChannelTarget::Webhook { url, secret } => StoredTarget::Webhook {
             url: url.as_str().to_owned(),
             secret: secret.expose().to_owned(),
-        })
-        .unwrap_or_default(),
-    }
+        },
+        ChannelTarget::Slack { webhook } => StoredTarget::Slack {
+            webhook_url: webhook.url().as_str().to_owned(),
+        },
+        ChannelTarget::Email { to } => StoredTarget::Email {
+            to: to.as_str().to_owned(),
+        },
+        ChannelTarget::PagerDuty {
+            routing_key,
+            events_url,
+        } => StoredTarget::PagerDuty {
+            routing_key: routing_key.expose().to_owned(),
+            events_url: events_url.as_str().to_owned(),
+        },
+    };
+    serde_json::to_string(&stored).unwrap_or_default()
 }
 
 pub(super) fn target_from_stored(kind: i16, json: &str) -> Result<ChannelTarget, DbErr> {
     let bad = |why: String| DbErr::Custom(format!("stored channel target: {why}"));
-    match kind {
-        1 => {
-            let w: StoredWebhook = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-            Ok(ChannelTarget::Webhook {
-                url: TargetUrl::parse("url", &w.url).map_err(|e| bad(e.to_string()))?,
-                secret: WebhookSecret::from_stored(w.secret),
-            })
-        }
-        other => Err(bad(format!("unknown kind {other}"))),
+    let url = |raw: &str| TargetUrl::parse("url", raw).map_err(|e| bad(e.to_string()));
+    let stored: StoredTarget = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    match (kind, stored) {
+        (1, StoredTarget::Webhook { url: u, secret }) => Ok(ChannelTarget::Webhook {
+            url: url(&u)?,
+            secret: WebhookSecret::from_stored(secret),
+        }),
+        (2, StoredTarget::Slack { webhook_url }) => Ok(ChannelTarget::Slack {
+            webhook: SlackWebhook::new(url(&webhook_url)?),
+        }),
+        (3, StoredTarget::Email { to }) => Ok(ChannelTarget::Email {
+            to: Email::parse("to", &to).map_err(|e| bad(e.to_string()))?,
+        }),
+        (
+            4,
+            StoredTarget::PagerDuty {
+                routing_key,
+                events_url,
+            },
+        ) => Ok(ChannelTarget::PagerDuty {
+            routing_key: RoutingKey::parse("routing_key", &routing_key)
+                .map_err(|e| bad(e.to_string()))?,
+            events_url: url(&events_url)?,
+        }),
+        (kind, _) => Err(bad(format!("kind {kind} does not match its settings"))),
     }
 }
 

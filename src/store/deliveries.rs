@@ -39,7 +39,8 @@ pub(super) struct IncidentEvent {
 }
 
 /// Postgres: opened events to every matching channel that has not had one
-/// for the incident.
+/// for the incident — or, for a DEGRADED incident turned DOWN, not a DOWN
+/// one: a channel told of the DEGRADED incident is told it is DOWN now.
 const ENQUEUE_OPENED_POSTGRES: &str = "INSERT INTO deliveries \
       (channel_id, incident_id, event, payload, state, attempts, next_attempt_at, created_at) \
  SELECT c.id, e.incident_id, 'incident.opened', e.body, 1, 0, $5, $5 \
@@ -50,15 +51,18 @@ const ENQUEUE_OPENED_POSTGRES: &str = "INSERT INTO deliveries \
  WHERE (e.down OR c.notify_degraded) \
    AND (c.all_urls OR EXISTS (SELECT 1 FROM channel_urls cu WHERE cu.channel_id = c.id AND cu.url_id = e.url_id)) \
    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.incident_id \
-                   AND d.channel_id = c.id AND d.event = 'incident.opened') \
+                   AND d.channel_id = c.id AND d.event = 'incident.opened' \
+                   AND (NOT e.down OR d.payload::jsonb #>> '{data,incident,state}' = 'DOWN')) \
  ORDER BY e.ord, c.id";
 
-/// Postgres: resolved events to the channels that had the opened one.
+/// Postgres: resolved events to the channels that had an opened one, once
+/// per channel.
 const ENQUEUE_RESOLVED_POSTGRES: &str = "INSERT INTO deliveries \
       (channel_id, incident_id, event, payload, state, attempts, next_attempt_at, created_at) \
  SELECT d.channel_id, e.incident_id, 'incident.resolved', e.body, 1, 0, $3, $3 \
  FROM UNNEST($1::int8[], $2::text[]) WITH ORDINALITY AS e(incident_id, body, ord) \
  JOIN deliveries d ON d.incident_id = e.incident_id AND d.event = 'incident.opened' \
+ GROUP BY e.ord, e.incident_id, e.body, d.channel_id \
  ORDER BY e.ord, d.channel_id";
 
 /// SQLite: the same, the events read from one JSON parameter.
@@ -71,7 +75,8 @@ const ENQUEUE_OPENED_SQLITE: &str = "INSERT INTO deliveries \
  WHERE (e.value ->> 2 OR c.notify_degraded) \
    AND (c.all_urls OR EXISTS (SELECT 1 FROM channel_urls cu WHERE cu.channel_id = c.id AND cu.url_id = e.value ->> 1)) \
    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.value ->> 0 \
-                   AND d.channel_id = c.id AND d.event = 'incident.opened') \
+                   AND d.channel_id = c.id AND d.event = 'incident.opened' \
+                   AND (NOT (e.value ->> 2) OR d.payload ->> '$.data.incident.state' = 'DOWN')) \
  ORDER BY e.key, c.id";
 
 const ENQUEUE_RESOLVED_SQLITE: &str = "INSERT INTO deliveries \
@@ -79,6 +84,7 @@ const ENQUEUE_RESOLVED_SQLITE: &str = "INSERT INTO deliveries \
  SELECT d.channel_id, e.value ->> 0, 'incident.resolved', e.value ->> 1, 1, 0, ?2, ?2 \
  FROM json_each(?1) e \
  JOIN deliveries d ON d.incident_id = e.value ->> 0 AND d.event = 'incident.opened' \
+ GROUP BY e.key, d.channel_id \
  ORDER BY e.key, d.channel_id";
 
 fn split(events: &[IncidentEvent]) -> (Vec<&IncidentEvent>, Vec<&IncidentEvent>) {

@@ -281,8 +281,9 @@ impl IncidentSql {
 }
 
 /// The events of an incident updated by this batch (`update_open`'s row):
-/// resolved, or turned DOWN (an opened event for the channels that take
-/// DOWN only; the outbox skips channels that had it).
+/// resolved, or turned DOWN (an opened event in state DOWN: for the
+/// channels that take DOWN only, and for those told of it as DEGRADED; the
+/// outbox skips channels that had a DOWN one).
 fn events_of_update(
     url_id: i64,
     change: &crate::domain::state::OpenIncidentChange,

@@ -27,11 +27,11 @@ fn assertion(severity: Severity, check: Check) -> pb::Assertion {
     }
 }
 
-fn down(check: Check) -> pb::Assertion {
+pub(crate) fn down(check: Check) -> pb::Assertion {
     assertion(Severity::Unspecified, check)
 }
 
-fn degraded(check: Check) -> pb::Assertion {
+pub(crate) fn degraded(check: Check) -> pb::Assertion {
     assertion(Severity::Degraded, check)
 }
 
@@ -41,7 +41,7 @@ fn status(codes: &[&str]) -> Check {
     })
 }
 
-fn max_latency(ms: u64) -> Check {
+pub(crate) fn max_latency(ms: u64) -> Check {
     Check::MaxLatency(Duration::from_millis(ms).into())
 }
 
@@ -59,7 +59,7 @@ fn json_at(pointer: &str, value: serde_json::Value) -> Check {
     })
 }
 
-async fn add(
+pub(crate) async fn add(
     app: &TestApp,
     token: &str,
     url: &str,
@@ -83,7 +83,7 @@ async fn add(
         .map(|r| r.into_inner().url.unwrap())
 }
 
-async fn update_assertions(
+pub(crate) async fn update_assertions(
     app: &TestApp,
     token: &str,
     id: i64,
@@ -108,7 +108,12 @@ async fn update_assertions(
 }
 
 /// Waits until the URL is in `state` (at most 30 s).
-async fn wait_for_state(app: &TestApp, token: &str, id: i64, state: UrlState) -> pb::Url {
+pub(crate) async fn wait_for_state(
+    app: &TestApp,
+    token: &str,
+    id: i64,
+    state: UrlState,
+) -> pb::Url {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let url = app.get_url(token, id).await;

@@ -145,7 +145,7 @@ async fn bad_channels_are_refused_by_field_and_nothing_is_added(backend: Backend
     no_target.target = None;
     let mut slack = webhook("x", "https://hooks.example.com/");
     slack.target = Some(Target::Slack(pb::SlackTarget {
-        webhook_url: "https://hooks.slack.com/services/x".into(),
+        webhook_url: "hooks.slack.com/services/x".into(),
     }));
     for (channel, field) in [
         (webhook("  ", "https://hooks.example.com/"), "channel.name"),
@@ -157,7 +157,7 @@ async fn bad_channels_are_refused_by_field_and_nothing_is_added(backend: Backend
         (with_secret, "channel.webhook.secret"),
         (bad_ids, "channel.url_ids"),
         (no_target, "channel.target"),
-        (slack, "channel.slack"),
+        (slack, "channel.slack.webhook_url"),
     ] {
         expect_invalid(create_channel(&app, &token, channel).await, field);
     }

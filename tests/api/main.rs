@@ -23,6 +23,7 @@ mod abuse;
 mod accounts;
 mod assertions;
 mod auth;
+mod channel_kinds;
 mod channels;
 mod incidents;
 mod outages;
