@@ -865,6 +865,63 @@ async fn readme_assertion_examples_run_as_written() {
     );
 }
 
+/// The README's monitorctl notification examples (the block after their
+/// marker comment), run by bash as written, with monitorctl on the PATH,
+/// its token kept in a temporary directory, and only the addresses changed:
+/// the server's, and the webhook receiver's for hooks.example.com.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_notification_examples_run_as_written() {
+    let hooks = Hooks::start().await;
+    let app = spawn_app_with(Backend::Sqlite, delivering).await;
+    let config = tempfile::tempdir().unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = "<!-- tools::readme_notification_examples_run_as_written runs this block";
+    let after = &readme[readme.find(marker).expect("the README marks its block")..];
+    let block = after
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a sh block after the marker");
+    let script = block
+        .replace("http://127.0.0.1:50051", &format!("http://{}", app.addr))
+        .replace("https://hooks.example.com", &hooks.url(""));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_monitorctl"))
+        .parent()
+        .unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.args(["-e", "-o", "pipefail", "-c", &script])
+        .current_dir(config.path())
+        .env("PATH", path)
+        .env("MONITORCTL_CONFIG_DIR", config.path())
+        .env_remove("MONITOR_SERVER")
+        .env_remove("MONITOR_PASSWORD");
+    let (ok, out, err) = run(cmd).await;
+    assert!(ok, "the README's block failed:\n{out}\n{err}");
+    // What the README says it prints.
+    for part in [
+        "registered ops@example.com",
+        " ops ",
+        &hooks.url("/monitor"),
+        "the secret is shown only now",
+        " everything ",
+        " all ",
+        "test event queued for channel 1: delivery 1, PENDING",
+        "delivery 1: DELIVERED after 1 attempt(s)",
+        "DELIVERED OR NEXT TRY",
+        "deleted channel 2",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    let got = hooks.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "test");
+    assert_eq!(got[0]["data"]["channel"]["id"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_example_runs_against_the_server() {
     // `cargo test` builds examples beside the test binaries.
