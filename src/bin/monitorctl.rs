@@ -35,7 +35,8 @@ Exit codes:
   2  bad usage (see --help)
   3  not logged in, or the token expired: run `monitorctl login EMAIL`
   4  the server refused the request (invalid input, not found, already exists, quota)
-  5  the server cannot be reached or is unavailable: check --server and retry";
+  5  the server cannot be reached or is unavailable: check --server and retry
+  6  `channel test --wait`: the test event was given up, or still pending at --timeout";
 
 #[derive(Debug, Parser)]
 #[command(name = "monitorctl", version, about = "Command-line client for the monitor service", after_help = EXIT_CODES)]
@@ -136,6 +137,65 @@ enum Command {
         /// How many to show (at most 1000).
         #[arg(long, default_value_t = 20)]
         limit: i32,
+    },
+    /// Notification channels: where your incident events go.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
+    /// Show a channel's deliveries (events sent or being sent), newest first.
+    Deliveries {
+        channel_id: i64,
+        /// How many to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelCommand {
+    /// Add a channel: exactly one of --webhook, --slack, --email, --pagerduty.
+    #[command(group(clap::ArgGroup::new("target").required(true)))]
+    Add {
+        /// Your label for it.
+        name: String,
+        /// POST signed JSON events to this http(s) URL (Standard Webhooks).
+        #[arg(long, value_name = "URL", group = "target")]
+        webhook: Option<String>,
+        /// Post to this Slack incoming webhook.
+        #[arg(long, value_name = "WEBHOOK_URL", group = "target")]
+        slack: Option<String>,
+        /// Email this address.
+        #[arg(long, value_name = "ADDRESS", group = "target")]
+        email: Option<String>,
+        /// Send to PagerDuty (Events API v2) with this integration's routing key.
+        #[arg(long, value_name = "ROUTING_KEY", group = "target")]
+        pagerduty: Option<String>,
+        /// With --pagerduty: another Events API endpoint than PagerDuty's.
+        // The conflicts too: clap takes `requires` as met when the required
+        // flag conflicts with one given (the group makes them conflict).
+        #[arg(long, value_name = "URL", requires = "pagerduty", conflicts_with_all = ["webhook", "slack", "email"])]
+        events_url: Option<String>,
+        /// Only this URL's incidents; repeat for more (none: all your URLs, present and future).
+        #[arg(long = "url", value_name = "ID")]
+        url_ids: Vec<i64>,
+        /// Send DEGRADED incidents too (default: DOWN ones only).
+        #[arg(long)]
+        notify_degraded: bool,
+    },
+    /// List your channels.
+    List,
+    /// Delete a channel and its deliveries.
+    Delete { id: i64 },
+    /// Send a `test` event to a channel.
+    Test {
+        id: i64,
+        /// Wait until it is delivered or given up (exit 6 if it is not delivered).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: how long to wait at most (e.g. 30s, 2m).
+        #[arg(long, default_value = "30s", requires = "wait", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
 }
 
@@ -486,6 +546,357 @@ fn update_request(
     }
 }
 
+/// A channel's kind and where it sends, for the table. Slack and PagerDuty
+/// targets are secrets in themselves: only enough of them to tell them apart.
+fn channel_target(c: &pb::Channel) -> (&'static str, String) {
+    use pb::channel::Target;
+    match &c.target {
+        Some(Target::Webhook(w)) => ("webhook", w.url.clone()),
+        Some(Target::Slack(s)) => (
+            "slack",
+            s.webhook_url
+                .rsplit_once('/')
+                .map_or_else(|| "…".to_owned(), |(head, _)| format!("{head}/…")),
+        ),
+        Some(Target::Email(e)) => ("email", e.to.clone()),
+        Some(Target::Pagerduty(p)) => {
+            let chars = p.routing_key.chars().count();
+            let tail: String = p
+                .routing_key
+                .chars()
+                .skip(chars.saturating_sub(4))
+                .collect();
+            let via = if p.events_url.is_empty() {
+                String::new()
+            } else {
+                format!(" via {}", p.events_url)
+            };
+            ("pagerduty", format!("key …{tail}{via}"))
+        }
+        None => ("?", String::new()),
+    }
+}
+
+fn channel_rows(t: &mut Table, channels: &[pb::Channel]) {
+    for c in channels {
+        let (kind, target) = channel_target(c);
+        let urls = if c.url_ids.is_empty() {
+            "all".to_owned()
+        } else {
+            c.url_ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        t.add_row(vec![
+            c.id.to_string(),
+            c.name.clone(),
+            kind.to_owned(),
+            target,
+            urls,
+            if c.notify_degraded { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+}
+
+const CHANNEL_HEADER: [&str; 6] = ["ID", "NAME", "KIND", "TARGET", "URLS", "DEGRADED"];
+
+/// The channel `monitorctl channel add` asks for.
+fn channel_to_create(add: &ChannelCommand) -> Result<pb::Channel, Failure> {
+    use pb::channel::Target;
+    let ChannelCommand::Add {
+        name,
+        webhook,
+        slack,
+        email,
+        pagerduty,
+        events_url,
+        url_ids,
+        notify_degraded,
+    } = add
+    else {
+        unreachable!("only called for `channel add`")
+    };
+    let target = match (webhook, slack, email, pagerduty) {
+        (Some(url), ..) => Target::Webhook(pb::WebhookTarget {
+            url: url.clone(),
+            secret: String::new(),
+        }),
+        (_, Some(webhook_url), ..) => Target::Slack(pb::SlackTarget {
+            webhook_url: webhook_url.clone(),
+        }),
+        (_, _, Some(to), _) => Target::Email(pb::EmailTarget { to: to.clone() }),
+        (.., Some(routing_key)) => Target::Pagerduty(pb::PagerDutyTarget {
+            routing_key: routing_key.clone(),
+            events_url: events_url.clone().unwrap_or_default(),
+        }),
+        _ => {
+            return Err(Failure(
+                "one of --webhook, --slack, --email or --pagerduty is needed".into(),
+                2,
+            ));
+        }
+    };
+    Ok(pb::Channel {
+        name: name.clone(),
+        target: Some(target),
+        url_ids: url_ids.clone(),
+        notify_degraded: *notify_degraded,
+        ..Default::default()
+    })
+}
+
+/// `DELIVERY_STATE_GAVE_UP` → `GAVE_UP`.
+fn delivery_state_text(state: i32) -> &'static str {
+    pb::DeliveryState::try_from(state)
+        .unwrap_or(pb::DeliveryState::Unspecified)
+        .as_str_name()
+        .trim_start_matches("DELIVERY_STATE_")
+}
+
+fn delivery_rows(t: &mut Table, deliveries: &[pb::Delivery]) {
+    for d in deliveries {
+        let when = match (&d.delivered_at, &d.next_attempt_at) {
+            (Some(at), _) => format!("delivered {}", time_text(Some(at))),
+            (None, Some(next)) => format!("next try {}", time_text(Some(next))),
+            (None, None) => String::new(),
+        };
+        t.add_row(vec![
+            d.id.to_string(),
+            d.event.clone(),
+            if d.incident_id == 0 {
+                "-".to_owned()
+            } else {
+                d.incident_id.to_string()
+            },
+            delivery_state_text(d.state).to_owned(),
+            d.attempts.to_string(),
+            d.last_error.clone(),
+            when,
+        ]);
+    }
+}
+
+const DELIVERY_HEADER: [&str; 7] = [
+    "ID",
+    "EVENT",
+    "INCIDENT",
+    "STATE",
+    "ATTEMPTS",
+    "LAST ERROR",
+    "DELIVERED OR NEXT TRY",
+];
+
+/// Up to `limit` of a channel's deliveries, newest first, page after page;
+/// the token is the last page's (empty when there are no more).
+async fn list_deliveries(
+    client: &mut monitor::client::Client,
+    saved: &Saved,
+    channel_id: i64,
+    limit: u32,
+) -> Result<pb::ListDeliveriesResponse, Failure> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut deliveries = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page_size = i32::try_from((limit - deliveries.len()).min(1000)).unwrap_or(1000);
+        let page = client
+            .list_deliveries(authed(
+                pb::ListDeliveriesRequest {
+                    channel_id,
+                    page_size,
+                    page_token,
+                },
+                saved,
+            )?)
+            .await?
+            .into_inner();
+        deliveries.extend(page.deliveries);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || deliveries.len() >= limit {
+            deliveries.truncate(limit);
+            return Ok(pb::ListDeliveriesResponse {
+                deliveries,
+                next_page_token: page_token,
+            });
+        }
+    }
+}
+
+/// One delivery of a channel as it is now, if it is still listed.
+async fn find_delivery(
+    client: &mut monitor::client::Client,
+    saved: &Saved,
+    channel_id: i64,
+    id: i64,
+) -> Result<Option<pb::Delivery>, Failure> {
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_deliveries(authed(
+                pb::ListDeliveriesRequest {
+                    channel_id,
+                    page_size: 100,
+                    page_token,
+                },
+                saved,
+            )?)
+            .await?
+            .into_inner();
+        if let Some(found) = page.deliveries.iter().find(|d| d.id == id) {
+            return Ok(Some(found.clone()));
+        }
+        // Newest first, by id: once past it, it is not there.
+        if page.next_page_token.is_empty() || page.deliveries.last().is_some_and(|d| d.id < id) {
+            return Ok(None);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Polls a channel's test delivery until it is no longer PENDING or
+/// `timeout` has passed; returns it as last seen.
+async fn wait_for_delivery(
+    client: &mut monitor::client::Client,
+    saved: &Saved,
+    queued: pb::Delivery,
+    timeout: Duration,
+) -> Result<pb::Delivery, Failure> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = queued;
+    while last.state() == pb::DeliveryState::Pending {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        tokio::time::sleep((deadline - now).min(Duration::from_millis(250))).await;
+        last = find_delivery(client, saved, last.channel_id, last.id)
+            .await?
+            .ok_or_else(|| Failure(format!("delivery {} is no longer listed", last.id), 1))?;
+    }
+    Ok(last)
+}
+
+/// How a waited-for delivery went: a line to print when it was delivered,
+/// else the failure (exit 6) saying why.
+fn waited_outcome(last: &pb::Delivery, timeout: Duration) -> Result<String, Failure> {
+    let (id, attempts) = (last.id, last.attempts);
+    match last.state() {
+        pb::DeliveryState::Delivered => Ok(format!(
+            "delivery {id}: DELIVERED after {attempts} attempt(s)"
+        )),
+        pb::DeliveryState::Pending => Err(Failure(
+            format!(
+                "delivery {id} is still PENDING after {} ({attempts} attempt(s); last error: {})",
+                humantime::format_duration(timeout),
+                if last.last_error.is_empty() {
+                    "none"
+                } else {
+                    &last.last_error
+                },
+            ),
+            6,
+        )),
+        state => Err(Failure(
+            format!(
+                "delivery {id}: {} after {attempts} attempt(s): {}",
+                delivery_state_text(state as i32),
+                last.last_error
+            ),
+            6,
+        )),
+    }
+}
+
+/// `monitorctl channel …`.
+async fn run_channel(
+    client: &mut monitor::client::Client,
+    json: bool,
+    saved: &Saved,
+    command: &ChannelCommand,
+) -> Result<(), Failure> {
+    match command {
+        ChannelCommand::Add { .. } => {
+            let channel = channel_to_create(command)?;
+            let res = client
+                .create_channel(authed(
+                    pb::CreateChannelRequest {
+                        channel: Some(channel),
+                    },
+                    saved,
+                )?)
+                .await?
+                .into_inner();
+            if json {
+                return print_json(&res);
+            }
+            let mut t = table(&CHANNEL_HEADER);
+            channel_rows(&mut t, std::slice::from_ref(&res));
+            println!("{t}");
+            if let Some(pb::channel::Target::Webhook(w)) = &res.target {
+                println!("secret: {}", w.secret);
+                println!(
+                    "the secret is shown only now: keep it to check the webhook-signature header"
+                );
+            }
+        }
+        ChannelCommand::List => {
+            let res = client
+                .list_channels(authed(pb::ListChannelsRequest {}, saved)?)
+                .await?
+                .into_inner();
+            if json {
+                print_json(&res)?;
+            } else if res.channels.is_empty() {
+                println!(
+                    "no channels yet; add one with `monitorctl channel add NAME --webhook URL`"
+                );
+            } else {
+                let mut t = table(&CHANNEL_HEADER);
+                channel_rows(&mut t, &res.channels);
+                println!("{t}");
+            }
+        }
+        ChannelCommand::Delete { id } => {
+            let res = client
+                .delete_channel(authed(pb::DeleteChannelRequest { id: *id }, saved)?)
+                .await?
+                .into_inner();
+            if json {
+                print_json(&res)?;
+            } else {
+                println!("deleted channel {id}");
+            }
+        }
+        ChannelCommand::Test { id, wait, timeout } => {
+            let queued = client
+                .test_channel(authed(pb::TestChannelRequest { id: *id }, saved)?)
+                .await?
+                .into_inner();
+            if !json {
+                println!(
+                    "test event queued for channel {id}: delivery {}, {}",
+                    queued.id,
+                    delivery_state_text(queued.state)
+                );
+            }
+            if !*wait {
+                return if json { print_json(&queued) } else { Ok(()) };
+            }
+            let last = wait_for_delivery(client, saved, queued, *timeout).await?;
+            if json {
+                print_json(&last)?;
+            }
+            let line = waited_outcome(&last, *timeout)?;
+            if !json {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn connect(server: &str) -> Result<monitor::client::Client, Failure> {
     monitor::client::connect(server.to_owned())
         .await
@@ -793,6 +1204,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{t}");
             }
         }
+        Command::Channel { command } => {
+            let saved = load(&path)?;
+            run_channel(&mut client, cli.json, &saved, command).await?;
+        }
+        Command::Deliveries { channel_id, limit } => {
+            let saved = load(&path)?;
+            let res = list_deliveries(&mut client, &saved, *channel_id, *limit).await?;
+            if cli.json {
+                print_json(&res)?;
+            } else if res.deliveries.is_empty() {
+                println!("no deliveries yet for channel {channel_id}");
+            } else {
+                let mut t = table(&DELIVERY_HEADER);
+                delivery_rows(&mut t, &res.deliveries);
+                println!("{t}");
+            }
+        }
     }
     Ok(())
 }
@@ -823,5 +1251,96 @@ async fn main() -> ExitCode {
             eprintln!("monitorctl: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use pb::channel::Target;
+
+    use super::*;
+
+    /// The channel `monitorctl channel add ARGS…` would send.
+    fn channel_added(args: &[&str]) -> pb::Channel {
+        let cli = Cli::try_parse_from(["monitorctl", "channel", "add"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Command::Channel { command } = &cli.command else {
+            panic!("not a channel command")
+        };
+        channel_to_create(command).unwrap()
+    }
+
+    #[test]
+    fn channel_add_sends_each_kind_of_target_with_its_fields() {
+        let webhook = channel_added(&["ops", "--webhook", "https://h.invalid/x"]);
+        assert_eq!(webhook.name, "ops");
+        assert_eq!(
+            webhook.target,
+            Some(Target::Webhook(pb::WebhookTarget {
+                url: "https://h.invalid/x".into(),
+                secret: String::new(),
+            }))
+        );
+        assert!(webhook.url_ids.is_empty() && !webhook.notify_degraded);
+        assert_eq!(
+            channel_added(&["s", "--slack", "https://hooks.slack.invalid/T/B/C"]).target,
+            Some(Target::Slack(pb::SlackTarget {
+                webhook_url: "https://hooks.slack.invalid/T/B/C".into(),
+            }))
+        );
+        assert_eq!(
+            channel_added(&["e", "--email", "ops@example.com"]).target,
+            Some(Target::Email(pb::EmailTarget {
+                to: "ops@example.com".into(),
+            }))
+        );
+        assert_eq!(
+            channel_added(&["p", "--pagerduty", "R0UTING"]).target,
+            Some(Target::Pagerduty(pb::PagerDutyTarget {
+                routing_key: "R0UTING".into(),
+                events_url: String::new(),
+            }))
+        );
+        let pd = channel_added(&[
+            "p",
+            "--pagerduty",
+            "R0UTING",
+            "--events-url",
+            "https://events.invalid/v2/enqueue",
+            "--url",
+            "3",
+            "--url",
+            "5",
+            "--notify-degraded",
+        ]);
+        assert_eq!(
+            pd.target,
+            Some(Target::Pagerduty(pb::PagerDutyTarget {
+                routing_key: "R0UTING".into(),
+                events_url: "https://events.invalid/v2/enqueue".into(),
+            }))
+        );
+        assert_eq!(pd.url_ids, [3, 5]);
+        assert!(pd.notify_degraded);
+    }
+
+    #[test]
+    fn channel_list_shows_no_slack_or_pagerduty_secret() {
+        let slack = channel_added(&["s", "--slack", "https://hooks.slack.invalid/T1/B2/s3cr3t"]);
+        let pd = channel_added(&["p", "--pagerduty", "abcdefgh1234"]);
+        assert_eq!(
+            channel_target(&slack),
+            ("slack", "https://hooks.slack.invalid/T1/B2/…".to_owned())
+        );
+        assert_eq!(channel_target(&pd), ("pagerduty", "key …1234".to_owned()));
+        let mut t = table(&CHANNEL_HEADER);
+        channel_rows(&mut t, &[slack, pd]);
+        let text = t.to_string();
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("abcdefgh"),
+            "{text}"
+        );
+        assert!(text.contains(" all "), "{text}");
     }
 }
