@@ -527,14 +527,15 @@ async fn two_instances_send_every_event_once_under_one_id() {
     assert_eq!(dup, 0, "no event sent twice");
 }
 
+/// One pass of the loop, as [`run_passes`] calls it.
+type Pass = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<DeliveryReport>> + Send>>;
+
+/// When each pass began.
+type Ran = Arc<Mutex<Vec<tokio::time::Instant>>>;
+
 /// A fake pass for the loop: records when it ran, takes 100 ms, and claims
 /// what `script` says next (`None`: fails; nothing left: 0).
-fn scripted_pass(
-    script: Vec<Option<usize>>,
-) -> (
-    Arc<Mutex<Vec<tokio::time::Instant>>>,
-    impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<DeliveryReport>> + Send>>,
-) {
+fn scripted_pass(script: Vec<Option<usize>>) -> (Ran, impl FnMut() -> Pass) {
     let ran = Arc::new(Mutex::new(Vec::new()));
     let mut script = VecDeque::from(script);
     let record = ran.clone();
@@ -550,7 +551,7 @@ fn scripted_pass(
                 delivered: claimed,
                 ..DeliveryReport::default()
             })
-        }) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
+        }) as Pass
     };
     (ran, pass)
 }
