@@ -36,6 +36,8 @@ addurl_u, addurl_u_2k = load("addurl_users"), load("addurl_users_2000")
 ls, ls_2k = load("liststatuses"), load("liststatuses_2000")
 flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
 flush_wide = load("flush_wide")
+delivery = load("delivery")
+d_lat, d_tp = delivery["latency"], delivery["throughput"]
 asserted = load("prober_assertions")["assertions"]
 plain_rate = sum(asserted["plain_probes_per_s"]) / len(asserted["plain_probes_per_s"])
 rss, lateness = load("rss_100k"), load("lateness_10k")
@@ -92,6 +94,18 @@ rows = [
      flush_wide["write_with_state_and_rollups_rows_per_s"],
      "rows/s", ("statuses only, same batches", flush_wide["write_statuses_only_rows_per_s"]),
      flush_wide["derived_over_plain"], ">= 0.9x statuses only", 0.9),
+    (f"Notification latency p99, flush commit to receiver 2xx, {d_lat['incidents_per_s']} incidents/s for "
+     f"{d_lat['seconds']} s, default settings (a delivery pass every "
+     f"{delivery['settings']['delivery_interval_ms'] / 1000:g} s; p50 {d_lat['ms']['p50']:,.0f} ms, "
+     f"p95 {d_lat['ms']['p95']:,.0f} ms; {d_lat['delivered']:,} of {d_lat['incidents']:,} delivered)",
+     d_lat["ms"]["p99"], "ms", None, None, "<= 2 s", -2000.0 if d_lat["delivered"] == d_lat["incidents"] else -0.0001),
+    (f"Webhook sends/s through the outbox (Deliverer passes draining {d_tp['sends']:,} rows, "
+     f"{d_tp['concurrency']} at once, local receiver)", d_tp["outbox_sends_per_s"], "sends/s",
+     ("plain reqwest POSTs, same signed body and concurrency, no outbox", d_tp["plain_sends_per_s"]),
+     d_tp["ratio"], "reference", None),
+    ("  same, per core: sends per CPU-second of the sending runtime's threads (receiver and Postgres excluded)",
+     d_tp["outbox_sends_per_cpu_s"], "sends/CPU-s",
+     ("plain reqwest, same", d_tp["plain_sends_per_cpu_s"]), d_tp["ratio_per_cpu_s"], "reference", None),
     (f"GetUrlStats p99, 365 days at DAY, 200 rps (achieved {ok_rps(stats_day):,.0f} rps)", p99_ms(stats_day), "ms",
      None, None, "<= 20 ms at 200 rps", -20.0 if ok_rps(stats_day) >= 190 else -0.0001),
     (f"GetUrlStats p99, 48 hours at MINUTE (2,880 buckets), 200 rps (achieved {ok_rps(stats_min):,.0f} rps)",
@@ -152,7 +166,7 @@ errors = {k: v["errorDistribution"] for k, v in
            "addurl_users_2000": addurl_u_2k, "stats_day_200": stats_day,
            "stats_minute_200": stats_min}.items() if v["errorDistribution"]}
 report = {"machine": m, "results": table, "rpc_errors": errors,
-          "k6": k6, "raw": {n: load(n) for n in ["flush", "flush_wide", "rollups", "prober_nginx", "prober_assertions", "anchors", "rss_100k",
+          "k6": k6, "raw": {n: load(n) for n in ["flush", "flush_wide", "delivery", "rollups", "prober_nginx", "prober_assertions", "anchors", "rss_100k",
                                   "rss_100k_sqlite", "lateness_10k", "argon2", "soak_sqlite", "soak_postgres"]}}
 out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -402,22 +402,41 @@ impl Deliverer {
         }
     }
 
-    /// Runs passes every interval until `shutdown`.
+    /// Runs passes every interval until `shutdown` ([`run_passes`]).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut outage = OutageLog::new("delivery");
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.settings.interval) => {}
-            }
-            let result = async {
-                // A full pass: there may be more due at once.
-                while self.run_once().await?.claimed >= self.settings.batch as usize {}
-                anyhow::Ok(())
-            }
-            .await;
-            outage.record(&result);
+        let (interval, batch) = (self.settings.interval, self.settings.batch);
+        run_passes(interval, batch, shutdown, || self.run_once()).await;
+    }
+}
+
+/// The worker's loop, apart from what a pass does (`pass`: one
+/// [`Deliverer::run_once`]): every `interval`, passes until one claims less
+/// than a full `batch` (a full one may have left more due) or fails. On
+/// `shutdown` the wait between passes ends at once, and a pass in flight
+/// is finished but not followed by another (a backlog does not hold the
+/// shutdown: what is left is claimed by the next instance). A failure is
+/// logged once per outage and retried at the next interval.
+pub async fn run_passes<F, Fut>(
+    interval: Duration,
+    batch: u32,
+    shutdown: CancellationToken,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<DeliveryReport>>,
+{
+    let mut outage = OutageLog::new("delivery");
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(interval) => {}
         }
+        let result = async {
+            while pass().await?.claimed >= batch as usize && !shutdown.is_cancelled() {}
+            anyhow::Ok(())
+        }
+        .await;
+        outage.record(&result);
     }
 }
 

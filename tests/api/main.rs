@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod migrations;
+mod notif_faults;
 mod notifications;
 mod observability;
 #[cfg(feature = "otlp")]

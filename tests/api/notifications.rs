@@ -38,12 +38,12 @@ use crate::{
 
 /// One request the receiver got, and what it answered.
 #[derive(Debug, Clone)]
-struct Received {
-    id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-    answered: u16,
+pub(crate) struct Received {
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: String,
+    pub answered: u16,
 }
 
 /// How the receiver answers: `status` (with `Retry-After: 1` when 503)
@@ -124,7 +124,7 @@ impl Receiver {
 
 /// Standard Webhooks, from the spec: base64 of HMAC-SHA256 over
 /// `id.timestamp.body`, keyed with the base64-decoded secret after `whsec_`.
-fn verify(secret: &str, r: &Received) {
+pub(crate) fn verify(secret: &str, r: &Received) {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
@@ -140,7 +140,7 @@ fn verify(secret: &str, r: &Received) {
     assert!((chrono::Utc::now().timestamp() - ts).abs() < 60, "{ts}");
 }
 
-fn notifying(s: &mut monitor::config::Settings) {
+pub(crate) fn notifying(s: &mut monitor::config::Settings) {
     prober_settings(s);
     s.delivery.interval = Duration::from_millis(100);
     s.delivery.timeout = Duration::from_secs(2);
