@@ -205,6 +205,32 @@ pub struct Deliverer {
     metrics: Arc<Metrics>,
     /// None without `MONITOR_SMTP_URL`.
     mailer: Option<Mailer>,
+    /// When the pending gauge was last sampled.
+    pending_sampled: Arc<Sampled>,
+}
+
+/// How often the pending-deliveries gauge is sampled.
+const PENDING_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// A "was it done in the last [`PENDING_SAMPLE_EVERY`]?" shared by clones.
+#[derive(Debug, Default)]
+struct Sampled(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl Sampled {
+    /// True (and remembered) when the last sample is older than the period.
+    fn due(&self, now: std::time::Instant) -> bool {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *last {
+            Some(at) if now.duration_since(at) < PENDING_SAMPLE_EVERY => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
 }
 
 impl Deliverer {
@@ -238,6 +264,7 @@ impl Deliverer {
             allow_private,
             metrics: Arc::new(Metrics::new()),
             mailer,
+            pending_sampled: Arc::default(),
         })
     }
 
@@ -310,9 +337,13 @@ impl Deliverer {
                 Settled::GaveUp { .. } => report.gave_up += 1,
             }
         }
-        self.metrics
-            .deliveries_pending
-            .set(deliveries::count_pending(&self.db).await?);
+        // The gauge counts the whole outbox: sampled at most every few
+        // seconds, not on every (sub-second) pass of every instance.
+        if self.pending_sampled.due(std::time::Instant::now()) {
+            self.metrics
+                .deliveries_pending
+                .set(deliveries::count_pending(&self.db).await?);
+        }
         Ok(report)
     }
 
@@ -458,6 +489,15 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_pending_gauge_is_sampled_at_most_every_period() {
+        let sampled = Sampled::default();
+        let t0 = std::time::Instant::now();
+        assert!(sampled.due(t0));
+        assert!(!sampled.due(t0 + Duration::from_secs(1)));
+        assert!(sampled.due(t0 + PENDING_SAMPLE_EVERY));
     }
 
     #[test]

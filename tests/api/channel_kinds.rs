@@ -631,3 +631,101 @@ crate::on_both_backends!(
     every_kind_is_refused_by_field_and_listed_with_its_credentials_masked,
     a_private_slack_or_pagerduty_address_is_refused,
 );
+
+/// The real binary at `RUST_LOG=debug`: channels of every kind are
+/// created, listed, tested against receivers that refuse (410), retry
+/// (503) or are not there, and given up; its whole log holds no webhook
+/// secret, no Slack webhook path, no routing key and no SMTP password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs() {
+    let gone = JsonReceiver::start(410).await;
+    let busy = JsonReceiver::start(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = crate::binary::monitor_command(dir.path());
+    cmd.env("RUST_LOG", "debug")
+        .env("MONITOR_ALLOW_PRIVATE_TARGETS", "true")
+        .env("MONITOR_DELIVERY_INTERVAL", "100ms")
+        .env("MONITOR_DELIVERY_TIMEOUT", "1s")
+        .env("MONITOR_SMTP_URL", "smtp://mailer:SMTPPASSWORD@127.0.0.1:1");
+    let mut server = crate::binary::Running::start(cmd);
+    let mut client = server
+        .registered_client("secrets@example.com", "correct horse battery")
+        .await;
+    let token = client
+        .login(pb::LoginRequest {
+            email: "secrets@example.com".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let key = "RKEYSECRET0123456789abcdefABCDEF";
+    let targets = [
+        T::Webhook(pb::WebhookTarget {
+            url: gone.url("/hook"),
+            secret: String::new(),
+        }),
+        slack(&busy.url("/services/T0/B0/SLACKPATHSECRET")),
+        pagerduty(key, &gone.url("/v2/enqueue")),
+        email("oncall@example.com"),
+    ];
+    let mut secrets = vec![
+        key.to_owned(),
+        "SLACKPATHSECRET".to_owned(),
+        "SMTPPASSWORD".to_owned(),
+    ];
+    let mut ids = Vec::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        let created = client
+            .create_channel(authed(
+                pb::CreateChannelRequest {
+                    channel: Some(channel(&format!("c{i}"), target)),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(T::Webhook(w)) = &created.target {
+            secrets.push(w.secret.clone());
+            // Its bytes too, in the base64 a careless log would print.
+            secrets.push(w.secret["whsec_".len()..].to_owned());
+        }
+        ids.push(created.id);
+    }
+    client
+        .list_channels(authed(pb::ListChannelsRequest {}, &token))
+        .await
+        .unwrap();
+    for id in &ids {
+        client
+            .test_channel(authed(pb::TestChannelRequest { id: *id }, &token))
+            .await
+            .unwrap();
+    }
+    // Every kind tried at least once (the 503 one and the email more).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gone.got().len() < 2 || busy.got().len() < 2 {
+        assert!(Instant::now() < deadline, "not sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, log) = server.stop().await;
+    assert!(
+        log.iter().any(|l| l.contains("notification given up")),
+        "the 410s were logged as given up"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("\"DEBUG\"")),
+        "logged at debug level"
+    );
+    for line in &log {
+        for secret in &secrets {
+            assert!(
+                !line.contains(secret.as_str()),
+                "a secret in the log: {line}"
+            );
+        }
+    }
+}

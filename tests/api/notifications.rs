@@ -455,13 +455,15 @@ async fn a_test_event_is_sent_signed_and_listed_as_delivered(backend: Backend) {
     let sent = body(&got[0]);
     assert_eq!(sent["type"], "test");
     assert_eq!(sent["data"]["channel"]["id"], channel.id);
-    // Recorded as the pass that sent it ends.
+    // Recorded as the pass that sent it ends (the gauge within 5 s).
     let lines = [
         "monitor_deliveries_total{kind=\"webhook\",outcome=\"delivered\"} 1",
         "monitor_deliveries_pending 0",
         "monitor_delivery_duration_seconds_count 1",
+        "monitor_delivery_latency_seconds_count 1",
     ];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The pending gauge is sampled every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(12);
     loop {
         let metrics = reqwest::get(app.http_url("/metrics"))
             .await
