@@ -622,7 +622,117 @@ async fn degraded_incidents_reach_only_channels_that_ask_and_down_reaches_all(ba
     }
 }
 
+/// A name that resolves to a private address passes CreateChannel's
+/// literal check and is refused at every send, after DNS, for every kind
+/// that sends over HTTP: nothing reaches the receiver, and the delivery's
+/// last error says why.
+async fn a_name_resolving_to_a_private_address_is_blocked_at_send_time(backend: Backend) {
+    let receiver = JsonReceiver::start(200).await;
+    let app = spawn_app_with(backend, |s| {
+        s.prober.probe.allow_private_targets = false;
+        s.delivery.interval = Duration::from_millis(100);
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let port = receiver.addr.port();
+    let at = |path: &str| format!("http://localhost:{port}{path}");
+    let targets = [
+        T::Webhook(pb::WebhookTarget {
+            url: at("/hook"),
+            secret: String::new(),
+        }),
+        slack(&at("/services/T0/B0/X")),
+        pagerduty("abc123", &at("/v2/enqueue")),
+    ];
+    for target in targets {
+        let created = create_channel(&app, &token, channel("local", target))
+            .await
+            .expect("a name passes the literal check")
+            .into_inner();
+        app.client
+            .clone()
+            .test_channel(authed(pb::TestChannelRequest { id: created.id }, &token))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let delivery = loop {
+            let got = app
+                .client
+                .clone()
+                .list_deliveries(authed(
+                    pb::ListDeliveriesRequest {
+                        channel_id: created.id,
+                        page_size: 1,
+                        page_token: String::new(),
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .deliveries;
+            if got[0].attempts >= 1 {
+                break got[0].clone();
+            }
+            assert!(Instant::now() < deadline, "never tried: {got:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(delivery.state(), pb::DeliveryState::Pending, "{delivery:?}");
+        assert!(
+            delivery.last_error.contains("private or reserved address"),
+            "{delivery:?}"
+        );
+    }
+    assert!(receiver.got().is_empty(), "{:?}", receiver.got());
+}
+
+/// A channel created while an incident is open hears nothing of it, not
+/// even its resolution; it hears the next incident whole.
+async fn a_channel_created_during_an_incident_gets_only_later_events(backend: Backend) {
+    let target = Target::start().await;
+    let receiver = JsonReceiver::start(200).await;
+    let app = spawn_app_with(backend, notifying).await;
+    let (_, token) = app.user().await;
+    let url = app
+        .add_url_every(&token, &target.url("/seq/---------++++++-----+"), 1)
+        .await;
+    wait_for_state(&app, &token, url.id, UrlState::Down).await;
+    create_channel(&app, &token, webhook("late", &receiver.url("/hook")))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let incidents = app.incidents(&token, url.id).await;
+        if incidents.len() == 2 && incidents.iter().all(|i| i.resolved_at.is_some()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{incidents:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second = app.incidents(&token, url.id).await[0].id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.got().len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", receiver.got());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got: Vec<(Value, Value)> = receiver
+        .got()
+        .iter()
+        .map(|(_, b)| (b["type"].clone(), b["data"]["incident"]["id"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("incident.opened"), json!(second)),
+            (json!("incident.resolved"), json!(second)),
+        ]
+    );
+}
+
 crate::on_both_backends!(
+    a_channel_created_during_an_incident_gets_only_later_events,
+    a_name_resolving_to_a_private_address_is_blocked_at_send_time,
     degraded_incidents_reach_only_channels_that_ask_and_down_reaches_all,
     slack_gets_which_url_what_state_since_when_and_why,
     pagerduty_triggers_then_resolves_with_the_incident_id_as_dedup_key,
