@@ -35,12 +35,13 @@ use crate::{
     domain::rollup::Tier,
     flush::Flusher,
     health::Health,
+    live::{Hub, LiveBuffer},
     metrics::Metrics,
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
     service::{
         AccountService, ChannelService, IncidentService, Services, StatsService, StatusService,
-        UrlService,
+        UrlService, events::EventService,
     },
     store,
 };
@@ -60,6 +61,8 @@ pub struct App {
     prober: Prober,
     flusher: Flusher,
     deliverer: Deliverer,
+    /// Ends every WatchEvents stream (at shutdown).
+    watch_stop: CancellationToken,
     /// The open-file limit in force (raised to the hard limit at build).
     open_files: u64,
 }
@@ -90,31 +93,12 @@ impl App {
             &settings.urls,
             wake_scheduler.clone(),
         ));
-        let services = Services {
-            accounts: Arc::new(AccountService::new(
-                db.clone(),
-                keys.clone(),
-                settings.auth.login,
-            )),
-            statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
-            incidents: Arc::new(IncidentService::new(db.clone(), urls.clone())),
-            stats: Arc::new(StatsService::new(
-                db.clone(),
-                urls.clone(),
-                Tier::ALL.map(|t| (t, settings.flush.rollup_setting(t).1)),
-                // A result lands within a probe's timeout and a flush.
-                settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
-            )),
-            channels: Arc::new(ChannelService::new(
-                db.clone(),
-                &settings.channels,
-                settings.prober.probe.allow_private_targets,
-                settings.delivery.email_enabled(),
-            )),
-            urls,
-        };
+        let hub = Arc::new(Hub::new(settings.events.events_retained));
+        let watch_stop = CancellationToken::new();
+        let services = services(&settings, &db, &keys, urls, &hub, &watch_stop);
 
-        let buffer = buffer(&settings).await?;
+        // Every result pushed is a live event too (WatchEvents).
+        let buffer: Arc<dyn Buffer> = Arc::new(LiveBuffer::new(buffer(&settings).await?, hub));
         let probe =
             Probe::new(settings.prober.probe.clone()).context("building the probe HTTP client")?;
         let prober = Prober::new(
@@ -159,6 +143,7 @@ impl App {
             prober,
             flusher,
             deliverer,
+            watch_stop,
             open_files,
         })
     }
@@ -211,6 +196,13 @@ impl App {
                 .clone()
                 .watch(self.settings.health_interval, shutdown.clone()),
         );
+        // Open event streams end when the shutdown starts, so that they do
+        // not hold the drain for its whole grace.
+        let (stop, watch_stop) = (shutdown.clone(), self.watch_stop.clone());
+        tasks.spawn(async move {
+            stop.cancelled().await;
+            watch_stop.cancel();
+        });
         // Every instance sends the outbox; claims keep them apart.
         tasks.spawn(self.deliverer.clone().run(shutdown.clone()));
         let accounts = self.services.accounts.clone();
@@ -419,6 +411,47 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 }
 
 /// The buffer the settings select: Redis when `REDIS_URL` is set, else in process.
+/// The services, over one database connection.
+fn services(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    keys: &Arc<TokenKeys>,
+    urls: Arc<UrlService>,
+    hub: &Arc<Hub>,
+    watch_stop: &CancellationToken,
+) -> Services {
+    Services {
+        events: Arc::new(EventService::new(
+            db.clone(),
+            urls.clone(),
+            hub.clone(),
+            settings.events.clone(),
+            watch_stop.clone(),
+        )),
+        accounts: Arc::new(AccountService::new(
+            db.clone(),
+            keys.clone(),
+            settings.auth.login,
+        )),
+        statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
+        incidents: Arc::new(IncidentService::new(db.clone(), urls.clone())),
+        stats: Arc::new(StatsService::new(
+            db.clone(),
+            urls.clone(),
+            Tier::ALL.map(|t| (t, settings.flush.rollup_setting(t).1)),
+            // A result lands within a probe's timeout and a flush.
+            settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
+        )),
+        channels: Arc::new(ChannelService::new(
+            db.clone(),
+            &settings.channels,
+            settings.prober.probe.allow_private_targets,
+            settings.delivery.email_enabled(),
+        )),
+        urls,
+    }
+}
+
 async fn buffer(settings: &Settings) -> anyhow::Result<Arc<dyn Buffer>> {
     Ok(match &settings.redis_url {
         Some(url) => Arc::new(

@@ -23,7 +23,7 @@ pub use crate::{
     error::SettingsError,
     flush::FlushSettings,
     prober::ProberSettings,
-    service::{ChannelSettings, UrlSettings},
+    service::{ChannelSettings, UrlSettings, events::EventSettings},
     telemetry::LogFormat,
 };
 
@@ -87,6 +87,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub delivery: DeliverySettings,
+
+    #[command(flatten)]
+    pub events: EventSettings,
 
     #[command(flatten)]
     pub prober: ProberSettings,
@@ -179,6 +182,7 @@ impl Settings {
         self.urls.validate()?;
         self.channels.validate()?;
         self.delivery.validate()?;
+        self.events.validate()?;
         check_setting(
             self.db_max_connections > 0,
             "MONITOR_DB_MAX_CONNECTIONS",

@@ -31,6 +31,9 @@ pub enum Error {
     /// email channel on a server without SMTP).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A position (a resume token) the server no longer has.
+    #[error("{0}")]
+    OutOfRange(String),
     /// Too many failed attempts; the client may retry after `retry_after`.
     #[error("too many failed attempts; try again in {}s", retry_after.as_secs())]
     TooManyAttempts { retry_after: std::time::Duration },
@@ -65,6 +68,7 @@ impl Error {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::ResourceExhausted(_) | Self::TooManyAttempts { .. } => Code::ResourceExhausted,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::OutOfRange(_) => Code::OutOfRange,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }

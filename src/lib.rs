@@ -29,6 +29,7 @@ pub mod domain;
 pub mod error;
 pub mod flush;
 pub mod health;
+pub mod live;
 pub mod metrics;
 pub mod prober;
 pub mod proto;

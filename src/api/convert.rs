@@ -20,6 +20,7 @@ use crate::{
     error::Error,
     proto::monitor::v1 as pb,
     service::StatsRow,
+    service::events::{Item, Watched},
 };
 
 /// Converts a proto Timestamp, rejecting values outside what proto3 allows
@@ -394,6 +395,19 @@ pub fn status_to_proto(s: StatusRecord) -> pb::Status {
         failed_assertions: failed_to_proto(s.failed_assertions),
         tls_not_after: s.tls_not_after.map(time_to_proto),
         verdict: state_to_proto(s.verdict.into()) as i32,
+    }
+}
+
+/// A live event as streamed.
+pub fn event_to_proto(w: Watched) -> pb::Event {
+    use pb::event::Kind;
+    let kind = match w.item {
+        Item::Status(result) => Kind::Status(status_to_proto(result.to_record())),
+        Item::Bookmark => Kind::Bookmark(pb::Bookmark {}),
+    };
+    pb::Event {
+        resume_token: w.resume_token,
+        kind: Some(kind),
     }
 }
 

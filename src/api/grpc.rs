@@ -45,6 +45,27 @@ fn caller<T>(req: &Request<T>) -> Result<UserId, Status> {
 
 #[tonic::async_trait]
 impl MonitorService for MonitorApi {
+    type WatchEventsStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<pb::Event, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        use futures_util::StreamExt;
+        let user = caller(&req)?;
+        let r = req.into_inner();
+        let events = self
+            .services
+            .events
+            .watch(user, r.url_id, &r.resume_token)
+            .await?;
+        Ok(Response::new(Box::pin(events.map(|e| {
+            e.map(super::convert::event_to_proto).map_err(Status::from)
+        }))))
+    }
+
     async fn register(
         &self,
         req: Request<pb::RegisterRequest>,

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 use super::{
-    body_routes,
+    body_routes, events_sse,
     gateway::{error_response, routes},
     grpc::MonitorApi,
     middleware,
@@ -56,6 +56,7 @@ pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
     let routes = Router::new()
         .merge(routes::monitor_service_rest_router(api.clone()))
         .merge(body_routes::router(api.clone()))
+        .merge(events_sse::router(api.clone()))
         .merge(seed::router(api))
         .route_layer(from_fn_with_state(parts.keys, middleware::identify))
         .merge(ops)

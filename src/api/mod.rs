@@ -23,6 +23,7 @@ pub mod client_faults;
 pub mod connections;
 pub mod convert;
 pub mod deadline;
+pub mod events_sse;
 pub mod gateway;
 pub mod grpc;
 pub mod http;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    truncate_to_micros,
+    StatusRecord, truncate_to_micros,
     verdict::{FailedAssertion, Verdict},
 };
 use crate::proto::monitor::v1::ErrorKind;
@@ -75,6 +75,25 @@ impl ProbeResult {
     pub fn verdict(&self) -> Verdict {
         self.verdict
             .unwrap_or_else(|| Verdict::by_default(self.status_code, self.error_kind))
+    }
+
+    /// The status this result becomes, before it is stored (`id` 0).
+    pub fn to_record(&self) -> StatusRecord {
+        StatusRecord {
+            id: 0,
+            url_id: self.url_id,
+            due_at: DateTime::from_timestamp_millis(self.due_ms).unwrap_or_default(),
+            probed_at: DateTime::from_timestamp_micros(self.started_us).unwrap_or_default(),
+            status_code: self.status_code,
+            latency: Duration::from_micros(u64::try_from(self.latency_us).unwrap_or(0)),
+            error_kind: self.error_kind,
+            error_message: self.error_message.clone(),
+            verdict: self.verdict(),
+            failed_assertions: self.failed_assertions.clone(),
+            tls_not_after: self
+                .tls_not_after_ms
+                .and_then(DateTime::from_timestamp_millis),
+        }
     }
 }
 

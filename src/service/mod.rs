@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod channels;
+pub mod events;
 pub mod incidents;
 pub mod page_token;
 pub mod stats;
@@ -32,4 +33,5 @@ pub struct Services {
     pub incidents: Arc<IncidentService>,
     pub stats: Arc<StatsService>,
     pub channels: Arc<ChannelService>,
+    pub events: Arc<events::EventService>,
 }

@@ -80,6 +80,14 @@ pub async fn existing_ids(
         .collect()
 }
 
+/// Who owns the URL with this id (None: there is none).
+pub async fn owner_of(db: &DatabaseConnection, id: i64) -> Result<Option<UserId>, DbErr> {
+    Ok(Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(|m| UserId(m.user_id)))
+}
+
 /// The URL as stored, in the state of a URL with no result yet (see
 /// [`with_states`] for the state the flush keeps).
 impl From<Model> for UrlRecord {

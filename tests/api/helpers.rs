@@ -147,6 +147,8 @@ pub struct TestApp {
     pub database: TestDatabase,
     /// The settings this app runs with, to start siblings on the same stores.
     pub settings: Settings,
+    /// The app's buffer (results pushed here are live events too).
+    pub buffer: std::sync::Arc<dyn monitor::buffer::Buffer>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _tmp: TempDir,
@@ -285,6 +287,7 @@ impl TestApp {
         let addr = app.grpc_addr();
         let http_addr = app.http_addr();
         let db = app.db().clone();
+        let buffer = app.buffer();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run(shutdown.clone()));
         let client = MonitorServiceClient::connect(format!("http://{addr}"))
@@ -298,6 +301,7 @@ impl TestApp {
             token_key,
             database,
             settings,
+            buffer,
             shutdown,
             server: Some(server),
             _tmp: tmp,

@@ -26,6 +26,7 @@ mod assertions;
 mod auth;
 mod channel_kinds;
 mod channels;
+mod events;
 mod incidents;
 mod outages;
 mod pipeline;

@@ -1,0 +1,315 @@
+//! WatchEvents over gRPC and Server-Sent Events: a user's statuses as their
+//! probes end (from a real prober and target, and results pushed to the
+//! app's buffer), only their own; resuming after a dropped stream loses
+//! none and repeats none; tokens too old, from another run, or malformed;
+//! bookmarks on an idle stream; a consumer that does not read is cut off;
+//! the watchers-per-user limit.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use monitor::{
+    domain::ProbeResult,
+    proto::monitor::v1::{self as pb, event::Kind},
+};
+use tonic::{Code, Streaming};
+
+use crate::{
+    helpers::{Backend, TestApp, authed, prober_settings, spawn_app, spawn_app_with},
+    target::Target,
+};
+
+async fn watch(
+    app: &TestApp,
+    token: &str,
+    url_id: i64,
+    resume_token: &str,
+) -> Result<Streaming<pb::Event>, tonic::Status> {
+    app.client
+        .clone()
+        .watch_events(authed(
+            pb::WatchEventsRequest {
+                url_id,
+                resume_token: resume_token.into(),
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The next event, within 10 s.
+async fn next(stream: &mut Streaming<pb::Event>) -> Result<pb::Event, tonic::Status> {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an event within 10 s")
+        .map(|e| e.expect("the stream went on"))
+}
+
+/// The next status event (bookmarks skipped).
+async fn next_status(stream: &mut Streaming<pb::Event>) -> (String, pb::Status) {
+    loop {
+        let event = next(stream).await.expect("an event");
+        if let Some(Kind::Status(status)) = event.kind {
+            return (event.resume_token, status);
+        }
+    }
+}
+
+/// A result of `url_id` due `n` seconds after a fixed start, pushed to
+/// the app's buffer as the prober would.
+async fn push(app: &TestApp, url_id: i64, n: i64) {
+    let due = chrono::DateTime::from_timestamp(1_800_000_000 + n, 0).unwrap();
+    app.buffer
+        .push(ProbeResult::new(
+            url_id,
+            due,
+            Utc::now(),
+            200,
+            Duration::from_millis(5),
+            None,
+        ))
+        .await;
+}
+
+fn due_seconds(status: &pb::Status) -> i64 {
+    status.due_at.unwrap().seconds - 1_800_000_000
+}
+
+async fn statuses_of_the_callers_urls_stream_as_they_are_probed(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, prober_settings).await;
+    let (_, alice) = app.user().await;
+    let (_, bob) = app.user().await;
+    let mut all = watch(&app, &alice, 0, "").await.unwrap();
+    let mine = app.add_url_every(&alice, &target.url("/ok"), 1).await;
+    let other = app.add_url_every(&bob, &target.url("/fail"), 1).await;
+    let mut one = watch(&app, &alice, mine.id, "").await.unwrap();
+    let mut bobs = watch(&app, &bob, other.id, "").await.unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let (token, status) = next_status(&mut all).await;
+        assert_eq!(
+            (status.url_id, status.status_code, status.id),
+            (mine.id, 200, 0)
+        );
+        assert!(status.due_at.is_some() && status.probed_at.is_some());
+        tokens.push(token);
+        let (_, status) = next_status(&mut one).await;
+        assert_eq!(status.url_id, mine.id);
+        let (_, status) = next_status(&mut bobs).await;
+        assert_eq!((status.url_id, status.status_code), (other.id, 500));
+    }
+    let mut sorted = tokens.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3, "a token per event: {tokens:?}");
+    // Another user's URL is not found, as everywhere.
+    let err = watch(&app, &alice, other.id, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = watch(&app, &alice, -1, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+}
+
+async fn a_resumed_stream_loses_none_and_repeats_none(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/a").await;
+    let mut first = watch(&app, &token, 0, "").await.unwrap();
+    for n in 1..=5 {
+        push(&app, url.id, n).await;
+    }
+    let mut last = String::new();
+    for n in 1..=2 {
+        let (resume, status) = next_status(&mut first).await;
+        assert_eq!(due_seconds(&status), n);
+        last = resume;
+    }
+    drop(first);
+    push(&app, url.id, 6).await;
+    let mut again = watch(&app, &token, url.id, &last).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 3..=6 {
+        seen.push(due_seconds(&next_status(&mut again).await.1));
+    }
+    assert_eq!(seen, [3, 4, 5, 6]);
+    push(&app, url.id, 7).await;
+    assert_eq!(due_seconds(&next_status(&mut again).await.1), 7);
+}
+
+async fn old_foreign_and_malformed_tokens_are_refused(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.events.events_retained = 100).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/a").await;
+    let mut stream = watch(&app, &token, 0, "").await.unwrap();
+    push(&app, url.id, 1).await;
+    let (oldest, _) = next_status(&mut stream).await;
+    // Still kept: resumes.
+    watch(&app, &token, 0, &oldest).await.unwrap();
+    for n in 2..=150 {
+        push(&app, url.id, n).await;
+    }
+    let err = watch(&app, &token, 0, &oldest).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("watch again"), "{}", err.message());
+    // A token of another run of the server (another epoch).
+    let (epoch, seq) = oldest.split_once('.').unwrap();
+    let other_epoch = format!("{:08x}", u32::from_str_radix(epoch, 16).unwrap() ^ 1);
+    let err = watch(&app, &token, 0, &format!("{other_epoch}.{seq}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    for bad in ["nonsense", "1", "zz.1"] {
+        let err = watch(&app, &token, 0, bad).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err:?}");
+        assert!(err.message().starts_with("resume_token:"), "{err:?}");
+    }
+}
+
+async fn an_idle_stream_gets_bookmarks_it_can_resume_from(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.events.watch_bookmark = Duration::from_millis(200);
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/a").await;
+    let mut stream = watch(&app, &token, 0, "").await.unwrap();
+    let event = next(&mut stream).await.unwrap();
+    assert!(matches!(event.kind, Some(Kind::Bookmark(_))), "{event:?}");
+    assert!(!event.resume_token.is_empty());
+    drop(stream);
+    push(&app, url.id, 1).await;
+    let mut resumed = watch(&app, &token, 0, &event.resume_token).await.unwrap();
+    assert_eq!(due_seconds(&next_status(&mut resumed).await.1), 1);
+}
+
+async fn a_consumer_that_does_not_read_is_cut_off(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.events.watch_queue = 4).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/a").await;
+    let mut stream = watch(&app, &token, url.id, "").await.unwrap();
+    // Far more than the queue and the connection's windows hold.
+    for n in 0..20_000 {
+        push(&app, url.id, n).await;
+    }
+    let mut got = 0;
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(_)) => got += 1,
+            Ok(None) => panic!("ended without an error after {got} events"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end:?}");
+    assert!(end.message().contains("resume_token"), "{}", end.message());
+    assert!(got < 20_000, "{got}");
+    // Its place is given back: a new watcher may start.
+    watch(&app, &token, url.id, "").await.unwrap();
+}
+
+async fn watchers_per_user_are_limited(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.events.watchers_per_user = 2).await;
+    let (_, token) = app.user().await;
+    let (_, other) = app.user().await;
+    let first = watch(&app, &token, 0, "").await.unwrap();
+    let _second = watch(&app, &token, 0, "").await.unwrap();
+    let err = watch(&app, &token, 0, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // Per user: another user is not counted with them.
+    watch(&app, &other, 0, "").await.unwrap();
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while watch(&app, &token, 0, "").await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET /v1/events`: an event stream a browser's EventSource reads.
+async fn events_over_server_sent_events(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/a").await;
+    let http = reqwest::Client::new();
+    let open = |last: Option<String>| {
+        let mut req = http
+            .get(app.http_url(&format!("/v1/events?urlId={}", url.id)))
+            .bearer_auth(&token);
+        if let Some(last) = last {
+            req = req.header("last-event-id", last);
+        }
+        req.send()
+    };
+    let response = open(None).await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut body = response;
+    push(&app, url.id, 1).await;
+    let mut text = String::new();
+    let first = loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(end) = text.find("\n\n") {
+            break text[..end].to_owned();
+        }
+    };
+    let field = |name: &str| {
+        first
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map_or_else(|| panic!("no {name} in {first:?}"), |v| v.trim().to_owned())
+    };
+    assert_eq!(field("event"), "status");
+    let data: serde_json::Value = serde_json::from_str(&field("data")).unwrap();
+    assert_eq!(data["status"]["urlId"], url.id.to_string());
+    assert_eq!(data["resumeToken"], field("id"));
+    drop(body);
+
+    // Reconnecting with Last-Event-ID resumes after it.
+    push(&app, url.id, 2).await;
+    let response = open(Some(field("id"))).await.unwrap();
+    let mut body = response;
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("\"dueAt\":\"2027-01-15T08:00:02"), "{text}");
+
+    // Errors before the stream are the gateway's JSON errors.
+    let (status, body) = app.get_json("/v1/events", None).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{body}");
+    let auth = format!("Bearer {token}");
+    let (status, body) = app
+        .get_json("/v1/events?resume_token=nonsense", Some(&auth))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app.get_json("/v1/events?color=red", Some(&auth)).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+}
+
+crate::on_both_backends!(
+    statuses_of_the_callers_urls_stream_as_they_are_probed,
+    a_resumed_stream_loses_none_and_repeats_none,
+    old_foreign_and_malformed_tokens_are_refused,
+    an_idle_stream_gets_bookmarks_it_can_resume_from,
+    a_consumer_that_does_not_read_is_cut_off,
+    watchers_per_user_are_limited,
+    events_over_server_sent_events,
+);
