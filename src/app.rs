@@ -35,7 +35,7 @@ use crate::{
     domain::rollup::Tier,
     flush::Flusher,
     health::Health,
-    live::{Hub, LiveBuffer},
+    live::{Hub, LiveBuffer, redis::RedisFeed},
     metrics::Metrics,
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
@@ -63,6 +63,8 @@ pub struct App {
     deliverer: Deliverer,
     /// Ends every WatchEvents stream (at shutdown).
     watch_stop: CancellationToken,
+    /// With Redis: the task that reads the shared events into the ring.
+    live_feed: Option<(Arc<RedisFeed>, Arc<Hub>)>,
     /// The open-file limit in force (raised to the hard limit at build).
     open_files: u64,
 }
@@ -93,12 +95,29 @@ impl App {
             &settings.urls,
             wake_scheduler.clone(),
         ));
-        let hub = Arc::new(Hub::new(settings.events.events_retained));
+        let retained = settings.events.events_retained;
+        let (hub, feed) = match &settings.redis_url {
+            // Shared by every instance through Redis: a token is good on any.
+            Some(url) => (
+                Arc::new(Hub::shared(retained)),
+                Some(Arc::new(RedisFeed::connect(
+                    url,
+                    &settings.buffer.redis_prefix,
+                    retained,
+                )?)),
+            ),
+            None => (Arc::new(Hub::local(retained)), None),
+        };
         let watch_stop = CancellationToken::new();
         let services = services(&settings, &db, &keys, urls, &hub, &watch_stop);
 
         // Every result pushed is a live event too (WatchEvents).
-        let buffer: Arc<dyn Buffer> = Arc::new(LiveBuffer::new(buffer(&settings).await?, hub));
+        let inner = buffer(&settings).await?;
+        let buffer: Arc<dyn Buffer> = Arc::new(match &feed {
+            Some(feed) => LiveBuffer::shared(inner, feed.clone()),
+            None => LiveBuffer::local(inner, hub.clone()),
+        });
+        let live_feed = feed.map(|feed| (feed, hub));
         let probe =
             Probe::new(settings.prober.probe.clone()).context("building the probe HTTP client")?;
         let prober = Prober::new(
@@ -144,6 +163,7 @@ impl App {
             flusher,
             deliverer,
             watch_stop,
+            live_feed,
             open_files,
         })
     }
@@ -203,6 +223,9 @@ impl App {
             stop.cancelled().await;
             watch_stop.cancel();
         });
+        if let Some((feed, hub)) = self.live_feed.clone() {
+            tasks.spawn(feed.run(hub, shutdown.clone()));
+        }
         // Every instance sends the outbox; claims keep them apart.
         tasks.spawn(self.deliverer.clone().run(shutdown.clone()));
         let accounts = self.services.accounts.clone();

@@ -23,7 +23,7 @@ use super::urls::UrlService;
 use crate::{
     domain::{ProbeResult, UserId},
     error::{Error, Result, SettingsError, check_setting},
-    live::{Gone, Hub, LiveEvent, Position},
+    live::{Gone, Hub, Key, LiveEvent},
     store::urls,
 };
 
@@ -180,14 +180,7 @@ impl EventService {
         let from = if resume_token.is_empty() {
             self.hub.now()
         } else {
-            let position = Position::parse(resume_token).ok_or_else(|| {
-                Error::invalid(
-                    "resume_token",
-                    "is not a resume token of this service (use an event's resume_token)",
-                )
-            })?;
-            self.hub.check(position).map_err(out_of_range)?;
-            position
+            self.hub.resume(resume_token).map_err(gone)?
         };
         let permit = self.permit(user)?;
         let (tx, rx) = mpsc::channel(self.settings.watch_queue);
@@ -211,12 +204,18 @@ impl EventService {
     }
 }
 
-fn out_of_range(_: Gone) -> Error {
-    Error::OutOfRange(
-        "resume_token: this server no longer has the events after it (too old, or from before \
-         a restart); list what you need, then watch again without a token"
-            .into(),
-    )
+fn gone(why: Gone) -> Error {
+    match why {
+        Gone::Malformed => Error::invalid(
+            "resume_token",
+            "is not a resume token of this service (use an event's resume_token)",
+        ),
+        Gone::OutOfRange => Error::OutOfRange(
+            "resume_token: this server no longer has the events after it (too old, or from \
+             before a restart); list what you need, then watch again without a token"
+                .into(),
+        ),
+    }
 }
 
 /// The queue's events, ended at once by an error from the watcher.
@@ -271,21 +270,21 @@ enum Sent {
 }
 
 impl Watcher {
-    async fn run(mut self, mut at: Position, shutdown: CancellationToken) {
+    async fn run(mut self, mut at: Key, shutdown: CancellationToken) {
         let mut latest = self.hub.subscribe();
         let mut quiet_since = tokio::time::Instant::now();
         loop {
             latest.borrow_and_update();
             let events = match self.hub.after(at, READ_AT_ONCE) {
                 Ok(events) => events,
-                Err(gone) => {
-                    self.stop(out_of_range(gone));
+                Err(why) => {
+                    self.stop(gone(why));
                     return;
                 }
             };
             let full = events.len() == READ_AT_ONCE;
-            for (seq, event) in events {
-                at.seq = seq;
+            for (key, event) in events {
+                at = key;
                 if !self.wanted(&event).await {
                     continue;
                 }
@@ -301,6 +300,11 @@ impl Watcher {
             tokio::select! {
                 changed = latest.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep_until(quiet_since + self.bookmark_every) => {
+                    // Nothing read yet: from where the ring is now (a
+                    // shared ring's feed may have begun after this watcher).
+                    if at == Key::default() {
+                        at = self.hub.now();
+                    }
                     if let Sent::Stop = self.send(at, Item::Bookmark) {
                         return;
                     }
@@ -312,9 +316,9 @@ impl Watcher {
         }
     }
 
-    fn send(&mut self, at: Position, item: Item) -> Sent {
+    fn send(&mut self, at: Key, item: Item) -> Sent {
         let watched = Watched {
-            resume_token: at.token(),
+            resume_token: self.hub.token(at),
             item,
         };
         match self.tx.try_send(watched) {

@@ -15,7 +15,7 @@ use monitor::{
 use tonic::{Code, Streaming};
 
 use crate::{
-    helpers::{Backend, TestApp, authed, prober_settings, spawn_app, spawn_app_with},
+    helpers::{Backend, TestApp, authed, prober_settings, spawn_app, spawn_app_with, use_redis},
     target::Target,
 };
 
@@ -302,6 +302,53 @@ async fn events_over_server_sent_events(backend: Backend) {
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = app.get_json("/v1/events?color=red", Some(&auth)).await;
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Two instances on one Postgres and one Redis: a watcher on one sees the
+/// results pushed on the other, and its resume token is good on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_one_instance_sees_probes_of_another_and_resumes_on_either() {
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let a = spawn_app_with(Backend::Postgres, |s| {
+        use_redis(s);
+        s.events.events_retained = 100;
+    })
+    .await;
+    let b = a.sibling(|_| {}).await;
+    let (_, token) = a.user().await;
+    let url = a.add_url(&token, "https://example.com/a").await;
+    let mut on_b = watch(&b, &token, 0, "").await.unwrap();
+    // B's feed reads from where the stream was when it began: give its
+    // first read a moment, then push on A.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    push(&a, url.id, 1).await;
+    push(&a, url.id, 2).await;
+    let (first, status) = next_status(&mut on_b).await;
+    assert_eq!((status.url_id, due_seconds(&status)), (url.id, 1));
+    assert!(first.contains('-'), "a Redis entry id: {first}");
+    drop(on_b);
+    push(&b, url.id, 3).await;
+    // B's token on A: the events after it, from both instances' probes.
+    let mut on_a = watch(&a, &token, url.id, &first).await.unwrap();
+    assert_eq!(due_seconds(&next_status(&mut on_a).await.1), 2);
+    assert_eq!(due_seconds(&next_status(&mut on_a).await.1), 3);
+    // Past the retained window, on either instance.
+    for n in 4..=300 {
+        push(&a, url.id, n).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for app in [&a, &b] {
+        loop {
+            if let Err(err) = watch(app, &token, 0, &first).await {
+                assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never out of range");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 crate::on_both_backends!(

@@ -1,0 +1,168 @@
+//! Live events shared by every instance through Redis: a stream
+//! `<prefix>:events`, capped near `retained` entries (`MAXLEN ~`), apart
+//! from the results stream (whose entries go once they are stored).
+//!
+//! Every instance `XADD`s the results its prober makes, and reads the
+//! stream into its own ring ([`Hub::shared`]) with `XREAD BLOCK`: all rings
+//! hold the same events under the same ids, so a resume token (a Redis
+//! entry id) is good on any instance. At start-up an instance fills its
+//! ring with the newest `retained` entries. While Redis is unreachable,
+//! nothing is published or read (the results themselves wait in the
+//! buffer's local queue); events of that time are not streamed.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use fred::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hub, Key, LiveEvent};
+use crate::{domain::ProbeResult, telemetry::OutageLog};
+
+const FIELD: &str = "r";
+
+/// Most entries one read takes.
+const READ_AT_ONCE: u64 = 500;
+
+/// How long one `XREAD` waits for new entries.
+const BLOCK: Duration = Duration::from_secs(1);
+
+/// Publishes to and reads from the shared events stream.
+#[derive(Debug)]
+pub struct RedisFeed {
+    client: Client,
+    key: String,
+    retained: usize,
+}
+
+type Entry = (String, HashMap<String, String>);
+
+impl RedisFeed {
+    /// Connects (without waiting: an outage is handled like any other).
+    pub fn connect(url: &str, prefix: &str, retained: usize) -> anyhow::Result<Self> {
+        let config = Config::from_url(url).context("parsing REDIS_URL")?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 1;
+            })
+            // Longer than a blocking read.
+            .with_performance_config(|p| p.default_command_timeout = BLOCK * 3)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build()
+            .context("building the Redis client for live events")?;
+        client.connect();
+        Ok(Self {
+            client,
+            key: format!("{prefix}:events"),
+            retained,
+        })
+    }
+
+    /// Adds a result to the stream; a failure is logged and the event lost
+    /// (the result itself is kept by the buffer).
+    pub async fn publish(&self, result: &ProbeResult) {
+        let Ok(json) = serde_json::to_string(result) else {
+            return;
+        };
+        let cap = (
+            "MAXLEN",
+            "~",
+            i64::try_from(self.retained).unwrap_or(i64::MAX),
+        );
+        let added: Result<String, Error> = self
+            .client
+            .xadd(&self.key, false, cap, "*", vec![(FIELD, json)])
+            .await;
+        if let Err(e) = added {
+            tracing::debug!(error = %e, "live event not published");
+        }
+    }
+
+    fn decode(hub: &Hub, entries: Vec<Entry>) -> Option<Key> {
+        let mut last = None;
+        for (id, fields) in entries {
+            let Some(key) = Key::parse_redis_id(&id) else {
+                continue;
+            };
+            last = Some(key);
+            if let Some(result) = fields
+                .get(FIELD)
+                .and_then(|json| serde_json::from_str::<ProbeResult>(json).ok())
+            {
+                hub.publish_at(key, LiveEvent::Status(Arc::new(result)));
+            }
+        }
+        last
+    }
+
+    /// Fills the ring with the newest entries; returns where to read on.
+    async fn fill(&self, hub: &Hub) -> anyhow::Result<Key> {
+        let mut newest: Vec<Entry> = self
+            .client
+            .xrevrange_values(&self.key, "+", "-", Some(self.retained as u64))
+            .await?;
+        newest.reverse();
+        let first = newest.first().and_then(|(id, _)| Key::parse_redis_id(id));
+        // Everything before the first entry kept is not kept here.
+        let floor = first.map_or(Key(now_ms(), 0), |k| {
+            if k.1 > 0 {
+                Key(k.0, k.1 - 1)
+            } else {
+                Key(k.0.saturating_sub(1), u64::MAX)
+            }
+        });
+        hub.start_after(floor);
+        Ok(Self::decode(hub, newest).unwrap_or(floor))
+    }
+
+    /// Reads the stream into `hub` until `shutdown`.
+    pub async fn run(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+        let mut outage = OutageLog::new("live events");
+        let mut from = None;
+        loop {
+            let step = async {
+                let at = match from {
+                    Some(at) => at,
+                    None => self.fill(&hub).await?,
+                };
+                let id = format!("{}-{}", at.0, at.1);
+                let read: fred::types::streams::XReadResponse<String, String, String, String> =
+                    self.client
+                        .xread_map(
+                            Some(READ_AT_ONCE),
+                            Some(u64::try_from(BLOCK.as_millis()).unwrap_or(1000)),
+                            &self.key,
+                            id,
+                        )
+                        .await?;
+                let entries = read.into_values().flatten().collect();
+                anyhow::Ok(Self::decode(&hub, entries).unwrap_or(at))
+            };
+            let result = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = step => r,
+            };
+            outage.record(
+                &result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("{e:#}")),
+            );
+            match result {
+                Ok(at) => from = Some(at),
+                Err(_) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
