@@ -129,6 +129,15 @@ enum Command {
         #[arg(long, value_parser = ["minute", "hour", "day"])]
         granularity: Option<String>,
     },
+    /// Print your URLs' statuses as their probes end, until interrupted
+    /// (with --json: each event, bookmarks too, as a JSON line).
+    Watch {
+        /// Only this URL's (default: all of yours).
+        url_id: Option<i64>,
+        /// Go on after this event (an event's resume_token, as --json prints it).
+        #[arg(long, value_name = "TOKEN")]
+        resume: Option<String>,
+    },
     /// Show incidents (runs of failures that turned a URL DOWN), newest first.
     Incidents {
         /// Only this URL's.
@@ -544,6 +553,29 @@ fn update_request(
             paths: paths.into_iter().map(str::to_owned).collect(),
         }),
     }
+}
+
+/// Why a status failed: its error, and its failed assertions.
+fn status_why(s: &pb::Status) -> String {
+    let error = pb::ErrorKind::try_from(s.error_kind)
+        .ok()
+        .filter(|k| *k != pb::ErrorKind::Unspecified)
+        .map_or_else(String::new, |k| {
+            let kind = k
+                .as_str_name()
+                .trim_start_matches("ERROR_KIND_")
+                .to_lowercase();
+            format!("{kind}: {}", s.error_message)
+        });
+    let failed = s
+        .failed_assertions
+        .iter()
+        .map(|f| format!("#{}: {}", f.index, f.message));
+    std::iter::once(error)
+        .filter(|e| !e.is_empty())
+        .chain(failed)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A channel's kind and where it sends, for the table. Slack and PagerDuty
@@ -1078,33 +1110,48 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     "ERROR OR FAILED ASSERTIONS",
                 ]);
                 for s in &res.statuses {
-                    let error = pb::ErrorKind::try_from(s.error_kind)
-                        .ok()
-                        .filter(|k| *k != pb::ErrorKind::Unspecified)
-                        .map_or_else(String::new, |k| {
-                            let kind = k
-                                .as_str_name()
-                                .trim_start_matches("ERROR_KIND_")
-                                .to_lowercase();
-                            format!("{kind}: {}", s.error_message)
-                        });
-                    let failed = s
-                        .failed_assertions
-                        .iter()
-                        .map(|f| format!("#{}: {}", f.index, f.message));
-                    let why: Vec<String> = std::iter::once(error)
-                        .filter(|e| !e.is_empty())
-                        .chain(failed)
-                        .collect();
+                    let why = status_why(s);
                     t.add_row(vec![
                         time_text(s.probed_at.as_ref()),
                         s.status_code.to_string(),
                         duration_text(s.latency.as_ref()),
                         state_text(s.verdict),
-                        why.join("; "),
+                        why,
                     ]);
                 }
                 println!("{t}");
+            }
+        }
+        Command::Watch { url_id, resume } => {
+            let saved = load(&path)?;
+            let mut stream = client
+                .watch_events(authed(
+                    pb::WatchEventsRequest {
+                        url_id: url_id.unwrap_or(0),
+                        resume_token: resume.clone().unwrap_or_default(),
+                    },
+                    &saved,
+                )?)
+                .await?
+                .into_inner();
+            while let Some(event) = stream.message().await? {
+                if cli.json {
+                    let line = serde_json::to_string(&event)
+                        .map_err(|e| Failure(format!("encoding JSON: {e}"), 1))?;
+                    println!("{line}");
+                } else if let Some(pb::event::Kind::Status(s)) = &event.kind {
+                    println!(
+                        "{}  url {}  {}  {}  {}  {}",
+                        time_text(s.probed_at.as_ref()),
+                        s.url_id,
+                        s.status_code,
+                        duration_text(s.latency.as_ref()),
+                        state_text(s.verdict),
+                        status_why(s)
+                    );
+                }
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
             }
         }
         Command::Stats {

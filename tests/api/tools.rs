@@ -993,3 +993,92 @@ async fn the_k6_scripts_run_against_the_server_without_a_failed_request() {
         );
     }
 }
+
+/// `monitorctl watch`: statuses printed as they come, as JSON lines with
+/// --json, and resumed after a token with --resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitorctl_watch_prints_statuses_as_they_come_and_resumes() {
+    use std::io::BufRead as _;
+    let app = spawn_app(Backend::Sqlite).await;
+    let server = format!("http://{}", app.addr);
+    let config = tempfile::tempdir().unwrap();
+    let ctl = |args: &[&str]| monitorctl(&server, config.path(), args);
+    for step in [
+        ["register", "watch@example.com"],
+        ["login", "watch@example.com"],
+    ] {
+        let (ok, _, err) = run(ctl(&step)).await;
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = run(ctl(&["--json", "add", "http://127.0.0.1:9/health"])).await;
+    assert!(ok, "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let url_id = added["url"]["id"].as_str().unwrap().to_owned();
+    let id: i64 = url_id.parse().unwrap();
+
+    let watching = |args: &[&str]| {
+        let mut child = ctl(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    };
+    let push = |n: i64| {
+        let due = chrono::DateTime::from_timestamp(1_800_000_000 + n, 0).unwrap();
+        app.buffer.push(monitor::domain::ProbeResult::new(
+            id,
+            due,
+            chrono::Utc::now(),
+            503,
+            std::time::Duration::from_millis(12),
+            None,
+        ))
+    };
+    // Pushed until the watcher, just started, prints one.
+    let (mut child, lines) = watching(&["--json", "watch", &url_id]);
+    let mut n = 0;
+    let first = loop {
+        n += 1;
+        push(n).await;
+        if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(300)) {
+            break line;
+        }
+        assert!(n < 50, "monitorctl watch printed nothing");
+    };
+    let event: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(event["status"]["urlId"], url_id);
+    assert_eq!(event["status"]["statusCode"], 503);
+    let token = event["resumeToken"].as_str().unwrap().to_owned();
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    // Resumed after it: the next one, as a line of text.
+    push(n + 1).await;
+    let (mut child, lines) = watching(&["watch", "--resume", &token]);
+    let line = lines
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a line");
+    child.kill().unwrap();
+    let _ = child.wait();
+    for part in [
+        format!("url {id}"),
+        "503".into(),
+        "12.0ms".into(),
+        "DOWN".into(),
+    ] {
+        assert!(line.contains(&part), "{part}: {line}");
+    }
+}
