@@ -1150,8 +1150,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         status_why(s)
                     );
                 }
-                use std::io::Write as _;
-                let _ = std::io::stdout().flush();
+                let _ = std::io::Write::flush(&mut std::io::stdout());
             }
         }
         Command::Stats {
