@@ -35,7 +35,7 @@ use crate::{
     domain::rollup::Tier,
     flush::Flusher,
     health::Health,
-    live::{Hub, LiveBuffer, redis::RedisFeed},
+    live::{Hub, LiveBuffer, Publisher, redis::RedisFeed},
     metrics::Metrics,
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
@@ -113,10 +113,11 @@ impl App {
 
         // Every result pushed is a live event too (WatchEvents).
         let inner = buffer(&settings).await?;
-        let buffer: Arc<dyn Buffer> = Arc::new(match &feed {
-            Some(feed) => LiveBuffer::shared(inner, feed.clone()),
-            None => LiveBuffer::local(inner, hub.clone()),
-        });
+        let publisher = match &feed {
+            Some(feed) => Publisher::Shared(feed.clone()),
+            None => Publisher::Local(hub.clone()),
+        };
+        let buffer: Arc<dyn Buffer> = Arc::new(LiveBuffer::new(inner, publisher.clone()));
         let live_feed = feed.map(|feed| (feed, hub));
         let probe =
             Probe::new(settings.prober.probe.clone()).context("building the probe HTTP client")?;
@@ -129,7 +130,8 @@ impl App {
             metrics.clone(),
         );
         let flusher = Flusher::new(db.clone(), buffer.clone(), settings.flush.clone())
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_live(publisher);
         let deliverer = Deliverer::new(
             db.clone(),
             settings.delivery.clone(),

@@ -23,6 +23,7 @@ use crate::{
     buffer::Buffer,
     domain::{ProbeResult, rollup::Tier},
     error::{SettingsError, check_setting},
+    live::{LiveEvent, Publisher},
     metrics::Metrics,
     store::{self, rollups, statuses, urls},
     telemetry::OutageLog,
@@ -120,6 +121,8 @@ pub struct Flusher {
     buffer: Arc<dyn Buffer>,
     settings: FlushSettings,
     metrics: Arc<Metrics>,
+    /// Where state changes and incident events go once committed.
+    live: Option<Publisher>,
 }
 
 impl Flusher {
@@ -129,6 +132,7 @@ impl Flusher {
             buffer,
             settings,
             metrics: Arc::new(Metrics::new()),
+            live: None,
         }
     }
 
@@ -136,6 +140,14 @@ impl Flusher {
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Publishes each batch's state changes and incident events to live
+    /// watchers, after the batch is committed and acknowledged.
+    #[must_use]
+    pub fn with_live(mut self, live: Publisher) -> Self {
+        self.live = Some(live);
         self
     }
 
@@ -157,12 +169,19 @@ impl Flusher {
             read: batch.results.len(),
             ..FlushReport::default()
         };
+        let mut notices = Vec::new();
         if !batch.results.is_empty() {
-            let (inserted, dropped) = store_results(&self.db, &batch.results).await?;
-            report.inserted = inserted;
+            let (written, dropped) = store_batch(&self.db, &batch.results).await?;
+            report.inserted = written.inserted;
             report.dropped_deleted_urls = dropped;
+            notices = written.notices;
         }
         self.buffer.ack(batch).await?;
+        if let Some(live) = &self.live {
+            for notice in notices {
+                live.publish(LiveEvent::Notice(Arc::new(notice))).await;
+            }
+        }
         if report.read > 0 {
             let span = tracing::Span::current();
             span.record("batch", report.read);
@@ -255,6 +274,15 @@ pub async fn store_results(
     db: &DatabaseConnection,
     results: &[ProbeResult],
 ) -> anyhow::Result<(u64, usize)> {
+    let (written, dropped) = store_batch(db, results).await?;
+    Ok((written.inserted, dropped))
+}
+
+/// [`store_results`], with all that the batch wrote.
+async fn store_batch(
+    db: &DatabaseConnection,
+    results: &[ProbeResult],
+) -> anyhow::Result<(store::outcomes::Written, usize)> {
     let ids: Vec<i64> = results
         .iter()
         .map(|r| r.url_id)
@@ -268,5 +296,5 @@ pub async fn store_results(
         .collect();
     let dropped = results.len() - live.len();
     let written = store::outcomes::write_batch(db, &live).await?;
-    Ok((written.inserted, dropped))
+    Ok((written, dropped))
 }

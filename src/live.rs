@@ -19,19 +19,23 @@ use tokio::sync::watch;
 
 use crate::{
     buffer::{Batch, BatchTrigger, Buffer},
-    domain::ProbeResult,
+    domain::{ProbeResult, notification::LiveNotice},
 };
 
 /// What the ring keeps.
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
+    /// A probe's result, as it ended.
     Status(Arc<ProbeResult>),
+    /// A state change or an incident event, once its flush committed.
+    Notice(Arc<LiveNotice>),
 }
 
 impl LiveEvent {
     pub fn url_id(&self) -> i64 {
         match self {
             Self::Status(r) => r.url_id,
+            Self::Notice(n) => n.url_id(),
         }
     }
 }
@@ -234,9 +238,10 @@ impl Hub {
     }
 }
 
-/// Where a pushed result is published.
-#[derive(Debug)]
-enum Publish {
+/// Where live events are published: the prober's results (through
+/// [`LiveBuffer`]) and the flush's notices.
+#[derive(Debug, Clone)]
+pub enum Publisher {
     /// To this process's ring.
     Local(Arc<Hub>),
     /// To the shared Redis stream, which every instance's feed reads into
@@ -248,34 +253,30 @@ enum Publish {
 #[derive(Debug)]
 pub struct LiveBuffer {
     inner: Arc<dyn Buffer>,
-    publish: Publish,
+    publish: Publisher,
+}
+
+impl Publisher {
+    pub async fn publish(&self, event: LiveEvent) {
+        match self {
+            Self::Local(hub) => hub.publish(event),
+            Self::Shared(feed) => feed.publish(&event).await,
+        }
+    }
 }
 
 impl LiveBuffer {
-    /// Publishes to this process's ring.
-    pub fn local(inner: Arc<dyn Buffer>, hub: Arc<Hub>) -> Self {
-        Self {
-            inner,
-            publish: Publish::Local(hub),
-        }
-    }
-
-    /// Publishes to the shared stream.
-    pub fn shared(inner: Arc<dyn Buffer>, feed: Arc<redis::RedisFeed>) -> Self {
-        Self {
-            inner,
-            publish: Publish::Shared(feed),
-        }
+    pub fn new(inner: Arc<dyn Buffer>, publish: Publisher) -> Self {
+        Self { inner, publish }
     }
 }
 
 #[tonic::async_trait]
 impl Buffer for LiveBuffer {
     async fn push(&self, result: ProbeResult) {
-        match &self.publish {
-            Publish::Local(hub) => hub.publish(LiveEvent::Status(Arc::new(result.clone()))),
-            Publish::Shared(feed) => feed.publish(&result).await,
-        }
+        self.publish
+            .publish(LiveEvent::Status(Arc::new(result.clone())))
+            .await;
         self.inner.push(result).await;
     }
 

@@ -11,7 +11,7 @@ use crate::{
         TargetUrl, UrlRecord, UrlUpdate, WebhookSecret,
         assertion::{Assertion, Check, HeaderMatch, Place, Severity, check_count, range_text},
         channel,
-        notification::{DeliveryRecord, DeliveryState},
+        notification::{DeliveryRecord, DeliveryState, LiveNotice},
         rollup::Tier,
         state::UrlState,
         url_update::{parse_name, parse_threshold},
@@ -398,12 +398,48 @@ pub fn status_to_proto(s: StatusRecord) -> pb::Status {
     }
 }
 
+fn notice_to_proto(notice: &LiveNotice) -> pb::event::Kind {
+    use pb::event::Kind;
+    let time = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    match notice {
+        LiveNotice::StateChange {
+            url_id,
+            from,
+            to,
+            at_ms,
+        } => Kind::StateChange(pb::StateChange {
+            url_id: *url_id,
+            from: state_to_proto(UrlState::from_stored(*from)) as i32,
+            to: state_to_proto(UrlState::from_stored(*to)) as i32,
+            at: Some(time_to_proto(time(*at_ms))),
+        }),
+        LiveNotice::Incident {
+            url_id,
+            id,
+            state,
+            opened_ms,
+            resolved_ms,
+            failed_probes,
+            first,
+        } => Kind::Incident(incident_to_proto(IncidentRecord {
+            id: *id,
+            url_id: *url_id,
+            state: UrlState::from_stored(*state),
+            opened_at: time(*opened_ms),
+            resolved_at: resolved_ms.map(time),
+            first_failure: first.clone(),
+            failed_probes: *failed_probes,
+        })),
+    }
+}
+
 /// A live event as streamed.
 pub fn event_to_proto(w: Watched) -> pb::Event {
     use pb::event::Kind;
     let kind = match w.item {
         Item::Status(result) => Kind::Status(status_to_proto(result.to_record())),
         Item::Bookmark => Kind::Bookmark(pb::Bookmark {}),
+        Item::Notice(notice) => notice_to_proto(&notice),
     };
     pb::Event {
         resume_token: w.resume_token,

@@ -1,6 +1,6 @@
 //! WatchEvents for curl and browsers: `GET /v1/events` as Server-Sent
 //! Events (`text/event-stream`). Each event is `id: <resume token>`,
-//! `event: status` or `event: bookmark`, and `data:` the `Event` message in
+//! `event: status`, `incident`, `state_change` or `bookmark`, and `data:` the `Event` message in
 //! canonical proto3 JSON. Query: `url_id` (or `urlId`; 0 or none: all the
 //! caller's URLs) and `resume_token` (or `resumeToken`); a `Last-Event-ID`
 //! header (what `EventSource` sends when it reconnects) wins over the
@@ -80,6 +80,8 @@ async fn events(
             Ok(event) => {
                 let kind = match &event.kind {
                     Some(pb::event::Kind::Bookmark(_)) => "bookmark",
+                    Some(pb::event::Kind::Incident(_)) => "incident",
+                    Some(pb::event::Kind::StateChange(_)) => "state_change",
                     _ => "status",
                 };
                 Event::default()

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::state::{FailedProbe, UrlState};
 
@@ -154,6 +154,38 @@ pub fn test_event_json(channel_id: i64, channel_name: &str, at: DateTime<Utc>) -
         "data": {"channel": {"id": channel_id, "name": channel_name}},
     })
     .to_string()
+}
+
+/// What a flush tells live watchers once it has committed: a URL's state
+/// changed, or one of its incidents opened or resolved (as it is then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveNotice {
+    StateChange {
+        url_id: i64,
+        /// Stored state numbers ([`UrlState::stored`]).
+        from: i16,
+        to: i16,
+        at_ms: i64,
+    },
+    Incident {
+        url_id: i64,
+        id: i64,
+        /// Stored state number: DOWN or DEGRADED.
+        state: i16,
+        opened_ms: i64,
+        resolved_ms: Option<i64>,
+        failed_probes: u32,
+        first: FailedProbe,
+    },
+}
+
+impl LiveNotice {
+    pub fn url_id(&self) -> i64 {
+        match self {
+            Self::StateChange { url_id, .. } | Self::Incident { url_id, .. } => *url_id,
+        }
+    }
 }
 
 /// First retry delay.

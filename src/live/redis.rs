@@ -17,9 +17,16 @@ use fred::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use super::{Hub, Key, LiveEvent};
-use crate::{domain::ProbeResult, telemetry::OutageLog};
+use crate::{
+    domain::{ProbeResult, notification::LiveNotice},
+    telemetry::OutageLog,
+};
 
+/// The field of a result (a `ProbeResult`, JSON).
 const FIELD: &str = "r";
+
+/// The field of a notice (a `LiveNotice`, JSON).
+const NOTICE: &str = "n";
 
 /// Most entries one read takes.
 const READ_AT_ONCE: u64 = 500;
@@ -62,8 +69,12 @@ impl RedisFeed {
 
     /// Adds a result to the stream; a failure is logged and the event lost
     /// (the result itself is kept by the buffer).
-    pub async fn publish(&self, result: &ProbeResult) {
-        let Ok(json) = serde_json::to_string(result) else {
+    pub async fn publish(&self, event: &LiveEvent) {
+        let encoded = match event {
+            LiveEvent::Status(result) => serde_json::to_string(&**result).map(|j| (FIELD, j)),
+            LiveEvent::Notice(notice) => serde_json::to_string(&**notice).map(|j| (NOTICE, j)),
+        };
+        let Ok((field, json)) = encoded else {
             return;
         };
         let cap = (
@@ -73,7 +84,7 @@ impl RedisFeed {
         );
         let added: Result<String, Error> = self
             .client
-            .xadd(&self.key, false, cap, "*", vec![(FIELD, json)])
+            .xadd(&self.key, false, cap, "*", vec![(field, json)])
             .await;
         if let Err(e) = added {
             tracing::debug!(error = %e, "live event not published");
@@ -87,11 +98,18 @@ impl RedisFeed {
                 continue;
             };
             last = Some(key);
-            if let Some(result) = fields
-                .get(FIELD)
-                .and_then(|json| serde_json::from_str::<ProbeResult>(json).ok())
-            {
-                hub.publish_at(key, LiveEvent::Status(Arc::new(result)));
+            let event = if let Some(json) = fields.get(FIELD) {
+                serde_json::from_str::<ProbeResult>(json)
+                    .ok()
+                    .map(|r| LiveEvent::Status(Arc::new(r)))
+            } else {
+                fields
+                    .get(NOTICE)
+                    .and_then(|json| serde_json::from_str::<LiveNotice>(json).ok())
+                    .map(|n| LiveEvent::Notice(Arc::new(n)))
+            };
+            if let Some(event) = event {
+                hub.publish_at(key, event);
             }
         }
         last

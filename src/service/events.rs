@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::urls::UrlService;
 use crate::{
-    domain::{ProbeResult, UserId},
+    domain::{ProbeResult, UserId, notification::LiveNotice},
     error::{Error, Result, SettingsError, check_setting},
     live::{Gone, Hub, Key, LiveEvent},
     store::urls,
@@ -77,6 +77,8 @@ impl EventSettings {
 #[derive(Debug, Clone)]
 pub enum Item {
     Status(Arc<ProbeResult>),
+    /// A state change or an incident event.
+    Notice(Arc<LiveNotice>),
     Bookmark,
 }
 
@@ -288,8 +290,11 @@ impl Watcher {
                 if !self.wanted(&event).await {
                     continue;
                 }
-                let LiveEvent::Status(result) = event;
-                if let Sent::Stop = self.send(at, Item::Status(result)) {
+                let item = match event {
+                    LiveEvent::Status(result) => Item::Status(result),
+                    LiveEvent::Notice(notice) => Item::Notice(notice),
+                };
+                if let Sent::Stop = self.send(at, item) {
                     return;
                 }
                 quiet_since = tokio::time::Instant::now();

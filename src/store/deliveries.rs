@@ -36,6 +36,8 @@ pub(super) struct IncidentEvent {
     pub url_id: i64,
     pub state: UrlState,
     pub body: String,
+    /// The incident as live watchers are told of it.
+    pub notice: crate::domain::notification::LiveNotice,
 }
 
 /// Postgres: opened events to every matching channel that has not had one

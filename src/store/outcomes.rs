@@ -36,7 +36,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::domain::{
     ProbeResult,
-    notification::{EventKind, IncidentView},
+    notification::{EventKind, IncidentView, LiveNotice},
     state::{Applied, FailedProbe, Outcome, Thresholds, Tracker, UrlState},
 };
 
@@ -46,12 +46,44 @@ use super::{
 };
 
 /// What writing one batch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Written {
     /// Statuses inserted (the others were stored already).
     pub inserted: u64,
     pub incidents_opened: u64,
     pub incidents_resolved: u64,
+    /// For live watchers, once committed: state changes, then incident
+    /// events, in URL order.
+    pub notices: Vec<LiveNotice>,
+}
+
+/// The batch's notices: each URL whose state changed (from `before`), then
+/// each incident event.
+fn notices(
+    before: &HashMap<i64, UrlState>,
+    changes: &Changes,
+    events: &[IncidentEvent],
+) -> Vec<LiveNotice> {
+    let mut out: Vec<LiveNotice> = changes
+        .trackers
+        .iter()
+        .filter_map(|(url_id, t)| {
+            let from = *before.get(url_id)?;
+            (from != t.state).then(|| LiveNotice::StateChange {
+                url_id: *url_id,
+                from: from as i16,
+                to: t.state as i16,
+                at_ms: t.state_since_ms.unwrap_or_default(),
+            })
+        })
+        .collect();
+    out.extend(events.iter().map(|e| e.notice.clone()));
+    out
+}
+
+/// Each locked URL's state before the batch.
+fn states_before(locked: &[Locked]) -> HashMap<i64, UrlState> {
+    locked.iter().map(|l| (l.url_id, l.tracker.state)).collect()
 }
 
 /// A URL's state row with its thresholds, as locked.
@@ -305,6 +337,15 @@ fn events_of_update(
         (None, Some(UrlState::Down)) => vec![EventKind::Opened],
         _ => Vec::new(),
     };
+    let notice = LiveNotice::Incident {
+        url_id,
+        id,
+        state: state as i16,
+        opened_ms: opened_at.timestamp_millis(),
+        resolved_ms: change.resolved_ms,
+        failed_probes: u32::try_from(failed).unwrap_or(0),
+        first,
+    };
     kinds
         .into_iter()
         .map(|kind| IncidentEvent {
@@ -313,6 +354,7 @@ fn events_of_update(
             url_id,
             state,
             body: view.event_json(kind),
+            notice: notice.clone(),
         })
         .collect()
 }
@@ -332,6 +374,15 @@ fn events_of_new(
         new.failed_probes,
         &new.first,
     );
+    let notice = LiveNotice::Incident {
+        url_id,
+        id,
+        state: new.state as i16,
+        opened_ms: new.opened_ms,
+        resolved_ms: new.resolved_ms,
+        failed_probes: new.failed_probes,
+        first: new.first.clone(),
+    };
     std::iter::once(EventKind::Opened)
         .chain(new.resolved_ms.map(|_| EventKind::Resolved))
         .map(|kind| IncidentEvent {
@@ -340,6 +391,7 @@ fn events_of_new(
             url_id,
             state: new.state,
             body: view.event_json(kind),
+            notice: notice.clone(),
         })
         .collect()
 }
@@ -408,8 +460,8 @@ mod postgres {
     use super::{
         Changes, DateTime, Derive, IncidentEvent, IncidentSql, Postgres, ProbeResult,
         SELECT_STATES, STATE_COLUMNS, StateRow, Transaction, Utc, Written, apply_all, count,
-        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time,
-        outcomes_by_url, timestamp,
+        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time, notices,
+        outcomes_by_url, states_before, timestamp,
     };
 
     pub(super) async fn write(
@@ -478,10 +530,13 @@ mod postgres {
         }
         crate::store::rollups::merge_postgres(tx, crate::store::rollups::deltas(&per_url)).await?;
         crate::store::certificates::record_postgres(tx, &per_url).await?;
-        let mut changes = apply_all(locked(rows), per_url);
+        let locked = locked(rows);
+        let before = states_before(&locked);
+        let mut changes = apply_all(locked, per_url);
         let events = write_incidents!(tx, changes, written, &IncidentSql::new('$'));
         crate::store::deliveries::enqueue_postgres(tx, &events, Utc::now()).await?;
         write_states(tx, &changes).await?;
+        written.notices = notices(&before, &changes, &events);
         Ok(written)
     }
 
@@ -537,8 +592,8 @@ mod sqlite {
     use super::{
         Changes, DateTime, Derive, IncidentEvent, IncidentSql, ProbeResult, SELECT_STATES,
         STATE_COLUMNS, Sqlite, StateRow, Transaction, Utc, Written, apply_all, count,
-        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time,
-        outcomes_by_url, sqlite_timestamp_text, timestamp,
+        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time, notices,
+        outcomes_by_url, sqlite_timestamp_text, states_before, timestamp,
     };
 
     pub(super) async fn write(
@@ -612,10 +667,13 @@ mod sqlite {
         }
         crate::store::rollups::merge_sqlite(tx, crate::store::rollups::deltas(&per_url)).await?;
         crate::store::certificates::record_sqlite(tx, &per_url).await?;
-        let mut changes = apply_all(locked(rows), per_url);
+        let locked = locked(rows);
+        let before = states_before(&locked);
+        let mut changes = apply_all(locked, per_url);
         let events = write_incidents!(tx, changes, written, &IncidentSql::new('?'));
         crate::store::deliveries::enqueue_sqlite(tx, &events, Utc::now()).await?;
         write_states(tx, &changes).await?;
+        written.notices = notices(&before, &changes, &events);
         Ok(written)
     }
 

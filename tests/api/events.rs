@@ -110,6 +110,53 @@ async fn statuses_of_the_callers_urls_stream_as_they_are_probed(backend: Backend
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 }
 
+/// State changes and incidents, each once its flush committed, in order
+/// with the statuses that caused them.
+async fn state_changes_and_incidents_stream_after_their_flush(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, prober_settings).await;
+    let (_, token) = app.user().await;
+    let mut stream = watch(&app, &token, 0, "").await.unwrap();
+    let url = app
+        .add_url_every(&token, &target.url("/seq/++---++"), 1)
+        .await;
+    let mut seen = Vec::new();
+    let mut incident_id = 0;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), next(&mut stream))
+            .await
+            .expect("the incident resolved within 30 s")
+            .unwrap();
+        match event.kind {
+            Some(Kind::StateChange(c)) => {
+                assert_eq!(c.url_id, url.id);
+                assert!(c.at.is_some());
+                seen.push(format!("{:?}->{:?}", c.from(), c.to()));
+            }
+            Some(Kind::Incident(i)) => {
+                assert_eq!(i.url_id, url.id);
+                assert_eq!(i.state(), pb::UrlState::Down);
+                assert_eq!(i.first_failure.as_ref().unwrap().status_code, 500);
+                if incident_id == 0 {
+                    incident_id = i.id;
+                }
+                assert_eq!(i.id, incident_id, "one incident");
+                let resolved = i.resolved_at.is_some();
+                seen.push(if resolved { "resolved" } else { "opened" }.to_owned());
+                if resolved {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        ["Pending->Up", "Up->Down", "opened", "Down->Up", "resolved"],
+        "{seen:?}"
+    );
+}
+
 async fn a_resumed_stream_loses_none_and_repeats_none(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
@@ -351,7 +398,47 @@ async fn a_watcher_on_one_instance_sees_probes_of_another_and_resumes_on_either(
     }
 }
 
+/// With Redis, a watcher on one instance hears of the state changes and
+/// incidents another instance's probes caused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_and_incidents_reach_watchers_on_other_instances() {
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let target = Target::start().await;
+    let a = spawn_app_with(Backend::Postgres, |s| {
+        use_redis(s);
+        prober_settings(s);
+    })
+    .await;
+    let b = a.sibling(|s| s.prober.enabled = false).await;
+    let (_, token) = a.user().await;
+    let mut on_b = watch(&b, &token, 0, "").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = a.add_url_every(&token, &target.url("/seq/---"), 1).await;
+    let mut seen = Vec::new();
+    while !seen.contains(&"opened".to_owned()) {
+        let event = tokio::time::timeout(Duration::from_secs(30), next(&mut on_b))
+            .await
+            .expect("opened within 30 s")
+            .unwrap();
+        match event.kind {
+            Some(Kind::StateChange(c)) => {
+                assert_eq!(c.url_id, url.id);
+                seen.push(format!("{:?}->{:?}", c.from(), c.to()));
+            }
+            Some(Kind::Incident(i)) => {
+                assert_eq!((i.url_id, i.resolved_at), (url.id, None));
+                seen.push("opened".to_owned());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["Pending->Down", "opened"]);
+}
+
 crate::on_both_backends!(
+    state_changes_and_incidents_stream_after_their_flush,
     statuses_of_the_callers_urls_stream_as_they_are_probed,
     a_resumed_stream_loses_none_and_repeats_none,
     old_foreign_and_malformed_tokens_are_refused,
