@@ -37,6 +37,8 @@ ls, ls_2k = load("liststatuses"), load("liststatuses_2000")
 flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
 flush_wide = load("flush_wide")
 delivery = load("delivery")
+watch = load("watch")
+w_many, w_one = watch["many_watchers"], watch["baseline_one_watcher"]
 d_lat, d_tp = delivery["latency"], delivery["throughput"]
 asserted = load("prober_assertions")["assertions"]
 plain_rate = sum(asserted["plain_probes_per_s"]) / len(asserted["plain_probes_per_s"])
@@ -106,6 +108,12 @@ rows = [
     ("  same, per core: sends per CPU-second of the sending runtime's threads (receiver and Postgres excluded)",
      d_tp["outbox_sends_per_cpu_s"], "sends/CPU-s",
      ("plain reqwest, same", d_tp["plain_sends_per_cpu_s"]), d_tp["ratio_per_cpu_s"], "reference", None),
+    (f"WatchEvents probe-to-client latency p99, {w_many['watchers']:,} watchers on one instance, "
+     f"{watch['rate_per_s']} results/s for {watch['seconds']} s ({w_many['events_delivered']:,} of "
+     f"{w_many['events_expected']:,} delivered)",
+     w_many["ms"]["p99"], "ms", ("one watcher, same results", w_one["ms"]["p99"]),
+     watch["p99_ratio_many_over_one"], "<= 500 ms",
+     -500.0 if w_many["events_delivered"] == w_many["events_expected"] else -0.0001),
     (f"GetUrlStats p99, 365 days at DAY, 200 rps (achieved {ok_rps(stats_day):,.0f} rps)", p99_ms(stats_day), "ms",
      None, None, "<= 20 ms at 200 rps", -20.0 if ok_rps(stats_day) >= 190 else -0.0001),
     (f"GetUrlStats p99, 48 hours at MINUTE (2,880 buckets), 200 rps (achieved {ok_rps(stats_min):,.0f} rps)",
