@@ -437,7 +437,29 @@ async fn state_changes_and_incidents_reach_watchers_on_other_instances() {
     assert_eq!(seen, ["Pending->Down", "opened"]);
 }
 
+/// A shutdown ends open streams (they do not hold the drain), and the
+/// server stops cleanly.
+async fn open_streams_end_when_the_server_shuts_down(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let mut stream = watch(&app, &token, 0, "").await.unwrap();
+    let ended = tokio::spawn(async move {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
+    });
+    app.stop().await;
+    tokio::time::timeout(Duration::from_secs(10), ended)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+}
+
 crate::on_both_backends!(
+    open_streams_end_when_the_server_shuts_down,
     state_changes_and_incidents_stream_after_their_flush,
     statuses_of_the_callers_urls_stream_as_they_are_probed,
     a_resumed_stream_loses_none_and_repeats_none,
