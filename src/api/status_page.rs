@@ -161,6 +161,7 @@ fn not_found() -> Response {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Not found" }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/status/assets/status.css";
             }
             body { main { h1 { "Not found" } p { "There is no public status page here." } } }
@@ -269,6 +270,8 @@ fn render_page(view: &PageView) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (view.title) " status" }
+                // No favicon request (its 404 would be a console error).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/status/assets/status.css";
             }
             body {

@@ -612,3 +612,76 @@ crate::on_both_backends!(
     pages_and_badges_carry_an_etag_and_answer_304,
     badges_are_svg_and_shields_json,
 );
+
+/// Whether Debian's chromium and chromium-driver are installed; outside CI
+/// the browser test is skipped without them (.ci/run installs them).
+fn chromium_missing() -> bool {
+    let found = |name: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing = !(found("chromium") && found("chromedriver"));
+    assert!(
+        !(missing && std::env::var("CI").as_deref() == Ok("true")),
+        "CI needs chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+    );
+    missing
+}
+
+/// The page in headless Chromium: names, states, 90 bars with tooltips,
+/// the incident lists, no sideways scrolling on a phone, no console error;
+/// a screenshot is saved (docs/status-page.png is one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_renders_in_a_real_browser_without_console_errors() {
+    if chromium_missing() {
+        eprintln!("skipped: chromium or chromedriver not installed");
+        return;
+    }
+    let bin = crate::helpers::tools_venv();
+    let app = spawn_app(Backend::Sqlite).await;
+    let seeded = seeded_page(&app).await;
+    update_page(
+        &app,
+        &seeded.token,
+        pb::StatusPage {
+            title: "Acme status".into(),
+            ..pb::StatusPage::default()
+        },
+        &["title"],
+    )
+    .await
+    .unwrap();
+    let expected = json!({
+        "title": "Acme status",
+        "urls": [
+            {"id": seeded.api, "name": "API", "state": "up"},
+            {"id": seeded.web, "name": "www.example.com", "state": "down"},
+        ],
+        "open": ["www.example.com"],
+        "resolved": ["API"],
+    });
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients/status_page_browser.py");
+    let mut cmd = std::process::Command::new(bin.join("python"));
+    cmd.arg(script)
+        .arg(app.http_url(&format!("/status/{}", seeded.slug)))
+        .arg(expected.to_string())
+        .arg(&screenshot);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("running the browser script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser check failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&screenshot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(png.len() > 10_000, "{} bytes", png.len());
+}
