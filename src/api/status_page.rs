@@ -269,7 +269,7 @@ fn render_page(view: &PageView) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (view.title) " status" }
+                title { (view.title) }
                 // No favicon request (its 404 would be a console error).
                 link rel="icon" href="data:,";
                 link rel="stylesheet" href="/status/assets/status.css";
