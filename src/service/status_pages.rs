@@ -184,7 +184,10 @@ impl StatusPageService {
         let mut open = Vec::new();
         let mut resolved = Vec::new();
         for id in &page.url_ids {
-            let url = self.urls.get(page.user_id, "url_id", *id).await?;
+            // A URL deleted since the page was read is left out.
+            let Some(url) = self.listed_url(&page, *id).await? else {
+                continue;
+            };
             let incidents = self.url_incidents(page.user_id, *id).await?;
             let view = self.url_view(&page, &url, &incidents, now).await?;
             for incident in incidents {
@@ -225,14 +228,26 @@ impl StatusPageService {
         let Some(page) = self.public_record(slug).await? else {
             return Ok(None);
         };
-        if !page.url_ids.contains(&url_id) {
+        let Some(url) = self.listed_url(&page, url_id).await? else {
             return Ok(None);
-        }
-        let url = self.urls.get(page.user_id, "url_id", url_id).await?;
+        };
         let incidents = self.url_incidents(page.user_id, url_id).await?;
         Ok(Some(
             self.url_view(&page, &url, &incidents, Utc::now()).await?,
         ))
+    }
+
+    /// The page's URL with this id; `None` when the page does not list it
+    /// (or it was deleted since the page was read).
+    async fn listed_url(&self, page: &StatusPageRecord, url_id: i64) -> Result<Option<UrlRecord>> {
+        if !page.url_ids.contains(&url_id) {
+            return Ok(None);
+        }
+        match self.urls.get(page.user_id, "url_id", url_id).await {
+            Ok(url) => Ok(Some(url)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn public_record(&self, slug: &str) -> Result<Option<StatusPageRecord>> {
