@@ -40,8 +40,8 @@ use crate::{
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
     service::{
-        AccountService, ChannelService, IncidentService, Services, StatsService, StatusService,
-        UrlService, events::EventService,
+        AccountService, ChannelService, IncidentService, Services, StatsService, StatusPageService,
+        StatusService, UrlService, events::EventService,
     },
     store,
 };
@@ -445,6 +445,14 @@ fn services(
     hub: &Arc<Hub>,
     watch_stop: &CancellationToken,
 ) -> Services {
+    let incidents = Arc::new(IncidentService::new(db.clone(), urls.clone()));
+    let stats = Arc::new(StatsService::new(
+        db.clone(),
+        urls.clone(),
+        Tier::ALL.map(|t| (t, settings.flush.rollup_setting(t).1)),
+        // A result lands within a probe's timeout and a flush.
+        settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
+    ));
     Services {
         events: Arc::new(EventService::new(
             db.clone(),
@@ -459,14 +467,14 @@ fn services(
             settings.auth.login,
         )),
         statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
-        incidents: Arc::new(IncidentService::new(db.clone(), urls.clone())),
-        stats: Arc::new(StatsService::new(
+        status_pages: Arc::new(StatusPageService::new(
             db.clone(),
             urls.clone(),
-            Tier::ALL.map(|t| (t, settings.flush.rollup_setting(t).1)),
-            // A result lands within a probe's timeout and a flush.
-            settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
+            stats.clone(),
+            incidents.clone(),
         )),
+        incidents,
+        stats,
         channels: Arc::new(ChannelService::new(
             db.clone(),
             &settings.channels,

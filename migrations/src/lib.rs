@@ -19,6 +19,7 @@ mod m20261126_000008_health_check;
 mod m20261126_000009_fillfactor;
 mod m20261126_000010_assertions;
 mod m20261126_000011_notifications;
+mod m20261126_000012_status_pages;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_fillfactor::Migration),
             Box::new(m20261126_000010_assertions::Migration),
             Box::new(m20261126_000011_notifications::Migration),
+            Box::new(m20261126_000012_status_pages::Migration),
         ]
     }
 }

@@ -9,6 +9,9 @@
 //!   and `update_mask` from the query string (`updateMask` or
 //!   `update_mask`, comma-separated paths, either spelling; repeated is
 //!   fine too).
+//! - UpdateStatusPage (`PUT /v1/status-page`, `body: "page"`): the body
+//!   is a `StatusPage`, `update_mask` comes from the query string as for
+//!   UpdateUrl.
 //! - CreateChannel (`POST /v1/channels`, `body: "channel"`, AIP-133): the
 //!   body is a `Channel`; the request has no other field, so any query
 //!   parameter is refused.
@@ -24,7 +27,7 @@ use axum::{
     Extension, Json, Router,
     extract::{Path, RawQuery, State},
     http::HeaderMap,
-    routing::{patch, post},
+    routing::{patch, post, put},
 };
 
 use super::{
@@ -40,6 +43,7 @@ use crate::{
 pub fn router(api: Arc<MonitorApi>) -> Router {
     Router::new()
         .route("/v1/urls/{id}", patch(update_url))
+        .route("/v1/status-page", put(update_status_page))
         .route("/v1/channels", post(create_channel))
         .route("/v1/channels/{id}", post(channel_verb))
         .with_state(api)
@@ -64,6 +68,25 @@ async fn update_url(
         caller.map(|Extension(c)| c),
     );
     Ok(Json(api.update_url(req).await?.into_inner()))
+}
+
+async fn update_status_page(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    RawQuery(query): RawQuery,
+    Json(page): Json<pb::StatusPage>,
+) -> Result<Json<pb::StatusPage>, RestError> {
+    let update_mask = update_mask(query.as_deref().unwrap_or_default())?;
+    let req = build_tonic_request(
+        pb::UpdateStatusPageRequest {
+            page: Some(page),
+            update_mask,
+        },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.update_status_page(req).await?.into_inner()))
 }
 
 async fn create_channel(

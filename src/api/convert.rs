@@ -14,6 +14,7 @@ use crate::{
         notification::{DeliveryRecord, DeliveryState, LiveNotice},
         rollup::Tier,
         state::UrlState,
+        status_page::{Slug, StatusPageRecord, StatusPageUpdate, parse_title, parse_url_ids},
         url_update::{parse_name, parse_threshold},
         verdict::{FailedAssertion, Verdict},
     },
@@ -574,6 +575,66 @@ pub fn delivery_to_proto(d: DeliveryRecord) -> pb::Delivery {
             .then(|| time_to_proto(d.next_attempt_at)),
         created_at: Some(time_to_proto(d.created_at)),
         delivered_at: d.delivered_at.map(time_to_proto),
+    }
+}
+
+/// The fields UpdateStatusPage changes (`update_mask` paths).
+const STATUS_PAGE_FIELDS: [&str; 5] = ["slug", "title", "url_ids", "public", "show_urls"];
+
+/// An UpdateStatusPage request as the change it asks for: an empty mask
+/// changes every field (the page is replaced).
+pub fn status_page_update_from_proto(
+    req: pb::UpdateStatusPageRequest,
+) -> Result<StatusPageUpdate, Error> {
+    let page = req
+        .page
+        .ok_or_else(|| Error::invalid("page", "is required"))?;
+    let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
+    let mut masked = Vec::new();
+    for path in &paths {
+        let field = snake_case(path.trim());
+        let Some(known) = STATUS_PAGE_FIELDS.iter().find(|f| **f == field) else {
+            let which = if field == "update_time" {
+                "is output only"
+            } else {
+                "is not a field of StatusPage"
+            };
+            return Err(Error::invalid(
+                "update_mask",
+                format!(
+                    "\"{path}\" {which}; UpdateStatusPage changes {}",
+                    STATUS_PAGE_FIELDS.join(", ")
+                ),
+            ));
+        };
+        masked.push(*known);
+    }
+    if paths.is_empty() {
+        masked = STATUS_PAGE_FIELDS.to_vec();
+    }
+    let mut update = StatusPageUpdate::default();
+    for field in masked {
+        match field {
+            "slug" => update.slug = Some(Slug::parse("page.slug", &page.slug)?),
+            "title" => update.title = Some(parse_title("page.title", &page.title)?),
+            "url_ids" => update.url_ids = Some(parse_url_ids("page.url_ids", &page.url_ids)?),
+            "public" => update.public = Some(page.public),
+            "show_urls" => update.show_urls = Some(page.show_urls),
+            // Only STATUS_PAGE_FIELDS are masked.
+            _ => {}
+        }
+    }
+    Ok(update)
+}
+
+pub fn status_page_to_proto(page: StatusPageRecord) -> pb::StatusPage {
+    pb::StatusPage {
+        slug: page.slug.as_str().to_owned(),
+        title: page.title,
+        url_ids: page.url_ids,
+        public: page.public,
+        show_urls: page.show_urls,
+        update_time: Some(time_to_proto(page.updated_at)),
     }
 }
 

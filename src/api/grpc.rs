@@ -4,9 +4,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     assertions_from_proto, channel_to_proto, delivery_to_proto, incident_to_proto,
-    new_channel_from_proto, period_from_proto, stats_row_to_proto, status_to_proto,
-    tier_from_proto, tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
-    url_update_from_proto,
+    new_channel_from_proto, period_from_proto, stats_row_to_proto, status_page_to_proto,
+    status_page_update_from_proto, status_to_proto, tier_from_proto, tier_to_proto,
+    time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
 };
 use crate::{
     auth::limit::Peer,
@@ -24,6 +24,11 @@ pub struct MonitorApi {
 impl MonitorApi {
     pub fn new(services: Services) -> Self {
         Self { services }
+    }
+
+    /// The services behind the API (the status pages' routes use them too).
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 }
 
@@ -315,5 +320,24 @@ impl MonitorService for MonitorApi {
             deliveries: page.deliveries.into_iter().map(delivery_to_proto).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn get_status_page(
+        &self,
+        req: Request<pb::GetStatusPageRequest>,
+    ) -> Result<Response<pb::StatusPage>, Status> {
+        let user = caller(&req)?;
+        let page = self.services.status_pages.get(user).await?;
+        Ok(Response::new(status_page_to_proto(page)))
+    }
+
+    async fn update_status_page(
+        &self,
+        req: Request<pb::UpdateStatusPageRequest>,
+    ) -> Result<Response<pb::StatusPage>, Status> {
+        let user = caller(&req)?;
+        let update = status_page_update_from_proto(req.into_inner())?;
+        let page = self.services.status_pages.update(user, update).await?;
+        Ok(Response::new(status_page_to_proto(page)))
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP router: the generated v1 routes and the seed's routes, with
-//! `/openapi.json`, `/metrics`, `/healthz` and `/readyz`.
+//! `/openapi.json`, `/metrics`, `/healthz`, `/readyz` and the public status
+//! pages (`/status/…`).
 //!
 //! The routes call the same [`MonitorApi`] as gRPC, so validation, errors and
 //! isolation are the gRPC ones. Bodies are canonical proto3 JSON (pbjson):
@@ -27,7 +28,7 @@ use super::{
     grpc::MonitorApi,
     middleware,
     observe::{self, observe_http},
-    seed,
+    seed, status_page,
 };
 use crate::{auth::TokenKeys, health::Health, metrics::Metrics};
 
@@ -43,6 +44,10 @@ pub struct HttpParts {
 }
 
 pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
+    // HTML and SVG, outside the JSON-only layers (their 404 is a page).
+    let status_pages = status_page::router(api.services().status_pages.clone())
+        .layer(from_fn_with_state(parts.metrics.clone(), observe_http))
+        .layer(observe::request_id_layers());
     let api = Arc::new(api);
     let ops = Router::new()
         .route("/metrics", get(metrics_text))
@@ -69,6 +74,7 @@ pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
     // Layers of a Router run inside each route, before axum adds `Allow` to
     // a 405; this one wraps the whole router to see it.
     Router::new()
+        .merge(status_pages)
         .fallback_service(routes)
         .layer(from_fn(middleware::name_allowed_methods))
 }

@@ -10,6 +10,8 @@
 //!   OpenAPI document
 //!   ([`openapi`]) and the ops endpoints; [`middleware`] identifies the
 //!   [`Caller`] and keeps every answer JSON.
+//! - [`status_page`]: the public status pages and badges (HTML and SVG,
+//!   no token), beside the JSON side.
 //! - [`observe`]: one span, metric sample and request id per call;
 //!   [`client_faults`] gives calls that failed through the client's fault
 //!   (undecodable messages, reset streams) the client's code; [`deadline`]
@@ -32,6 +34,7 @@ pub mod observe;
 pub mod openapi;
 pub mod protocol_errors;
 pub mod seed;
+pub mod status_page;
 
 use std::net::IpAddr;
 

@@ -14,6 +14,7 @@ pub mod rollup;
 pub mod schedule;
 pub mod sketch;
 pub mod state;
+pub mod status_page;
 pub mod target_url;
 pub mod url_update;
 pub mod verdict;

@@ -12,6 +12,7 @@ pub mod events;
 pub mod incidents;
 pub mod page_token;
 pub mod stats;
+pub mod status_pages;
 pub mod statuses;
 pub mod urls;
 
@@ -21,6 +22,7 @@ pub use accounts::AccountService;
 pub use channels::{ChannelService, ChannelSettings, DeliveryPage, DeliveryQuery};
 pub use incidents::{IncidentPage, IncidentQuery, IncidentService};
 pub use stats::{Stats, StatsQuery, StatsRow, StatsService};
+pub use status_pages::StatusPageService;
 pub use statuses::{StatusPage, StatusQuery, StatusService};
 pub use urls::{UrlService, UrlSettings};
 
@@ -34,4 +36,5 @@ pub struct Services {
     pub stats: Arc<StatsService>,
     pub channels: Arc<ChannelService>,
     pub events: Arc<events::EventService>,
+    pub status_pages: Arc<StatusPageService>,
 }

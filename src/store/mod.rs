@@ -13,6 +13,7 @@ pub mod incidents;
 pub mod outcomes;
 pub mod rollups;
 pub mod schedule;
+pub mod status_pages;
 pub mod statuses;
 pub mod url_update;
 pub mod urls;

@@ -165,6 +165,7 @@ fn the_proto_marks_reads_and_login_idempotent_and_no_write() {
     assert_eq!(
         methods,
         [
+            "GetStatusPage",
             "GetUrl",
             "GetUrlStats",
             "ListChannels",

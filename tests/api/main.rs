@@ -35,6 +35,7 @@ mod properties;
 mod scaleout;
 mod server;
 mod stats;
+mod status_page;
 mod statuses;
 mod update;
 mod urls;
