@@ -34,36 +34,11 @@ use monitor::{
     store::outcomes,
 };
 use tokio_util::sync::CancellationToken;
-use tonic::Request;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "shared/mod.rs"]
+mod shared;
 
-fn authed<T>(msg: T, token: &str) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
-#[allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
+use shared::{arg, authed, percentile};
 
 /// Sequential GETs of `url`: latencies in ms, sorted.
 async fn sequential(http: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<Vec<f64>> {
