@@ -273,6 +273,7 @@ impl App {
                 metrics: self.metrics.clone(),
                 health: health.clone(),
                 openapi: Arc::new(openapi::document(self.services.urls.bounds())),
+                status_page_cache: self.settings.status_pages.status_page_cache,
             },
         );
         // Both ports share one accept loop: a cap on connections, timeouts,
@@ -467,12 +468,7 @@ fn services(
             settings.auth.login,
         )),
         statuses: Arc::new(StatusService::new(db.clone(), urls.clone())),
-        status_pages: Arc::new(StatusPageService::new(
-            db.clone(),
-            urls.clone(),
-            stats.clone(),
-            incidents.clone(),
-        )),
+        status_pages: Arc::new(StatusPageService::new(db.clone(), urls.clone())),
         incidents,
         stats,
         channels: Arc::new(ChannelService::new(

@@ -23,7 +23,9 @@ pub use crate::{
     error::SettingsError,
     flush::FlushSettings,
     prober::ProberSettings,
-    service::{ChannelSettings, UrlSettings, events::EventSettings},
+    service::{
+        ChannelSettings, UrlSettings, events::EventSettings, status_pages::StatusPageSettings,
+    },
     telemetry::LogFormat,
 };
 
@@ -90,6 +92,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub events: EventSettings,
+
+    #[command(flatten)]
+    pub status_pages: StatusPageSettings,
 
     #[command(flatten)]
     pub prober: ProberSettings,
@@ -183,6 +188,7 @@ impl Settings {
         self.channels.validate()?;
         self.delivery.validate()?;
         self.events.validate()?;
+        self.status_pages.validate()?;
         check_setting(
             self.db_max_connections > 0,
             "MONITOR_DB_MAX_CONNECTIONS",

@@ -41,13 +41,16 @@ pub struct HttpParts {
     pub health: Arc<Health>,
     /// The OpenAPI document (built once, with the configured limits).
     pub openapi: Arc<Value>,
+    /// How long a built public status page is served again.
+    pub status_page_cache: std::time::Duration,
 }
 
 pub fn router(api: MonitorApi, parts: HttpParts) -> Router {
     // HTML and SVG, outside the JSON-only layers (their 404 is a page).
-    let status_pages = status_page::router(api.services().status_pages.clone())
-        .layer(from_fn_with_state(parts.metrics.clone(), observe_http))
-        .layer(observe::request_id_layers());
+    let status_pages =
+        status_page::router(api.services().status_pages.clone(), parts.status_page_cache)
+            .layer(from_fn_with_state(parts.metrics.clone(), observe_http))
+            .layer(observe::request_id_layers());
     let api = Arc::new(api);
     let ops = Router::new()
         .route("/metrics", get(metrics_text))

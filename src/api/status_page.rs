@@ -13,8 +13,18 @@
 //! list are answered with the same 404 and body, after the same one
 //! lookup. Every answer carries an `ETag` (a hash of its body) and
 //! `Cache-Control`; a matching `If-None-Match` gets 304.
+//!
+//! A built page is kept ([`PageCache`]) for `MONITOR_STATUS_PAGE_CACHE`
+//! and served again, with its ETag, while the page's record (title, URLs,
+//! public, show_urls, update time) is what it was built from: a request is
+//! then the one lookup by slug. Its badges read their figures from it too.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -23,12 +33,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use bytes::Bytes;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::{
-    domain::state::UrlState,
+    domain::{state::UrlState, status_page::StatusPageRecord},
     error::Error,
     service::{
         StatusPageService,
@@ -41,31 +53,132 @@ const CSS: &str = include_str!("status_page.css");
 const PAGE_CACHE: &str = "public, max-age=30";
 const CSS_CACHE: &str = "public, max-age=86400";
 
-pub fn router(pages: Arc<StatusPageService>) -> Router {
+/// Most bytes of built pages kept at once; the oldest go first.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Built public pages by slug: each served again for `fresh` after it was
+/// built, as long as its page's record is unchanged.
+#[derive(Debug)]
+pub struct PageCache {
+    fresh: Duration,
+    built: Mutex<HashMap<String, Arc<Built>>>,
+}
+
+/// A page as built: its record then, its view and its HTML with the ETag.
+#[derive(Debug)]
+struct Built {
+    record: StatusPageRecord,
+    at: Instant,
+    view: PageView,
+    html: Bytes,
+    etag: String,
+}
+
+impl PageCache {
+    pub fn new(fresh: Duration) -> Self {
+        Self {
+            fresh,
+            built: Mutex::default(),
+        }
+    }
+
+    /// The page built from `record` within `fresh`, if there is one.
+    fn get(&self, slug: &str, record: &StatusPageRecord) -> Option<Arc<Built>> {
+        let built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        built
+            .get(slug)
+            .filter(|b| b.at.elapsed() < self.fresh && b.record == *record)
+            .cloned()
+    }
+
+    /// Keeps `built` (nothing when caching is off); stale pages and, over
+    /// [`CACHE_BYTES`], the oldest are dropped.
+    fn put(&self, slug: &str, built: Arc<Built>) {
+        if self.fresh.is_zero() {
+            return;
+        }
+        let mut all = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.retain(|_, b| b.at.elapsed() < self.fresh);
+        all.insert(slug.to_owned(), built);
+        let mut bytes: usize = all.values().map(|b| b.html.len()).sum();
+        while bytes > CACHE_BYTES {
+            let Some(oldest) = all
+                .iter()
+                .min_by_key(|(_, b)| b.at)
+                .map(|(slug, _)| slug.clone())
+            else {
+                break;
+            };
+            bytes -= all.remove(&oldest).map_or(0, |b| b.html.len());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pages {
+    service: Arc<StatusPageService>,
+    cache: Arc<PageCache>,
+}
+
+pub fn router(pages: Arc<StatusPageService>, cache_for: Duration) -> Router {
     Router::new()
         .route("/status/assets/status.css", get(stylesheet))
         .route("/status/{slug}", get(page))
         .route("/status/{slug}/badges/{url_id}/{file}", get(badge))
-        .with_state(pages)
+        .with_state(Pages {
+            service: pages,
+            cache: Arc::new(PageCache::new(cache_for)),
+        })
 }
 
 async fn stylesheet(headers: HeaderMap) -> Response {
     cached(&headers, "text/css; charset=utf-8", CSS_CACHE, CSS.into())
 }
 
+/// The public page `record` as built within the cache's time, or built now.
+async fn built(pages: &Pages, record: StatusPageRecord) -> Result<Arc<Built>, Error> {
+    let slug = record.slug.as_str().to_owned();
+    if let Some(built) = pages.cache.get(&slug, &record) {
+        return Ok(built);
+    }
+    let at = Instant::now();
+    let view = pages.service.page_view(&record, chrono::Utc::now()).await?;
+    let html = render_page(&view).into_string();
+    let built = Arc::new(Built {
+        etag: etag_of(html.as_bytes()),
+        html: Bytes::from(html),
+        record,
+        at,
+        view,
+    });
+    pages.cache.put(&slug, built.clone());
+    Ok(built)
+}
+
 async fn page(
-    State(pages): State<Arc<StatusPageService>>,
+    State(pages): State<Pages>,
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match pages.public_page(&slug).await {
-        Ok(Some(view)) => cached(
+    let record = match pages.service.public_record(&slug).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return not_found(),
+        Err(e) => return failed(&e),
+    };
+    match built(&pages, record).await {
+        Ok(built) => respond(
             &headers,
             "text/html; charset=utf-8",
             PAGE_CACHE,
-            render_page(&view).into_string(),
+            &built.etag,
+            built.html.clone(),
         ),
-        Ok(None) => not_found(),
         Err(e) => failed(&e),
     }
 }
@@ -80,7 +193,7 @@ enum Metric {
 }
 
 async fn badge(
-    State(pages): State<Arc<StatusPageService>>,
+    State(pages): State<Pages>,
     Path((slug, url_id, file)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
@@ -94,7 +207,22 @@ async fn badge(
     };
     // A malformed id is looked up like any other, so it answers alike.
     let url_id = url_id.parse::<i64>().unwrap_or(0);
-    match pages.public_url(&slug, url_id).await {
+    let record = match pages.service.public_record(&slug).await {
+        Ok(Some(record)) if record.url_ids.contains(&url_id) => record,
+        Ok(_) => return not_found(),
+        Err(e) => return failed(&e),
+    };
+    // From the page as built, when it is; else this URL alone.
+    let url = match pages.cache.get(&slug, &record) {
+        Some(built) => Ok(built.view.urls.iter().find(|u| u.id == url_id).cloned()),
+        None => {
+            pages
+                .service
+                .url_of(&record, url_id, chrono::Utc::now())
+                .await
+        }
+    };
+    match url {
         Ok(Some(url)) => {
             let (label, message, color) = badge_text(&url, metric);
             if json {
@@ -120,6 +248,12 @@ async fn badge(
     }
 }
 
+/// A strong validator: a hash of the body.
+fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
 /// `body` with its validators, or 304 when the client has it already.
 fn cached(
     headers: &HeaderMap,
@@ -127,8 +261,18 @@ fn cached(
     cache: &'static str,
     body: String,
 ) -> Response {
-    let digest = Sha256::digest(body.as_bytes());
-    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let etag = etag_of(body.as_bytes());
+    respond(headers, content_type, cache, &etag, Bytes::from(body))
+}
+
+/// `body` with `etag`, or 304 when `If-None-Match` names it.
+fn respond(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    cache: &'static str,
+    etag: &str,
+    body: Bytes,
+) -> Response {
     let matches = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -136,7 +280,7 @@ fn cached(
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == etag || t == "*");
-    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let etag = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
     let common = [
         (header::ETAG, etag),
         (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
@@ -364,7 +508,7 @@ fn bars(days: &[DayView]) -> Markup {
         );
         let _ = write!(
             svg,
-            "<rect class=\"bar {}\" x=\"{}\" y=\"0\" width=\"{BAR}\" height=\"30\" rx=\"1\"><title>{}</title></rect>",
+            "<rect class=\"bar {}\" x=\"{}\" width=\"{BAR}\" height=\"30\" rx=\"1\"><title>{}</title></rect>",
             uptime_class(day.uptime),
             i * (BAR + GAP),
             escape(&tip),

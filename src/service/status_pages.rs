@@ -1,17 +1,18 @@
 //! Status pages: the owner's GetStatusPage / UpdateStatusPage, and what a
 //! public page shows to anyone (its URLs' state, uptime, latency, daily
-//! history and incidents), read through the URL, stats and incident
-//! services — from the rollups, never the raw statuses.
+//! history and incidents), read from the rollups (never the raw statuses)
+//! for all of a page's URLs at once: a page costs a fixed number of
+//! statements, however many URLs it lists.
 //!
 //! A page that does not exist, is not public, or does not list the URL
 //! asked for is the same `None`: the transports answer all three alike.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::DatabaseConnection;
 
-use super::{IncidentQuery, IncidentService, StatsQuery, StatsService, UrlService};
+use super::UrlService;
 use crate::{
     domain::{
         IncidentRecord, UrlRecord, UserId,
@@ -20,16 +21,39 @@ use crate::{
         status_page::{Slug, StatusPageRecord, StatusPageUpdate},
         truncate_to_micros,
     },
-    error::{Error, Result},
-    store::status_pages::{self, PageRow, Refused},
+    error::{Error, Result, SettingsError, check_setting},
+    store::{
+        incidents, rollups,
+        status_pages::{self, PageRow, Refused},
+    },
 };
+
+/// How public pages are served.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusPageSettings {
+    /// How long a built public page (and its badges' figures) is served
+    /// again before it is built anew from the database; a page whose
+    /// settings changed is built anew at once. 0s builds every request.
+    #[arg(long, env = "MONITOR_STATUS_PAGE_CACHE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub status_page_cache: std::time::Duration,
+}
+
+impl StatusPageSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        check_setting(
+            self.status_page_cache <= std::time::Duration::from_secs(300),
+            "MONITOR_STATUS_PAGE_CACHE",
+            "must be at most 5m (0s: no cache)",
+        )
+    }
+}
 
 /// Days of bars a page shows per URL.
 pub const DAYS: i64 = 90;
 /// Resolved incidents a page lists.
 pub const RESOLVED_SHOWN: usize = 10;
 /// Incidents read per URL (for the list and the bars' tooltips).
-const INCIDENTS_READ: i32 = 200;
+const INCIDENTS_READ: u64 = 200;
 
 /// One day of a URL's history.
 #[derive(Debug, Clone)]
@@ -86,23 +110,11 @@ pub struct PageView {
 pub struct StatusPageService {
     db: DatabaseConnection,
     urls: Arc<UrlService>,
-    stats: Arc<StatsService>,
-    incidents: Arc<IncidentService>,
 }
 
 impl StatusPageService {
-    pub fn new(
-        db: DatabaseConnection,
-        urls: Arc<UrlService>,
-        stats: Arc<StatsService>,
-        incidents: Arc<IncidentService>,
-    ) -> Self {
-        Self {
-            db,
-            urls,
-            stats,
-            incidents,
-        }
+    pub fn new(db: DatabaseConnection, urls: Arc<UrlService>) -> Self {
+        Self { db, urls }
     }
 
     /// The user's page, or NOT_FOUND.
@@ -173,43 +185,54 @@ impl StatusPageService {
         }
     }
 
+    /// The public page with this slug (one statement, the same whether the
+    /// page is missing, private or public); `None` when there is none or it
+    /// is not public. What a built page was built from: when it changes,
+    /// the page is built again.
+    pub async fn public_record(&self, slug: &str) -> Result<Option<StatusPageRecord>> {
+        Ok(status_pages::get_by_slug(&self.db, slug)
+            .await?
+            .filter(|p| p.public))
+    }
+
     /// The public page with this slug; `None` when there is none or it is
     /// not public.
     pub async fn public_page(&self, slug: &str) -> Result<Option<PageView>> {
-        let Some(page) = self.public_record(slug).await? else {
-            return Ok(None);
-        };
-        let now = Utc::now();
-        let mut urls = Vec::with_capacity(page.url_ids.len());
+        match self.public_record(slug).await? {
+            Some(page) => Ok(Some(self.page_view(&page, Utc::now()).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `page` as it shows at `now`: all its URLs read together, one
+    /// statement per kind of row (URLs, incidents, day buckets, the week's
+    /// hour sums, the last day's hour buckets with their sketches).
+    pub async fn page_view(&self, page: &StatusPageRecord, now: DateTime<Utc>) -> Result<PageView> {
+        let (urls, incidents) = self.url_views(page, &page.url_ids, now).await?;
+        let labels: HashMap<i64, &str> = urls.iter().map(|u| (u.id, u.label.as_str())).collect();
         let mut open = Vec::new();
         let mut resolved = Vec::new();
-        for id in &page.url_ids {
-            // A URL deleted since the page was read is left out.
-            let Some(url) = self.listed_url(&page, *id).await? else {
+        for incident in incidents {
+            let Some(label) = labels.get(&incident.url_id) else {
                 continue;
             };
-            let incidents = self.url_incidents(page.user_id, *id).await?;
-            let view = self.url_view(&page, &url, &incidents, now).await?;
-            for incident in incidents {
-                let shown = IncidentView {
-                    label: view.label.clone(),
-                    state: incident.state,
-                    opened_at: incident.opened_at,
-                    resolved_at: incident.resolved_at,
-                    failed_probes: incident.failed_probes,
-                };
-                if incident.resolved_at.is_some() {
-                    resolved.push(shown);
-                } else {
-                    open.push(shown);
-                }
+            let shown = IncidentView {
+                label: (*label).to_owned(),
+                state: incident.state,
+                opened_at: incident.opened_at,
+                resolved_at: incident.resolved_at,
+                failed_probes: incident.failed_probes,
+            };
+            if incident.resolved_at.is_some() {
+                resolved.push(shown);
+            } else {
+                open.push(shown);
             }
-            urls.push(view);
         }
         open.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
         resolved.sort_by_key(|i| std::cmp::Reverse(i.resolved_at));
         resolved.truncate(RESOLVED_SHOWN);
-        Ok(Some(PageView {
+        Ok(PageView {
             title: if page.title.is_empty() {
                 page.slug.as_str().to_owned()
             } else {
@@ -219,7 +242,7 @@ impl StatusPageService {
             urls,
             open,
             resolved,
-        }))
+        })
     }
 
     /// One URL of the public page with this slug; `None` when there is no
@@ -228,125 +251,164 @@ impl StatusPageService {
         let Some(page) = self.public_record(slug).await? else {
             return Ok(None);
         };
-        let Some(url) = self.listed_url(&page, url_id).await? else {
-            return Ok(None);
-        };
-        let incidents = self.url_incidents(page.user_id, url_id).await?;
-        Ok(Some(
-            self.url_view(&page, &url, &incidents, Utc::now()).await?,
-        ))
+        self.url_of(&page, url_id, Utc::now()).await
     }
 
-    /// The page's URL with this id; `None` when the page does not list it
-    /// (or it was deleted since the page was read).
-    async fn listed_url(&self, page: &StatusPageRecord, url_id: i64) -> Result<Option<UrlRecord>> {
+    /// The URL `url_id` of `page` as it shows at `now`; `None` when the
+    /// page does not list it (or it was deleted since the page was read).
+    pub async fn url_of(
+        &self,
+        page: &StatusPageRecord,
+        url_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UrlView>> {
         if !page.url_ids.contains(&url_id) {
             return Ok(None);
         }
-        match self.urls.get(page.user_id, "url_id", url_id).await {
-            Ok(url) => Ok(Some(url)),
-            Err(Error::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let (mut urls, _) = self.url_views(page, &[url_id], now).await?;
+        Ok(urls.pop())
     }
 
-    async fn public_record(&self, slug: &str) -> Result<Option<StatusPageRecord>> {
-        Ok(status_pages::get_by_slug(&self.db, slug)
-            .await?
-            .filter(|p| p.public))
-    }
-
-    async fn url_incidents(&self, user: UserId, url_id: i64) -> Result<Vec<IncidentRecord>> {
-        Ok(self
-            .incidents
-            .list(
-                user,
-                IncidentQuery {
-                    url_id,
-                    page_size: INCIDENTS_READ,
-                    page_token: String::new(),
-                },
-            )
-            .await?
-            .incidents)
-    }
-
-    async fn url_view(
+    /// The views of `ids` (the page's URLs, or some of them) in the order
+    /// given, URLs deleted since left out, and the incidents of those URLs
+    /// open at some time over the bars' days, newest first.
+    async fn url_views(
         &self,
         page: &StatusPageRecord,
-        url: &UrlRecord,
-        incidents: &[IncidentRecord],
+        ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<UrlView> {
-        let stats = |start: DateTime<Utc>, tier: Tier| StatsQuery {
-            url_id: url.id,
-            start: Some(start),
-            end: Some(now),
-            granularity: Some(tier),
-        };
-        // Hours for the last week (24 h and 7 d), days for the bars (90 d, 30 d).
-        let hours = self
-            .stats
-            .get(page.user_id, stats(now - Duration::days(7), Tier::Hour))
-            .await?;
-        let today = Tier::Day.bucket_of(now.timestamp_millis());
-        let first_day = DateTime::from_timestamp_millis(today - (DAYS - 1) * Tier::Day.width_ms())
-            .unwrap_or(now);
-        let days = self
-            .stats
-            .get(page.user_id, stats(first_day, Tier::Day))
-            .await?;
-        let merged = |rows: &mut dyn Iterator<Item = &Bucket>| {
-            let mut total = Bucket::default();
-            for b in rows {
-                total.merge(b);
-            }
-            total
-        };
-        let since_day = now - Duration::hours(24);
-        let day = merged(
-            &mut hours
-                .buckets
-                .iter()
-                .filter(|r| r.start + Duration::hours(1) > since_day)
-                .map(|r| &r.bucket),
-        );
-        let since_month = now - Duration::days(30);
-        let month = merged(
-            &mut days
-                .buckets
-                .iter()
-                .filter(|r| r.start + Duration::days(1) > since_month)
-                .map(|r| &r.bucket),
-        );
-        let day_views = days
-            .buckets
+    ) -> Result<(Vec<UrlView>, Vec<IncidentRecord>)> {
+        let mut found: HashMap<i64, UrlRecord> = self
+            .urls
+            .get_many(page.user_id, ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect();
+        let urls: Vec<UrlRecord> = ids.iter().filter_map(|id| found.remove(id)).collect();
+        let ids: Vec<i64> = urls.iter().map(|u| u.id).collect();
+        if ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let now_ms = now.timestamp_millis();
+        let end_ms = now_ms + 1;
+        let hour = |ago: Duration| Tier::Hour.bucket_of((now - ago).timestamp_millis());
+        let today = Tier::Day.bucket_of(now_ms);
+        let first_day = today - (DAYS - 1) * Tier::Day.width_ms();
+        let since_first_day = DateTime::from_timestamp_millis(first_day).unwrap_or(now);
+        let limit = INCIDENTS_READ.saturating_mul(u64::try_from(ids.len()).unwrap_or(1));
+        let incidents = incidents::of_urls_since(&self.db, &ids, since_first_day, limit).await?;
+        let days = rollups::read_many(&self.db, &ids, Tier::Day, first_day, end_ms, false).await?;
+        let week =
+            rollups::sums(&self.db, &ids, Tier::Hour, hour(Duration::days(7)), end_ms).await?;
+        let last_day = rollups::read_many(
+            &self.db,
+            &ids,
+            Tier::Hour,
+            hour(Duration::hours(24)),
+            end_ms,
+            true,
+        )
+        .await?;
+        let week: HashMap<i64, Bucket> = week.into_iter().collect();
+        let mut day_rows: HashMap<i64, Vec<(i64, Bucket)>> = HashMap::new();
+        for (url_id, start, bucket) in days {
+            day_rows.entry(url_id).or_default().push((start, bucket));
+        }
+        let mut last_24h: HashMap<i64, Bucket> = HashMap::new();
+        for (url_id, _, bucket) in &last_day {
+            last_24h.entry(*url_id).or_default().merge(bucket);
+        }
+        let since_month = Tier::Day.bucket_of((now - Duration::days(30)).timestamp_millis());
+        let mut incidents_of: HashMap<i64, Vec<&IncidentRecord>> = HashMap::new();
+        for incident in &incidents {
+            incidents_of
+                .entry(incident.url_id)
+                .or_default()
+                .push(incident);
+        }
+        let views = urls
             .iter()
-            .map(|r| {
-                let end = r.start + Duration::days(1);
-                let overlapping = incidents
-                    .iter()
-                    .filter(|i| i.opened_at < end && i.resolved_at.is_none_or(|at| at >= r.start))
-                    .count();
-                DayView {
-                    date: r.start,
-                    uptime: r.bucket.uptime(),
-                    incidents: u32::try_from(overlapping).unwrap_or(u32::MAX),
+            .map(|url| {
+                let rows = day_rows.remove(&url.id).unwrap_or_default();
+                let its_incidents = incidents_of.remove(&url.id).unwrap_or_default();
+                let History {
+                    days: day_views,
+                    month,
+                    quarter,
+                } = history(&rows, &its_incidents, first_day, since_month, today);
+                let day = last_24h.remove(&url.id).unwrap_or_default();
+                UrlView {
+                    id: url.id,
+                    label: label(url),
+                    address: page.show_urls.then(|| url.url.clone()),
+                    state: url.state,
+                    uptime_24h: day.uptime(),
+                    uptime_7d: week.get(&url.id).and_then(Bucket::uptime),
+                    uptime_30d: month.uptime(),
+                    uptime_90d: quarter.uptime(),
+                    p95_24h_us: day.latency.quantile(0.95),
+                    days: day_views,
                 }
             })
             .collect();
-        Ok(UrlView {
-            id: url.id,
-            label: label(url),
-            address: page.show_urls.then(|| url.url.clone()),
-            state: url.state,
-            uptime_24h: day.uptime(),
-            uptime_7d: hours.total.bucket.uptime(),
-            uptime_30d: month.uptime(),
-            uptime_90d: days.total.bucket.uptime(),
-            p95_24h_us: day.latency.quantile(0.95),
-            days: day_views,
-        })
+        Ok((views, incidents))
+    }
+}
+
+/// A URL's bars and the uptime over their days.
+struct History {
+    days: Vec<DayView>,
+    /// Merged over the last 30 days.
+    month: Bucket,
+    /// Merged over all [`DAYS`].
+    quarter: Bucket,
+}
+
+/// The day bars from `first_day` to `today` (bucket starts, ms) of one URL
+/// from its stored day buckets (in order) and its incidents.
+fn history(
+    rows: &[(i64, Bucket)],
+    incidents: &[&IncidentRecord],
+    first_day: i64,
+    since_month: i64,
+    today: i64,
+) -> History {
+    let mut stored = rows.iter().peekable();
+    let (mut quarter, mut month) = (Bucket::default(), Bucket::default());
+    let mut days = Vec::with_capacity(usize::try_from(DAYS).unwrap_or(0));
+    let mut start = first_day;
+    while start <= today {
+        let end = start + Tier::Day.width_ms();
+        let bucket = match stored.peek() {
+            Some((at, _)) if *at == start => stored.next().map(|(_, b)| b),
+            _ => None,
+        };
+        if let Some(b) = bucket {
+            quarter.merge(b);
+            if start >= since_month {
+                month.merge(b);
+            }
+        }
+        let overlapping = incidents
+            .iter()
+            .filter(|i| {
+                i.opened_at.timestamp_millis() < end
+                    && i.resolved_at
+                        .is_none_or(|at| at.timestamp_millis() >= start)
+            })
+            .count();
+        days.push(DayView {
+            date: DateTime::from_timestamp_millis(start).unwrap_or_default(),
+            uptime: bucket.and_then(Bucket::uptime),
+            incidents: u32::try_from(overlapping).unwrap_or(u32::MAX),
+        });
+        start = end;
+    }
+    History {
+        days,
+        month,
+        quarter,
     }
 }
 

@@ -222,6 +222,12 @@ impl UrlService {
         Ok(urls::list_for_user(&self.db, user).await?)
     }
 
+    /// The user's URLs among `ids`, in id order; ids that are not the
+    /// user's (or no longer exist) are left out.
+    pub async fn get_many(&self, user: UserId, ids: &[i64]) -> Result<Vec<UrlRecord>> {
+        Ok(urls::get_many_for_user(&self.db, user, ids).await?)
+    }
+
     /// The user's URL with this id, or NOT_FOUND.
     pub async fn get(&self, user: UserId, field: &'static str, id: i64) -> Result<UrlRecord> {
         check_id(field, id)?;

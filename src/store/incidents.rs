@@ -1,7 +1,7 @@
 //! Incidents: runs of failing probes that turned a URL down (written by
 //! `store::outcomes` in the flush's transaction; read here).
 
-use sea_orm::{QueryOrder, QuerySelect, entity::prelude::*};
+use sea_orm::{Condition, QueryOrder, QuerySelect, entity::prelude::*};
 
 use crate::domain::{
     IncidentRecord, UserId,
@@ -88,6 +88,31 @@ pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<Incid
     Ok(select
         .order_by_desc(Column::Id)
         .limit(query.limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(IncidentRecord::from)
+        .collect())
+}
+
+/// The incidents of these URLs that were open at some time since `since`
+/// (open ones, and those resolved since), newest first, at most `limit`.
+/// The caller has checked whose URLs these are.
+pub async fn of_urls_since(
+    db: &DatabaseConnection,
+    url_ids: &[i64],
+    since: DateTimeUtc,
+    limit: u64,
+) -> Result<Vec<IncidentRecord>, DbErr> {
+    Ok(Entity::find()
+        .filter(Column::UrlId.is_in(url_ids.iter().copied()))
+        .filter(
+            Condition::any()
+                .add(Column::ResolvedAt.is_null())
+                .add(Column::ResolvedAt.gte(since)),
+        )
+        .order_by_desc(Column::Id)
+        .limit(limit)
         .all(db)
         .await?
         .into_iter()

@@ -113,6 +113,37 @@ pub(crate) fn numbered(backend: DbBackend, postgres: &str) -> String {
     }
 }
 
+/// The condition "`column` is one of `ids`" with its one parameter, `$n`
+/// (write the statement for Postgres and pass it through [`numbered`]): an
+/// array on Postgres, a JSON list on SQLite.
+pub(crate) fn one_of(
+    backend: DbBackend,
+    column: &str,
+    n: usize,
+    ids: &[i64],
+) -> (String, sea_orm::Value) {
+    match backend {
+        DbBackend::Postgres => (format!("{column} = ANY(${n})"), ids.to_vec().into()),
+        _ => (
+            format!("{column} IN (SELECT value FROM json_each(${n}))"),
+            serde_json::to_string(ids).unwrap_or_default().into(),
+        ),
+    }
+}
+
+/// An error of a statement run through sqlx directly, as sea-orm reports
+/// its own: a pool that cannot give a connection is `ConnectionAcquire`.
+pub(crate) fn sqlx_err(err: sqlx::Error) -> DbErr {
+    match err {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => {
+            DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed)
+        }
+        sqlx::Error::Io(_) => DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err.into())),
+        other => DbErr::Query(sea_orm::RuntimeErr::SqlxError(other.into())),
+    }
+}
+
 /// Whether an error is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))

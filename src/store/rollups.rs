@@ -9,10 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::numbered;
+use super::{numbered, one_of, sqlx_err};
 
 use crate::domain::{
     rollup::{Bucket, ScheduleSpan, Tier},
@@ -254,24 +254,159 @@ pub async fn read(
         .await?;
     rows.iter()
         .map(|r| {
-            let get_count = |c| -> Result<u64, DbErr> {
-                Ok(u64::try_from(r.try_get::<i32>("", c)?).unwrap_or(0))
-            };
             let sketch: Vec<u8> = r.try_get("", "sketch")?;
             Ok((
                 r.try_get("", "bucket_ms")?,
+                bucket_of_row(r, Some(&sketch))?,
+            ))
+        })
+        .collect()
+}
+
+/// The buckets of `tier` starting in `[from_ms, to_ms)` of several URLs at
+/// once, ordered by URL and start; with `sketches: false` their latency
+/// sketches are left empty (not read, not decoded): counts alone. Through
+/// sqlx's typed rows: a page reads thousands of them.
+pub async fn read_many(
+    db: &DatabaseConnection,
+    url_ids: &[i64],
+    tier: Tier,
+    from_ms: i64,
+    to_ms: i64,
+    sketches: bool,
+) -> Result<Vec<(i64, i64, Bucket)>, DbErr> {
+    type ManyRow = (i64, i64, i32, i32, i32, Option<i64>, Option<Vec<u8>>);
+    let backend = db.get_database_backend();
+    let sketch = match (sketches, backend) {
+        (true, _) => "sketch",
+        (false, DbBackend::Postgres) => "NULL::bytea",
+        (false, _) => "NULL",
+    };
+    let sql = |ids: &str| {
+        numbered(
+            backend,
+            &format!(
+                "SELECT url_id, bucket_ms, up, degraded, down, latency_max_us, {sketch} \
+                 FROM rollups WHERE tier = $1 AND bucket_ms >= $2 AND bucket_ms < $3 AND {ids} \
+                 ORDER BY url_id, bucket_ms"
+            ),
+        )
+    };
+    let rows: Vec<ManyRow> = match backend {
+        DbBackend::Postgres => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql("url_id = ANY($4)")))
+                .bind(tier as i16)
+                .bind(from_ms)
+                .bind(to_ms)
+                .bind(url_ids.to_vec())
+                .fetch_all(db.get_postgres_connection_pool())
+                .await
+        }
+        _ => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql(
+                "url_id IN (SELECT value FROM json_each($4))",
+            )))
+            .bind(tier as i16)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(serde_json::to_string(url_ids).unwrap_or_default())
+            .fetch_all(db.get_sqlite_connection_pool())
+            .await
+        }
+    }
+    .map_err(sqlx_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(url_id, bucket_ms, up, degraded, down, max_us, sketch)| {
+            let count = |n: i32| u64::try_from(n).unwrap_or(0);
+            (
+                url_id,
+                bucket_ms,
                 Bucket {
-                    up: get_count("up")?,
-                    degraded: get_count("degraded")?,
-                    down: get_count("down")?,
+                    up: count(up),
+                    degraded: count(degraded),
+                    down: count(down),
+                    max_us: max_us.and_then(|m| u64::try_from(m).ok()),
+                    latency: sketch
+                        .as_deref()
+                        .and_then(Sketch::decode)
+                        .unwrap_or_default(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// The counts of each URL's buckets of `tier` starting in `[from_ms,
+/// to_ms)`, summed per URL by the database (no sketches): one row per URL
+/// that has any.
+pub async fn sums(
+    db: &DatabaseConnection,
+    url_ids: &[i64],
+    tier: Tier,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, Bucket)>, DbErr> {
+    let backend = db.get_database_backend();
+    let (ids, ids_value) = one_of(backend, "url_id", 4, url_ids);
+    // Postgres sums int4 into int8; the casts keep both backends' types alike.
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!(
+                    "SELECT url_id, CAST(SUM(up) AS BIGINT) AS up, \
+                            CAST(SUM(degraded) AS BIGINT) AS degraded, \
+                            CAST(SUM(down) AS BIGINT) AS down, \
+                            MAX(latency_max_us) AS latency_max_us \
+                     FROM rollups WHERE tier = $1 AND bucket_ms >= $2 AND bucket_ms < $3 AND {ids} \
+                     GROUP BY url_id"
+                ),
+            ),
+            [
+                (tier as i16).into(),
+                from_ms.into(),
+                to_ms.into(),
+                ids_value,
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let count = |c| -> Result<u64, DbErr> {
+                Ok(u64::try_from(r.try_get::<i64>("", c)?).unwrap_or(0))
+            };
+            Ok((
+                r.try_get("", "url_id")?,
+                Bucket {
+                    up: count("up")?,
+                    degraded: count("degraded")?,
+                    down: count("down")?,
                     max_us: r
                         .try_get::<Option<i64>>("", "latency_max_us")?
                         .and_then(|m| u64::try_from(m).ok()),
-                    latency: Sketch::decode(&sketch).unwrap_or_default(),
+                    latency: Sketch::default(),
                 },
             ))
         })
         .collect()
+}
+
+/// A bucket from a row of `up, degraded, down, latency_max_us` and its
+/// sketch's bytes (none: an empty sketch).
+fn bucket_of_row(r: &sea_orm::QueryResult, sketch: Option<&[u8]>) -> Result<Bucket, DbErr> {
+    let count =
+        |c| -> Result<u64, DbErr> { Ok(u64::try_from(r.try_get::<i32>("", c)?).unwrap_or(0)) };
+    Ok(Bucket {
+        up: count("up")?,
+        degraded: count("degraded")?,
+        down: count("down")?,
+        max_us: r
+            .try_get::<Option<i64>>("", "latency_max_us")?
+            .and_then(|m| u64::try_from(m).ok()),
+        latency: sketch.and_then(Sketch::decode).unwrap_or_default(),
+    })
 }
 
 /// One URL's schedule history, oldest first.

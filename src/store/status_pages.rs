@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, TransactionTrait,
 };
 
 use super::{is_unique_violation, numbered};
@@ -33,21 +33,31 @@ pub struct PageRow<'a> {
 
 const COLUMNS: &str = "id, user_id, slug, title, public, show_urls, updated_at";
 
-async fn record(db: &impl ConnectionTrait, row: &QueryResult) -> Result<StatusPageRecord, DbErr> {
-    let backend = db.get_database_backend();
-    let id: i64 = row.try_get("", "id")?;
-    let url_ids = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            numbered(
-                backend,
-                "SELECT url_id FROM status_page_urls WHERE page_id = $1 ORDER BY position",
-            ),
-            [id.into()],
-        ))
-        .await?
-        .iter()
-        .map(|r| r.try_get::<i64>("", "url_id"))
+/// The page's URL ids in its order, as one comma-separated column: the
+/// page and its list are one statement, so a lookup by slug costs the same
+/// whether the page is missing, private or public.
+fn url_list(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => {
+            "(SELECT COALESCE(string_agg(url_id::text, ',' ORDER BY position), '') \
+             FROM status_page_urls WHERE page_id = status_pages.id) AS url_list"
+        }
+        _ => {
+            "(SELECT COALESCE(group_concat(url_id, ',' ORDER BY position), '') \
+             FROM status_page_urls WHERE page_id = status_pages.id) AS url_list"
+        }
+    }
+}
+
+fn record(row: &QueryResult) -> Result<StatusPageRecord, DbErr> {
+    let list: String = row.try_get("", "url_list")?;
+    let url_ids = list
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse::<i64>()
+                .map_err(|e| DbErr::Type(format!("status_page_urls.url_id {id:?}: {e}")))
+        })
         .collect::<Result<_, _>>()?;
     Ok(StatusPageRecord {
         user_id: UserId(row.try_get("", "user_id")?),
@@ -71,15 +81,15 @@ async fn select_one(
             backend,
             numbered(
                 backend,
-                &format!("SELECT {COLUMNS} FROM status_pages WHERE {filter}"),
+                &format!(
+                    "SELECT {COLUMNS}, {} FROM status_pages WHERE {filter}",
+                    url_list(backend)
+                ),
             ),
             [value],
         ))
         .await?;
-    match row {
-        Some(row) => Ok(Some(record(db, &row).await?)),
-        None => Ok(None),
-    }
+    row.as_ref().map(record).transpose()
 }
 
 /// The user's page, if the user has one.

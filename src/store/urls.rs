@@ -393,6 +393,22 @@ pub async fn list_for_user(db: &DatabaseConnection, user: UserId) -> Result<Vec<
     with_states(db, models).await
 }
 
+/// The user's URLs among `ids` (others' and missing ones left out), in
+/// id order.
+pub async fn get_many_for_user(
+    db: &DatabaseConnection,
+    user: UserId,
+    ids: &[i64],
+) -> Result<Vec<UrlRecord>, DbErr> {
+    let models = Entity::find()
+        .filter(Column::UserId.eq(user.0))
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await?;
+    with_states(db, models).await
+}
+
 /// The user's URL with this id, if there is one.
 pub async fn get_for_user(
     db: &DatabaseConnection,

@@ -10,7 +10,9 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 use tonic::Code;
 
-use crate::helpers::{Backend, TestApp, authed, expect_code, expect_invalid, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, authed, expect_code, expect_invalid, spawn_app, spawn_app_with,
+};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -516,6 +518,96 @@ async fn pages_and_badges_carry_an_etag_and_answer_304(backend: Backend) {
     assert_ne!(after.headers()[header::ETAG], before);
 }
 
+async fn rename(app: &TestApp, token: &str, id: i64, name: &str) {
+    app.client
+        .clone()
+        .update_url(authed(
+            pb::UpdateUrlRequest {
+                url: Some(pb::Url {
+                    id,
+                    name: name.into(),
+                    ..pb::Url::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+            },
+            token,
+        ))
+        .await
+        .expect("rename the URL");
+}
+
+/// A built page is served again (same body, same tag; its badges too) for
+/// MONITOR_STATUS_PAGE_CACHE; a change to the page itself, or the page
+/// going private, shows at once; after that time, everything new shows.
+async fn a_built_page_is_served_again_until_it_changes_or_ages(backend: Backend) {
+    let fresh = std::time::Duration::from_secs(5);
+    let app = spawn_app_with(backend, |s| s.status_pages.status_page_cache = fresh).await;
+    let seeded = seeded_page(&app).await;
+    let path = format!("/status/{}", seeded.slug);
+    let badge = format!("/status/{}/badges/{}/status.svg", seeded.slug, seeded.api);
+    let page_text = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), StatusCode::OK);
+        let tag = res.headers()[header::ETAG].to_str().unwrap().to_owned();
+        (tag, res.text().await.unwrap())
+    };
+
+    let (tag, html) = page_text(get(&app, &path, None).await).await;
+    assert!(html.contains(">API<"), "{html}");
+    // A renamed URL is not part of the page's record: the built page stays.
+    rename(&app, &seeded.token, seeded.api, "API two").await;
+    let (again_tag, again) = page_text(get(&app, &path, None).await).await;
+    assert_eq!((&again_tag, &again), (&tag, &html), "served again as built");
+    let (_, svg) = page_text(get(&app, &badge, None).await).await;
+    assert!(svg.contains(">API<"), "from the page as built: {svg}");
+
+    // A change to the page is built at once, with what is new.
+    update_page(
+        &app,
+        &seeded.token,
+        pb::StatusPage {
+            title: "Acme, retitled".into(),
+            ..pb::StatusPage::default()
+        },
+        &["title"],
+    )
+    .await
+    .unwrap();
+    let (new_tag, html) = page_text(get(&app, &path, None).await).await;
+    assert_ne!(new_tag, tag);
+    assert!(
+        html.contains("Acme, retitled") && html.contains(">API two<"),
+        "{html}"
+    );
+
+    // Aged out: built anew.
+    rename(&app, &seeded.token, seeded.api, "API three").await;
+    tokio::time::sleep(fresh + std::time::Duration::from_millis(500)).await;
+    let (_, html) = page_text(get(&app, &path, None).await).await;
+    assert!(html.contains(">API three<"), "{html}");
+    let (_, svg) = page_text(get(&app, &badge, None).await).await;
+    assert!(svg.contains("API three"), "{svg}");
+
+    // Private: the same 404 at once, page and badge alike.
+    update_page(
+        &app,
+        &seeded.token,
+        pb::StatusPage {
+            public: false,
+            ..pb::StatusPage::default()
+        },
+        &["public"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&app, &path, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, &badge, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
 async fn badges_are_svg_and_shields_json(backend: Backend) {
     let app = spawn_app(backend).await;
     let seeded = seeded_page(&app).await;
@@ -610,6 +702,7 @@ crate::on_both_backends!(
     a_public_page_shows_its_urls_uptime_bars_and_incidents,
     unknown_private_and_unlisted_answer_the_same_404,
     pages_and_badges_carry_an_etag_and_answer_304,
+    a_built_page_is_served_again_until_it_changes_or_ages,
     badges_are_svg_and_shields_json,
 );
 
