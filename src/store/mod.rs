@@ -131,19 +131,6 @@ pub(crate) fn one_of(
     }
 }
 
-/// An error of a statement run through sqlx directly, as sea-orm reports
-/// its own: a pool that cannot give a connection is `ConnectionAcquire`.
-pub(crate) fn sqlx_err(err: sqlx::Error) -> DbErr {
-    match err {
-        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
-        sqlx::Error::PoolClosed => {
-            DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed)
-        }
-        sqlx::Error::Io(_) => DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err.into())),
-        other => DbErr::Query(sea_orm::RuntimeErr::SqlxError(other.into())),
-    }
-}
-
 /// Whether an error is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))

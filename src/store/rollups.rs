@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::{numbered, one_of, sqlx_err};
+use super::{numbered, one_of};
 
 use crate::domain::{
     rollup::{Bucket, ScheduleSpan, Tier},
@@ -265,8 +265,12 @@ pub async fn read(
 
 /// The buckets of `tier` starting in `[from_ms, to_ms)` of several URLs at
 /// once, ordered by URL and start; with `sketches: false` their latency
-/// sketches are left empty (not read, not decoded): counts alone. Through
-/// sqlx's typed rows: a page reads thousands of them.
+/// sketches are left empty (not read, not decoded): counts alone.
+///
+/// The database returns one row per URL, its buckets joined into one text
+/// (`start:up:degraded:down:max:sketch-hex`, comma-separated): a page reads
+/// thousands of buckets, and a row costs far more to hand over (SQLite's
+/// worker thread sends each through a channel) than to parse.
 pub async fn read_many(
     db: &DatabaseConnection,
     url_ids: &[i64],
@@ -275,66 +279,78 @@ pub async fn read_many(
     to_ms: i64,
     sketches: bool,
 ) -> Result<Vec<(i64, i64, Bucket)>, DbErr> {
-    type ManyRow = (i64, i64, i32, i32, i32, Option<i64>, Option<Vec<u8>>);
     let backend = db.get_database_backend();
-    let sketch = match (sketches, backend) {
-        (true, _) => "sketch",
-        (false, DbBackend::Postgres) => "NULL::bytea",
-        (false, _) => "NULL",
+    let (ids, ids_value) = one_of(backend, "url_id", 4, url_ids);
+    let (max, sketch, agg) = match backend {
+        DbBackend::Postgres => (
+            "COALESCE(latency_max_us::text, '')",
+            if sketches {
+                "encode(sketch, 'hex')"
+            } else {
+                "''"
+            },
+            "string_agg",
+        ),
+        _ => (
+            "COALESCE(latency_max_us, '')",
+            if sketches { "hex(sketch)" } else { "''" },
+            "group_concat",
+        ),
     };
-    let sql = |ids: &str| {
-        numbered(
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
             backend,
-            &format!(
-                "SELECT url_id, bucket_ms, up, degraded, down, latency_max_us, {sketch} \
-                 FROM rollups WHERE tier = $1 AND bucket_ms >= $2 AND bucket_ms < $3 AND {ids} \
-                 ORDER BY url_id, bucket_ms"
+            numbered(
+                backend,
+                &format!(
+                    "SELECT url_id, {agg}(bucket_ms || ':' || up || ':' || degraded || ':' || down \
+                                         || ':' || {max} || ':' || {sketch}, ',' ORDER BY bucket_ms) \
+                                     AS buckets \
+                     FROM rollups WHERE tier = $1 AND bucket_ms >= $2 AND bucket_ms < $3 AND {ids} \
+                     GROUP BY url_id ORDER BY url_id"
+                ),
             ),
-        )
-    };
-    let rows: Vec<ManyRow> = match backend {
-        DbBackend::Postgres => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql("url_id = ANY($4)")))
-                .bind(tier as i16)
-                .bind(from_ms)
-                .bind(to_ms)
-                .bind(url_ids.to_vec())
-                .fetch_all(db.get_postgres_connection_pool())
-                .await
-        }
-        _ => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql(
-                "url_id IN (SELECT value FROM json_each($4))",
-            )))
-            .bind(tier as i16)
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(serde_json::to_string(url_ids).unwrap_or_default())
-            .fetch_all(db.get_sqlite_connection_pool())
-            .await
+            [(tier as i16).into(), from_ms.into(), to_ms.into(), ids_value],
+        ))
+        .await?;
+    let mut out = Vec::new();
+    for row in &rows {
+        let url_id: i64 = row.try_get("", "url_id")?;
+        let joined: String = row.try_get("", "buckets")?;
+        for text in joined.split(',').filter(|t| !t.is_empty()) {
+            let (start, bucket) = parse_joined(text)
+                .ok_or_else(|| DbErr::Type(format!("rollups of URL {url_id}: {text:?}")))?;
+            out.push((url_id, start, bucket));
         }
     }
-    .map_err(sqlx_err)?;
-    Ok(rows
-        .into_iter()
-        .map(|(url_id, bucket_ms, up, degraded, down, max_us, sketch)| {
-            let count = |n: i32| u64::try_from(n).unwrap_or(0);
-            (
-                url_id,
-                bucket_ms,
-                Bucket {
-                    up: count(up),
-                    degraded: count(degraded),
-                    down: count(down),
-                    max_us: max_us.and_then(|m| u64::try_from(m).ok()),
-                    latency: sketch
-                        .as_deref()
-                        .and_then(Sketch::decode)
-                        .unwrap_or_default(),
-                },
-            )
-        })
-        .collect())
+    Ok(out)
+}
+
+/// One bucket as [`read_many`] has the database join it.
+fn parse_joined(text: &str) -> Option<(i64, Bucket)> {
+    let mut parts = text.split(':');
+    let mut next = || parts.next();
+    let start = next()?.parse().ok()?;
+    let mut count = || next()?.parse::<u64>().ok();
+    let (up, degraded, down) = (count()?, count()?, count()?);
+    let max_us = match next()? {
+        "" => None,
+        max => Some(max.parse::<u64>().ok()?),
+    };
+    let latency = match next()? {
+        "" => Sketch::default(),
+        sketch => Sketch::decode(&hex::decode(sketch).ok()?)?,
+    };
+    Some((
+        start,
+        Bucket {
+            up,
+            degraded,
+            down,
+            max_us,
+            latency,
+        },
+    ))
 }
 
 /// The counts of each URL's buckets of `tier` starting in `[from_ms,
@@ -460,5 +476,33 @@ pub async fn prune(db: &DatabaseConnection, tier: Tier, cutoff_ms: i64) -> Resul
         if deleted < u64::try_from(PRUNE_CHUNK).unwrap_or(0) {
             return Ok(total);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joined_bucket_reads_back() {
+        let mut bucket = Bucket::default();
+        bucket.add(crate::domain::verdict::Verdict::Up, Some(12_000));
+        bucket.add(crate::domain::verdict::Verdict::Down, Some(900_000));
+        let text = format!(
+            "1700000000000:{}:{}:{}:{}:{}",
+            bucket.up,
+            bucket.degraded,
+            bucket.down,
+            bucket.max_us.unwrap(),
+            hex(&bucket.latency.encode())
+        );
+        assert_eq!(parse_joined(&text), Some((1_700_000_000_000, bucket)));
+        let counts = parse_joined("5:1:2:3::").unwrap().1;
+        assert_eq!(
+            (counts.up, counts.degraded, counts.down, counts.max_us),
+            (1, 2, 3, None)
+        );
+        assert_eq!(parse_joined("5:1:2"), None);
+        assert_eq!(parse_joined("5:1:2:3::zz"), None);
     }
 }
