@@ -53,6 +53,8 @@ const CSS: &str = include_str!("status_page.css");
 /// How long clients and proxies may keep a page or a badge.
 const PAGE_CACHE: &str = "public, max-age=30";
 const CSS_CACHE: &str = "public, max-age=86400";
+/// How often an open page reloads itself.
+const REFRESH_SECONDS: u32 = 60;
 
 /// Most bytes of built pages kept at once; the oldest go first.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -414,6 +416,9 @@ fn render_page(view: &PageView) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                // Reloads itself (no script needed); a reload within the
+                // cache's time is a 304 or the page as built.
+                meta http-equiv="refresh" content=(REFRESH_SECONDS);
                 title { (view.title) }
                 // No favicon request (its 404 would be a console error).
                 link rel="icon" href="data:,";

@@ -555,6 +555,11 @@ async fn a_built_page_is_served_again_until_it_changes_or_ages(backend: Backend)
 
     let (tag, html) = page_text(get(&app, &path, None).await).await;
     assert!(html.contains(">API<"), "{html}");
+    // An open page reloads itself, without a script.
+    assert!(
+        html.contains(r#"<meta http-equiv="refresh" content="60">"#),
+        "{html}"
+    );
     // A renamed URL is not part of the page's record: the built page stays.
     rename(&app, &seeded.token, seeded.api, "API two").await;
     let (again_tag, again) = page_text(get(&app, &path, None).await).await;
