@@ -80,6 +80,16 @@ impl App {
         );
         // reqwest and sqlx both use rustls with ring; pick the provider once.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Both ports first: an address in use stops start-up before the
+        // data directory, the database or the key file is written.
+        let grpc_listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("binding MONITOR_GRPC_ADDR {}", settings.grpc_addr))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let http_listener = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("binding MONITOR_HTTP_ADDR {}", settings.http_addr))?;
+        let http_addr = http_listener.local_addr()?;
         let db = open_database(&settings).await?;
         let key = token_key(&settings)?;
         let mut token_keys = TokenKeys::new(&key, settings.auth.token_ttl);
@@ -140,14 +150,6 @@ impl App {
         .context("building the notification HTTP client")?
         .with_metrics(metrics.clone());
 
-        let grpc_listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("binding MONITOR_GRPC_ADDR {}", settings.grpc_addr))?;
-        let grpc_addr = grpc_listener.local_addr()?;
-        let http_listener = TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("binding MONITOR_HTTP_ADDR {}", settings.http_addr))?;
-        let http_addr = http_listener.local_addr()?;
         tokio::task::spawn_blocking(password::warm_up);
 
         Ok(Self {
