@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 mod migrations;
 mod notif_faults;
+mod newcomer;
 mod notifications;
 mod observability;
 #[cfg(feature = "otlp")]
