@@ -300,7 +300,8 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_environment_variable_too() {
-        let err = Settings::try_parse_with_env_names(["monitor", "--token-ttl", "soon"]).unwrap_err();
+        let err =
+            Settings::try_parse_with_env_names(["monitor", "--token-ttl", "soon"]).unwrap_err();
         let text = err.render().to_string();
         assert!(text.contains("--token-ttl"), "{text}");
         assert!(text.contains("MONITOR_TOKEN_TTL"), "{text}");
@@ -309,12 +310,28 @@ mod tests {
 
     #[test]
     fn booleans_take_true_false_1_0_yes_no() {
-        for (word, want) in [("true", true), ("1", true), ("yes", true), ("YES", true), ("false", false), ("0", false), ("no", false)] {
+        for (word, want) in [
+            ("true", true),
+            ("1", true),
+            ("yes", true),
+            ("YES", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+        ] {
             let s = parse(&["--allow-private-targets", word, "--prober", word]);
-            assert_eq!((s.prober.probe.allow_private_targets, s.prober.enabled), (want, want), "{word}");
+            assert_eq!(
+                (s.prober.probe.allow_private_targets, s.prober.enabled),
+                (want, want),
+                "{word}"
+            );
         }
         let err = Settings::try_parse_with_env_names(["monitor", "--prober", "maybe"]).unwrap_err();
-        assert!(err.render().to_string().contains("MONITOR_PROBER"), "{}", err.render());
+        assert!(
+            err.render().to_string().contains("MONITOR_PROBER"),
+            "{}",
+            err.render()
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ mod helpers;
 mod hostile;
 mod http;
 mod migrations;
-mod notif_faults;
 mod newcomer;
+mod notif_faults;
 mod notifications;
 mod observability;
 #[cfg(feature = "otlp")]

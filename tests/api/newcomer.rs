@@ -48,8 +48,15 @@ fn a_missing_postgres_database_is_named_with_the_createdb_command() {
     assert!(err.contains("database \"no_such_database_i19\""), "{err}");
     assert!(err.contains("127.0.0.1:5432"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
-    assert!(err.contains("createdb -h 127.0.0.1 -p 5432 -U postgres no_such_database_i19"), "{err}");
-    assert_eq!(err.matches("does not exist").count(), 1, "printed once: {err}");
+    assert!(
+        err.contains("createdb -h 127.0.0.1 -p 5432 -U postgres no_such_database_i19"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("does not exist").count(),
+        1,
+        "printed once: {err}"
+    );
     assert!(!err.contains("at line"), "{err}");
 }
 
@@ -63,7 +70,10 @@ fn a_closed_postgres_port_is_refused_at_once_with_its_address() {
     let started = Instant::now();
     let (code, out, err) = run_to_exit(
         monitor_command(dir.path())
-            .env("DATABASE_URL", format!("postgres://monitor:hunter2secret@127.0.0.1:{port}/monitor"))
+            .env(
+                "DATABASE_URL",
+                format!("postgres://monitor:hunter2secret@127.0.0.1:{port}/monitor"),
+            )
             .env("MONITOR_TOKEN_KEY", KEY),
     );
     assert_eq!(code, Some(2), "{out}\n{err}");
@@ -73,7 +83,11 @@ fn a_closed_postgres_port_is_refused_at_once_with_its_address() {
     assert!(err.contains("database \"monitor\""), "{err}");
     assert!(!err.contains("hunter2secret"), "never the password: {err}");
     assert!(!err.contains("pool timed out"), "{err}");
-    assert_eq!(err.matches("connection refused").count(), 1, "printed once: {err}");
+    assert_eq!(
+        err.matches("connection refused").count(),
+        1,
+        "printed once: {err}"
+    );
 }
 
 #[test]
@@ -94,10 +108,12 @@ fn an_address_in_use_exits_2_before_anything_is_written() {
 #[test]
 fn a_bad_setting_names_its_environment_variable_and_booleans_take_yes_and_1() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, err) =
-        run_to_exit(monitor_command(dir.path()).env("MONITOR_TOKEN_TTL", "soon"));
+    let (code, _, err) = run_to_exit(monitor_command(dir.path()).env("MONITOR_TOKEN_TTL", "soon"));
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--token-ttl") && err.contains("MONITOR_TOKEN_TTL"), "{err}");
+    assert!(
+        err.contains("--token-ttl") && err.contains("MONITOR_TOKEN_TTL"),
+        "{err}"
+    );
     let (code, _, err) =
         run_to_exit(monitor_command(dir.path()).env("MONITOR_ALLOW_PRIVATE_TARGETS", "perhaps"));
     assert_eq!(code, Some(2), "{err}");
@@ -130,8 +146,8 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     std::thread::sleep(std::time::Duration::from_millis(3000));
     crate::binary::terminate(&mut child);
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("serving"), "{text}");
     assert!(!text.contains("\x1b["), "ANSI codes in a pipe: {text:?}");
 }
