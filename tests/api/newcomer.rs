@@ -143,7 +143,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(3000));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     crate::binary::terminate(&mut child);
     let out = child.wait_with_output().unwrap();
     let text =

@@ -800,10 +800,14 @@ async fn monitorctl_channel_add_takes_exactly_one_target() {
     }
 }
 
+/// README blocks as (the line of the opening fence, the code or the reason
+/// it is not run).
+type Blocks = Vec<(usize, String)>;
+
 /// The README's `sh` blocks, taken from README.md, in order: (line of the
 /// opening fence, the code). A block with `<!-- not run by tests: reason -->`
 /// on the line above is left out; the reason must be given.
-fn readme_shell_blocks() -> (Vec<(usize, String)>, Vec<(usize, String)>) {
+fn readme_shell_blocks() -> (Blocks, Blocks) {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let lines: Vec<&str> = readme.lines().collect();
     let (mut run, mut skipped) = (Vec::new(), Vec::new());
