@@ -84,11 +84,21 @@ impl App {
         // data directory, the database or the key file is written.
         let grpc_listener = TcpListener::bind(settings.grpc_addr)
             .await
-            .with_context(|| format!("binding MONITOR_GRPC_ADDR {}", settings.grpc_addr))?;
+            .with_context(|| {
+                format!(
+                    "binding MONITOR_GRPC_ADDR {} (stop what listens there, or set another address; port 0 picks a free one)",
+                    settings.grpc_addr
+                )
+            })?;
         let grpc_addr = grpc_listener.local_addr()?;
         let http_listener = TcpListener::bind(settings.http_addr)
             .await
-            .with_context(|| format!("binding MONITOR_HTTP_ADDR {}", settings.http_addr))?;
+            .with_context(|| {
+                format!(
+                    "binding MONITOR_HTTP_ADDR {} (stop what listens there, or set another address; port 0 picks a free one)",
+                    settings.http_addr
+                )
+            })?;
         let http_addr = http_listener.local_addr()?;
         let db = open_database(&settings).await?;
         let key = token_key(&settings)?;

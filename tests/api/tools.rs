@@ -260,6 +260,18 @@ async fn monitorctl_runs_the_whole_session_with_tables_json_and_exit_codes() {
     let (ok, out, err) = run(ctl(&["register", "ctl@example.com"])).await;
     assert!(ok, "{err}");
     assert!(out.contains("registered ctl@example.com"), "{out}");
+    // A wrong password: exit 3, a hint that is not the command just run,
+    // and neither the password nor whether the account exists.
+    for email in ["ctl@example.com", "nobody@example.com"] {
+        let mut wrong = ctl(&["login", email]);
+        wrong.env("MONITOR_PASSWORD", "not the password");
+        let (code, _, err) = run_code(wrong).await;
+        assert_eq!(code, Some(3), "{err}");
+        assert!(err.contains("wrong email or password"), "{err}");
+        assert!(err.contains("check the email and the password"), "{err}");
+        assert!(!err.contains("run `monitorctl login"), "{err}");
+        assert!(!err.contains("not the password"), "{err}");
+    }
     let (ok, out, err) = run(ctl(&["login", "ctl@example.com"])).await;
     assert!(ok, "{err}");
     assert!(out.contains("logged in"), "{out}");
