@@ -80,6 +80,10 @@ impl App {
         );
         // reqwest and sqlx both use rustls with ring; pick the provider once.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Both ports first: an address in use stops start-up before the
+        // data directory, the database or the key file is written.
+        let (grpc_listener, grpc_addr) = bind(settings.grpc_addr, "MONITOR_GRPC_ADDR").await?;
+        let (http_listener, http_addr) = bind(settings.http_addr, "MONITOR_HTTP_ADDR").await?;
         let db = open_database(&settings).await?;
         let key = token_key(&settings)?;
         let mut token_keys = TokenKeys::new(&key, settings.auth.token_ttl);
@@ -140,14 +144,6 @@ impl App {
         .context("building the notification HTTP client")?
         .with_metrics(metrics.clone());
 
-        let grpc_listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("binding MONITOR_GRPC_ADDR {}", settings.grpc_addr))?;
-        let grpc_addr = grpc_listener.local_addr()?;
-        let http_listener = TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("binding MONITOR_HTTP_ADDR {}", settings.http_addr))?;
-        let http_addr = http_listener.local_addr()?;
         tokio::task::spawn_blocking(password::warm_up);
 
         Ok(Self {
@@ -357,6 +353,17 @@ impl App {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Binds one listener; an error names the setting and what to do.
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "binding {setting} {addr} (stop what listens there, or set another address; port 0 picks a free one)"
+        )
+    })?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
 }
 
 /// Creates the data directory readable by the owner only (0700); one that

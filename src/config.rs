@@ -134,6 +134,23 @@ impl Settings {
         settings
     }
 
+    /// Parses the process's flags and environment. On a bad value clap's
+    /// message names the flag (`--token-ttl <TOKEN_TTL>`); the error
+    /// returned also names its environment variable (`MONITOR_TOKEN_TTL`),
+    /// since that is where most deployments set it.
+    pub fn try_parse_with_env_names<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = Self::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(args)
+            .map_err(|e| name_env_in_error(&command, e))?;
+        Self::from_arg_matches(&matches).map_err(|e| name_env_in_error(&command, e))
+    }
+
     /// Which database is selected.
     pub fn database_kind(&self) -> DatabaseKind {
         match self.database_url.as_deref() {
@@ -205,6 +222,35 @@ impl Settings {
     }
 }
 
+/// Adds the environment variable of the argument a clap error is about to
+/// its message: `'--token-ttl <TOKEN_TTL>'` becomes
+/// `'--token-ttl <TOKEN_TTL>' (environment variable MONITOR_TOKEN_TTL)`.
+fn name_env_in_error(command: &clap::Command, error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let shown = shown.clone();
+    let env = command.get_arguments().find_map(|arg| {
+        let long = arg.get_long()?;
+        let flag = format!("--{long}");
+        let rest = shown.strip_prefix(&flag)?;
+        (rest.is_empty() || rest.starts_with([' ', '=']))
+            .then(|| arg.get_env())
+            .flatten()
+    });
+    let Some(env) = env else { return error };
+    let env = env.to_string_lossy();
+    let kind = error.kind();
+    let text = error.render().to_string().replacen(
+        &format!("'{shown}'"),
+        &format!("'{shown}' (environment variable {env})"),
+        1,
+    );
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    clap::Error::raw(kind, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +296,42 @@ mod tests {
         assert_eq!(s.auth.login.period, Duration::from_secs(120));
         assert_eq!(s.urls.min_period, Duration::from_secs(20));
         assert_eq!(s.buffer.redis_prefix, "x");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_environment_variable_too() {
+        let err =
+            Settings::try_parse_with_env_names(["monitor", "--token-ttl", "soon"]).unwrap_err();
+        let text = err.render().to_string();
+        assert!(text.contains("--token-ttl"), "{text}");
+        assert!(text.contains("MONITOR_TOKEN_TTL"), "{text}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn booleans_take_true_false_1_0_yes_no() {
+        for (word, want) in [
+            ("true", true),
+            ("1", true),
+            ("yes", true),
+            ("YES", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+        ] {
+            let s = parse(&["--allow-private-targets", word, "--prober", word]);
+            assert_eq!(
+                (s.prober.probe.allow_private_targets, s.prober.enabled),
+                (want, want),
+                "{word}"
+            );
+        }
+        let err = Settings::try_parse_with_env_names(["monitor", "--prober", "maybe"]).unwrap_err();
+        assert!(
+            err.render().to_string().contains("MONITOR_PROBER"),
+            "{}",
+            err.render()
+        );
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The `monitor` server binary: settings, telemetry, build, run until a signal.
 
-use clap::Parser;
 use monitor::{app::App, config::Settings, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +12,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let settings = Settings::parse();
+    let settings = match Settings::try_parse_with_env_names(std::env::args_os()) {
+        Ok(settings) => settings,
+        Err(e) => e.exit(),
+    };
     telemetry::init(settings.log_format);
     if let Err(e) = settings.validate() {
         eprintln!("monitor: {e}");
@@ -21,6 +23,10 @@ async fn main() -> std::process::ExitCode {
     }
     let app = match App::build(settings).await {
         Ok(app) => app,
+        Err(e) if unusable_setting(&e) => {
+            eprintln!("monitor: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "start-up failed");
             return std::process::ExitCode::FAILURE;
@@ -37,6 +43,17 @@ async fn main() -> std::process::ExitCode {
     };
     telemetry::shutdown();
     code
+}
+
+/// Whether start-up failed on a setting that cannot work as given (a
+/// database that refuses us, an address in use): exit 2, like a bad flag.
+fn unusable_setting(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<monitor::config::SettingsError>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    })
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

@@ -26,7 +26,15 @@ pub fn init(format: LogFormat) {
         .with(filter)
         .with(otlp_layer());
     match format {
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).init(),
+        // Colour only when the log stream (stdout) is a terminal: a file or
+        // a pipe gets plain text.
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .init(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()

@@ -133,20 +133,29 @@ pub async fn name_allowed_methods(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let res = next.run(req).await;
-    if res.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return res;
-    }
     let allowed = res
         .headers()
         .get(header::ALLOW)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(',').map(str::trim).collect::<Vec<_>>().join(", "))
         .filter(|v| !v.is_empty());
+    // axum sets `Allow` only when a path's method router fell back, i.e.
+    // the method is not routed there; the token check (a route layer) runs
+    // around that fallback too, so a request without a token would get 401
+    // for a method the path does not have: it is a 405 all the same.
+    let not_routed = allowed
+        .as_deref()
+        .is_some_and(|a| !a.split(", ").any(|m| m == method.as_str()));
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED && !not_routed {
+        return res;
+    }
     let message = match &allowed {
         Some(allowed) => format!("{method} is not allowed on {path}; allowed: {allowed}"),
         None => format!("{method} is not allowed on {path}"),
     };
     let (mut parts, _) = res.into_parts();
+    parts.status = StatusCode::METHOD_NOT_ALLOWED;
+    parts.headers.remove(header::WWW_AUTHENTICATE);
     let json = error_response(parts.status, Code::Unimplemented, &message, &[]);
     let (json_parts, body) = json.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);

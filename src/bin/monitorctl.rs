@@ -974,7 +974,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     email: email.clone(),
                     password,
                 })
-                .await?
+                .await
+                .map_err(|status| match status.code() {
+                    // Not the generic "run `monitorctl login`": that is what
+                    // was just run. Which of the two was wrong is not said.
+                    Code::Unauthenticated => Failure(
+                        format!(
+                            "{}\nhint: check the email and the password (MONITOR_PASSWORD or stdin); \
+                             no account yet? `monitorctl register EMAIL`",
+                            status.message()
+                        ),
+                        3,
+                    ),
+                    _ => Failure::from(status),
+                })?
                 .into_inner();
             save(
                 &path,

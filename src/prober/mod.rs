@@ -50,7 +50,7 @@ use crate::{
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProberSettings {
     /// Run the prober and flush tasks in this instance (off: API only).
-    #[arg(long = "prober", env = "MONITOR_PROBER", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long = "prober", env = "MONITOR_PROBER", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub enabled: bool,
 
     /// How often the scheduler claims due URLs.

@@ -62,7 +62,7 @@ pub struct ProbeSettings {
 
     /// Probe private, loopback and link-local addresses too. Off by default:
     /// turn on only for tests and local demos.
-    #[arg(long = "allow-private-targets", env = "MONITOR_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long = "allow-private-targets", env = "MONITOR_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_targets: bool,
 
     /// PEM files of more root certificates https probes trust, besides the

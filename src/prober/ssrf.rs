@@ -90,7 +90,11 @@ pub struct Blocked(pub String);
 
 impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} is a private or reserved address", self.0)
+        write!(
+            f,
+            "{} is a private or reserved address; to probe it, start the server with MONITOR_ALLOW_PRIVATE_TARGETS=true",
+            self.0
+        )
     }
 }
 

@@ -60,6 +60,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
                 .statement_cache_capacity(100)
                 .pragma("journal_size_limit", SQLITE_WAL_LIMIT_BYTES.to_string())
         });
+    if postgres {
+        check_postgres(url).await?;
+    }
     let db = Database::connect(options).await.with_context(|| {
         format!(
             "connecting to the {} database",
@@ -68,6 +71,61 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
     })?;
     migrate(&db).await.context("applying database migrations")?;
     Ok(db)
+}
+
+/// Opens one connection to the Postgres `url` before the pool does, so that
+/// a setting that cannot work (nothing listening, no such database, a
+/// refused login) stops start-up at once with one message naming the
+/// address, the database and the user (never the password) and what to
+/// do, instead of the pool's retries and "pool timed out".
+async fn check_postgres(url: &str) -> Result<(), crate::error::SettingsError> {
+    use std::str::FromStr;
+
+    use sqlx::{ConnectOptions as _, postgres::PgConnectOptions};
+    let bad = |reason: String| crate::error::SettingsError::new("DATABASE_URL", reason);
+    let options =
+        PgConnectOptions::from_str(url).map_err(|e| bad(format!("cannot be parsed: {e}")))?;
+    let host = options.get_host().to_string();
+    let port = options.get_port();
+    let user = options.get_username().to_string();
+    let database = options
+        .get_database()
+        .unwrap_or(options.get_username())
+        .to_string();
+    let at = format!("Postgres at {host}:{port} (database {database:?}, user {user:?})");
+    let attempt = tokio::time::timeout(Duration::from_secs(5), options.connect()).await;
+    let error = match attempt {
+        Ok(Ok(connection)) => {
+            let _ = sqlx::Connection::close(connection).await;
+            return Ok(());
+        }
+        Ok(Err(error)) => error,
+        Err(_) => {
+            return Err(bad(format!(
+                "{at} did not answer within 5 s; check the host and port and that no firewall drops the connection"
+            )));
+        }
+    };
+    let code = match &error {
+        sqlx::Error::Database(e) => e.code().map(|c| c.to_string()),
+        _ => None,
+    };
+    let reason = match (&error, code.as_deref()) {
+        (sqlx::Error::Io(e), _) if e.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "{at}: connection refused: nothing listens there; start Postgres or fix the host and port"
+        ),
+        (sqlx::Error::Io(e), _) => format!("{at}: cannot connect: {e}; check the host and port"),
+        (_, Some("3D000")) => format!(
+            "{at}: the database does not exist; create it with `createdb -h {host} -p {port} -U {user} {database}`"
+        ),
+        (_, Some("28P01" | "28000")) => format!(
+            "{at}: the login was refused (wrong password, or pg_hba.conf does not allow this user from here); fix the user and password in DATABASE_URL"
+        ),
+        (sqlx::Error::Tls(e), _) => format!("{at}: TLS failed: {e}; check sslmode in DATABASE_URL"),
+        (sqlx::Error::Database(e), _) => format!("{at}: refused: {}", e.message()),
+        (e, _) => format!("{at}: cannot connect: {e}"),
+    };
+    Err(bad(reason))
 }
 
 /// Applies pending migrations. On Postgres an advisory lock held by the

@@ -564,6 +564,10 @@ async fn protocol_errors_and_wrong_methods_get_json_errors_that_say_what_to_do()
         (Method::DELETE, "/metrics", "GET, HEAD"),
         (Method::GET, "/v1/users", "POST"),
         (Method::PUT, "/register", "POST"),
+        // Routes that need a token: a method they lack is 405 with or
+        // without one, never 401 (issue 19).
+        (Method::PUT, "/v1/urls", "POST, GET, HEAD"),
+        (Method::PATCH, "/v1/incidents", "GET, HEAD"),
     ] {
         let (s, headers, got) = raw(&app, method.clone(), path, None, "", None).await;
         eprintln!("{method} {path}: {s} {got}");

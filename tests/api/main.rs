@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod migrations;
+mod newcomer;
 mod notif_faults;
 mod notifications;
 mod observability;

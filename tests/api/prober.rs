@@ -182,6 +182,13 @@ async fn the_ssrf_guard_blocks_loopback_unless_allowed(backend: Backend) {
             .await[0];
         assert_eq!(s.status_code, 0, "{url}");
         assert_eq!(s.error_kind, ErrorKind::Blocked as i32, "{url}: {s:?}");
+        // It says how to allow it (issue 19).
+        assert!(
+            s.error_message
+                .contains("MONITOR_ALLOW_PRIVATE_TARGETS=true"),
+            "{url}: {}",
+            s.error_message
+        );
     }
     assert_eq!(target.total_hits(), 0, "nothing reached the target");
 }

@@ -10,7 +10,6 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use monitor::proto::monitor::v1 as pb;
 use serde_json::{Value, json};
 
 use crate::{
@@ -261,6 +260,18 @@ async fn monitorctl_runs_the_whole_session_with_tables_json_and_exit_codes() {
     let (ok, out, err) = run(ctl(&["register", "ctl@example.com"])).await;
     assert!(ok, "{err}");
     assert!(out.contains("registered ctl@example.com"), "{out}");
+    // A wrong password: exit 3, a hint that is not the command just run,
+    // and neither the password nor whether the account exists.
+    for email in ["ctl@example.com", "nobody@example.com"] {
+        let mut wrong = ctl(&["login", email]);
+        wrong.env("MONITOR_PASSWORD", "not the password");
+        let (code, _, err) = run_code(wrong).await;
+        assert_eq!(code, Some(3), "{err}");
+        assert!(err.contains("wrong email or password"), "{err}");
+        assert!(err.contains("check the email and the password"), "{err}");
+        assert!(!err.contains("run `monitorctl login"), "{err}");
+        assert!(!err.contains("not the password"), "{err}");
+    }
     let (ok, out, err) = run(ctl(&["login", "ctl@example.com"])).await;
     assert!(ok, "{err}");
     assert!(out.contains("logged in"), "{out}");
@@ -801,125 +812,129 @@ async fn monitorctl_channel_add_takes_exactly_one_target() {
     }
 }
 
-/// The README's assertion examples (the block after its marker comment),
-/// run by bash as written, only the two addresses changed to this server's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readme_assertion_examples_run_as_written() {
-    let bin = tools_venv();
-    assert!(bin.join("grpcurl").exists());
-    let app = spawn_app(Backend::Sqlite).await;
-    let (_, token) = app.user().await;
+/// README blocks as (the line of the opening fence, the code or the reason
+/// it is not run).
+type Blocks = Vec<(usize, String)>;
+
+/// The README's `sh` blocks, taken from README.md, in order: (line of the
+/// opening fence, the code). A block with `<!-- not run by tests: reason -->`
+/// on the line above is left out; the reason must be given.
+fn readme_shell_blocks() -> (Blocks, Blocks) {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let marker = "<!-- tools::readme_assertion_examples_run_as_written runs this block";
-    let after = &readme[readme.find(marker).expect("the README marks its block")..];
-    let block = after
-        .split("```sh\n")
-        .nth(1)
-        .and_then(|b| b.split("\n```").next())
-        .expect("a sh block after the marker");
-    let script = block
-        .replace(
-            "http://127.0.0.1:8080",
-            &format!("http://{}", app.http_addr),
-        )
-        .replace("127.0.0.1:50051", &app.addr.to_string());
-    let mut cmd = Command::new("bash");
-    cmd.args(["-e", "-o", "pipefail", "-c", &script])
-        .current_dir(repo())
-        .env("TOKEN", &token);
-    let (ok, out, err) = run(cmd).await;
-    assert!(ok, "the README's block failed:\n{out}\n{err}");
-    // The last example is refused as the README shows.
-    assert!(
-        out.contains(
-            r#""message":"assertions[0].json.pointer: \"status\" is not a JSON pointer (RFC 6901)"#
-        ),
-        "{out}"
-    );
-    // What the others did: two URLs, the first one's list replaced.
-    let urls = app
-        .client
-        .clone()
-        .list_urls(crate::helpers::authed(pb::ListUrlsRequest {}, &token))
-        .await
-        .unwrap()
-        .into_inner()
-        .urls;
-    let kinds: Vec<Vec<String>> = urls
-        .iter()
-        .map(|u| {
-            u.assertions
-                .iter()
-                .map(|a| format!("{:?}", a.check.as_ref().unwrap()))
-                .collect()
-        })
-        .collect();
-    assert_eq!(urls.len(), 2, "{urls:?}");
-    assert!(
-        kinds[0][0].starts_with("BodyContains") && kinds[0][1].starts_with("Header"),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds[1][0].starts_with("Status") && kinds[1][1].starts_with("BodyNotContains"),
-        "{kinds:?}"
-    );
+    let lines: Vec<&str> = readme.lines().collect();
+    let (mut run, mut skipped) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < lines.len() {
+        let fence = lines[i].trim_start();
+        if fence.starts_with("```sh")
+            || fence.starts_with("```bash")
+            || fence.starts_with("```shell")
+        {
+            let start = i + 1;
+            let mut end = start;
+            while end < lines.len() && !lines[end].trim_start().starts_with("```") {
+                end += 1;
+            }
+            let code = lines[start..end].join("\n");
+            let above = if i > 0 { lines[i - 1].trim() } else { "" };
+            match above.strip_prefix("<!-- not run by tests:") {
+                Some(reason) => {
+                    let reason = reason.trim_end_matches("-->").trim();
+                    assert!(
+                        !reason.is_empty(),
+                        "README.md:{}: say why it is not run",
+                        i + 1
+                    );
+                    skipped.push((i + 1, reason.to_owned()));
+                }
+                None => run.push((i + 1, code)),
+            }
+            i = end;
+        }
+        i += 1;
+    }
+    (run, skipped)
 }
 
-/// The README's monitorctl notification examples (the block after their
-/// marker comment), run by bash as written, with monitorctl on the PATH,
-/// its token kept in a temporary directory, and only the addresses changed:
-/// the server's, and the webhook receiver's for hooks.example.com.
+/// Every README `sh` block not marked `not run by tests`, run by
+/// `bash -euo pipefail` as written, in order, against one fresh server
+/// (SQLite in a new data directory, the prober off so nothing public is
+/// looked up, registration and per-host limits at their defaults), with
+/// `monitorctl` on the PATH as `cargo install --path .` puts it, the tests'
+/// `.venv` for grpcurl, and only addresses changed: the server's two ports,
+/// and hooks.example.com to a local webhook receiver.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readme_notification_examples_run_as_written() {
+async fn readme_shell_blocks_run_in_order_on_a_fresh_server() {
+    let bin = tools_venv();
+    assert!(bin.join("grpcurl").exists());
     let hooks = Hooks::start().await;
-    let app = spawn_app_with(Backend::Sqlite, delivering).await;
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        delivering(s);
+        let defaults = monitor::config::Settings::for_tests("unused");
+        s.auth.login.register_per_peer = defaults.auth.login.register_per_peer;
+        s.urls.max_host_rate = defaults.urls.max_host_rate;
+    })
+    .await;
+    let (blocks, skipped) = readme_shell_blocks();
+    // The blocks left out are few, each with its reason.
+    assert!(skipped.len() <= 8, "{skipped:?}");
+    assert!(blocks.len() >= 8, "{} blocks", blocks.len());
     let config = tempfile::tempdir().unwrap();
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let marker = "<!-- tools::readme_notification_examples_run_as_written runs this block";
-    let after = &readme[readme.find(marker).expect("the README marks its block")..];
-    let block = after
-        .split("```sh\n")
-        .nth(1)
-        .and_then(|b| b.split("\n```").next())
-        .expect("a sh block after the marker");
-    let script = block
-        .replace("http://127.0.0.1:50051", &format!("http://{}", app.addr))
-        .replace("https://hooks.example.com", &hooks.url(""));
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_monitorctl"))
+    let monitorctl_dir = Path::new(env!("CARGO_BIN_EXE_monitorctl"))
         .parent()
         .unwrap();
-    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+    let path = std::env::join_paths(std::iter::once(monitorctl_dir.to_path_buf()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .unwrap();
-    let mut cmd = Command::new("bash");
-    cmd.args(["-e", "-o", "pipefail", "-c", &script])
-        .current_dir(config.path())
-        .env("PATH", path)
-        .env("MONITORCTL_CONFIG_DIR", config.path())
-        .env_remove("MONITOR_SERVER")
-        .env_remove("MONITOR_PASSWORD");
-    let (ok, out, err) = run(cmd).await;
-    assert!(ok, "the README's block failed:\n{out}\n{err}");
-    // What the README says it prints.
-    for part in [
-        "registered ops@example.com",
-        " ops ",
-        &hooks.url("/monitor"),
-        "the secret is shown only now",
-        " everything ",
-        " all ",
-        "test event queued for channel 1: delivery 1, PENDING",
-        "delivery 1: DELIVERED after 1 attempt(s)",
-        "DELIVERED OR NEXT TRY",
-        "deleted channel 2",
-    ] {
-        assert!(out.contains(part), "{part}: {out}");
+    let mut all = String::new();
+    for (line, code) in &blocks {
+        let script = code
+            .replace("127.0.0.1:50051", &app.addr.to_string())
+            .replace("127.0.0.1:8080", &app.http_addr.to_string())
+            .replace("https://hooks.example.com", &hooks.url(""));
+        assert!(
+            !script.contains("$G ") || script.contains("G="),
+            "README.md:{line}: the block uses $G without setting it"
+        );
+        let mut cmd = Command::new("bash");
+        cmd.args(["-euo", "pipefail", "-c", &script])
+            .current_dir(repo())
+            .env("PATH", &path)
+            .env("MONITORCTL_CONFIG_DIR", config.path())
+            .env("MONITOR_SERVER", format!("http://{}", app.addr))
+            .env_remove("TOKEN")
+            .env_remove("MONITOR_PASSWORD");
+        let (ok, out, err) = run(cmd).await;
+        assert!(
+            ok,
+            "the README block at README.md:{line} failed:\n--- stdout\n{out}\n--- stderr\n{err}"
+        );
+        for refused in [r#""code":16"#, r#""code":5,"#] {
+            assert!(
+                !out.contains(refused),
+                "README.md:{line}: a call was refused ({refused}):\n{out}"
+            );
+        }
+        all.push_str(&out);
     }
+    // What some blocks say they print.
+    for part in [
+        r#""message":"assertions[0].json.pointer: \"status\" is not a JSON pointer (RFC 6901)"#,
+        "registered ops@example.com",
+        "the secret is shown only now",
+        "DELIVERED after 1 attempt(s)",
+        "DELIVERED OR NEXT TRY",
+        "this server sends no email",
+    ] {
+        assert!(all.contains(part), "{part}: {all}");
+    }
+    // The status page's conditional request: 304.
+    assert!(all.lines().any(|l| l.trim_end().ends_with("304")), "{all}");
+    // Two test events delivered (curl's and monitorctl's), nothing else.
     let got = hooks.got();
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0]["type"], "test");
-    assert_eq!(got[0]["data"]["channel"]["id"], 1);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|e| e["type"] == "test"), "{got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
