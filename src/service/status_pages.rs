@@ -299,8 +299,11 @@ impl StatusPageService {
         let limit = INCIDENTS_READ.saturating_mul(u64::try_from(ids.len()).unwrap_or(1));
         let incidents = incidents::of_urls_since(&self.db, &ids, since_first_day, limit).await?;
         let days = rollups::read_many(&self.db, &ids, Tier::Day, first_day, end_ms, false).await?;
-        let week =
-            rollups::sums(&self.db, &ids, Tier::Hour, hour(Duration::days(7)), end_ms).await?;
+        // The week: the hours of its first, partial day, then whole days
+        // (a day bucket is the sum of its hours: the flush writes both).
+        let week_from = hour(Duration::days(7));
+        let week_days = Tier::Day.bucket_of(week_from) + Tier::Day.width_ms();
+        let week = rollups::sums(&self.db, &ids, Tier::Hour, week_from, week_days).await?;
         let last_day = rollups::read_many(
             &self.db,
             &ids,
@@ -310,7 +313,7 @@ impl StatusPageService {
             true,
         )
         .await?;
-        let week: HashMap<i64, Bucket> = week.into_iter().collect();
+        let week_hours: HashMap<i64, Bucket> = week.into_iter().collect();
         let mut day_rows: HashMap<i64, Vec<(i64, Bucket)>> = HashMap::new();
         for (url_id, start, bucket) in days {
             day_rows.entry(url_id).or_default().push((start, bucket));
@@ -334,9 +337,19 @@ impl StatusPageService {
                 let its_incidents = incidents_of.remove(&url.id).unwrap_or_default();
                 let History {
                     days: day_views,
+                    mut week,
                     month,
                     quarter,
-                } = history(&rows, &its_incidents, first_day, since_month, today);
+                } = history(
+                    &rows,
+                    &its_incidents,
+                    first_day,
+                    [week_days, since_month],
+                    today,
+                );
+                if let Some(hours) = week_hours.get(&url.id) {
+                    week.merge(hours);
+                }
                 let day = last_24h.remove(&url.id).unwrap_or_default();
                 UrlView {
                     id: url.id,
@@ -344,7 +357,7 @@ impl StatusPageService {
                     address: page.show_urls.then(|| url.url.clone()),
                     state: url.state,
                     uptime_24h: day.uptime(),
-                    uptime_7d: week.get(&url.id).and_then(Bucket::uptime),
+                    uptime_7d: week.uptime(),
                     uptime_30d: month.uptime(),
                     uptime_90d: quarter.uptime(),
                     p95_24h_us: day.latency.quantile(0.95),
@@ -359,6 +372,8 @@ impl StatusPageService {
 /// A URL's bars and the uptime over their days.
 struct History {
     days: Vec<DayView>,
+    /// Merged over the days from the first of `since` on.
+    week: Bucket,
     /// Merged over the last 30 days.
     month: Bucket,
     /// Merged over all [`DAYS`].
@@ -366,16 +381,18 @@ struct History {
 }
 
 /// The day bars from `first_day` to `today` (bucket starts, ms) of one URL
-/// from its stored day buckets (in order) and its incidents.
+/// from its stored day buckets (in order) and its incidents; `since` are
+/// the first days of the week's and the month's whole days.
 fn history(
     rows: &[(i64, Bucket)],
     incidents: &[&IncidentRecord],
     first_day: i64,
-    since_month: i64,
+    [since_week, since_month]: [i64; 2],
     today: i64,
 ) -> History {
     let mut stored = rows.iter().peekable();
-    let (mut quarter, mut month) = (Bucket::default(), Bucket::default());
+    let (mut week, mut month, mut quarter) =
+        (Bucket::default(), Bucket::default(), Bucket::default());
     let mut days = Vec::with_capacity(usize::try_from(DAYS).unwrap_or(0));
     let mut start = first_day;
     while start <= today {
@@ -388,6 +405,9 @@ fn history(
             quarter.merge(b);
             if start >= since_month {
                 month.merge(b);
+            }
+            if start >= since_week {
+                week.merge(b);
             }
         }
         let overlapping = incidents
@@ -407,6 +427,7 @@ fn history(
     }
     History {
         days,
+        week,
         month,
         quarter,
     }

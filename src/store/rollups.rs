@@ -304,13 +304,17 @@ pub async fn read_many(
                 backend,
                 &format!(
                     "SELECT url_id, {agg}(bucket_ms || ':' || up || ':' || degraded || ':' || down \
-                                         || ':' || {max} || ':' || {sketch}, ',' ORDER BY bucket_ms) \
-                                     AS buckets \
+                                         || ':' || {max} || ':' || {sketch}, ',') AS buckets \
                      FROM rollups WHERE tier = $1 AND bucket_ms >= $2 AND bucket_ms < $3 AND {ids} \
                      GROUP BY url_id ORDER BY url_id"
                 ),
             ),
-            [(tier as i16).into(), from_ms.into(), to_ms.into(), ids_value],
+            [
+                (tier as i16).into(),
+                from_ms.into(),
+                to_ms.into(),
+                ids_value,
+            ],
         ))
         .await?;
     let mut out = Vec::new();
@@ -323,6 +327,9 @@ pub async fn read_many(
             out.push((url_id, start, bucket));
         }
     }
+    // Sorted here: an ORDER BY inside the aggregate made SQLite sort each
+    // URL's rows through a temporary b-tree.
+    out.sort_unstable_by_key(|(url_id, start, _)| (*url_id, *start));
     Ok(out)
 }
 
