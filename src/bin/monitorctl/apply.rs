@@ -492,7 +492,8 @@ fn changes(want: &Entry, have: &pb::Url) -> Vec<String> {
     }
     if let Some(a) = &want.assertions {
         let a: Vec<pb::Assertion> = a.iter().map(|a| a.0.clone()).collect();
-        if a != have.assertions {
+        // As written: the server fills in defaults (a severity, say).
+        if list_text(&a) != list_text(&have.assertions) {
             out.push(format!(
                 "assertions {} -> {}",
                 list_text(&have.assertions),
@@ -622,7 +623,11 @@ pub async fn apply(
     }
     let refused = |i: usize, status: tonic::Status| -> Failure {
         if status.code() == tonic::Code::InvalidArgument {
-            Failure(format!("{}: {}", desired.at(i), status.message()), 2)
+            let m = status.message();
+            match m.strip_prefix("url.") {
+                Some(field) => Failure(format!("{}.{field}", desired.at(i)), 2),
+                None => Failure(format!("{}: {m}", desired.at(i)), 2),
+            }
         } else {
             Failure::from(status)
         }
