@@ -222,18 +222,18 @@ pub fn load(path: &Path) -> Result<Desired, Failure> {
         *n += 1;
         urls.push(checked(&file, &text, i, from, raw)?);
     }
-    finish(file, &text, urls, Vec::new())
+    finish(file, &text, &urls, Vec::new())
 }
 
 fn finish(
     file: String,
     text: &str,
-    urls: Vec<Entry>,
+    urls: &[Entry],
     skipped: Vec<String>,
 ) -> Result<Desired, Failure> {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let mut entries = Vec::new();
-    for e in &urls {
+    for e in urls {
         let n = seen.entry(&e.name).or_default();
         let line = line_of(text, &e.name, *n);
         if *n > 0 {
@@ -326,7 +326,7 @@ pub fn load_gatus(path: &Path) -> Result<Desired, Failure> {
             assertions: Some(assertions),
         });
     }
-    finish(file, &text, urls, skipped)
+    finish(file, &text, &urls, skipped)
 }
 
 /// A Gatus condition as an assertion: `Ok(None)` when it needs none (every
@@ -460,35 +460,35 @@ fn list_text(a: &[pb::Assertion]) -> String {
 fn changes(want: &Entry, have: &pb::Url) -> Vec<String> {
     let mut out = Vec::new();
     let have_period = have.period.and_then(|p| Duration::try_from(p).ok());
-    if let Some(Period(p)) = want.period {
-        if have_period != Some(p) {
-            out.push(format!(
-                "period {} -> {}",
-                period_text(have_period),
-                period_text(Some(p))
-            ));
-        }
+    if let Some(Period(p)) = want.period
+        && have_period != Some(p)
+    {
+        out.push(format!(
+            "period {} -> {}",
+            period_text(have_period),
+            period_text(Some(p))
+        ));
     }
-    if let Some(p) = want.paused {
-        if p != have.paused {
-            out.push(format!("paused {} -> {p}", have.paused));
-        }
+    if let Some(p) = want.paused
+        && p != have.paused
+    {
+        out.push(format!("paused {} -> {p}", have.paused));
     }
-    if let Some(n) = want.failure_threshold {
-        if n != have.failure_threshold {
-            out.push(format!(
-                "failure_threshold {} -> {n}",
-                have.failure_threshold
-            ));
-        }
+    if let Some(n) = want.failure_threshold
+        && n != have.failure_threshold
+    {
+        out.push(format!(
+            "failure_threshold {} -> {n}",
+            have.failure_threshold
+        ));
     }
-    if let Some(n) = want.success_threshold {
-        if n != have.success_threshold {
-            out.push(format!(
-                "success_threshold {} -> {n}",
-                have.success_threshold
-            ));
-        }
+    if let Some(n) = want.success_threshold
+        && n != have.success_threshold
+    {
+        out.push(format!(
+            "success_threshold {} -> {n}",
+            have.success_threshold
+        ));
     }
     if let Some(a) = &want.assertions {
         let a: Vec<pb::Assertion> = a.iter().map(|a| a.0.clone()).collect();
@@ -658,14 +658,14 @@ pub async fn apply(
                 let mut only_rest = want.clone();
                 only_rest.period = None;
                 only_rest.assertions = None;
-                if let Some(req) = update_for(url.id, &only_rest, true) {
-                    if let Err(e) = client.update_url(super::authed(req, saved)?).await {
-                        // No half-made URL: take the new one back.
-                        let _ = client
-                            .delete_url(super::authed(pb::DeleteUrlRequest { id: url.id }, saved)?)
-                            .await;
-                        return Err(refused(*i, e));
-                    }
+                if let Some(req) = update_for(url.id, &only_rest, true)
+                    && let Err(e) = client.update_url(super::authed(req, saved)?).await
+                {
+                    // No half-made URL: take the new one back.
+                    let _ = client
+                        .delete_url(super::authed(pb::DeleteUrlRequest { id: url.id }, saved)?)
+                        .await;
+                    return Err(refused(*i, e));
                 }
                 if let Step::Replace(_, old) = s {
                     client
