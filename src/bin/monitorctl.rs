@@ -19,6 +19,9 @@ use monitor::proto::monitor::v1 as pb;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Request};
 
+#[path = "monitorctl/apply.rs"]
+mod apply;
+
 const EXIT_CODES: &str = "\
 Assertions (--assert, on add and update; prefix one with `degraded:` to make
 its failure DEGRADED instead of DOWN):
@@ -152,6 +155,24 @@ enum Command {
         #[command(subcommand)]
         command: ChannelCommand,
     },
+    /// Make your URLs what a monitors file says (see "Monitors as code" in the
+    /// README): prints the plan, then applies it; a second run prints "no changes".
+    Apply {
+        /// The monitors file (as `export` writes it), or with --from gatus a Gatus config.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Read the file as another tool's config: `gatus` (its endpoints).
+        #[arg(long, value_parser = ["gatus"])]
+        from: Option<String>,
+        /// Also delete your URLs the file does not name.
+        #[arg(long)]
+        prune: bool,
+        /// Print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print your URLs as a monitors file (YAML) that `apply -f` takes back.
+    Export,
     /// Show a channel's deliveries (events sent or being sent), newest first.
     Deliveries {
         channel_id: i64,
@@ -946,8 +967,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         println!("logged out");
         return Ok(());
     }
+    // A monitors file is checked before the server is called.
+    let desired = match &cli.command {
+        Command::Apply { file, from, .. } => Some(if from.is_some() {
+            apply::load_gatus(file)?
+        } else {
+            apply::load(file)?
+        }),
+        _ => None,
+    };
     let mut client = connect(&cli.server).await?;
     match &cli.command {
+        Command::Apply { prune, dry_run, .. } => {
+            let saved = load(&path)?;
+            let desired = desired.expect("loaded above");
+            apply::apply(&mut client, &saved, &desired, *prune, *dry_run).await?;
+        }
+        Command::Export => {
+            let saved = load(&path)?;
+            let urls = client
+                .list_urls(authed(pb::ListUrlsRequest {}, &saved)?)
+                .await?
+                .into_inner()
+                .urls;
+            print!("{}", apply::export(&urls)?);
+        }
         Command::Logout => unreachable!("handled above"),
         Command::Register { email } => {
             let password = read_password()?;

@@ -29,6 +29,7 @@ mod channel_kinds;
 mod channels;
 mod events;
 mod incidents;
+mod monitors_as_code;
 mod outages;
 mod pipeline;
 mod prober;

@@ -1,0 +1,739 @@
+//! `monitorctl apply` and `monitorctl export`: the account's URLs as a YAML
+//! file, keyed by name (see README "Monitors as code").
+//!
+//! The file is checked whole before the server is called: YAML syntax, key
+//! names, types and values (period, url scheme, assertions) all fail with
+//! the file, the line and the key path, exit 2.
+
+use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
+
+use monitor::proto::monitor::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::{Failure, assertion_text, parse_assertion};
+
+/// The file: `urls:`, a list of entries.
+#[derive(Debug, Serialize)]
+pub struct File {
+    pub urls: Vec<Entry>,
+}
+
+/// The file as read: values checked after parsing, so that a message can
+/// name the line of the key (serde's own errors name the entry's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    urls: Vec<RawEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    name: String,
+    url: String,
+    #[serde(default)]
+    period: Option<String>,
+    #[serde(default)]
+    paused: Option<bool>,
+    #[serde(default)]
+    failure_threshold: Option<i32>,
+    #[serde(default)]
+    success_threshold: Option<i32>,
+    #[serde(default)]
+    assertions: Option<Vec<String>>,
+}
+
+/// The line of `field:` in the entry that starts at `from` (1-based).
+fn field_line(text: &str, from: usize, field: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| {
+            l.trim_start()
+                .trim_start_matches("- ")
+                .trim_start()
+                .starts_with(&format!("{field}:"))
+        })
+        .map_or(from, |(i, _)| i + 1)
+}
+
+fn checked(file: &str, text: &str, i: usize, from: usize, raw: RawEntry) -> Result<Entry, Failure> {
+    let fail = |field: &str, msg: String| {
+        Failure(
+            format!(
+                "{file}:{}: urls[{i}].{field}: {msg}",
+                field_line(text, from, field)
+            ),
+            2,
+        )
+    };
+    if raw.name.trim().is_empty() {
+        return Err(fail("name", "must not be empty".into()));
+    }
+    if !(raw.url.starts_with("http://") || raw.url.starts_with("https://")) {
+        return Err(fail(
+            "url",
+            format!("{:?} is not an http:// or https:// URL", raw.url),
+        ));
+    }
+    let period = match raw.period {
+        None => None,
+        Some(s) => {
+            let p = humantime::parse_duration(&s).map_err(|e| {
+                fail(
+                    "period",
+                    format!("{s:?} is not a duration like 30s or 5m ({e})"),
+                )
+            })?;
+            if p.is_zero() || p.subsec_nanos() != 0 {
+                return Err(fail(
+                    "period",
+                    format!("{s:?}: a period is a whole number of seconds, more than 0"),
+                ));
+            }
+            Some(Period(p))
+        }
+    };
+    let assertions = match raw.assertions {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(n, a)| {
+                    parse_assertion(a)
+                        .map(Assert)
+                        .map_err(|e| fail("assertions", format!("[{n}]: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(Entry {
+        name: raw.name,
+        url: raw.url,
+        period,
+        paused: raw.paused,
+        failure_threshold: raw.failure_threshold,
+        success_threshold: raw.success_threshold,
+        assertions,
+    })
+}
+
+/// One URL. A field left out is left as it is on the server (a new URL
+/// gets the server's default); `name` is the key and `url` is required.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertions: Option<Vec<Assert>>,
+}
+
+/// A period written as humantime writes it (`30s`, `5m`, `1h 30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period(pub Duration);
+
+impl Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// An assertion written as `--assert` takes it (`status=200-299`, `latency<500ms`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assert(pub pb::Assertion);
+
+impl Serialize for Assert {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&assertion_text(&self.0))
+    }
+}
+
+/// A serde_yaml_ng error as `FILE:LINE: PATH: message`.
+fn yaml_failure(file: &str, e: &serde_yaml_ng::Error) -> Failure {
+    let text = e.to_string();
+    // The location goes in front; drop its copy at the end.
+    let text = text
+        .rfind(" at line ")
+        .map_or(text.as_str(), |at| &text[..at]);
+    let line = e
+        .location()
+        .map_or_else(String::new, |l| format!("{}:", l.line()));
+    Failure(format!("{file}:{line} {text}"), 2)
+}
+
+/// The line of the `n`-th (from 0) `name: NAME` in the text, for messages
+/// about an entry found after parsing (duplicates, the server's refusals).
+fn line_of(text: &str, name: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim_start().trim_start_matches("- ").trim_start();
+            l.strip_prefix("name:").is_some_and(|v| {
+                let v = v.trim();
+                v.trim_matches(['"', '\'']) == name
+            })
+        })
+        .nth(n)
+        .map(|(i, _)| i + 1)
+}
+
+/// The desired URLs, each with the line that names it.
+#[derive(Debug)]
+pub struct Desired {
+    pub file: String,
+    pub entries: Vec<(Entry, Option<usize>)>,
+    /// Gatus conditions that have no assertion here, as `name: condition (why)`.
+    pub skipped: Vec<String>,
+}
+
+impl Desired {
+    fn at(&self, i: usize) -> String {
+        match self.entries[i].1 {
+            Some(line) => format!("{}:{line}: urls[{i}]", self.file),
+            None => format!("{}: urls[{i}]", self.file),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<(String, String), Failure> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("{file}: cannot read it: {e}"), 2))?;
+    Ok((file, text))
+}
+
+/// Reads and checks a monitors file.
+pub fn load(path: &Path) -> Result<Desired, Failure> {
+    let (file, text) = read(path)?;
+    let parsed: RawFile = serde_yaml_ng::from_str(&text).map_err(|e| yaml_failure(&file, &e))?;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut urls = Vec::new();
+    for (i, raw) in parsed.urls.into_iter().enumerate() {
+        let n = seen.entry(raw.name.clone()).or_default();
+        let from = line_of(&text, &raw.name, *n).unwrap_or(1);
+        *n += 1;
+        urls.push(checked(&file, &text, i, from, raw)?);
+    }
+    finish(file, &text, &urls, Vec::new())
+}
+
+fn finish(
+    file: String,
+    text: &str,
+    urls: &[Entry],
+    skipped: Vec<String>,
+) -> Result<Desired, Failure> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut entries = Vec::new();
+    for e in urls {
+        let n = seen.entry(&e.name).or_default();
+        let line = line_of(text, &e.name, *n);
+        if *n > 0 {
+            let at = line.map_or_else(String::new, |l| format!("{l}:"));
+            return Err(Failure(
+                format!(
+                    "{file}:{at} urls[{}].name: {:?} is named twice (names are the key)",
+                    entries.len(),
+                    e.name
+                ),
+                2,
+            ));
+        }
+        *n += 1;
+        entries.push((e.clone(), line));
+    }
+    Ok(Desired {
+        file,
+        entries,
+        skipped,
+    })
+}
+
+/// A Gatus config file: its endpoints.
+#[derive(Debug, Deserialize)]
+struct Gatus {
+    #[serde(default)]
+    endpoints: Vec<GatusEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GatusEndpoint {
+    name: String,
+    #[serde(default)]
+    group: Option<String>,
+    url: String,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    conditions: Vec<String>,
+}
+
+/// Reads a Gatus config's endpoints as URLs: name (`group/name` when in a
+/// group), url, interval (Gatus's default: 60s), `enabled: false` as paused,
+/// and the conditions that have an assertion here; the others are skipped.
+pub fn load_gatus(path: &Path) -> Result<Desired, Failure> {
+    let (file, text) = read(path)?;
+    let parsed: Gatus = serde_yaml_ng::from_str(&text).map_err(|e| yaml_failure(&file, &e))?;
+    let mut urls = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, ep) in parsed.endpoints.into_iter().enumerate() {
+        let name = match &ep.group {
+            Some(g) if !g.is_empty() => format!("{g}/{}", ep.name),
+            _ => ep.name.clone(),
+        };
+        if !(ep.url.starts_with("http://") || ep.url.starts_with("https://")) {
+            skipped.push(format!(
+                "{name}: the whole endpoint ({}: not http or https)",
+                ep.url
+            ));
+            continue;
+        }
+        let interval = ep.interval.as_deref().unwrap_or("60s");
+        let period = humantime::parse_duration(interval).map_err(|e| {
+            let line = line_of(&text, &ep.name, 0).map_or_else(String::new, |l| format!("{l}:"));
+            Failure(
+                format!(
+                    "{file}:{line} endpoints[{i}].interval: {interval:?} is not a duration ({e})"
+                ),
+                2,
+            )
+        })?;
+        let mut assertions = Vec::new();
+        for c in &ep.conditions {
+            match gatus_condition(c) {
+                Ok(Some(a)) => assertions.push(Assert(a)),
+                Ok(None) => {}
+                Err(why) => skipped.push(format!("{name}: {c} ({why})")),
+            }
+        }
+        urls.push(Entry {
+            name,
+            url: ep.url,
+            period: Some(Period(period)),
+            paused: Some(ep.enabled == Some(false)),
+            failure_threshold: None,
+            success_threshold: None,
+            assertions: Some(assertions),
+        });
+    }
+    finish(file, &text, &urls, skipped)
+}
+
+/// A Gatus condition as an assertion: `Ok(None)` when it needs none (every
+/// probe checks it already), `Err(why)` when there is no such assertion.
+fn gatus_condition(c: &str) -> Result<Option<pb::Assertion>, String> {
+    let c = c.trim();
+    let ops = ["==", "!=", "<=", ">=", "<", ">"];
+    let Some((at, op)) = ops
+        .iter()
+        .filter_map(|op| c.find(op).map(|at| (at, *op)))
+        .min_by_key(|(at, op)| (*at, std::cmp::Reverse(op.len())))
+    else {
+        return Err("not a comparison".into());
+    };
+    let (left, right) = (c[..at].trim(), c[at + op.len()..].trim());
+    let assert = |spec: String| parse_assertion(&spec).map(Some);
+    match (left, op) {
+        ("[STATUS]", "==") => {
+            let codes = right
+                .strip_prefix("any(")
+                .and_then(|r| r.strip_suffix(')'))
+                .unwrap_or(right);
+            assert(format!("status={}", codes.replace(' ', "")))
+        }
+        ("[STATUS]", "<" | "<=" | ">" | ">=") => {
+            let n: u16 = right
+                .parse()
+                .map_err(|_| format!("{right:?} is not a status code"))?;
+            let range = match op {
+                "<" => format!("100-{}", n - 1),
+                "<=" => format!("100-{n}"),
+                ">" => format!("{}-599", n + 1),
+                _ => format!("{n}-599"),
+            };
+            assert(format!("status={range}"))
+        }
+        ("[RESPONSE_TIME]", "<") => assert(format!("latency<{right}ms")),
+        ("[CONNECTED]", "==") if right == "true" => Ok(None),
+        ("[CERTIFICATE_EXPIRATION]", ">" | ">=") => {
+            let d = humantime::parse_duration(right)
+                .map_err(|e| format!("{right:?} is not a duration ({e})"))?;
+            assert(format!("tls-days>={}", d.as_secs().div_ceil(86_400)))
+        }
+        ("[BODY]", "==") => match right
+            .strip_prefix("pat(*")
+            .and_then(|r| r.strip_suffix("*)"))
+        {
+            Some(text) if !text.contains('*') => assert(format!("body~{text}")),
+            _ => Err("only pat(*TEXT*) has an assertion here (body~TEXT)".into()),
+        },
+        (body, "==") if body.starts_with("[BODY].") => {
+            if right.contains('(') {
+                return Err(
+                    "functions (pat, any, len, has) on a JSON path have no assertion here".into(),
+                );
+            }
+            let mut pointer = String::new();
+            for part in body["[BODY].".len()..].split('.') {
+                // `items[0]` → /items/0
+                let mut pieces = part.split('[');
+                let key = pieces.next().unwrap_or_default();
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                for index in pieces {
+                    let _ = write!(pointer, "/{}", index.trim_end_matches(']'));
+                }
+            }
+            assert(format!("json:{pointer}={right}"))
+        }
+        _ => Err("no matching assertion".into()),
+    }
+}
+
+/// What `export` writes: every URL with every field, so applying it back
+/// changes nothing.
+pub fn export(urls: &[pb::Url]) -> Result<String, Failure> {
+    let mut urls: Vec<&pb::Url> = urls.iter().collect();
+    urls.sort_by(|a, b| key(a).cmp(key(b)).then(a.id.cmp(&b.id)));
+    let file = File {
+        urls: urls
+            .into_iter()
+            .map(|u| Entry {
+                name: key(u).to_owned(),
+                url: u.url.clone(),
+                period: u
+                    .period
+                    .and_then(|p| Duration::try_from(p).ok())
+                    .map(Period),
+                paused: Some(u.paused),
+                failure_threshold: Some(u.failure_threshold),
+                success_threshold: Some(u.success_threshold),
+                assertions: Some(u.assertions.iter().cloned().map(Assert).collect()),
+            })
+            .collect(),
+    };
+    serde_yaml_ng::to_string(&file).map_err(|e| Failure(format!("writing YAML: {e}"), 1))
+}
+
+/// A URL's key: its name, or the URL itself when it has none (as the
+/// tables show it).
+fn key(u: &pb::Url) -> &str {
+    if u.name.is_empty() { &u.url } else { &u.name }
+}
+
+/// One step of the plan.
+#[derive(Debug)]
+enum Step {
+    Add(usize),
+    /// The entry, the server's URL, the changed fields as `field a -> b`.
+    Update(usize, pb::Url, Vec<String>),
+    /// The URL changed: delete the old one, add the new one.
+    Replace(usize, pb::Url),
+    Delete(pb::Url),
+}
+
+fn period_text(p: Option<Duration>) -> String {
+    p.map_or_else(
+        || "unset".into(),
+        |p| humantime::format_duration(p).to_string(),
+    )
+}
+
+fn list_text(a: &[pb::Assertion]) -> String {
+    format!(
+        "[{}]",
+        a.iter().map(assertion_text).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The fields of `have` that `want` changes.
+fn changes(want: &Entry, have: &pb::Url) -> Vec<String> {
+    let mut out = Vec::new();
+    let have_period = have.period.and_then(|p| Duration::try_from(p).ok());
+    if let Some(Period(p)) = want.period
+        && have_period != Some(p)
+    {
+        out.push(format!(
+            "period {} -> {}",
+            period_text(have_period),
+            period_text(Some(p))
+        ));
+    }
+    if let Some(p) = want.paused
+        && p != have.paused
+    {
+        out.push(format!("paused {} -> {p}", have.paused));
+    }
+    if let Some(n) = want.failure_threshold
+        && n != have.failure_threshold
+    {
+        out.push(format!(
+            "failure_threshold {} -> {n}",
+            have.failure_threshold
+        ));
+    }
+    if let Some(n) = want.success_threshold
+        && n != have.success_threshold
+    {
+        out.push(format!(
+            "success_threshold {} -> {n}",
+            have.success_threshold
+        ));
+    }
+    if let Some(a) = &want.assertions {
+        let a: Vec<pb::Assertion> = a.iter().map(|a| a.0.clone()).collect();
+        // As written: the server fills in defaults (a severity, say).
+        if list_text(&a) != list_text(&have.assertions) {
+            out.push(format!(
+                "assertions {} -> {}",
+                list_text(&have.assertions),
+                list_text(&a)
+            ));
+        }
+    }
+    out
+}
+
+/// Plans `desired` against the account's URLs; refuses (exit 2) when two
+/// of them share a name, since names are the key.
+fn plan(desired: &Desired, have: &[pb::Url], prune: bool) -> Result<Vec<Step>, Failure> {
+    let mut by_name: BTreeMap<&str, Vec<&pb::Url>> = BTreeMap::new();
+    for u in have {
+        by_name.entry(key(u)).or_default().push(u);
+    }
+    let twice: Vec<String> = by_name
+        .iter()
+        .filter(|(_, us)| us.len() > 1)
+        .map(|(name, us)| {
+            let ids: Vec<String> = us.iter().map(|u| u.id.to_string()).collect();
+            format!("{name:?} (ids {})", ids.join(", "))
+        })
+        .collect();
+    if !twice.is_empty() {
+        return Err(Failure(
+            format!(
+                "the account has more than one URL named {}; names are the key, so rename or \
+                 delete all but one (`monitorctl update ID --name NEW`) and apply again",
+                twice.join(", ")
+            ),
+            2,
+        ));
+    }
+    let mut order: Vec<usize> = (0..desired.entries.len()).collect();
+    order.sort_by(|a, b| desired.entries[*a].0.name.cmp(&desired.entries[*b].0.name));
+    let mut steps = Vec::new();
+    for i in order {
+        let want = &desired.entries[i].0;
+        match by_name.get(want.name.as_str()).and_then(|us| us.first()) {
+            None => steps.push(Step::Add(i)),
+            Some(u) if u.url != want.url => steps.push(Step::Replace(i, (*u).clone())),
+            Some(u) => {
+                let c = changes(want, u);
+                if !c.is_empty() {
+                    steps.push(Step::Update(i, (*u).clone(), c));
+                }
+            }
+        }
+    }
+    if prune {
+        for (name, us) in &by_name {
+            if !desired.entries.iter().any(|(e, _)| e.name == *name) {
+                steps.push(Step::Delete((*us[0]).clone()));
+            }
+        }
+    }
+    Ok(steps)
+}
+
+fn step_text(desired: &Desired, step: &Step) -> String {
+    match step {
+        Step::Add(i) => {
+            let e = &desired.entries[*i].0;
+            format!("+ add {}: {}", e.name, e.url)
+        }
+        Step::Update(i, _, c) => {
+            format!("~ update {}: {}", desired.entries[*i].0.name, c.join(", "))
+        }
+        Step::Replace(i, u) => {
+            let e = &desired.entries[*i].0;
+            format!(
+                "-/+ replace {}: url {} -> {} (a new URL, its history starts again)",
+                e.name, u.url, e.url
+            )
+        }
+        Step::Delete(u) => format!("- delete {}: {} (id {})", key(u), u.url, u.id),
+    }
+}
+
+/// The update that sets `want`'s fields on URL `id` (`name` too when asked).
+fn update_for(id: i64, want: &Entry, with_name: bool) -> Option<pb::UpdateUrlRequest> {
+    let req = super::update_request(
+        id,
+        with_name.then_some(&want.name),
+        want.period.map(|p| p.0),
+        want.paused,
+        (want.failure_threshold, want.success_threshold),
+        want.assertions
+            .as_ref()
+            .map(|a| a.iter().map(|a| a.0.clone()).collect()),
+    );
+    let empty = req.update_mask.as_ref().is_none_or(|m| m.paths.is_empty());
+    (!empty).then_some(req)
+}
+
+type Client = monitor::client::Client;
+
+/// Plans and (unless `dry_run`) applies; prints the plan, then each step done.
+pub async fn apply(
+    client: &mut Client,
+    saved: &super::Saved,
+    desired: &Desired,
+    prune: bool,
+    dry_run: bool,
+) -> Result<(), Failure> {
+    for s in &desired.skipped {
+        println!("skipped {s}");
+    }
+    let have = client
+        .list_urls(super::authed(pb::ListUrlsRequest {}, saved)?)
+        .await?
+        .into_inner()
+        .urls;
+    let steps = plan(desired, &have, prune)?;
+    if steps.is_empty() {
+        println!("no changes");
+        return Ok(());
+    }
+    for s in &steps {
+        println!("{}", step_text(desired, s));
+    }
+    if dry_run {
+        println!("dry run: nothing changed");
+        return Ok(());
+    }
+    let refused = |i: usize, status: tonic::Status| -> Failure {
+        if status.code() == tonic::Code::InvalidArgument {
+            let m = status.message();
+            match m.strip_prefix("url.") {
+                Some(field) => Failure(format!("{}.{field}", desired.at(i)), 2),
+                None => Failure(format!("{}: {m}", desired.at(i)), 2),
+            }
+        } else {
+            Failure::from(status)
+        }
+    };
+    let (mut added, mut updated, mut deleted) = (0, 0, 0);
+    for s in &steps {
+        match s {
+            Step::Add(i) | Step::Replace(i, _) => {
+                let want = &desired.entries[*i].0;
+                let url = client
+                    .add_url(super::authed(
+                        pb::AddUrlRequest {
+                            url: want.url.clone(),
+                            period: want.period.map(|p| p.0.into()),
+                            assertions: want
+                                .assertions
+                                .as_ref()
+                                .map(|a| a.iter().map(|a| a.0.clone()).collect())
+                                .unwrap_or_default(),
+                        },
+                        saved,
+                    )?)
+                    .await
+                    .map_err(|e| refused(*i, e))?
+                    .into_inner()
+                    .url
+                    .unwrap_or_default();
+                let mut only_rest = want.clone();
+                only_rest.period = None;
+                only_rest.assertions = None;
+                if let Some(req) = update_for(url.id, &only_rest, true)
+                    && let Err(e) = client.update_url(super::authed(req, saved)?).await
+                {
+                    // No half-made URL: take the new one back.
+                    let _ = client
+                        .delete_url(super::authed(pb::DeleteUrlRequest { id: url.id }, saved)?)
+                        .await;
+                    return Err(refused(*i, e));
+                }
+                if let Step::Replace(_, old) = s {
+                    client
+                        .delete_url(super::authed(pb::DeleteUrlRequest { id: old.id }, saved)?)
+                        .await?;
+                    println!("replaced {} (id {} -> {})", want.name, old.id, url.id);
+                    updated += 1;
+                } else {
+                    println!("added {} (id {})", want.name, url.id);
+                    added += 1;
+                }
+            }
+            Step::Update(i, u, _) => {
+                let want = &desired.entries[*i].0;
+                if let Some(req) = update_for(u.id, want, false) {
+                    client
+                        .update_url(super::authed(req, saved)?)
+                        .await
+                        .map_err(|e| refused(*i, e))?;
+                }
+                println!("updated {} (id {})", want.name, u.id);
+                updated += 1;
+            }
+            Step::Delete(u) => {
+                client
+                    .delete_url(super::authed(pb::DeleteUrlRequest { id: u.id }, saved)?)
+                    .await?;
+                println!("deleted {} (id {})", key(u), u.id);
+                deleted += 1;
+            }
+        }
+    }
+    println!("applied: {added} added, {updated} updated, {deleted} deleted");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gatus_conditions_map_to_assertions_or_say_why_not() {
+        let text = |c: &str| gatus_condition(c).map(|a| a.map(|a| assertion_text(&a)));
+        assert_eq!(text("[STATUS] == 200"), Ok(Some("status=200".into())));
+        assert_eq!(
+            text("[STATUS] == any(200, 201)"),
+            Ok(Some("status=200,201".into()))
+        );
+        assert_eq!(text("[STATUS] < 300"), Ok(Some("status=100-299".into())));
+        assert_eq!(
+            text("[RESPONSE_TIME] < 500"),
+            Ok(Some("latency<500ms".into()))
+        );
+        assert_eq!(
+            text("[BODY].status == UP"),
+            Ok(Some("json:/status=\"UP\"".into()))
+        );
+        assert_eq!(
+            text("[BODY].data.items[0].ok == true"),
+            Ok(Some("json:/data/items/0/ok=true".into()))
+        );
+        assert_eq!(
+            text("[CERTIFICATE_EXPIRATION] > 48h"),
+            Ok(Some("tls-days>=2".into()))
+        );
+        assert_eq!(text("[BODY] == pat(*ok*)"), Ok(Some("body~ok".into())));
+        assert_eq!(text("[CONNECTED] == true"), Ok(None));
+        assert!(text("len([BODY].items) == 3").is_err());
+        assert!(text("[DNS_RCODE] == NOERROR").is_err());
+    }
+}
