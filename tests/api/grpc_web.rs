@@ -132,7 +132,7 @@ async fn post(
                 if let Some((name, value)) = line.split_once(':') {
                     match name.trim().to_ascii_lowercase().as_str() {
                         "grpc-status" => answer.grpc_status = value.trim().parse().ok(),
-                        "grpc-message" => answer.grpc_message = value.trim().to_owned(),
+                        "grpc-message" => value.trim().clone_into(&mut answer.grpc_message),
                         _ => {}
                     }
                 }
