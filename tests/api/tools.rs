@@ -344,6 +344,12 @@ async fn monitorctl_runs_the_whole_session_with_tables_json_and_exit_codes() {
     let list: Value = serde_json::from_str(&out).unwrap();
     let id = list["urls"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(list["urls"][0]["period"], "1s");
+    // Canonical proto3 JSON: a Timestamp in UTC with `Z` (not `+00:00`).
+    let created = list["urls"][0]["createdAt"].as_str().unwrap();
+    assert!(
+        created.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+        "{created}"
+    );
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
