@@ -35,11 +35,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out_dir.join("monitor_descriptor.bin"), &descriptor)?;
 
     // Well-known types come from pbjson-types, which carry their canonical
-    // JSON forms ("60s", RFC 3339).
+    // JSON forms ("60s", "url,period"), except Timestamp: pbjson-types writes
+    // `+00:00` where proto3 JSON wants `Z` (src/proto/timestamp.rs).
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .compile_well_known_types(true)
+        .extern_path(".google.protobuf.Timestamp", "crate::proto::Timestamp")
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(compiler.file_descriptor_set())?;
 

@@ -24,7 +24,7 @@ use crate::{
         connections::{self, Port},
         deadline::DeadlineLayer,
         grpc::MonitorApi,
-        http as json_api,
+        grpc_web, http as json_api,
         observe::{self, GrpcObserveLayer},
         openapi,
     },
@@ -288,7 +288,13 @@ impl App {
             shutdown.clone(),
         ));
 
+        // gRPC-Web for browsers (and CORS for MONITOR_CORS_ORIGINS) in front
+        // of the same services (see api::grpc_web).
+        let (refuse_origins, cors, grpc_web) = grpc_web::layers(&self.settings.cors);
         let grpc_service = ServiceBuilder::new()
+            .layer(refuse_origins)
+            .layer(cors)
+            .layer(grpc_web)
             .layer(observe::request_id_layers())
             .layer(GrpcObserveLayer::new(self.metrics.clone()))
             .layer(ClientFaultLayer)
@@ -307,7 +313,8 @@ impl App {
             Port {
                 name: "grpc",
                 max_connections,
-                http2_only: true,
+                // gRPC-Web comes over HTTP/1.1 too.
+                http2_only: false,
                 json_protocol_errors: false,
             },
             self.settings.connections.clone(),

@@ -3,7 +3,7 @@
 //!
 //! Each module's settings are a group of their own ([`AuthSettings`],
 //! [`UrlSettings`], [`ProberSettings`], [`FlushSettings`],
-//! [`BufferSettings`], [`ConnectionSettings`]), defined and validated beside the code they set and
+//! [`BufferSettings`], [`ConnectionSettings`], [`CorsSettings`]), defined and validated beside the code they set and
 //! flattened here: flags and environment variables keep their names, and
 //! `App::build` hands each group to its module as it is. Every field shows
 //! up in `monitor --help`. A bad setting stops start-up with a message
@@ -16,7 +16,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::error::check_setting;
 pub use crate::{
-    api::connections::ConnectionSettings,
+    api::{connections::ConnectionSettings, grpc_web::CorsSettings},
     auth::AuthSettings,
     buffer::BufferSettings,
     deliver::DeliverySettings,
@@ -77,6 +77,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub connections: ConnectionSettings,
+
+    #[command(flatten)]
+    pub cors: CorsSettings,
 
     #[command(flatten)]
     pub auth: AuthSettings,
@@ -194,6 +197,7 @@ impl Settings {
             "must be between 1024 and 16777216 bytes",
         )?;
         self.connections.validate()?;
+        self.cors.validate()?;
         self.auth.validate()?;
         check_setting(
             self.auth.token_key.is_some() || self.database_kind() == DatabaseKind::Sqlite,

@@ -5,6 +5,10 @@
 
 #![allow(clippy::all, clippy::pedantic, missing_debug_implementations)]
 
+mod timestamp;
+
+pub use timestamp::Timestamp;
+
 pub mod google {
     pub mod api {
         tonic::include_proto!("google.api");

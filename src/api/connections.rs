@@ -147,8 +147,8 @@ pub fn raise_open_file_limit() -> u64 {
 }
 
 /// One port: what it is called in logs, its cap, whether it speaks HTTP/2
-/// only (gRPC) or both versions (the JSON side), and how hyper's own error
-/// answers are worded.
+/// only or both versions (both ports do: gRPC-Web comes over HTTP/1.1 to the
+/// gRPC port), and how hyper's own error answers are worded.
 #[derive(Debug, Clone)]
 pub struct Port {
     pub name: &'static str,

@@ -28,7 +28,7 @@ use crate::{
 /// (years 1 to 9999, nanos within a second).
 pub fn time_from_proto(
     field: &'static str,
-    ts: pbjson_types::Timestamp,
+    ts: crate::proto::Timestamp,
 ) -> Result<DateTime<Utc>, Error> {
     let nanos = u32::try_from(ts.nanos).ok().filter(|n| *n < 1_000_000_000);
     nanos
@@ -42,8 +42,8 @@ pub fn time_from_proto(
         })
 }
 
-pub fn time_to_proto(t: DateTime<Utc>) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
+pub fn time_to_proto(t: DateTime<Utc>) -> crate::proto::Timestamp {
+    crate::proto::Timestamp {
         seconds: t.timestamp(),
         nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
     }
@@ -647,12 +647,12 @@ mod tests {
     fn times_round_trip_and_out_of_range_ones_are_refused() {
         let t = truncate_to_micros(Utc::now());
         assert_eq!(time_from_proto("t", time_to_proto(t)).unwrap(), t);
-        let bad_nanos = pbjson_types::Timestamp {
+        let bad_nanos = crate::proto::Timestamp {
             seconds: 0,
             nanos: -1,
         };
         assert!(time_from_proto("t", bad_nanos).is_err());
-        let too_late = pbjson_types::Timestamp {
+        let too_late = crate::proto::Timestamp {
             seconds: 253_402_300_800,
             nanos: 0,
         };

@@ -16,6 +16,7 @@
 //!   [`client_faults`] gives calls that failed through the client's fault
 //!   (undecodable messages, reset streams) the client's code; [`deadline`]
 //!   ends a call past its `grpc-timeout` with DEADLINE_EXCEEDED.
+//! - [`grpc_web`]: gRPC-Web (tonic-web) and CORS on the gRPC port.
 //! - [`connections`]: the accept loop of both ports, with a cap, timeouts
 //!   and keepalive on every connection; [`protocol_errors`] gives hyper's
 //!   own answers on the JSON port (414, 431, 400) the JSON error shape.
@@ -28,6 +29,7 @@ pub mod deadline;
 pub mod events_sse;
 pub mod gateway;
 pub mod grpc;
+pub mod grpc_web;
 pub mod http;
 pub mod middleware;
 pub mod observe;

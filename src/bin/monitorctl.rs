@@ -356,7 +356,7 @@ fn duration_text(d: Option<&pbjson_types::Duration>) -> String {
     })
 }
 
-fn time_text(t: Option<&pbjson_types::Timestamp>) -> String {
+fn time_text(t: Option<&monitor::proto::Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
         .map_or_else(String::new, |t| {
             t.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string()

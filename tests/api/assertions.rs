@@ -404,7 +404,7 @@ async fn an_expiring_certificate_opens_one_incident_resolved_by_the_renewal(back
         .unwrap();
 
     #[allow(clippy::cast_precision_loss)] // seconds of a few months
-    let in_days = |t: Option<pbjson_types::Timestamp>| {
+    let in_days = |t: Option<monitor::proto::Timestamp>| {
         let t = t.expect("tls_not_after");
         (t.seconds - chrono::Utc::now().timestamp()) as f64 / 86_400.0
     };

@@ -5,6 +5,7 @@ mod binary;
 mod client;
 mod connections;
 mod faults;
+mod grpc_web;
 mod helpers;
 mod hostile;
 mod http;

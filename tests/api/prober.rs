@@ -14,7 +14,7 @@ use crate::{
     target::Target,
 };
 
-fn ms(ts: Option<pbjson_types::Timestamp>) -> i64 {
+fn ms(ts: Option<monitor::proto::Timestamp>) -> i64 {
     let ts = ts.expect("timestamp");
     ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
 }

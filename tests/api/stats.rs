@@ -16,8 +16,8 @@ use crate::helpers::{Backend, TestApp, authed, spawn_app};
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 
-fn ts(ms: i64) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
+fn ts(ms: i64) -> monitor::proto::Timestamp {
+    monitor::proto::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: 0,
     }

@@ -244,7 +244,7 @@ async fn list_statuses_rejects_bad_paging_and_ranges(backend: Backend) {
     let r = c
         .list_statuses(authed(
             pb::ListStatusesRequest {
-                end_time: Some(pbjson_types::Timestamp {
+                end_time: Some(monitor::proto::Timestamp {
                     seconds: 0,
                     nanos: -1,
                 }),
