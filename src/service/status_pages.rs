@@ -278,15 +278,6 @@ impl StatusPageService {
         ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<(Vec<UrlView>, Vec<IncidentRecord>)> {
-        let mut found: HashMap<i64, UrlRecord> = self
-            .urls
-            .get_many(page.user_id, ids)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u))
-            .collect();
-        let urls: Vec<UrlRecord> = ids.iter().filter_map(|id| found.remove(id)).collect();
-        let ids: Vec<i64> = urls.iter().map(|u| u.id).collect();
         if ids.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -297,22 +288,43 @@ impl StatusPageService {
         let first_day = today - (DAYS - 1) * Tier::Day.width_ms();
         let since_first_day = DateTime::from_timestamp_millis(first_day).unwrap_or(now);
         let limit = INCIDENTS_READ.saturating_mul(u64::try_from(ids.len()).unwrap_or(1));
-        let incidents = incidents::of_urls_since(&self.db, &ids, since_first_day, limit).await?;
-        let days = rollups::read_many(&self.db, &ids, Tier::Day, first_day, end_ms, false).await?;
         // The week: the hours of its first, partial day, then whole days
         // (a day bucket is the sum of its hours: the flush writes both).
         let week_from = hour(Duration::days(7));
         let week_days = Tier::Day.bucket_of(week_from) + Tier::Day.width_ms();
-        let week = rollups::sums(&self.db, &ids, Tier::Hour, week_from, week_days).await?;
-        let last_day = rollups::read_many(
-            &self.db,
-            &ids,
-            Tier::Hour,
-            hour(Duration::hours(24)),
-            end_ms,
-            true,
-        )
-        .await?;
+        // The five reads at once, each on its own pooled connection: the
+        // page's ids are its owner's (checked when the page was written); a
+        // URL deleted since is left out below, with whatever was read of it.
+        let db = &self.db;
+        let (found, incidents, days, week, last_day) = tokio::try_join!(
+            self.urls.get_many(page.user_id, ids),
+            async {
+                Ok::<_, Error>(incidents::of_urls_since(db, ids, since_first_day, limit).await?)
+            },
+            async {
+                Ok::<_, Error>(
+                    rollups::read_many(db, ids, Tier::Day, first_day, end_ms, false).await?,
+                )
+            },
+            async {
+                Ok::<_, Error>(rollups::sums(db, ids, Tier::Hour, week_from, week_days).await?)
+            },
+            async {
+                Ok::<_, Error>(
+                    rollups::read_many(
+                        db,
+                        ids,
+                        Tier::Hour,
+                        hour(Duration::hours(24)),
+                        end_ms,
+                        true,
+                    )
+                    .await?,
+                )
+            },
+        )?;
+        let mut found: HashMap<i64, UrlRecord> = found.into_iter().map(|u| (u.id, u)).collect();
+        let urls: Vec<UrlRecord> = ids.iter().filter_map(|id| found.remove(id)).collect();
         let week_hours: HashMap<i64, Bucket> = week.into_iter().collect();
         let mut day_rows: HashMap<i64, Vec<(i64, Bucket)>> = HashMap::new();
         for (url_id, start, bucket) in days {
