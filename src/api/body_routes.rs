@@ -12,6 +12,8 @@
 //! - UpdateStatusPage (`PUT /v1/status-page`, `body: "page"`): the body
 //!   is a `StatusPage`, `update_mask` comes from the query string as for
 //!   UpdateUrl.
+//! - UpdateChannel (`PATCH /v1/channels/{channel.id}`, `body: "channel"`):
+//!   as UpdateUrl, with a `Channel` body.
 //! - CreateChannel (`POST /v1/channels`, `body: "channel"`, AIP-133): the
 //!   body is a `Channel`; the request has no other field, so any query
 //!   parameter is refused.
@@ -45,7 +47,10 @@ pub fn router(api: Arc<MonitorApi>) -> Router {
         .route("/v1/urls/{id}", patch(update_url))
         .route("/v1/status-page", put(update_status_page))
         .route("/v1/channels", post(create_channel))
-        .route("/v1/channels/{id}", post(channel_verb))
+        .route(
+            "/v1/channels/{id}",
+            post(channel_verb).patch(update_channel),
+        )
         .with_state(api)
 }
 
@@ -87,6 +92,27 @@ async fn update_status_page(
         caller.map(|Extension(c)| c),
     );
     Ok(Json(api.update_status_page(req).await?.into_inner()))
+}
+
+async fn update_channel(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<i64>,
+    RawQuery(query): RawQuery,
+    Json(mut channel): Json<pb::Channel>,
+) -> Result<Json<pb::Channel>, RestError> {
+    channel.id = id;
+    let update_mask = update_mask(query.as_deref().unwrap_or_default())?;
+    let req = build_tonic_request(
+        pb::UpdateChannelRequest {
+            channel: Some(channel),
+            update_mask,
+        },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.update_channel(req).await?.into_inner()))
 }
 
 async fn create_channel(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{
-        Assertions, ChannelRecord, ChannelTarget, Email, IncidentRecord, NewChannel,
+        Assertions, ChannelRecord, ChannelTarget, ChannelUpdate, Email, IncidentRecord, NewChannel,
         PAGERDUTY_EVENTS_URL, Period, PeriodBounds, RoutingKey, SlackWebhook, StatusRecord,
         TargetUrl, UrlRecord, UrlUpdate, WebhookSecret,
         assertion::{Assertion, Check, HeaderMatch, Place, Severity, check_count, range_text},
@@ -191,31 +191,26 @@ pub fn url_update_from_proto(
     let url = req
         .url
         .ok_or_else(|| Error::invalid("url", "is required"))?;
-    let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
-    let mut masked = Vec::new();
-    for path in &paths {
-        let field = snake_case(path.trim());
-        if let Some(known) = UPDATABLE_URL_FIELDS.iter().find(|f| **f == field) {
-            masked.push(*known);
-        } else {
-            return Err(Error::invalid("update_mask", unchangeable(path, &field)));
-        }
-    }
-    if paths.is_empty() {
-        let set = [
-            !url.name.is_empty(),
-            url.period.is_some(),
-            url.paused,
-            url.failure_threshold != 0,
-            url.success_threshold != 0,
-            !url.assertions.is_empty(),
-        ];
-        masked = UPDATABLE_URL_FIELDS
-            .iter()
-            .zip(set)
-            .filter_map(|(f, set)| set.then_some(*f))
-            .collect();
-    }
+    let set = [
+        !url.name.is_empty(),
+        url.period.is_some(),
+        url.paused,
+        url.failure_threshold != 0,
+        url.success_threshold != 0,
+        !url.assertions.is_empty(),
+    ];
+    let masked = masked_fields(
+        req.update_mask,
+        "UpdateUrl",
+        &UPDATABLE_URL_FIELDS,
+        |_| None,
+        |field| match field {
+            "id" | "url" => "cannot be changed (add the new URL and delete this one)",
+            "created_at" | "state" | "state_since" | "tls_not_after" => "is output only",
+            _ => "is not a field of Url",
+        },
+    )?
+    .unwrap_or_else(|| set_fields(&UPDATABLE_URL_FIELDS, &set));
     let mut update = UrlUpdate::default();
     let mut assertions = Some(url.assertions);
     for field in masked {
@@ -248,17 +243,49 @@ pub fn url_update_from_proto(
     Ok((url.id, update))
 }
 
-/// Why a mask path cannot be changed, naming it as the client wrote it.
-fn unchangeable(path: &str, field: &str) -> String {
-    let which = match field {
-        "id" | "url" => "cannot be changed (add the new URL and delete this one)",
-        "created_at" | "state" | "state_since" | "tls_not_after" => "is output only",
-        _ => "is not a field of Url",
-    };
-    format!(
-        "\"{path}\" {which}; UpdateUrl changes {}",
-        UPDATABLE_URL_FIELDS.join(", ")
-    )
+/// The fields whose value is `set` (non-default): what an empty mask
+/// changes.
+fn set_fields(fields: &[&'static str], set: &[bool]) -> Vec<&'static str> {
+    fields
+        .iter()
+        .zip(set)
+        .filter_map(|(f, set)| set.then_some(*f))
+        .collect()
+}
+
+/// The fields an Update RPC's `update_mask` names: each path in
+/// snake_case or lowerCamelCase, mapped by `alias` to one of `fields`;
+/// `None` for an empty mask. A path that is none of them is
+/// INVALID_ARGUMENT `update_mask`, with `why_not(field)` and the RPC's
+/// changeable fields.
+fn masked_fields(
+    mask: Option<pbjson_types::FieldMask>,
+    rpc: &str,
+    fields: &[&'static str],
+    alias: impl Fn(&str) -> Option<&'static str>,
+    why_not: impl Fn(&str) -> &'static str,
+) -> Result<Option<Vec<&'static str>>, Error> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut masked = Vec::new();
+    for path in &paths {
+        let field = snake_case(path.trim());
+        let field = alias(&field).unwrap_or(&field).to_owned();
+        let Some(known) = fields.iter().find(|f| **f == field) else {
+            return Err(Error::invalid(
+                "update_mask",
+                format!(
+                    "\"{path}\" {}; {rpc} changes {}",
+                    why_not(&field),
+                    fields.join(", ")
+                ),
+            ));
+        };
+        masked.push(*known);
+    }
+    Ok(Some(masked))
 }
 
 /// `failureThreshold` → `failure_threshold`; snake_case stays as it is.
@@ -454,10 +481,86 @@ pub fn event_to_proto(w: Watched) -> pb::Event {
 pub fn new_channel_from_proto(
     channel: Option<pb::Channel>,
 ) -> Result<(NewChannel, &'static str), Error> {
-    use pb::channel::Target;
     let channel = channel.ok_or_else(|| Error::invalid("channel", "is required"))?;
     let name = channel::parse_name("channel.name", &channel.name)?;
-    let (target, url_field) = match channel.target {
+    let (target, url_field) = target_from_proto(channel.target)?;
+    let new = NewChannel {
+        name,
+        target,
+        url_ids: channel::parse_url_ids("channel.url_ids", channel.url_ids)?,
+        notify_degraded: channel.notify_degraded,
+    };
+    Ok((new, url_field))
+}
+
+/// The fields of `Channel` UpdateChannel changes, as `update_mask` names them.
+const UPDATABLE_CHANNEL_FIELDS: [&str; 4] = ["name", "target", "url_ids", "notify_degraded"];
+
+/// An UpdateChannel request: the channel's id, its changes (AIP-134) and
+/// the field naming the new target's URL (for a refused address). The
+/// target's kinds are paths too (`webhook`, `slack`...): each means `target`.
+pub fn channel_update_from_proto(
+    req: pb::UpdateChannelRequest,
+) -> Result<(i64, ChannelUpdate, &'static str), Error> {
+    let channel = req
+        .channel
+        .ok_or_else(|| Error::invalid("channel", "is required"))?;
+    let set = [
+        !channel.name.is_empty(),
+        channel.target.is_some(),
+        !channel.url_ids.is_empty(),
+        channel.notify_degraded,
+    ];
+    let masked = masked_fields(
+        req.update_mask,
+        "UpdateChannel",
+        &UPDATABLE_CHANNEL_FIELDS,
+        |field| matches!(field, "webhook" | "slack" | "email" | "pagerduty").then_some("target"),
+        |field| match field {
+            "id" => "cannot be changed",
+            "created_at" | "target_digest" => "is output only",
+            _ => "is not a field of Channel",
+        },
+    )?
+    .unwrap_or_else(|| set_fields(&UPDATABLE_CHANNEL_FIELDS, &set));
+    let mut update = ChannelUpdate::default();
+    let mut url_field = "channel.target";
+    let (mut target, mut url_ids) = (Some(channel.target), Some(channel.url_ids));
+    for field in masked {
+        match field {
+            "name" => update.name = Some(channel::parse_name("channel.name", &channel.name)?),
+            "target" => {
+                let (t, field) = target_from_proto(target.take().flatten())?;
+                update.target = Some(t);
+                url_field = field;
+            }
+            "url_ids" => {
+                update.url_ids = Some(channel::parse_url_ids(
+                    "channel.url_ids",
+                    url_ids.take().unwrap_or_default(),
+                )?);
+            }
+            "notify_degraded" => update.notify_degraded = Some(channel.notify_degraded),
+            // Only UPDATABLE_CHANNEL_FIELDS are masked.
+            _ => {}
+        }
+    }
+    Ok((channel.id, update, url_field))
+}
+
+/// The `target_digest` the server will show for a channel with this target
+/// (`monitorctl apply` compares it), or why the target is refused.
+pub fn target_digest(target: pb::channel::Target) -> Result<String, Error> {
+    Ok(target_from_proto(Some(target))?.0.digest())
+}
+
+/// A channel's target as sent, and the field naming its URL. A webhook
+/// gets a new secret (kept only where one is needed).
+fn target_from_proto(
+    target: Option<pb::channel::Target>,
+) -> Result<(ChannelTarget, &'static str), Error> {
+    use pb::channel::Target;
+    let (target, url_field) = match target {
         None => {
             return Err(Error::invalid(
                 "channel.target",
@@ -501,13 +604,7 @@ pub fn new_channel_from_proto(
             (target, field)
         }
     };
-    let new = NewChannel {
-        name,
-        target,
-        url_ids: channel::parse_url_ids("channel.url_ids", channel.url_ids)?,
-        notify_degraded: channel.notify_degraded,
-    };
-    Ok((new, url_field))
+    Ok((target, url_field))
 }
 
 /// A channel as shown. `in_full` only in CreateChannel's answer: a
@@ -515,6 +612,7 @@ pub fn new_channel_from_proto(
 /// are credentials, listed masked (or not at all, the secret).
 pub fn channel_to_proto(c: ChannelRecord, in_full: bool) -> pb::Channel {
     use pb::channel::Target;
+    let target_digest = c.target.digest();
     let target = match c.target {
         ChannelTarget::Webhook { url, secret } => Target::Webhook(pb::WebhookTarget {
             url: url.as_str().to_owned(),
@@ -553,6 +651,7 @@ pub fn channel_to_proto(c: ChannelRecord, in_full: bool) -> pb::Channel {
         url_ids: c.url_ids,
         notify_degraded: c.notify_degraded,
         created_at: Some(time_to_proto(c.created_at)),
+        target_digest,
     }
 }
 
@@ -589,29 +688,20 @@ pub fn status_page_update_from_proto(
     let page = req
         .page
         .ok_or_else(|| Error::invalid("page", "is required"))?;
-    let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
-    let mut masked = Vec::new();
-    for path in &paths {
-        let field = snake_case(path.trim());
-        let Some(known) = STATUS_PAGE_FIELDS.iter().find(|f| **f == field) else {
-            let which = if field == "update_time" {
+    let masked = masked_fields(
+        req.update_mask,
+        "UpdateStatusPage",
+        &STATUS_PAGE_FIELDS,
+        |_| None,
+        |field| {
+            if field == "update_time" {
                 "is output only"
             } else {
                 "is not a field of StatusPage"
-            };
-            return Err(Error::invalid(
-                "update_mask",
-                format!(
-                    "\"{path}\" {which}; UpdateStatusPage changes {}",
-                    STATUS_PAGE_FIELDS.join(", ")
-                ),
-            ));
-        };
-        masked.push(*known);
-    }
-    if paths.is_empty() {
-        masked = STATUS_PAGE_FIELDS.to_vec();
-    }
+            }
+        },
+    )?
+    .unwrap_or_else(|| STATUS_PAGE_FIELDS.to_vec());
     let mut update = StatusPageUpdate::default();
     for field in masked {
         match field {

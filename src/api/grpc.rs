@@ -3,10 +3,10 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    assertions_from_proto, channel_to_proto, delivery_to_proto, incident_to_proto,
-    new_channel_from_proto, period_from_proto, stats_row_to_proto, status_page_to_proto,
-    status_page_update_from_proto, status_to_proto, tier_from_proto, tier_to_proto,
-    time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
+    assertions_from_proto, channel_to_proto, channel_update_from_proto, delivery_to_proto,
+    incident_to_proto, new_channel_from_proto, period_from_proto, stats_row_to_proto,
+    status_page_to_proto, status_page_update_from_proto, status_to_proto, tier_from_proto,
+    tier_to_proto, time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
 };
 use crate::{
     auth::limit::Peer,
@@ -287,6 +287,20 @@ impl MonitorService for MonitorApi {
             .delete(user, req.get_ref().id)
             .await?;
         Ok(Response::new(pb::DeleteChannelResponse {}))
+    }
+
+    async fn update_channel(
+        &self,
+        req: Request<pb::UpdateChannelRequest>,
+    ) -> Result<Response<pb::Channel>, Status> {
+        let user = caller(&req)?;
+        let (id, update, url_field) = channel_update_from_proto(req.into_inner())?;
+        let (record, new_secret) = self
+            .services
+            .channels
+            .update(user, id, url_field, update)
+            .await?;
+        Ok(Response::new(channel_to_proto(record, new_secret)))
     }
 
     async fn test_channel(

@@ -11,6 +11,7 @@ use std::fmt;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 use super::{Email, TargetUrl, UserId};
 use crate::error::Error;
@@ -188,6 +189,75 @@ impl ChannelTarget {
             Self::Email { .. } => None,
             Self::PagerDuty { events_url, .. } => Some(events_url),
         }
+    }
+}
+
+impl ChannelTarget {
+    /// A digest of every setting the user gave (a webhook's secret, which
+    /// the server generates, is left out): the first 16 hex digits of the
+    /// SHA-256 of the kind and its settings. The server shows secrets
+    /// masked; with this a client holding the settings can tell whether
+    /// they changed, and nobody can get them back from it (each secret is
+    /// random and long).
+    pub fn digest(&self) -> String {
+        let parts: Vec<&str> = match self {
+            Self::Webhook { url, .. } => vec![url.as_str()],
+            Self::Slack { webhook } => vec![webhook.url().as_str()],
+            Self::Email { to } => vec![to.as_str()],
+            Self::PagerDuty {
+                routing_key,
+                events_url,
+            } => vec![routing_key.expose(), events_url.as_str()],
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(self.kind_name().as_bytes());
+        for part in parts {
+            hasher.update([0]);
+            hasher.update(part.as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..8])
+    }
+}
+
+/// The changes to one channel (UpdateChannel): `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelUpdate {
+    pub name: Option<String>,
+    /// A webhook here carries a generated secret, used only when the
+    /// channel was not a webhook before (see [`ChannelRecord::updated`]).
+    pub target: Option<ChannelTarget>,
+    /// The whole new list; empty: all of the owner's URLs.
+    pub url_ids: Option<Vec<i64>>,
+    pub notify_degraded: Option<bool>,
+}
+
+impl ChannelRecord {
+    /// This channel with `update` applied, and whether its webhook secret is
+    /// new (the answer then shows it, once). A webhook that stays a webhook
+    /// keeps its secret, so receivers need not change their key.
+    pub fn updated(mut self, update: ChannelUpdate) -> (Self, bool) {
+        let mut new_secret = false;
+        if let Some(name) = update.name {
+            self.name = name;
+        }
+        if let Some(target) = update.target {
+            self.target = match (self.target, target) {
+                (ChannelTarget::Webhook { secret, .. }, ChannelTarget::Webhook { url, .. }) => {
+                    ChannelTarget::Webhook { url, secret }
+                }
+                (_, target) => {
+                    new_secret = matches!(target, ChannelTarget::Webhook { .. });
+                    target
+                }
+            };
+        }
+        if let Some(ids) = update.url_ids {
+            self.url_ids = ids;
+        }
+        if let Some(on) = update.notify_degraded {
+            self.notify_degraded = on;
+        }
+        (self, new_secret)
     }
 }
 

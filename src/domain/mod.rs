@@ -21,8 +21,8 @@ pub mod verdict;
 
 pub use assertion::Assertions;
 pub use channel::{
-    ChannelRecord, ChannelTarget, NewChannel, PAGERDUTY_EVENTS_URL, RoutingKey, SlackWebhook,
-    WebhookSecret,
+    ChannelRecord, ChannelTarget, ChannelUpdate, NewChannel, PAGERDUTY_EVENTS_URL, RoutingKey,
+    SlackWebhook, WebhookSecret,
 };
 pub use email::Email;
 pub use password::Password;

@@ -11,7 +11,7 @@ use sea_orm::DatabaseConnection;
 use super::{page_token, statuses::page_size};
 use crate::{
     domain::{
-        ChannelRecord, ChannelTarget, NewChannel, UserId,
+        ChannelRecord, ChannelTarget, ChannelUpdate, NewChannel, UserId,
         notification::{DeliveryRecord, test_event_json},
         truncate_to_micros,
     },
@@ -80,6 +80,27 @@ impl ChannelService {
         }
     }
 
+    /// Whether this server can send to `target`. `url_field` names the
+    /// target's URL field in the request (for the error of a refused address).
+    fn check_target(&self, url_field: &'static str, target: &ChannelTarget) -> Result<()> {
+        if let Some(url) = target.url() {
+            ssrf::check_literal(url.as_url(), self.allow_private).map_err(|blocked| {
+                Error::invalid(
+                    url_field,
+                    format!("{blocked}; notifications go to public addresses only"),
+                )
+            })?;
+        }
+        if matches!(target, ChannelTarget::Email { .. }) && !self.email_enabled {
+            return Err(Error::FailedPrecondition(
+                "this server sends no email: its operator has not set MONITOR_SMTP_URL; \
+                 use a webhook, Slack or PagerDuty channel"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds a channel for `user`. `url_field` names the target's URL field
     /// in the request (for the error of a refused address).
     pub async fn create(
@@ -88,21 +109,7 @@ impl ChannelService {
         url_field: &'static str,
         new: NewChannel,
     ) -> Result<ChannelRecord> {
-        if let Some(url) = new.target.url() {
-            ssrf::check_literal(url.as_url(), self.allow_private).map_err(|blocked| {
-                Error::invalid(
-                    url_field,
-                    format!("{blocked}; notifications go to public addresses only"),
-                )
-            })?;
-        }
-        if matches!(new.target, ChannelTarget::Email { .. }) && !self.email_enabled {
-            return Err(Error::FailedPrecondition(
-                "this server sends no email: its operator has not set MONITOR_SMTP_URL; \
-                 use a webhook, Slack or PagerDuty channel"
-                    .into(),
-            ));
-        }
+        self.check_target(url_field, &new.target)?;
         let now = truncate_to_micros(Utc::now());
         match channels::insert_within_limit(&self.db, user, &new, now, self.max_channels).await? {
             Ok(record) => {
@@ -116,6 +123,34 @@ impl ChannelService {
             Err(Refused::UnknownUrl(id)) => {
                 Err(Error::NotFound(format!("you have no URL with id {id}")))
             }
+        }
+    }
+
+    /// Changes the user's channel `id`; the answer says whether its webhook
+    /// secret is new (shown once, then).
+    pub async fn update(
+        &self,
+        user: UserId,
+        id: i64,
+        url_field: &'static str,
+        update: ChannelUpdate,
+    ) -> Result<(ChannelRecord, bool)> {
+        if let Some(target) = &update.target {
+            self.check_target(url_field, target)?;
+        }
+        let (channel, new_secret) = self.get(user, "channel.id", id).await?.updated(update);
+        match channels::update_for_user(&self.db, &channel).await? {
+            Ok(true) => {
+                tracing::info!(user_id = user.0, channel_id = id, "channel changed");
+                Ok((channel, new_secret))
+            }
+            Ok(false) => Err(not_found(id)),
+            Err(Refused::UnknownUrl(url)) => {
+                Err(Error::NotFound(format!("you have no URL with id {url}")))
+            }
+            Err(Refused::Quota) => Err(Error::Internal(anyhow::anyhow!(
+                "a channel change was refused for the quota"
+            ))),
         }
     }
 

@@ -8,7 +8,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Statement,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,24 +151,9 @@ pub async fn insert_within_limit(
         txn.rollback().await?;
         return Ok(Err(Refused::Quota));
     }
-    if !new.url_ids.is_empty() {
-        let owned: Vec<i64> = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql(&format!(
-                    "SELECT id FROM urls WHERE user_id = $1 AND id IN (SELECT * FROM {})",
-                    ids_in(backend, 2)
-                )),
-                [user.0.into(), id_list(backend, &new.url_ids)],
-            ))
-            .await?
-            .iter()
-            .map(|row| row.try_get::<i64>("", "id"))
-            .collect::<Result<_, _>>()?;
-        if let Some(missing) = new.url_ids.iter().find(|id| !owned.contains(id)) {
-            txn.rollback().await?;
-            return Ok(Err(Refused::UnknownUrl(*missing)));
-        }
+    if let Some(missing) = unowned_url(&txn, user, &new.url_ids).await? {
+        txn.rollback().await?;
+        return Ok(Err(Refused::UnknownUrl(missing)));
     }
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
@@ -187,17 +173,7 @@ pub async fn insert_within_limit(
         .await?
         .ok_or_else(|| DbErr::RecordNotInserted)?;
     let id: i64 = row.try_get("", "id")?;
-    if !new.url_ids.is_empty() {
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql(&format!(
-                "INSERT INTO channel_urls (channel_id, url_id) SELECT $1, * FROM {}",
-                ids_in(backend, 2)
-            )),
-            [id.into(), id_list(backend, &new.url_ids)],
-        ))
-        .await?;
-    }
+    link_urls(&txn, id, &new.url_ids).await?;
     txn.commit().await?;
     Ok(Ok(ChannelRecord {
         id,
@@ -208,6 +184,104 @@ pub async fn insert_within_limit(
         notify_degraded: new.notify_degraded,
         created_at,
     }))
+}
+
+/// The first of `ids` that is not one of the user's URLs.
+async fn unowned_url(
+    txn: &DatabaseTransaction,
+    user: UserId,
+    ids: &[i64],
+) -> Result<Option<i64>, DbErr> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let backend = txn.get_database_backend();
+    let owned: Vec<i64> = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!(
+                    "SELECT id FROM urls WHERE user_id = $1 AND id IN (SELECT * FROM {})",
+                    ids_in(backend, 2)
+                ),
+            ),
+            [user.0.into(), id_list(backend, ids)],
+        ))
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64>("", "id"))
+        .collect::<Result<_, _>>()?;
+    Ok(ids.iter().find(|id| !owned.contains(id)).copied())
+}
+
+/// Links channel `id` to `ids` (none: the channel is for all URLs).
+async fn link_urls(txn: &DatabaseTransaction, id: i64, ids: &[i64]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(
+            backend,
+            &format!(
+                "INSERT INTO channel_urls (channel_id, url_id) SELECT $1, * FROM {}",
+                ids_in(backend, 2)
+            ),
+        ),
+        [id.into(), id_list(backend, ids)],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Writes `channel` (the user's, by its id) as it now is: its name, target,
+/// URLs and `notify_degraded`, in one transaction. `Ok(false)`: the user
+/// has no such channel (any more).
+pub async fn update_for_user(
+    db: &DatabaseConnection,
+    channel: &ChannelRecord,
+) -> Result<Result<bool, Refused>, DbErr> {
+    let backend = db.get_database_backend();
+    let user = channel.user_id;
+    let txn = db.begin().await?;
+    if let Some(missing) = unowned_url(&txn, user, &channel.url_ids).await? {
+        txn.rollback().await?;
+        return Ok(Err(Refused::UnknownUrl(missing)));
+    }
+    let done = txn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                "UPDATE channels SET name = $1, kind = $2, target = $3, all_urls = $4, \
+                 notify_degraded = $5 WHERE id = $6 AND user_id = $7",
+            ),
+            [
+                channel.name.clone().into(),
+                channel.target.kind().into(),
+                target_json(&channel.target).into(),
+                channel.url_ids.is_empty().into(),
+                channel.notify_degraded.into(),
+                channel.id.into(),
+                user.0.into(),
+            ],
+        ))
+        .await?;
+    if done.rows_affected() != 1 {
+        txn.rollback().await?;
+        return Ok(Ok(false));
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(backend, "DELETE FROM channel_urls WHERE channel_id = $1"),
+        [channel.id.into()],
+    ))
+    .await?;
+    link_urls(&txn, channel.id, &channel.url_ids).await?;
+    txn.commit().await?;
+    Ok(Ok(true))
 }
 
 const COLUMNS: &str = "id, user_id, name, kind, target, all_urls, notify_degraded, created_at";

@@ -55,7 +55,7 @@ struct Answer {
 }
 
 #[derive(Debug, Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
 }
@@ -98,7 +98,7 @@ async fn receive(
 
 impl Receiver {
     /// A receiver answering `status` for `for_how_long` (`None`: always).
-    async fn start(status: u16, for_how_long: Option<Duration>) -> Self {
+    pub(crate) async fn start(status: u16, for_how_long: Option<Duration>) -> Self {
         let got = Arc::new(Mutex::new(Vec::new()));
         let answer = Arc::new(Mutex::new(Answer {
             status,
@@ -113,11 +113,11 @@ impl Receiver {
         Self { addr, got }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 }
