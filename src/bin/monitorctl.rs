@@ -155,8 +155,9 @@ enum Command {
         #[command(subcommand)]
         command: ChannelCommand,
     },
-    /// Make your URLs what a monitors file says (see "Monitors as code" in the
-    /// README): prints the plan, then applies it; a second run prints "no changes".
+    /// Make your URLs and channels what a monitors file says (see "Monitors as
+    /// code" in the README): prints the plan, then applies it; a second run
+    /// prints "no changes".
     Apply {
         /// The monitors file (as `export` writes it), or with --from gatus a Gatus config.
         #[arg(short = 'f', long = "file", value_name = "FILE")]
@@ -164,14 +165,16 @@ enum Command {
         /// Read the file as another tool's config: `gatus` (its endpoints).
         #[arg(long, value_parser = ["gatus"])]
         from: Option<String>,
-        /// Also delete your URLs the file does not name.
+        /// Also delete your URLs (and, if the file has `channels:`, channels) the
+        /// file does not name.
         #[arg(long)]
         prune: bool,
         /// Print the plan only; change nothing.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Print your URLs as a monitors file (YAML) that `apply -f` takes back.
+    /// Print your URLs and channels as a monitors file (YAML) that `apply -f`
+    /// takes back.
     Export,
     /// Show a channel's deliveries (events sent or being sent), newest first.
     Deliveries {
@@ -990,7 +993,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?
                 .into_inner()
                 .urls;
-            print!("{}", apply::export(&urls)?);
+            let channels = client
+                .list_channels(authed(pb::ListChannelsRequest {}, &saved)?)
+                .await?
+                .into_inner()
+                .channels;
+            let (text, variables) = apply::export(&urls, &channels)?;
+            print!("{text}");
+            for var in variables {
+                eprintln!(
+                    "note: the server shows a channel's secret masked; set {var} to it \
+                     before applying this file"
+                );
+            }
         }
         Command::Logout => unreachable!("handled above"),
         Command::Register { email } => {

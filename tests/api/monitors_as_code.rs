@@ -56,6 +56,13 @@ impl Ctl {
         run(self.cmd(args)).await
     }
 
+    /// `run` with these environment variables set.
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+        let mut cmd = self.cmd(args);
+        cmd.envs(env.iter().copied());
+        run(cmd).await
+    }
+
     fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.path().join(name), text).unwrap();
     }
@@ -179,6 +186,204 @@ async fn apply_plans_applies_and_a_second_run_changes_nothing() {
     assert!(ctl.export().await.contains(&moved));
 }
 
+/// The environment `channels_file` needs: a PagerDuty key and this Slack URL.
+fn env(slack: &str) -> [(&'static str, &str); 2] {
+    [
+        ("PD_KEY", "R0123456789abcdefABCDEF012345678"),
+        ("SLACK_URL", slack),
+    ]
+}
+
+/// A monitors file with two URLs (api, web) and three channels (ops: a
+/// webhook for api; pager: PagerDuty for both; chat: Slack for all), the
+/// secrets from the environment; and the Slack URL `n` on `target`.
+fn channels_file(target: &Target) -> (String, impl Fn(u8) -> String + '_) {
+    let file = format!(
+        "urls:\n  - name: api\n    url: {}\n  - name: web\n    url: {}\n\
+         channels:\n  - name: ops\n    webhook: {}\n    urls: [api]\n    notify_degraded: true\n\
+         \x20 - name: pager\n    pagerduty: ${{PD_KEY}}\n    events_url: {}\n    urls: [web, api]\n\
+         \x20 - name: chat\n    slack: ${{SLACK_URL}}\n",
+        target.url("/api"),
+        target.url("/web"),
+        target.url("/hook"),
+        target.url("/pd"),
+    );
+    (file, |n| target.url(&format!("/services/T0/B0/secret{n}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_manages_channels_by_name_with_secrets_from_the_environment() {
+    let target = Target::start().await;
+    let app = app().await;
+    let ctl = Ctl::login(&app, "channels-iac@example.com").await;
+    let (hook, pd) = (target.url("/hook"), target.url("/pd"));
+    let (file, slack) = channels_file(&target);
+    ctl.write("monitors.yaml", &file);
+    let (one, two) = (slack(1), slack(2));
+
+    // A variable that is not set: exit 2 at its line, nothing changed.
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &[("SLACK_URL", &one)])
+        .await;
+    assert_eq!(code, Some(2), "{out} {err}");
+    assert!(
+        err.contains("monitors.yaml:12: channels[1].pagerduty: the environment variable PD_KEY (named as ${PD_KEY}) is not set"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
+
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&one))
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    for part in [
+        "+ add channel chat: slack ",
+        &format!("+ add channel ops: webhook {hook}\n"),
+        "+ add channel pager: pagerduty key …5678 via ",
+        "its webhook signing secret, shown once: whsec_",
+        "applied: 5 added, 0 updated, 0 deleted",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    assert!(
+        !out.contains("secret1"),
+        "a Slack URL's path is not printed: {out}"
+    );
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&one))
+        .await;
+    assert_eq!((code, out.as_str()), (Some(0), "no changes\n"), "{err}");
+
+    // A new secret in the environment is a change, though the server shows
+    // it masked (the digests differ); the rest stays.
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&two))
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("~ update channel chat: target slack "),
+        "{out}"
+    );
+    assert!(
+        out.contains("applied: 0 added, 1 updated, 0 deleted"),
+        "{out}"
+    );
+
+    // export writes the channels back, secrets left to variables it names.
+    let (code, exported, err) = ctl.run(&["export"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    for part in [
+        "channels:",
+        "- name: ops",
+        &format!("webhook: {hook}"),
+        "notify_degraded: true",
+        "pagerduty: ${MONITOR_CHANNEL_PAGER_PAGERDUTY_KEY}",
+        &format!("events_url: {pd}"),
+        "slack: ${MONITOR_CHANNEL_CHAT_SLACK_URL}",
+        "  - api\n  - web\n",
+    ] {
+        assert!(exported.contains(part), "{part}: {exported}");
+    }
+    assert!(err.contains("set MONITOR_CHANNEL_CHAT_SLACK_URL"), "{err}");
+    ctl.write("exported.yaml", &exported);
+    let exported_env = [
+        (
+            "MONITOR_CHANNEL_PAGER_PAGERDUTY_KEY",
+            "R0123456789abcdefABCDEF012345678",
+        ),
+        ("MONITOR_CHANNEL_CHAT_SLACK_URL", two.as_str()),
+    ];
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "exported.yaml", "--prune"], &exported_env)
+        .await;
+    assert_eq!((code, out.as_str()), (Some(0), "no changes\n"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_relinks_replaced_urls_changes_channels_by_field_and_prunes_them() {
+    let target = Target::start().await;
+    let app = app().await;
+    let ctl = Ctl::login(&app, "channels-prune@example.com").await;
+    let api = target.url("/api");
+    let (file, slack) = channels_file(&target);
+    let two = slack(2);
+    ctl.write("monitors.yaml", &file);
+    let (code, _, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&two))
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+
+    // A replaced URL: its channels are linked to the new one.
+    let moved = target.url("/api2");
+    ctl.write(
+        "monitors.yaml",
+        &file.replace(&format!("url: {api}\n"), &format!("url: {moved}\n")),
+    );
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&two))
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("~ update channel ops: urls: api is replaced, linked anew"),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ update channel pager: urls: api is replaced, linked anew"),
+        "{out}"
+    );
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&two))
+        .await;
+    assert_eq!((code, out.as_str()), (Some(0), "no changes\n"), "{err}");
+
+    // Changes by field; a channel naming a URL nobody has is refused.
+    let changed = file
+        .replace(&format!("url: {api}\n"), &format!("url: {moved}\n"))
+        .replace(
+            "    urls: [api]\n    notify_degraded: true",
+            "    urls: []\n    notify_degraded: false",
+        );
+    ctl.write("monitors.yaml", &changed);
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&two))
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("~ update channel ops: urls [api] -> all, notify_degraded true -> false\n"),
+        "{out}"
+    );
+    ctl.write(
+        "monitors.yaml",
+        &changed.replace("urls: [web, api]", "urls: [web, nowhere]"),
+    );
+    let (code, out, err) = ctl
+        .run_with(&["apply", "-f", "monitors.yaml"], &env(&two))
+        .await;
+    assert_eq!(code, Some(2), "{out} {err}");
+    assert!(
+        err.contains("monitors.yaml:14: channels[1].urls: no URL named \"nowhere\" in the file or the account"),
+        "{err}"
+    );
+
+    // Without `channels:` they are left alone, even with --prune; with an
+    // empty list and --prune they go.
+    let only_urls = format!("urls:\n  - name: api\n    url: {moved}\n");
+    ctl.write("monitors.yaml", &only_urls);
+    let (code, out, err) = ctl.run(&["apply", "-f", "monitors.yaml", "--prune"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("channel"), "{out}");
+    ctl.write("monitors.yaml", &format!("{only_urls}channels: []\n"));
+    let (code, out, err) = ctl.run(&["apply", "-f", "monitors.yaml", "--prune"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    for name in ["chat", "ops", "pager"] {
+        assert!(
+            out.contains(&format!("- delete channel {name}: ")),
+            "{name}: {out}"
+        );
+    }
+    assert!(ctl.export().await.contains("channels: []"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_bad_files_with_the_file_line_and_key_and_changes_nothing() {
     let target = Target::start().await;
@@ -213,6 +418,34 @@ async fn apply_refuses_bad_files_with_the_file_line_and_key_and_changes_nothing(
         (
             "urls:\n  - name: a\n    url: ftp://x/\n".to_owned(),
             "monitors.yaml:3: urls[0].url: \"ftp://x/\" is not an http:// or https:// URL",
+        ),
+        (
+            format!(
+                "urls:\n  - name: a\n    url: {url}\nchannels:\n  - name: c\n    webhook: ftp://x/\n"
+            ),
+            "monitors.yaml:6: channels[0].webhook: ",
+        ),
+        (
+            format!(
+                "urls:\n  - name: a\n    url: {url}\nchannels:\n  - name: c\n    webhook: {url}\n    email: a@example.com\n"
+            ),
+            "monitors.yaml:5: channels[0].name: set exactly one of webhook, slack, email or pagerduty (found 2)",
+        ),
+        (
+            format!(
+                "urls: []\nchannels:\n  - name: c\n    email: a@example.com\n    events_url: {url}\n"
+            ),
+            "monitors.yaml:5: channels[0].events_url: goes with pagerduty only",
+        ),
+        (
+            format!(
+                "urls: []\nchannels:\n  - name: c\n    webhook: {url}\n  - name: c\n    webhook: {url}\n"
+            ),
+            "monitors.yaml:5: channels[1].name: \"c\" is named twice",
+        ),
+        (
+            format!("urls: []\nchannels:\n  - name: c\n    webhook: {url}\n    colour: red\n"),
+            "unknown field `colour`",
         ),
         // The server's refusal, at the entry's line.
         (
@@ -341,8 +574,11 @@ async fn the_readme_example_runs_as_written() {
     assert_eq!(code, Some(0), "the README's block failed:\n{out}\n{err}");
     // What the README says it prints.
     for part in [
-        "+ add api: https://example.com/health\n+ add website: https://example.com/\ndry run: nothing changed\n",
-        "applied: 2 added, 0 updated, 0 deleted\nno changes\n",
+        "+ add api: https://example.com/health\n+ add website: https://example.com/\n\
+         + add channel ops: webhook https://hooks.example.com/monitor\n\
+         + add channel pager: pagerduty key …5678\ndry run: nothing changed\n",
+        "its webhook signing secret, shown once: whsec_",
+        "applied: 4 added, 0 updated, 0 deleted\nno changes\n",
     ] {
         assert!(out.contains(part), "{part}: {out}");
     }

@@ -7,15 +7,20 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
 
-use monitor::proto::monitor::v1 as pb;
+use monitor::{
+    api::convert::target_digest, domain::PAGERDUTY_EVENTS_URL, proto::monitor::v1 as pb,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Failure, assertion_text, parse_assertion};
 
-/// The file: `urls:`, a list of entries.
+/// The file: `urls:`, a list of entries, and `channels:` (left out: the
+/// account's channels are left as they are).
 #[derive(Debug, Serialize)]
 pub struct File {
     pub urls: Vec<Entry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<ChannelEntry>>,
 }
 
 /// The file as read: values checked after parsing, so that a message can
@@ -23,7 +28,189 @@ pub struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    #[serde(default)]
     urls: Vec<RawEntry>,
+    #[serde(default)]
+    channels: Option<Vec<RawChannel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    name: String,
+    #[serde(default)]
+    webhook: Option<String>,
+    #[serde(default)]
+    slack: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    pagerduty: Option<String>,
+    #[serde(default)]
+    events_url: Option<String>,
+    #[serde(default)]
+    urls: Option<Vec<String>>,
+    #[serde(default)]
+    notify_degraded: Option<bool>,
+}
+
+/// One notification channel, keyed by name: exactly one target (as
+/// `monitorctl channel add` takes it), the names of its URLs (`[]`: all of
+/// the account's; left out: as they are, all for a new channel) and
+/// `notify_degraded` (left out: as it is, off for a new channel). Target
+/// values may name environment variables as `${NAME}`, to keep secrets (a
+/// Slack URL, a PagerDuty key) out of the file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChannelEntry {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagerduty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_degraded: Option<bool>,
+}
+
+/// A channel of the file, checked: its target with `${NAME}`s expanded, the
+/// digest the server shows for that target, and its line.
+#[derive(Debug, Clone)]
+pub struct DesiredChannel {
+    pub entry: ChannelEntry,
+    target: pb::channel::Target,
+    digest: String,
+    line: Option<usize>,
+    /// The line of its `urls:`, for a name found on neither side.
+    urls_line: usize,
+}
+
+/// `raw` with each `${NAME}` replaced by the environment variable's value.
+fn expand(raw: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{raw:?}: \"${{\" without its \"}}\""))?;
+        let name = &after[..end];
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("${{{name}}} is not an environment variable's name"));
+        }
+        let value = std::env::var(name).map_err(|_| {
+            format!("the environment variable {name} (named as ${{{name}}}) is not set")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The file's `field:` of a channel, from the server's field path.
+fn channel_field(path: &str) -> &'static str {
+    match path {
+        "channel.webhook.url" => "webhook",
+        "channel.slack.webhook_url" => "slack",
+        "channel.email.to" => "email",
+        "channel.pagerduty.routing_key" => "pagerduty",
+        "channel.pagerduty.events_url" => "events_url",
+        "channel.url_ids" => "urls",
+        "channel.notify_degraded" => "notify_degraded",
+        _ => "name",
+    }
+}
+
+fn checked_channel(
+    file: &str,
+    text: &str,
+    i: usize,
+    from: usize,
+    raw: RawChannel,
+) -> Result<DesiredChannel, Failure> {
+    use pb::channel::Target;
+    let fail = |field: &str, msg: String| {
+        Failure(
+            format!(
+                "{file}:{}: channels[{i}].{field}: {msg}",
+                field_line(text, from, field)
+            ),
+            2,
+        )
+    };
+    if raw.name.trim().is_empty() {
+        return Err(fail("name", "must not be empty".into()));
+    }
+    let given = [&raw.webhook, &raw.slack, &raw.email, &raw.pagerduty]
+        .iter()
+        .filter(|t| t.is_some())
+        .count();
+    if given != 1 {
+        return Err(fail(
+            "name",
+            format!("set exactly one of webhook, slack, email or pagerduty (found {given})"),
+        ));
+    }
+    if raw.events_url.is_some() && raw.pagerduty.is_none() {
+        return Err(fail("events_url", "goes with pagerduty only".into()));
+    }
+    let value = |field: &str, v: &Option<String>| -> Result<String, Failure> {
+        expand(v.as_deref().unwrap_or_default()).map_err(|e| fail(field, e))
+    };
+    let target = if raw.webhook.is_some() {
+        Target::Webhook(pb::WebhookTarget {
+            url: value("webhook", &raw.webhook)?,
+            secret: String::new(),
+        })
+    } else if raw.slack.is_some() {
+        Target::Slack(pb::SlackTarget {
+            webhook_url: value("slack", &raw.slack)?,
+        })
+    } else if raw.email.is_some() {
+        Target::Email(pb::EmailTarget {
+            to: value("email", &raw.email)?,
+        })
+    } else {
+        Target::Pagerduty(pb::PagerDutyTarget {
+            routing_key: value("pagerduty", &raw.pagerduty)?,
+            events_url: value("events_url", &raw.events_url)?,
+        })
+    };
+    let digest = target_digest(target.clone()).map_err(|e| match e {
+        monitor::error::Error::InvalidArgument { field, message } => {
+            fail(channel_field(&field), message)
+        }
+        other => fail("name", other.to_string()),
+    })?;
+    Ok(DesiredChannel {
+        entry: ChannelEntry {
+            name: raw.name,
+            webhook: raw.webhook,
+            slack: raw.slack,
+            email: raw.email,
+            pagerduty: raw.pagerduty,
+            events_url: raw.events_url,
+            urls: raw.urls,
+            notify_degraded: raw.notify_degraded,
+        },
+        target,
+        digest,
+        line: Some(from),
+        urls_line: field_line(text, from, "urls"),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,8 +359,21 @@ fn yaml_failure(file: &str, e: &serde_yaml_ng::Error) -> Failure {
 /// The line of the `n`-th (from 0) `name: NAME` in the text, for messages
 /// about an entry found after parsing (duplicates, the server's refusals).
 fn line_of(text: &str, name: &str, n: usize) -> Option<usize> {
+    line_after(text, 0, name, n)
+}
+
+/// The line of the top-level key `key:` (1-based), if the text has it.
+fn section_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.starts_with(&format!("{key}:")))
+        .map(|i| i + 1)
+}
+
+/// As [`line_of`], counting only from line `after` on (1-based; 0: all).
+fn line_after(text: &str, after: usize, name: &str, n: usize) -> Option<usize> {
     text.lines()
         .enumerate()
+        .skip(after.saturating_sub(1))
         .filter(|(_, l)| {
             let l = l.trim_start().trim_start_matches("- ").trim_start();
             l.strip_prefix("name:").is_some_and(|v| {
@@ -185,11 +385,13 @@ fn line_of(text: &str, name: &str, n: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
-/// The desired URLs, each with the line that names it.
+/// The desired URLs, each with the line that names it, and channels.
 #[derive(Debug)]
 pub struct Desired {
     pub file: String,
     pub entries: Vec<(Entry, Option<usize>)>,
+    /// `None`: the file has no `channels:`, so channels are left alone.
+    pub channels: Option<Vec<DesiredChannel>>,
     /// Gatus conditions that have no assertion here, as `name: condition (why)`.
     pub skipped: Vec<String>,
 }
@@ -199,6 +401,14 @@ impl Desired {
         match self.entries[i].1 {
             Some(line) => format!("{}:{line}: urls[{i}]", self.file),
             None => format!("{}: urls[{i}]", self.file),
+        }
+    }
+
+    fn channel_at(&self, i: usize) -> String {
+        let line = self.channels.as_ref().and_then(|c| c[i].line);
+        match line {
+            Some(line) => format!("{}:{line}: channels[{i}]", self.file),
+            None => format!("{}: channels[{i}]", self.file),
         }
     }
 }
@@ -222,7 +432,29 @@ pub fn load(path: &Path) -> Result<Desired, Failure> {
         *n += 1;
         urls.push(checked(&file, &text, i, from, raw)?);
     }
-    finish(file, &text, &urls, Vec::new())
+    let mut desired = finish(file, &text, &urls, Vec::new())?;
+    if let Some(raw) = parsed.channels {
+        let start = section_line(&text, "channels").unwrap_or(1);
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut channels: Vec<DesiredChannel> = Vec::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            let n = seen.entry(raw.name.clone()).or_default();
+            let from = line_after(&text, start, &raw.name, *n).unwrap_or(start);
+            *n += 1;
+            if *n > 1 {
+                return Err(Failure(
+                    format!(
+                        "{}:{from}: channels[{i}].name: {:?} is named twice (names are the key)",
+                        desired.file, raw.name
+                    ),
+                    2,
+                ));
+            }
+            channels.push(checked_channel(&desired.file, &text, i, from, raw)?);
+        }
+        desired.channels = Some(channels);
+    }
+    Ok(desired)
 }
 
 fn finish(
@@ -253,6 +485,7 @@ fn finish(
     Ok(Desired {
         file,
         entries,
+        channels: None,
         skipped,
     })
 }
@@ -400,9 +633,93 @@ fn gatus_condition(c: &str) -> Result<Option<pb::Assertion>, String> {
     }
 }
 
-/// What `export` writes: every URL with every field, so applying it back
-/// changes nothing.
-pub fn export(urls: &[pb::Url]) -> Result<String, Failure> {
+/// The environment variable an exported channel's secret is left to:
+/// `MONITOR_CHANNEL_<NAME>_<WHAT>`, the name in capitals, other
+/// characters as `_`.
+fn secret_variable(name: &str, what: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("MONITOR_CHANNEL_{name}_{what}")
+}
+
+/// A channel as the file writes it, and the variable its secret is left
+/// to, if it has one (the server shows a Slack URL and a PagerDuty key
+/// masked, so `export` cannot write them).
+fn channel_entry(c: &pb::Channel, names: &BTreeMap<i64, &str>) -> (ChannelEntry, Option<String>) {
+    use pb::channel::Target;
+    let mut entry = ChannelEntry {
+        name: c.name.clone(),
+        webhook: None,
+        slack: None,
+        email: None,
+        pagerduty: None,
+        events_url: None,
+        urls: Some(url_names(&c.url_ids, names)),
+        notify_degraded: Some(c.notify_degraded),
+    };
+    let mut secret = None;
+    match &c.target {
+        Some(Target::Webhook(w)) => entry.webhook = Some(w.url.clone()),
+        Some(Target::Email(e)) => entry.email = Some(e.to.clone()),
+        Some(Target::Slack(_)) => {
+            let var = secret_variable(&c.name, "SLACK_URL");
+            entry.slack = Some(format!("${{{var}}}"));
+            secret = Some(var);
+        }
+        Some(Target::Pagerduty(p)) => {
+            let var = secret_variable(&c.name, "PAGERDUTY_KEY");
+            entry.pagerduty = Some(format!("${{{var}}}"));
+            if p.events_url != PAGERDUTY_EVENTS_URL {
+                entry.events_url = Some(p.events_url.clone());
+            }
+            secret = Some(var);
+        }
+        None => {}
+    }
+    (entry, secret)
+}
+
+/// The names of URLs by id (`#ID` for one not listed).
+fn url_names(ids: &[i64], names: &BTreeMap<i64, &str>) -> Vec<String> {
+    let mut out: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            names
+                .get(id)
+                .map_or_else(|| format!("#{id}"), |n| (*n).to_owned())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What `export` writes: every URL and channel with every field, so
+/// applying it back changes nothing; and the environment variables to set
+/// first (one per Slack or PagerDuty channel: their secrets are not shown).
+pub fn export(
+    urls: &[pb::Url],
+    channels: &[pb::Channel],
+) -> Result<(String, Vec<String>), Failure> {
+    let names: BTreeMap<i64, &str> = urls.iter().map(|u| (u.id, key(u))).collect();
+    let mut variables = Vec::new();
+    let mut channels: Vec<&pb::Channel> = channels.iter().collect();
+    channels.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let channels: Vec<ChannelEntry> = channels
+        .into_iter()
+        .map(|c| {
+            let (entry, secret) = channel_entry(c, &names);
+            variables.extend(secret);
+            entry
+        })
+        .collect();
     let mut urls: Vec<&pb::Url> = urls.iter().collect();
     urls.sort_by(|a, b| key(a).cmp(key(b)).then(a.id.cmp(&b.id)));
     let file = File {
@@ -421,8 +738,11 @@ pub fn export(urls: &[pb::Url]) -> Result<String, Failure> {
                 assertions: Some(u.assertions.iter().cloned().map(Assert).collect()),
             })
             .collect(),
+        channels: Some(channels),
     };
-    serde_yaml_ng::to_string(&file).map_err(|e| Failure(format!("writing YAML: {e}"), 1))
+    let text =
+        serde_yaml_ng::to_string(&file).map_err(|e| Failure(format!("writing YAML: {e}"), 1))?;
+    Ok((text, variables))
 }
 
 /// A URL's key: its name, or the URL itself when it has none (as the
@@ -555,6 +875,159 @@ fn plan(desired: &Desired, have: &[pb::Url], prune: bool) -> Result<Vec<Step>, F
     Ok(steps)
 }
 
+/// One step of the channels' plan.
+#[derive(Debug)]
+enum ChannelStep {
+    Add(usize),
+    /// The file's channel, the server's, the changes as `field a -> b`, and
+    /// the update mask.
+    Update(usize, pb::Channel, Vec<String>, Vec<&'static str>),
+    Delete(pb::Channel),
+}
+
+/// A channel's target as the plan shows it (secrets masked).
+fn target_text(target: Option<&pb::channel::Target>) -> String {
+    let (kind, shown) = super::channel_target(&pb::Channel {
+        target: target.cloned(),
+        ..Default::default()
+    });
+    format!("{kind} {shown}")
+}
+
+fn names_text(names: &[String]) -> String {
+    if names.is_empty() {
+        "all".into()
+    } else {
+        format!("[{}]", names.join(", "))
+    }
+}
+
+/// Plans the file's channels against the account's (nothing when the file
+/// has no `channels:`). `replaced`: names of URLs the plan replaces (their
+/// channels are linked to the new URL).
+fn plan_channels(
+    desired: &Desired,
+    urls: &[pb::Url],
+    have: &[pb::Channel],
+    replaced: &[&str],
+    prune: bool,
+) -> Result<Vec<ChannelStep>, Failure> {
+    let Some(want) = &desired.channels else {
+        return Ok(Vec::new());
+    };
+    let mut by_name: BTreeMap<&str, Vec<&pb::Channel>> = BTreeMap::new();
+    for c in have {
+        by_name.entry(&c.name).or_default().push(c);
+    }
+    if let Some((name, cs)) = by_name.iter().find(|(_, cs)| cs.len() > 1) {
+        let ids: Vec<String> = cs.iter().map(|c| c.id.to_string()).collect();
+        return Err(Failure(
+            format!(
+                "the account has more than one channel named {name:?} (ids {}); names are the \
+                 key, so delete all but one (`monitorctl channel delete ID`) and apply again",
+                ids.join(", ")
+            ),
+            2,
+        ));
+    }
+    let names: BTreeMap<i64, &str> = urls.iter().map(|u| (u.id, key(u))).collect();
+    let in_file = |n: &str| desired.entries.iter().any(|(e, _)| e.name == n);
+    let mut order: Vec<usize> = (0..want.len()).collect();
+    order.sort_by(|a, b| want[*a].entry.name.cmp(&want[*b].entry.name));
+    let mut steps = Vec::new();
+    for i in order {
+        let d = &want[i];
+        let mut wanted_urls = d.entry.urls.clone();
+        if let Some(list) = &mut wanted_urls {
+            list.sort();
+            list.dedup();
+            if let Some(unknown) = list
+                .iter()
+                .find(|n| !in_file(n) && (prune || !names.values().any(|have| have == n)))
+            {
+                return Err(Failure(
+                    format!(
+                        "{}:{}: channels[{i}].urls: no URL named {unknown:?} in the file{}",
+                        desired.file,
+                        d.urls_line,
+                        if prune { "" } else { " or the account" }
+                    ),
+                    2,
+                ));
+            }
+        }
+        let Some(c) = by_name.get(d.entry.name.as_str()).map(|cs| cs[0]) else {
+            steps.push(ChannelStep::Add(i));
+            continue;
+        };
+        let (mut changes, mut mask) = (Vec::new(), Vec::new());
+        if c.target_digest != d.digest {
+            changes.push(format!(
+                "target {} -> {}",
+                target_text(c.target.as_ref()),
+                target_text(Some(&d.target))
+            ));
+            mask.push("target");
+        }
+        if let Some(list) = &wanted_urls {
+            let now = url_names(&c.url_ids, &names);
+            if &now != list {
+                changes.push(format!("urls {} -> {}", names_text(&now), names_text(list)));
+                mask.push("url_ids");
+            } else if let Some(r) = list.iter().find(|n| replaced.contains(&n.as_str())) {
+                changes.push(format!("urls: {r} is replaced, linked anew"));
+                mask.push("url_ids");
+            }
+        }
+        if let Some(on) = d.entry.notify_degraded
+            && on != c.notify_degraded
+        {
+            changes.push(format!("notify_degraded {} -> {on}", c.notify_degraded));
+            mask.push("notify_degraded");
+        }
+        if !mask.is_empty() {
+            steps.push(ChannelStep::Update(i, c.clone(), changes, mask));
+        }
+    }
+    if prune {
+        for (name, cs) in &by_name {
+            if !want.iter().any(|d| d.entry.name == *name) {
+                steps.push(ChannelStep::Delete(cs[0].clone()));
+            }
+        }
+    }
+    Ok(steps)
+}
+
+fn channel_step_text(desired: &Desired, step: &ChannelStep) -> String {
+    let want = |i: &usize| &desired.channels.as_ref().expect("planned from them")[*i];
+    match step {
+        ChannelStep::Add(i) => {
+            let d = want(i);
+            format!(
+                "+ add channel {}: {}",
+                d.entry.name,
+                target_text(Some(&d.target))
+            )
+        }
+        ChannelStep::Update(i, _, changes, _) => {
+            format!(
+                "~ update channel {}: {}",
+                want(i).entry.name,
+                changes.join(", ")
+            )
+        }
+        ChannelStep::Delete(c) => {
+            format!(
+                "- delete channel {}: {} (id {})",
+                c.name,
+                target_text(c.target.as_ref()),
+                c.id
+            )
+        }
+    }
+}
+
 fn step_text(desired: &Desired, step: &Step) -> String {
     match step {
         Step::Add(i) => {
@@ -610,17 +1083,55 @@ pub async fn apply(
         .into_inner()
         .urls;
     let steps = plan(desired, &have, prune)?;
-    if steps.is_empty() {
+    let have_channels = if desired.channels.is_some() {
+        client
+            .list_channels(super::authed(pb::ListChannelsRequest {}, saved)?)
+            .await?
+            .into_inner()
+            .channels
+    } else {
+        Vec::new()
+    };
+    let replaced: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Replace(i, _) => Some(desired.entries[*i].0.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let channel_steps = plan_channels(desired, &have, &have_channels, &replaced, prune)?;
+    if steps.is_empty() && channel_steps.is_empty() {
         println!("no changes");
         return Ok(());
     }
     for s in &steps {
         println!("{}", step_text(desired, s));
     }
+    for s in &channel_steps {
+        println!("{}", channel_step_text(desired, s));
+    }
     if dry_run {
         println!("dry run: nothing changed");
         return Ok(());
     }
+    let (added, updated, deleted) = apply_urls(client, saved, desired, &steps).await?;
+    let (a, u, d) = apply_channels(client, saved, desired, &channel_steps).await?;
+    println!(
+        "applied: {} added, {} updated, {} deleted",
+        added + a,
+        updated + u,
+        deleted + d
+    );
+    Ok(())
+}
+
+/// Carries out the URLs' steps.
+async fn apply_urls(
+    client: &mut Client,
+    saved: &super::Saved,
+    desired: &Desired,
+    steps: &[Step],
+) -> Result<(u32, u32, u32), Failure> {
     let refused = |i: usize, status: tonic::Status| -> Failure {
         if status.code() == tonic::Code::InvalidArgument {
             let m = status.message();
@@ -633,7 +1144,7 @@ pub async fn apply(
         }
     };
     let (mut added, mut updated, mut deleted) = (0, 0, 0);
-    for s in &steps {
+    for s in steps {
         match s {
             Step::Add(i) | Step::Replace(i, _) => {
                 let want = &desired.entries[*i].0;
@@ -698,8 +1209,110 @@ pub async fn apply(
             }
         }
     }
-    println!("applied: {added} added, {updated} updated, {deleted} deleted");
-    Ok(())
+    Ok((added, updated, deleted))
+}
+
+/// Carries out the channels' steps, after the URLs' (a channel's URLs are
+/// looked up by name again, so new and replaced URLs are found).
+async fn apply_channels(
+    client: &mut Client,
+    saved: &super::Saved,
+    desired: &Desired,
+    steps: &[ChannelStep],
+) -> Result<(u32, u32, u32), Failure> {
+    let (mut added, mut updated, mut deleted) = (0, 0, 0);
+    if steps.is_empty() {
+        return Ok((added, updated, deleted));
+    }
+    let urls = client
+        .list_urls(super::authed(pb::ListUrlsRequest {}, saved)?)
+        .await?
+        .into_inner()
+        .urls;
+    let ids = |list: &Option<Vec<String>>| -> Vec<i64> {
+        list.iter()
+            .flatten()
+            .filter_map(|n| urls.iter().find(|u| key(u) == n).map(|u| u.id))
+            .collect()
+    };
+    let refused = |i: usize, status: tonic::Status| -> Failure {
+        if status.code() == tonic::Code::InvalidArgument {
+            let m = status.message();
+            match m.split_once(": ") {
+                Some((path, why)) if path.starts_with("channel.") => Failure(
+                    format!("{}.{}: {why}", desired.channel_at(i), channel_field(path)),
+                    2,
+                ),
+                _ => Failure(format!("{}: {m}", desired.channel_at(i)), 2),
+            }
+        } else {
+            Failure::from(status)
+        }
+    };
+    let want = desired.channels.as_deref().unwrap_or_default();
+    for step in steps {
+        match step {
+            ChannelStep::Add(i) => {
+                let d = &want[*i];
+                let c = client
+                    .create_channel(super::authed(
+                        pb::CreateChannelRequest {
+                            channel: Some(pb::Channel {
+                                name: d.entry.name.clone(),
+                                target: Some(d.target.clone()),
+                                url_ids: ids(&d.entry.urls),
+                                notify_degraded: d.entry.notify_degraded.unwrap_or(false),
+                                ..Default::default()
+                            }),
+                        },
+                        saved,
+                    )?)
+                    .await
+                    .map_err(|e| refused(*i, e))?
+                    .into_inner();
+                match &c.target {
+                    Some(pb::channel::Target::Webhook(w)) => println!(
+                        "added channel {} (id {}); its webhook signing secret, shown once: {}",
+                        c.name, c.id, w.secret
+                    ),
+                    _ => println!("added channel {} (id {})", c.name, c.id),
+                }
+                added += 1;
+            }
+            ChannelStep::Update(i, c, _, mask) => {
+                let d = &want[*i];
+                client
+                    .update_channel(super::authed(
+                        pb::UpdateChannelRequest {
+                            channel: Some(pb::Channel {
+                                id: c.id,
+                                name: d.entry.name.clone(),
+                                target: Some(d.target.clone()),
+                                url_ids: ids(&d.entry.urls),
+                                notify_degraded: d.entry.notify_degraded.unwrap_or(false),
+                                ..Default::default()
+                            }),
+                            update_mask: Some(pbjson_types::FieldMask {
+                                paths: mask.iter().map(|p| (*p).to_owned()).collect(),
+                            }),
+                        },
+                        saved,
+                    )?)
+                    .await
+                    .map_err(|e| refused(*i, e))?;
+                println!("updated channel {} (id {})", d.entry.name, c.id);
+                updated += 1;
+            }
+            ChannelStep::Delete(c) => {
+                client
+                    .delete_channel(super::authed(pb::DeleteChannelRequest { id: c.id }, saved)?)
+                    .await?;
+                println!("deleted channel {} (id {})", c.name, c.id);
+                deleted += 1;
+            }
+        }
+    }
+    Ok((added, updated, deleted))
 }
 
 #[cfg(test)]
