@@ -10,7 +10,12 @@ use monitor::proto::monitor::v1 as pb;
 use prost::Message;
 use reqwest::{StatusCode, header::HeaderMap};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
+use std::time::Duration;
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, prober_settings, spawn_app, spawn_app_with},
+    target::Target,
+};
 
 const ALLOWED: &str = "https://status.example.com";
 const OTHER: &str = "https://evil.example.net";
@@ -363,7 +368,82 @@ async fn no_origin_is_allowed_by_default(backend: Backend) {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
 
+/// Server streaming (WatchEvents) over gRPC-Web, read as a browser reads
+/// it: frames as they arrive on an open HTTP/1.1 response, until a status
+/// of the watched URL comes (text mode: base64 decoded a whole group at a time).
+async fn watch_events_streams_over_grpc_web(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app_with(backend, |s| {
+        prober_settings(s);
+        s.cors.cors_origins = vec![ALLOWED.into()];
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let url = app.add_url_every(&token, &target.url("/ok"), 1).await;
+    for mode in [Mode::Binary, Mode::Text] {
+        let request = pb::WatchEventsRequest {
+            url_id: url.id,
+            resume_token: String::new(),
+        };
+        let framed = frame(0, &request.encode_to_vec());
+        let body = match mode {
+            Mode::Binary => framed,
+            Mode::Text => STANDARD.encode(framed).into_bytes(),
+        };
+        let mut res = reqwest::Client::new()
+            .post(format!(
+                "http://{}/monitor.v1.MonitorService/WatchEvents",
+                app.addr
+            ))
+            .header("content-type", mode.content_type())
+            .header("accept", mode.content_type())
+            .header("x-grpc-web", "1")
+            .header("origin", ALLOWED)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+            .send()
+            .await
+            .expect("gRPC-Web request");
+        assert_eq!(res.status(), StatusCode::OK, "{mode:?}");
+        assert_eq!(res.headers()["access-control-allow-origin"], ALLOWED);
+        let (mut bytes, mut text) = (Vec::new(), Vec::new());
+        let mut kinds = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        'read: loop {
+            let chunk = tokio::time::timeout_at(deadline, res.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("{mode:?}: no status event in 20 s; got {kinds:?}"))
+                .expect("the stream stays open")
+                .expect("a chunk, not the end of the stream");
+            match mode {
+                Mode::Binary => bytes.extend_from_slice(&chunk),
+                Mode::Text => {
+                    text.extend(chunk.iter().filter(|b| !b.is_ascii_whitespace()));
+                    let whole = text.len() / 4 * 4;
+                    bytes.extend(decode_text(&text[..whole]));
+                    text.drain(..whole);
+                }
+            }
+            while bytes.len() >= 5 {
+                let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+                if bytes.len() < 5 + len {
+                    break;
+                }
+                assert_eq!(bytes[0], 0, "{mode:?}: a message frame, not trailers");
+                let event = pb::Event::decode(&bytes[5..5 + len]).expect("an Event");
+                bytes.drain(..5 + len);
+                if let Some(pb::event::Kind::Status(status)) = &event.kind {
+                    assert_eq!((status.url_id, status.status_code), (url.id, 200));
+                    break 'read;
+                }
+                kinds.push(event.kind);
+            }
+        }
+    }
+}
+
 crate::on_both_backends!(
+    watch_events_streams_over_grpc_web,
     login_and_list_urls_over_grpc_web,
     grpc_web_errors_carry_their_grpc_codes,
     cors_allows_the_listed_origins_only,

@@ -117,6 +117,21 @@ def main():
     else:
         sys.exit("no statuses or no incident within 30 s")
 
+    # The live stream over SSE: each event's data is an Event.
+    req = urllib.request.Request(HTTP + "/v1/events", method="GET")
+    req.add_header("authorization", f"Bearer {token}")
+    kinds = set()
+    with urllib.request.urlopen(req, timeout=10) as res:
+        deadline = time.monotonic() + 20
+        while "status" not in kinds and time.monotonic() < deadline:
+            line = res.readline().decode()
+            if line.startswith("data:"):
+                event = json.loads(line[len("data:"):])
+                canonical("Event (WatchEvents, SSE)", pb.Event, event)
+                kinds.update(k for k in event if k != "resumeToken")
+    if "status" not in kinds:
+        sys.exit(f"no status event on /v1/events within 20 s (saw {sorted(kinds)})")
+
     # Paused, so that reads over both transports see the same rows.
     for url_id in (ok_id, failing.id):
         canonical(
@@ -161,6 +176,11 @@ def main():
     )
     canonical("Channel (CreateChannel)", pb.Channel, channel)
     channel_id = int(channel["id"])
+    canonical(
+        "Channel (UpdateChannel)",
+        pb.Channel,
+        http("PATCH", f"/v1/channels/{channel_id}?updateMask=notifyDegraded", {"notifyDegraded": True}, token),
+    )
     same(
         "ListChannelsResponse",
         stub.ListChannels(pb.ListChannelsRequest(), metadata=auth),
