@@ -268,6 +268,7 @@ async fn run(hook: String, arrivals: Arc<Arrivals>) -> anyhow::Result<serde_json
             },
             url_ids: Vec::new(),
             notify_degraded: false,
+            remind_every: None,
         },
         Utc::now(),
         10,

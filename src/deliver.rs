@@ -207,24 +207,40 @@ pub struct Deliverer {
     mailer: Option<Mailer>,
     /// When the pending gauge was last sampled.
     pending_sampled: Arc<Sampled>,
+    /// When reminders were last looked for.
+    reminders_checked: Arc<Sampled>,
 }
 
 /// How often the pending-deliveries gauge is sampled.
 const PENDING_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// A "was it done in the last [`PENDING_SAMPLE_EVERY`]?" shared by clones.
-#[derive(Debug, Default)]
-struct Sampled(std::sync::Mutex<Option<std::time::Instant>>);
+/// How often open incidents are looked at for reminders due: a reminder
+/// goes out within this (and a pass's interval) of its time.
+const REMINDERS_EVERY: Duration = Duration::from_secs(1);
+
+/// A "was it done in the last `every`?" shared by clones.
+#[derive(Debug)]
+struct Sampled {
+    every: Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
 
 impl Sampled {
+    fn every(every: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            every,
+            last: std::sync::Mutex::default(),
+        })
+    }
+
     /// True (and remembered) when the last sample is older than the period.
     fn due(&self, now: std::time::Instant) -> bool {
         let mut last = self
-            .0
+            .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match *last {
-            Some(at) if now.duration_since(at) < PENDING_SAMPLE_EVERY => false,
+            Some(at) if now.duration_since(at) < self.every => false,
             _ => {
                 *last = Some(now);
                 true
@@ -264,7 +280,8 @@ impl Deliverer {
             allow_private,
             metrics: Arc::new(Metrics::new()),
             mailer,
-            pending_sampled: Arc::default(),
+            pending_sampled: Sampled::every(PENDING_SAMPLE_EVERY),
+            reminders_checked: Sampled::every(REMINDERS_EVERY),
         })
     }
 
@@ -278,6 +295,10 @@ impl Deliverer {
     /// Claims due notifications, sends them and records how each went.
     pub async fn run_once(&self) -> anyhow::Result<DeliveryReport> {
         let now = Utc::now();
+        // Reminders due go in the outbox first, to be claimed in this pass.
+        if self.reminders_checked.due(std::time::Instant::now()) {
+            deliveries::enqueue_reminders(&self.db, now).await?;
+        }
         // The lease: past the send's timeout, with room to record it.
         let lease = now + self.settings.timeout + Duration::from_secs(5);
         let claimed = deliveries::claim(&self.db, now, lease, self.settings.batch).await?;
@@ -493,7 +514,7 @@ mod tests {
 
     #[test]
     fn the_pending_gauge_is_sampled_at_most_every_period() {
-        let sampled = Sampled::default();
+        let sampled = Sampled::every(PENDING_SAMPLE_EVERY);
         let t0 = std::time::Instant::now();
         assert!(sampled.due(t0));
         assert!(!sampled.due(t0 + Duration::from_secs(1)));

@@ -480,6 +480,7 @@ pub fn event_to_proto(w: Watched) -> pb::Event {
 /// the target's URL field too (for the service's address check).
 pub fn new_channel_from_proto(
     channel: Option<pb::Channel>,
+    min_remind: std::time::Duration,
 ) -> Result<(NewChannel, &'static str), Error> {
     let channel = channel.ok_or_else(|| Error::invalid("channel", "is required"))?;
     let name = channel::parse_name("channel.name", &channel.name)?;
@@ -489,18 +490,41 @@ pub fn new_channel_from_proto(
         target,
         url_ids: channel::parse_url_ids("channel.url_ids", channel.url_ids)?,
         notify_degraded: channel.notify_degraded,
+        remind_every: remind_every_from_proto(channel.remind_every, min_remind)?,
     };
     Ok((new, url_field))
 }
 
+/// A channel's reminder interval (unset: none).
+fn remind_every_from_proto(
+    every: Option<pbjson_types::Duration>,
+    min: std::time::Duration,
+) -> Result<Option<std::time::Duration>, Error> {
+    let field = "channel.remind_every";
+    every
+        .map(|d| {
+            let d = std::time::Duration::try_from(d)
+                .map_err(|_| Error::invalid(field, "must not be negative"))?;
+            channel::parse_remind_every(field, d, min)
+        })
+        .transpose()
+}
+
 /// The fields of `Channel` UpdateChannel changes, as `update_mask` names them.
-const UPDATABLE_CHANNEL_FIELDS: [&str; 4] = ["name", "target", "url_ids", "notify_degraded"];
+const UPDATABLE_CHANNEL_FIELDS: [&str; 5] = [
+    "name",
+    "target",
+    "url_ids",
+    "notify_degraded",
+    "remind_every",
+];
 
 /// An UpdateChannel request: the channel's id, its changes (AIP-134) and
 /// the field naming the new target's URL (for a refused address). The
 /// target's kinds are paths too (`webhook`, `slack`...): each means `target`.
 pub fn channel_update_from_proto(
     req: pb::UpdateChannelRequest,
+    min_remind: std::time::Duration,
 ) -> Result<(i64, ChannelUpdate, &'static str), Error> {
     let channel = req
         .channel
@@ -510,6 +534,7 @@ pub fn channel_update_from_proto(
         channel.target.is_some(),
         !channel.url_ids.is_empty(),
         channel.notify_degraded,
+        channel.remind_every.is_some(),
     ];
     let masked = masked_fields(
         req.update_mask,
@@ -541,6 +566,10 @@ pub fn channel_update_from_proto(
                 )?);
             }
             "notify_degraded" => update.notify_degraded = Some(channel.notify_degraded),
+            "remind_every" => {
+                update.remind_every =
+                    Some(remind_every_from_proto(channel.remind_every, min_remind)?);
+            }
             // Only UPDATABLE_CHANNEL_FIELDS are masked.
             _ => {}
         }
@@ -652,6 +681,7 @@ pub fn channel_to_proto(c: ChannelRecord, in_full: bool) -> pb::Channel {
         notify_degraded: c.notify_degraded,
         created_at: Some(time_to_proto(c.created_at)),
         target_digest,
+        remind_every: c.remind_every.map(pbjson_types::Duration::from),
     }
 }
 
@@ -674,6 +704,9 @@ pub fn delivery_to_proto(d: DeliveryRecord) -> pb::Delivery {
             .then(|| time_to_proto(d.next_attempt_at)),
         created_at: Some(time_to_proto(d.created_at)),
         delivered_at: d.delivered_at.map(time_to_proto),
+        reminder: d
+            .reminder
+            .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
     }
 }
 

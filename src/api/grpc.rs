@@ -258,7 +258,8 @@ impl MonitorService for MonitorApi {
         req: Request<pb::CreateChannelRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let user = caller(&req)?;
-        let (new, url_field) = new_channel_from_proto(req.into_inner().channel)?;
+        let min_remind = self.services.urls.bounds().min;
+        let (new, url_field) = new_channel_from_proto(req.into_inner().channel, min_remind)?;
         let record = self.services.channels.create(user, url_field, new).await?;
         Ok(Response::new(channel_to_proto(record, true)))
     }
@@ -294,7 +295,8 @@ impl MonitorService for MonitorApi {
         req: Request<pb::UpdateChannelRequest>,
     ) -> Result<Response<pb::Channel>, Status> {
         let user = caller(&req)?;
-        let (id, update, url_field) = channel_update_from_proto(req.into_inner())?;
+        let min_remind = self.services.urls.bounds().min;
+        let (id, update, url_field) = channel_update_from_proto(req.into_inner(), min_remind)?;
         let (record, new_secret) = self
             .services
             .channels

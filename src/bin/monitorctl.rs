@@ -215,6 +215,9 @@ enum ChannelCommand {
         /// Send DEGRADED incidents too (default: DOWN ones only).
         #[arg(long)]
         notify_degraded: bool,
+        /// Send an incident still open again this often (e.g. 30m; default: never).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        remind_every: Option<Duration>,
     },
     /// List your channels.
     List,
@@ -670,6 +673,7 @@ fn channel_to_create(add: &ChannelCommand) -> Result<pb::Channel, Failure> {
         events_url,
         url_ids,
         notify_degraded,
+        remind_every,
     } = add
     else {
         unreachable!("only called for `channel add`")
@@ -699,6 +703,7 @@ fn channel_to_create(add: &ChannelCommand) -> Result<pb::Channel, Failure> {
         target: Some(target),
         url_ids: url_ids.clone(),
         notify_degraded: *notify_degraded,
+        remind_every: remind_every.map(pbjson_types::Duration::from),
         ..Default::default()
     })
 }

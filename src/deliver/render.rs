@@ -26,6 +26,8 @@ pub struct Event {
 pub struct EventData {
     pub incident: Option<Incident>,
     pub channel: Option<ChannelRef>,
+    /// An `incident.reminder`'s count.
+    pub reminder: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +134,19 @@ impl Event {
                 duration(resolved - incident.opened_at),
             ));
             (format!("RESOLVED: {name}"), "UP".to_owned(), resolved)
+        } else if let Some(n) = self.data.reminder {
+            lines.push(format!(
+                "{address} is still {} since {} ({}; {} failed probes so far).",
+                incident.state,
+                when(incident.opened_at),
+                duration(self.timestamp - incident.opened_at),
+                incident.failed_probes,
+            ));
+            (
+                format!("{} (reminder {n}): {name}", incident.state),
+                incident.state.clone(),
+                incident.opened_at,
+            )
         } else {
             lines.push(format!(
                 "{address} is {} since {} ({} failed probes in a row).",

@@ -6,7 +6,7 @@
 //! the quota). A webhook's secret is generated here, printed nowhere (its
 //! `Debug` is redacted) and given to the client once, at creation.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
@@ -229,6 +229,8 @@ pub struct ChannelUpdate {
     /// The whole new list; empty: all of the owner's URLs.
     pub url_ids: Option<Vec<i64>>,
     pub notify_degraded: Option<bool>,
+    /// `Some(None)`: no more reminders.
+    pub remind_every: Option<Option<Duration>>,
 }
 
 impl ChannelRecord {
@@ -257,8 +259,33 @@ impl ChannelRecord {
         if let Some(on) = update.notify_degraded {
             self.notify_degraded = on;
         }
+        if let Some(every) = update.remind_every {
+            self.remind_every = every;
+        }
         (self, new_secret)
     }
+}
+
+/// Longest reminder interval.
+pub const MAX_REMIND_EVERY: Duration = Duration::from_secs(30 * 86_400);
+
+/// A checked reminder interval: whole seconds, from `min` (the server's
+/// shortest period) to [`MAX_REMIND_EVERY`].
+pub fn parse_remind_every(
+    field: &'static str,
+    every: Duration,
+    min: Duration,
+) -> Result<Duration, Error> {
+    if every.subsec_nanos() != 0 || every < min || every > MAX_REMIND_EVERY {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be whole seconds from {} to 30 days (unset: no reminders)",
+                humantime::format_duration(min)
+            ),
+        ));
+    }
+    Ok(every)
 }
 
 /// A checked channel name: [`super::url_update::parse_name`]'s rules, and
@@ -293,6 +320,8 @@ pub struct NewChannel {
     /// Empty: all of the owner's URLs.
     pub url_ids: Vec<i64>,
     pub notify_degraded: bool,
+    /// Send an open incident again this often (none: never).
+    pub remind_every: Option<Duration>,
 }
 
 /// A stored channel.
@@ -304,6 +333,7 @@ pub struct ChannelRecord {
     pub target: ChannelTarget,
     pub url_ids: Vec<i64>,
     pub notify_degraded: bool,
+    pub remind_every: Option<Duration>,
     pub created_at: DateTime<Utc>,
 }
 

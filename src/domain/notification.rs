@@ -17,6 +17,8 @@ use super::state::{FailedProbe, UrlState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Opened,
+    /// An incident still open, sent again (`Channel.remind_every`).
+    Reminder,
     Resolved,
     Test,
 }
@@ -25,13 +27,14 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Opened => "incident.opened",
+            Self::Reminder => "incident.reminder",
             Self::Resolved => "incident.resolved",
             Self::Test => "test",
         }
     }
 
     pub fn parse(stored: &str) -> Option<Self> {
-        [Self::Opened, Self::Resolved, Self::Test]
+        [Self::Opened, Self::Reminder, Self::Resolved, Self::Test]
             .into_iter()
             .find(|k| k.as_str() == stored)
     }
@@ -144,6 +147,45 @@ pub struct DeliveryRecord {
     pub next_attempt_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// An `incident.reminder`'s count (1 for the first).
+    pub reminder: Option<u32>,
+}
+
+/// The reminder due now for an incident first sent to a channel at
+/// `since`, with one every `every`, when reminders up to `sent` went out:
+/// the count of whole intervals since, if more than `sent` (missed ones are
+/// not made up: one reminder, with the count it would have had).
+pub fn due_reminder(
+    since: DateTime<Utc>,
+    every: Duration,
+    now: DateTime<Utc>,
+    sent: u32,
+) -> Option<u32> {
+    let elapsed = (now - since).to_std().ok()?;
+    let every_ms = every.as_millis().max(1);
+    let n = u32::try_from(elapsed.as_millis() / every_ms).unwrap_or(u32::MAX);
+    (n > sent).then_some(n)
+}
+
+/// A reminder's body, from the incident's opened event as the channel got
+/// it: type `incident.reminder`, timestamped `now`, with the incident's
+/// state and failed probes as they are now and `data.reminder` = `n`.
+pub fn reminder_json(
+    opened: &str,
+    n: u32,
+    state: UrlState,
+    failed_probes: i32,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let mut event: serde_json::Value = serde_json::from_str(opened).ok()?;
+    event["type"] = EventKind::Reminder.as_str().into();
+    event["timestamp"] = serde_json::to_value(now).ok()?;
+    let data = event.get_mut("data")?;
+    data["reminder"] = n.into();
+    let incident = data.get_mut("incident")?;
+    incident["state"] = state_name(state).into();
+    incident["failed_probes"] = failed_probes.into();
+    Some(event.to_string())
 }
 
 /// A test event's body: `{type: "test", timestamp, data: {channel}}`.
@@ -252,5 +294,45 @@ mod tests {
         for k in [EventKind::Opened, EventKind::Resolved, EventKind::Test] {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
         }
+    }
+
+    #[test]
+    fn a_reminder_is_due_once_per_whole_interval_and_missed_ones_are_not_made_up() {
+        let since = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: i64| since + chrono::Duration::seconds(s);
+        let every = Duration::from_secs(60);
+        assert_eq!(due_reminder(since, every, at(59), 0), None);
+        assert_eq!(due_reminder(since, every, at(60), 0), Some(1));
+        assert_eq!(due_reminder(since, every, at(61), 1), None, "sent already");
+        assert_eq!(due_reminder(since, every, at(120), 1), Some(2));
+        assert_eq!(
+            due_reminder(since, every, at(600), 2),
+            Some(10),
+            "one, counted"
+        );
+        assert_eq!(
+            due_reminder(since, every, at(-5), 0),
+            None,
+            "a clock behind"
+        );
+    }
+
+    #[test]
+    fn a_reminder_is_the_opened_event_with_its_count_and_the_incident_as_it_is_now() {
+        let opened = r#"{"type":"incident.opened","timestamp":"2026-01-01T00:00:00Z","data":{"incident":{"id":7,"url_id":3,"state":"DEGRADED","failed_probes":3}}}"#;
+        let now = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let body = reminder_json(opened, 2, UrlState::Down, 40, now).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["type"], "incident.reminder");
+        assert_eq!(v["timestamp"], "2026-01-01T01:00:00Z");
+        assert_eq!(v["data"]["reminder"], 2);
+        assert_eq!(v["data"]["incident"]["id"], 7);
+        assert_eq!(v["data"]["incident"]["state"], "DOWN");
+        assert_eq!(v["data"]["incident"]["failed_probes"], 40);
+        assert_eq!(reminder_json("not json", 1, UrlState::Down, 1, now), None);
     }
 }

@@ -158,8 +158,10 @@ pub async fn insert_within_limit(
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            sql("INSERT INTO channels (user_id, name, kind, target, all_urls, notify_degraded, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"),
+            sql(
+                "INSERT INTO channels (user_id, name, kind, target, all_urls, notify_degraded, \
+                 remind_every_s, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            ),
             [
                 user.0.into(),
                 new.name.clone().into(),
@@ -167,6 +169,7 @@ pub async fn insert_within_limit(
                 target_json(&new.target).into(),
                 new.url_ids.is_empty().into(),
                 new.notify_degraded.into(),
+                seconds(new.remind_every).into(),
                 created_at.into(),
             ],
         ))
@@ -182,8 +185,14 @@ pub async fn insert_within_limit(
         target: new.target.clone(),
         url_ids: new.url_ids.clone(),
         notify_degraded: new.notify_degraded,
+        remind_every: new.remind_every,
         created_at,
     }))
+}
+
+/// A reminder interval as stored: whole seconds, NULL for none.
+fn seconds(every: Option<std::time::Duration>) -> Option<i64> {
+    every.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The first of `ids` that is not one of the user's URLs.
@@ -256,7 +265,7 @@ pub async fn update_for_user(
             numbered(
                 backend,
                 "UPDATE channels SET name = $1, kind = $2, target = $3, all_urls = $4, \
-                 notify_degraded = $5 WHERE id = $6 AND user_id = $7",
+                 notify_degraded = $5, remind_every_s = $6 WHERE id = $7 AND user_id = $8",
             ),
             [
                 channel.name.clone().into(),
@@ -264,6 +273,7 @@ pub async fn update_for_user(
                 target_json(&channel.target).into(),
                 channel.url_ids.is_empty().into(),
                 channel.notify_degraded.into(),
+                seconds(channel.remind_every).into(),
                 channel.id.into(),
                 user.0.into(),
             ],
@@ -284,7 +294,8 @@ pub async fn update_for_user(
     Ok(Ok(true))
 }
 
-const COLUMNS: &str = "id, user_id, name, kind, target, all_urls, notify_degraded, created_at";
+const COLUMNS: &str =
+    "id, user_id, name, kind, target, all_urls, notify_degraded, remind_every_s, created_at";
 
 fn record(row: &QueryResult, url_ids: Vec<i64>) -> Result<ChannelRecord, DbErr> {
     Ok(ChannelRecord {
@@ -297,6 +308,10 @@ fn record(row: &QueryResult, url_ids: Vec<i64>) -> Result<ChannelRecord, DbErr> 
         )?,
         url_ids,
         notify_degraded: row.try_get("", "notify_degraded")?,
+        remind_every: row
+            .try_get::<Option<i64>>("", "remind_every_s")?
+            .and_then(|s| u64::try_from(s).ok())
+            .map(std::time::Duration::from_secs),
         created_at: row.try_get("", "created_at")?,
     })
 }

@@ -24,7 +24,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 use super::{channels, numbered};
 use crate::domain::{
     ChannelTarget,
-    notification::{DeliveryRecord, DeliveryState, EventKind},
+    notification::{DeliveryRecord, DeliveryState, EventKind, due_reminder, reminder_json},
     state::UrlState,
 };
 
@@ -296,7 +296,7 @@ pub async fn settle(db: &DatabaseConnection, id: i64, settled: &Settled) -> Resu
 }
 
 const DELIVERY_COLUMNS: &str = "id, channel_id, incident_id, event, state, attempts, last_error, \
-     next_attempt_at, created_at, delivered_at";
+     next_attempt_at, created_at, delivered_at, reminder";
 
 fn delivery(row: &sea_orm::QueryResult) -> Result<DeliveryRecord, DbErr> {
     let event: String = row.try_get("", "event")?;
@@ -312,7 +312,95 @@ fn delivery(row: &sea_orm::QueryResult) -> Result<DeliveryRecord, DbErr> {
         next_attempt_at: row.try_get("", "next_attempt_at")?,
         created_at: row.try_get("", "created_at")?,
         delivered_at: row.try_get("", "delivered_at")?,
+        reminder: row
+            .try_get::<Option<i32>>("", "reminder")?
+            .and_then(|n| u32::try_from(n).ok()),
     })
+}
+
+/// Open incidents whose channels take reminders: per (incident, channel),
+/// when the channel was first sent the incident, its interval, the last
+/// reminder sent, the incident's state and failed probes now, and the
+/// newest opened event the channel got (the reminder's body is made from it).
+const REMINDER_CANDIDATES: &str = "SELECT d.incident_id, d.channel_id, min(d.created_at) AS since, \
+        c.remind_every_s, i.state, i.failed_probes, \
+        (SELECT max(r.reminder) FROM deliveries r \
+          WHERE r.incident_id = d.incident_id AND r.channel_id = d.channel_id) AS sent, \
+        (SELECT p.payload FROM deliveries p WHERE p.incident_id = d.incident_id \
+          AND p.channel_id = d.channel_id AND p.event = 'incident.opened' \
+          ORDER BY p.id DESC LIMIT 1) AS opened \
+ FROM incidents i \
+ JOIN deliveries d ON d.incident_id = i.id AND d.event = 'incident.opened' \
+ JOIN channels c ON c.id = d.channel_id \
+ WHERE i.resolved_at IS NULL AND c.remind_every_s IS NOT NULL \
+ GROUP BY d.incident_id, d.channel_id, c.remind_every_s, i.state, i.failed_probes";
+
+/// Puts the reminders due at `now` in the outbox (`Channel.remind_every`):
+/// for each open incident and each channel that was sent it and takes
+/// reminders, the next count once its interval has passed. A reminder is
+/// unique per incident, channel and count (an index), so instances doing
+/// this at once add it once. Returns how many were added.
+pub async fn enqueue_reminders(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            REMINDER_CANDIDATES,
+            [],
+        ))
+        .await?;
+    let mut added = 0;
+    for row in rows {
+        let every: i64 = row.try_get("", "remind_every_s")?;
+        let sent = row
+            .try_get::<Option<i32>>("", "sent")?
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let since: DateTime<Utc> = row.try_get("", "since")?;
+        let Some(n) = due_reminder(
+            since,
+            std::time::Duration::from_secs(u64::try_from(every).unwrap_or(u64::MAX)),
+            now,
+            sent,
+        ) else {
+            continue;
+        };
+        let opened: Option<String> = row.try_get("", "opened")?;
+        let Some(body) = opened.as_deref().and_then(|opened| {
+            reminder_json(
+                opened,
+                n,
+                UrlState::from_stored(row.try_get("", "state").ok()?),
+                row.try_get("", "failed_probes").ok()?,
+                now,
+            )
+        }) else {
+            continue;
+        };
+        let incident: i64 = row.try_get("", "incident_id")?;
+        let channel: i64 = row.try_get("", "channel_id")?;
+        let done = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                numbered(
+                    backend,
+                    "INSERT INTO deliveries (channel_id, incident_id, event, payload, state, \
+                        attempts, next_attempt_at, created_at, reminder) \
+                     VALUES ($1, $2, 'incident.reminder', $3, 1, 0, $4, $4, $5) \
+                     ON CONFLICT DO NOTHING",
+                ),
+                [
+                    channel.into(),
+                    incident.into(),
+                    body.into(),
+                    now.into(),
+                    i32::try_from(n).unwrap_or(i32::MAX).into(),
+                ],
+            ))
+            .await?;
+        added += done.rows_affected();
+    }
+    Ok(added)
 }
 
 /// Puts a test event for `channel_id` in the outbox, due now.

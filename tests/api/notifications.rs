@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tonic::Code;
 
 use crate::{
-    channels::{create_channel, webhook},
+    channels::{create_channel, update_channel, webhook},
     helpers::{
         Backend, TestApp, authed, expect_code, expect_invalid, prober_settings, spawn_app,
         spawn_app_with,
@@ -584,7 +584,126 @@ impl TestApp {
     }
 }
 
+/// Reminders (`remind_every`): an incident still open is sent again every
+/// interval, each a reminder with the same incident id and the next count,
+/// signed like any event, until it is resolved; then nothing more.
+async fn an_open_incident_is_reminded_every_interval_until_resolved(backend: Backend) {
+    let target = Target::start().await;
+    let receiver = Receiver::start(200, None).await;
+    let app = spawn_app_with(backend, notifying).await;
+    let (_, token) = app.user().await;
+    let mut channel = webhook("hooks", &receiver.url());
+    channel.remind_every = Some(pbjson_types::Duration {
+        seconds: 2,
+        nanos: 0,
+    });
+    let channel = create_channel(&app, &token, channel)
+        .await
+        .expect("create channel")
+        .into_inner();
+    assert_eq!(channel.remind_every.map(|d| d.seconds), Some(2));
+    let Some(ChannelTarget::Webhook(pb::WebhookTarget { secret, .. })) = &channel.target else {
+        panic!("a webhook");
+    };
+    // Up twice, down for 14 probes (about 12 s open), then up.
+    let pattern = format!("/seq/++{}+", "-".repeat(14));
+    app.add_url_every(&token, &target.url(&pattern), 1).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let events = loop {
+        let got = first_of_each(&receiver.got());
+        if got.iter().any(|r| body(r)["type"] == "incident.resolved") {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "not resolved in 90 s: {got:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for r in &events {
+        verify(secret, r);
+    }
+    let kinds: Vec<Value> = events.iter().map(|r| body(r)["type"].clone()).collect();
+    assert_eq!(kinds[0], "incident.opened", "{kinds:?}");
+    assert_eq!(kinds[kinds.len() - 1], "incident.resolved", "{kinds:?}");
+    let reminders: Vec<Value> = events[1..events.len() - 1].iter().map(body).collect();
+    assert!(
+        reminders.len() >= 3,
+        "open for about 6 intervals: {kinds:?}"
+    );
+    let incident = body(&events[0])["data"]["incident"]["id"].clone();
+    for (n, r) in reminders.iter().enumerate() {
+        assert_eq!(r["type"], "incident.reminder", "{kinds:?}");
+        assert_eq!(r["data"]["reminder"], n + 1, "counted 1, 2, 3…");
+        assert_eq!(r["data"]["incident"]["id"], incident, "the same incident");
+        assert_eq!(r["data"]["incident"]["state"], "DOWN");
+        assert!(r["data"]["url"]["id"].is_number(), "{r}");
+    }
+    // Listed with their counts; and after the resolve, no more.
+    let listed = list_deliveries(&app, &token, channel.id, 0, "")
+        .await
+        .unwrap()
+        .into_inner()
+        .deliveries;
+    let counts: Vec<i32> = listed
+        .iter()
+        .rev()
+        .filter(|d| d.event == "incident.reminder")
+        .map(|d| d.reminder)
+        .collect();
+    assert_eq!(
+        counts,
+        (1..=i32::try_from(counts.len()).unwrap()).collect::<Vec<_>>()
+    );
+    let sent = receiver.got().len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(receiver.got().len(), sent, "nothing after the resolve");
+}
+
+/// `remind_every` outside its bounds is refused by name; UpdateChannel
+/// sets and clears it.
+async fn reminder_intervals_are_checked_and_changed(backend: Backend) {
+    let app = spawn_app_with(backend, notifying).await;
+    let (_, token) = app.user().await;
+    for (seconds, nanos) in [
+        (0, 500_000_000),
+        (1, 500_000_000),
+        (-5, 0),
+        (31 * 86_400, 0),
+    ] {
+        let mut channel = webhook("hooks", "https://hooks.example.com/");
+        channel.remind_every = Some(pbjson_types::Duration { seconds, nanos });
+        expect_invalid(
+            create_channel(&app, &token, channel).await,
+            "channel.remind_every",
+        );
+    }
+    let made = create_channel(&app, &token, webhook("hooks", "https://hooks.example.com/"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.remind_every, None);
+    let mut change = pb::Channel {
+        id: made.id,
+        remind_every: Some(pbjson_types::Duration {
+            seconds: 1800,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let changed = update_channel(&app, &token, change.clone(), &["remindEvery"])
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(changed.remind_every.map(|d| d.seconds), Some(1800));
+    change.remind_every = None;
+    let cleared = update_channel(&app, &token, change, &["remind_every"])
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cleared.remind_every, None);
+}
+
 crate::on_both_backends!(
+    an_open_incident_is_reminded_every_interval_until_resolved,
+    reminder_intervals_are_checked_and_changed,
     an_incident_is_notified_opened_then_resolved_signed,
     a_receiver_down_for_a_while_gets_every_event_in_order_once_per_id,
     a_gone_receiver_is_given_up_at_once_with_its_status,

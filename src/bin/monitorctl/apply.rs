@@ -52,6 +52,8 @@ struct RawChannel {
     urls: Option<Vec<String>>,
     #[serde(default)]
     notify_degraded: Option<bool>,
+    #[serde(default)]
+    remind_every: Option<String>,
 }
 
 /// One notification channel, keyed by name: exactly one target (as
@@ -77,6 +79,22 @@ pub struct ChannelEntry {
     pub urls: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_degraded: Option<bool>,
+    /// `off`: no reminders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_every: Option<Reminders>,
+}
+
+/// A channel's reminders: every so long (`30m`), or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reminders(pub Option<Duration>);
+
+impl Serialize for Reminders {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(d) => s.serialize_str(&humantime::format_duration(d).to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
 }
 
 /// A channel of the file, checked: its target with `${NAME}`s expanded, the
@@ -130,6 +148,7 @@ fn channel_field(path: &str) -> &'static str {
         "channel.pagerduty.events_url" => "events_url",
         "channel.url_ids" => "urls",
         "channel.notify_degraded" => "notify_degraded",
+        "channel.remind_every" => "remind_every",
         _ => "name",
     }
 }
@@ -189,6 +208,21 @@ fn checked_channel(
             events_url: value("events_url", &raw.events_url)?,
         })
     };
+    let remind_every = match raw.remind_every.as_deref() {
+        None => None,
+        Some("off") => Some(Reminders(None)),
+        Some(text) => Some(Reminders(Some(
+            humantime::parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero() && d.subsec_nanos() == 0)
+                .ok_or_else(|| {
+                    fail(
+                        "remind_every",
+                        format!("{text:?} is not a duration like 30m or 1h, nor off"),
+                    )
+                })?,
+        ))),
+    };
     let digest = target_digest(target.clone()).map_err(|e| match e {
         monitor::error::Error::InvalidArgument { field, message } => {
             fail(channel_field(&field), message)
@@ -205,6 +239,7 @@ fn checked_channel(
             events_url: raw.events_url,
             urls: raw.urls,
             notify_degraded: raw.notify_degraded,
+            remind_every,
         },
         target,
         digest,
@@ -664,6 +699,7 @@ fn channel_entry(c: &pb::Channel, names: &BTreeMap<i64, &str>) -> (ChannelEntry,
         events_url: None,
         urls: Some(url_names(&c.url_ids, names)),
         notify_degraded: Some(c.notify_degraded),
+        remind_every: Some(Reminders(remind_every(c))),
     };
     let mut secret = None;
     match &c.target {
@@ -685,6 +721,11 @@ fn channel_entry(c: &pb::Channel, names: &BTreeMap<i64, &str>) -> (ChannelEntry,
         None => {}
     }
     (entry, secret)
+}
+
+/// A channel's reminder interval, as the server shows it.
+fn remind_every(c: &pb::Channel) -> Option<Duration> {
+    c.remind_every.and_then(|d| Duration::try_from(d).ok())
 }
 
 /// The names of URLs by id (`#ID` for one not listed).
@@ -960,31 +1001,7 @@ fn plan_channels(
             steps.push(ChannelStep::Add(i));
             continue;
         };
-        let (mut changes, mut mask) = (Vec::new(), Vec::new());
-        if c.target_digest != d.digest {
-            changes.push(format!(
-                "target {} -> {}",
-                target_text(c.target.as_ref()),
-                target_text(Some(&d.target))
-            ));
-            mask.push("target");
-        }
-        if let Some(list) = &wanted_urls {
-            let now = url_names(&c.url_ids, &names);
-            if &now != list {
-                changes.push(format!("urls {} -> {}", names_text(&now), names_text(list)));
-                mask.push("url_ids");
-            } else if let Some(r) = list.iter().find(|n| replaced.contains(&n.as_str())) {
-                changes.push(format!("urls: {r} is replaced, linked anew"));
-                mask.push("url_ids");
-            }
-        }
-        if let Some(on) = d.entry.notify_degraded
-            && on != c.notify_degraded
-        {
-            changes.push(format!("notify_degraded {} -> {on}", c.notify_degraded));
-            mask.push("notify_degraded");
-        }
+        let (changes, mask) = channel_changes(d, c, wanted_urls.as_deref(), &names, replaced);
         if !mask.is_empty() {
             steps.push(ChannelStep::Update(i, c.clone(), changes, mask));
         }
@@ -997,6 +1014,59 @@ fn plan_channels(
         }
     }
     Ok(steps)
+}
+
+/// What the file's channel `d` changes in the server's `c`: the changes as
+/// `field a -> b`, and the update mask.
+fn channel_changes(
+    d: &DesiredChannel,
+    c: &pb::Channel,
+    wanted_urls: Option<&[String]>,
+    names: &BTreeMap<i64, &str>,
+    replaced: &[&str],
+) -> (Vec<String>, Vec<&'static str>) {
+    let (mut changes, mut mask) = (Vec::new(), Vec::new());
+    if c.target_digest != d.digest {
+        changes.push(format!(
+            "target {} -> {}",
+            target_text(c.target.as_ref()),
+            target_text(Some(&d.target))
+        ));
+        mask.push("target");
+    }
+    if let Some(list) = wanted_urls {
+        let now = url_names(&c.url_ids, names);
+        if now != list {
+            changes.push(format!("urls {} -> {}", names_text(&now), names_text(list)));
+            mask.push("url_ids");
+        } else if let Some(r) = list.iter().find(|n| replaced.contains(&n.as_str())) {
+            changes.push(format!("urls: {r} is replaced, linked anew"));
+            mask.push("url_ids");
+        }
+    }
+    if let Some(on) = d.entry.notify_degraded
+        && on != c.notify_degraded
+    {
+        changes.push(format!("notify_degraded {} -> {on}", c.notify_degraded));
+        mask.push("notify_degraded");
+    }
+    if let Some(Reminders(every)) = d.entry.remind_every
+        && every != remind_every(c)
+    {
+        let text = |d: Option<Duration>| {
+            d.map_or_else(
+                || "off".into(),
+                |d| humantime::format_duration(d).to_string(),
+            )
+        };
+        changes.push(format!(
+            "remind_every {} -> {}",
+            text(remind_every(c)),
+            text(every)
+        ));
+        mask.push("remind_every");
+    }
+    (changes, mask)
 }
 
 fn channel_step_text(desired: &Desired, step: &ChannelStep) -> String {
@@ -1212,6 +1282,23 @@ async fn apply_urls(
     Ok((added, updated, deleted))
 }
 
+/// The channel `d` as CreateChannel and UpdateChannel take it (`id` 0: a new one).
+fn channel_body(id: i64, d: &DesiredChannel, url_ids: Vec<i64>) -> pb::Channel {
+    pb::Channel {
+        id,
+        name: d.entry.name.clone(),
+        target: Some(d.target.clone()),
+        url_ids,
+        notify_degraded: d.entry.notify_degraded.unwrap_or(false),
+        remind_every: d
+            .entry
+            .remind_every
+            .and_then(|r| r.0)
+            .map(pbjson_types::Duration::from),
+        ..Default::default()
+    }
+}
+
 /// Carries out the channels' steps, after the URLs' (a channel's URLs are
 /// looked up by name again, so new and replaced URLs are found).
 async fn apply_channels(
@@ -1257,13 +1344,7 @@ async fn apply_channels(
                 let c = client
                     .create_channel(super::authed(
                         pb::CreateChannelRequest {
-                            channel: Some(pb::Channel {
-                                name: d.entry.name.clone(),
-                                target: Some(d.target.clone()),
-                                url_ids: ids(&d.entry.urls),
-                                notify_degraded: d.entry.notify_degraded.unwrap_or(false),
-                                ..Default::default()
-                            }),
+                            channel: Some(channel_body(0, d, ids(&d.entry.urls))),
                         },
                         saved,
                     )?)
@@ -1284,14 +1365,7 @@ async fn apply_channels(
                 client
                     .update_channel(super::authed(
                         pb::UpdateChannelRequest {
-                            channel: Some(pb::Channel {
-                                id: c.id,
-                                name: d.entry.name.clone(),
-                                target: Some(d.target.clone()),
-                                url_ids: ids(&d.entry.urls),
-                                notify_degraded: d.entry.notify_degraded.unwrap_or(false),
-                                ..Default::default()
-                            }),
+                            channel: Some(channel_body(c.id, d, ids(&d.entry.urls))),
                             update_mask: Some(pbjson_types::FieldMask {
                                 paths: mask.iter().map(|p| (*p).to_owned()).collect(),
                             }),
