@@ -172,13 +172,14 @@ fn failed_to_proto(failed: Vec<FailedAssertion>) -> Vec<pb::FailedAssertion> {
 }
 
 /// The fields of `Url` UpdateUrl changes, as `update_mask` names them.
-pub const UPDATABLE_URL_FIELDS: [&str; 6] = [
+pub const UPDATABLE_URL_FIELDS: [&str; 7] = [
     "name",
     "period",
     "paused",
     "failure_threshold",
     "success_threshold",
     "assertions",
+    "depends_on",
 ];
 
 /// An UpdateUrl request: the URL's id and its changes (AIP-134). The mask's
@@ -198,6 +199,7 @@ pub fn url_update_from_proto(
         url.failure_threshold != 0,
         url.success_threshold != 0,
         !url.assertions.is_empty(),
+        url.depends_on != 0,
     ];
     let masked = masked_fields(
         req.update_mask,
@@ -235,6 +237,24 @@ pub fn url_update_from_proto(
                     "url.",
                     assertions.take().unwrap_or_default(),
                 )?);
+            }
+            "depends_on" => {
+                update.depends_on = Some(match url.depends_on {
+                    0 => None,
+                    parent if parent < 0 => {
+                        return Err(Error::invalid(
+                            "url.depends_on",
+                            "must be the id of another of your URLs, or 0 for none",
+                        ));
+                    }
+                    parent if parent == url.id => {
+                        return Err(Error::invalid(
+                            "url.depends_on",
+                            "must be another URL: a URL cannot depend on itself",
+                        ));
+                    }
+                    parent => Some(parent),
+                });
             }
             // Only UPDATABLE_URL_FIELDS are masked.
             _ => {}
@@ -306,6 +326,7 @@ pub fn url_to_proto(u: UrlRecord) -> pb::Url {
     pb::Url {
         assertions: assertions_to_proto(&u.assertions),
         tls_not_after: u.tls_not_after.map(time_to_proto),
+        depends_on: u.depends_on.unwrap_or(0),
         id: u.id,
         name: u.name.unwrap_or_else(|| u.url.clone()),
         url: u.url,
@@ -405,6 +426,7 @@ pub fn incident_to_proto(i: IncidentRecord) -> pb::Incident {
             error_message: first.error_message,
         })),
         failed_probes: i32::try_from(i.failed_probes).unwrap_or(i32::MAX),
+        parent_id: i.parent_id.unwrap_or(0),
     }
 }
 
@@ -457,6 +479,7 @@ fn notice_to_proto(notice: &LiveNotice) -> pb::event::Kind {
             resolved_at: resolved_ms.map(time),
             first_failure: first.clone(),
             failed_probes: *failed_probes,
+            parent_id: None,
         })),
     }
 }

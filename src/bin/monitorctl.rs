@@ -112,6 +112,10 @@ enum Command {
         /// Remove all its assertions.
         #[arg(long, group = "change", conflicts_with = "assertions")]
         no_assertions: bool,
+        /// The id of another of your URLs it depends on (0: none): while that
+        /// one is DOWN, this one's incidents are part of its incident.
+        #[arg(long, group = "change", value_name = "URL_ID")]
+        depends_on: Option<i64>,
     },
     /// Stop monitoring a URL.
     Delete { id: i64 },
@@ -1131,11 +1135,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             success_threshold,
             assertions,
             no_assertions,
+            depends_on,
         } => {
             let saved = load(&path)?;
             let paused = (*pause || *resume).then_some(*pause);
             let assertions = (*no_assertions || !assertions.is_empty()).then(|| assertions.clone());
-            let request = update_request(
+            let mut request = update_request(
                 *id,
                 name.as_ref(),
                 *period,
@@ -1143,6 +1148,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 (*failure_threshold, *success_threshold),
                 assertions,
             );
+            if let (Some(parent), Some(url), Some(mask)) = (
+                depends_on,
+                request.url.as_mut(),
+                request.update_mask.as_mut(),
+            ) {
+                url.depends_on = *parent;
+                mask.paths.push("depends_on".into());
+            }
             let res = client
                 .update_url(authed(request, &saved)?)
                 .await?

@@ -42,6 +42,9 @@ pub struct UrlRecord {
     pub assertions: Assertions,
     /// When the certificate its latest https probe saw expires.
     pub tls_not_after: Option<DateTime<Utc>>,
+    /// The URL it depends on: while that one is DOWN, this one's incidents
+    /// are part of its incident, not sent on their own.
+    pub depends_on: Option<i64>,
 }
 
 /// A run of probes that were not UP and turned a URL DEGRADED or DOWN (see
@@ -55,6 +58,9 @@ pub struct IncidentRecord {
     pub resolved_at: Option<DateTime<Utc>>,
     pub first_failure: FailedProbe,
     pub failed_probes: u32,
+    /// The parent URL's incident this one is part of: opened while its
+    /// URL's parent was DOWN, so not sent on its own.
+    pub parent_id: Option<i64>,
 }
 
 /// One stored probe result.

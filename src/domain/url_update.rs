@@ -23,6 +23,8 @@ pub struct UrlUpdate {
     pub success_threshold: Option<u32>,
     /// The whole new list (an empty one removes them all).
     pub assertions: Option<Assertions>,
+    /// `Some(None)`: depends on nothing any more.
+    pub depends_on: Option<Option<i64>>,
 }
 
 impl UrlUpdate {

@@ -214,6 +214,20 @@ impl UrlService {
                 more_micros,
                 period,
             } => Err(self.over_host_rate(&host, rate_micros, more_micros, period)),
+            url_update::Updated::UnknownParent(parent) => Err(Error::NotFound(format!(
+                "depends_on: you have no URL with id {parent}"
+            ))),
+            url_update::Updated::Cycle(chain) => {
+                let chain: Vec<String> = chain.iter().map(i64::to_string).collect();
+                Err(Error::invalid(
+                    "url.depends_on",
+                    format!(
+                        "would make a loop ({} depends on {}); a URL's parents must not depend on it",
+                        id,
+                        chain.join(" -> ")
+                    ),
+                ))
+            }
         }
     }
 

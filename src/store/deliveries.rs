@@ -17,6 +17,8 @@
 //! event is sent at least once. A row waits while an older row of the same
 //! channel and incident is pending: a channel hears of an incident in order.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 use sqlx::{Postgres, Sqlite, Transaction};
@@ -38,6 +40,9 @@ pub(super) struct IncidentEvent {
     pub body: String,
     /// The incident as live watchers are told of it.
     pub notice: crate::domain::notification::LiveNotice,
+    /// The incident was inserted by this batch (it may be linked to its
+    /// URL's parent's incident: `store::outcomes`).
+    pub new: bool,
 }
 
 /// Postgres: opened events to every matching channel that has not had one
@@ -89,17 +94,26 @@ const ENQUEUE_RESOLVED_SQLITE: &str = "INSERT INTO deliveries \
  GROUP BY e.key, d.channel_id \
  ORDER BY e.key, d.channel_id";
 
-fn split(events: &[IncidentEvent]) -> (Vec<&IncidentEvent>, Vec<&IncidentEvent>) {
-    events.iter().partition(|e| e.kind == EventKind::Opened)
+/// The events to send, opened ones apart; none of an incident in
+/// `linked` (part of its parent URL's incident: not sent on its own).
+fn split<'a>(
+    events: &'a [IncidentEvent],
+    linked: &HashSet<i64>,
+) -> (Vec<&'a IncidentEvent>, Vec<&'a IncidentEvent>) {
+    events
+        .iter()
+        .filter(|e| !linked.contains(&e.incident_id))
+        .partition(|e| e.kind == EventKind::Opened)
 }
 
 /// Writes the outbox rows of a batch's events (Postgres flush transaction).
 pub(super) async fn enqueue_postgres(
     tx: &mut Transaction<'_, Postgres>,
     events: &[IncidentEvent],
+    linked: &HashSet<i64>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let (opened, resolved) = split(events);
+    let (opened, resolved) = split(events, linked);
     if !opened.is_empty() {
         sqlx::query(ENQUEUE_OPENED_POSTGRES)
             .bind(opened.iter().map(|e| e.incident_id).collect::<Vec<_>>())
@@ -130,9 +144,10 @@ pub(super) async fn enqueue_postgres(
 pub(super) async fn enqueue_sqlite(
     tx: &mut Transaction<'_, Sqlite>,
     events: &[IncidentEvent],
+    linked: &HashSet<i64>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let (opened, resolved) = split(events);
+    let (opened, resolved) = split(events, linked);
     if !opened.is_empty() {
         let json: Vec<_> = opened
             .iter()

@@ -20,6 +20,8 @@ pub struct Model {
     pub failed_probes: i32,
     /// The first failing status of the run, as JSON (`FailedProbe`).
     pub first_status: String,
+    /// The parent URL's incident this one is part of (`Url.depends_on`).
+    pub parent_incident_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -59,6 +61,7 @@ impl From<Model> for IncidentRecord {
             resolved_at: m.resolved_at,
             first_failure,
             failed_probes: u32::try_from(m.failed_probes).unwrap_or(0),
+            parent_id: m.parent_incident_id,
         }
     }
 }

@@ -28,7 +28,7 @@
 //! batch from one JSON parameter (`json_each`). A flush batch is at most
 //! `MONITOR_FLUSH_BATCH` (100,000) rows, one statement.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -355,6 +355,7 @@ fn events_of_update(
             state,
             body: view.event_json(kind),
             notice: notice.clone(),
+            new: false,
         })
         .collect()
 }
@@ -392,8 +393,35 @@ fn events_of_new(
             state: new.state,
             body: view.event_json(kind),
             notice: notice.clone(),
+            new: true,
         })
         .collect()
+}
+
+/// Links the incidents this batch opened, of URLs whose parent
+/// (`urls.depends_on`) is DOWN (after this batch: the states are written
+/// first), to the parent's open incident; then answers which of the
+/// batch's incidents are so linked, now or before (their events are not
+/// sent). Two statements, only for a batch with incident events.
+const LINK_TO_PARENTS: &str = "UPDATE incidents SET parent_incident_id = \
+     (SELECT p.open_incident_id FROM urls c JOIN url_states p ON p.url_id = c.depends_on \
+      WHERE c.id = incidents.url_id AND p.state = 4) \
+     WHERE id IN (IDS) AND parent_incident_id IS NULL";
+
+/// The batch's incidents that are part of a parent's.
+const LINKED: &str =
+    "SELECT id FROM incidents WHERE id IN (IDS) AND parent_incident_id IS NOT NULL";
+
+/// The incident ids of `events` (`new` ones only, or all).
+fn incident_ids(events: &[IncidentEvent], only_new: bool) -> Vec<i64> {
+    let mut ids: Vec<i64> = events
+        .iter()
+        .filter(|e| e.new || !only_new)
+        .map(|e| e.incident_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Writes the incidents that `changes` opened and changed, on either
@@ -458,10 +486,10 @@ const SELECT_STATES: &str = "SELECT s.url_id, s.state, s.state_since, s.last_app
 
 mod postgres {
     use super::{
-        Changes, DateTime, Derive, IncidentEvent, IncidentSql, Postgres, ProbeResult,
-        SELECT_STATES, STATE_COLUMNS, StateRow, Transaction, Utc, Written, apply_all, count,
-        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time, notices,
-        outcomes_by_url, states_before, timestamp,
+        Changes, DateTime, Derive, HashSet, IncidentEvent, IncidentSql, LINK_TO_PARENTS, LINKED,
+        Postgres, ProbeResult, SELECT_STATES, STATE_COLUMNS, StateRow, Transaction, Utc, Written,
+        apply_all, count, events_of_new, events_of_update, failed_json, first_json, incident_ids,
+        locked, ms_to_time, notices, outcomes_by_url, states_before, timestamp,
     };
 
     pub(super) async fn write(
@@ -534,10 +562,37 @@ mod postgres {
         let before = states_before(&locked);
         let mut changes = apply_all(locked, per_url);
         let events = write_incidents!(tx, changes, written, &IncidentSql::new('$'));
-        crate::store::deliveries::enqueue_postgres(tx, &events, Utc::now()).await?;
         write_states(tx, &changes).await?;
+        let linked = link_to_parents(tx, &events).await?;
+        crate::store::deliveries::enqueue_postgres(tx, &events, &linked, Utc::now()).await?;
         written.notices = notices(&before, &changes, &events);
         Ok(written)
+    }
+
+    /// [`super::LINK_TO_PARENTS`], then [`super::LINKED`].
+    async fn link_to_parents(
+        tx: &mut Transaction<'_, Postgres>,
+        events: &[IncidentEvent],
+    ) -> anyhow::Result<HashSet<i64>> {
+        if events.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let new = incident_ids(events, true);
+        if !new.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(
+                LINK_TO_PARENTS.replace("IDS", "SELECT unnest($1::int8[])"),
+            ))
+            .bind(&new)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let linked: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(
+            LINKED.replace("IDS", "SELECT unnest($1::int8[])"),
+        ))
+        .bind(incident_ids(events, false))
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(linked.into_iter().map(|(id,)| id).collect())
     }
 
     /// Locks the state rows of `ids` (sorted: concurrent flushers lock in
@@ -590,10 +645,11 @@ mod postgres {
 
 mod sqlite {
     use super::{
-        Changes, DateTime, Derive, IncidentEvent, IncidentSql, ProbeResult, SELECT_STATES,
-        STATE_COLUMNS, Sqlite, StateRow, Transaction, Utc, Written, apply_all, count,
-        events_of_new, events_of_update, failed_json, first_json, locked, ms_to_time, notices,
-        outcomes_by_url, sqlite_timestamp_text, states_before, timestamp,
+        Changes, DateTime, Derive, HashSet, IncidentEvent, IncidentSql, LINK_TO_PARENTS, LINKED,
+        ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite, StateRow, Transaction, Utc, Written,
+        apply_all, count, events_of_new, events_of_update, failed_json, first_json, incident_ids,
+        locked, ms_to_time, notices, outcomes_by_url, sqlite_timestamp_text, states_before,
+        timestamp,
     };
 
     pub(super) async fn write(
@@ -671,10 +727,34 @@ mod sqlite {
         let before = states_before(&locked);
         let mut changes = apply_all(locked, per_url);
         let events = write_incidents!(tx, changes, written, &IncidentSql::new('?'));
-        crate::store::deliveries::enqueue_sqlite(tx, &events, Utc::now()).await?;
         write_states(tx, &changes).await?;
+        let linked = link_to_parents(tx, &events).await?;
+        crate::store::deliveries::enqueue_sqlite(tx, &events, &linked, Utc::now()).await?;
         written.notices = notices(&before, &changes, &events);
         Ok(written)
+    }
+
+    /// [`super::LINK_TO_PARENTS`], then [`super::LINKED`].
+    async fn link_to_parents(
+        tx: &mut Transaction<'_, Sqlite>,
+        events: &[IncidentEvent],
+    ) -> anyhow::Result<HashSet<i64>> {
+        if events.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let ids = "SELECT value FROM json_each(?1)";
+        let new = incident_ids(events, true);
+        if !new.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(LINK_TO_PARENTS.replace("IDS", ids)))
+                .bind(serde_json::to_string(&new)?)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let linked: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(LINKED.replace("IDS", ids)))
+            .bind(serde_json::to_string(&incident_ids(events, false))?)
+            .fetch_all(&mut **tx)
+            .await?;
+        Ok(linked.into_iter().map(|(id,)| id).collect())
     }
 
     async fn write_states(

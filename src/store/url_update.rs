@@ -43,6 +43,55 @@ pub enum Updated {
         more_micros: i64,
         period: Period,
     },
+    /// `depends_on` names no URL of the user's.
+    UnknownParent(i64),
+    /// `depends_on` would close a loop: this chain of URL ids, from the
+    /// parent back to the URL.
+    Cycle(Vec<i64>),
+}
+
+/// Most URLs a chain of `depends_on` is followed through.
+const MAX_CHAIN: usize = 100;
+
+/// Whether `parent` may be the parent of `id`: one of the user's URLs,
+/// and not `id` itself nor one of its descendants (the chain up from
+/// `parent` must not reach `id`).
+async fn check_parent(
+    txn: &sea_orm::DatabaseTransaction,
+    user: UserId,
+    id: i64,
+    parent: i64,
+) -> Result<Option<Updated>, DbErr> {
+    let backend = txn.get_database_backend();
+    let mut chain = vec![parent];
+    let mut at = parent;
+    for _ in 0..MAX_CHAIN {
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                numbered(
+                    backend,
+                    "SELECT depends_on FROM urls WHERE id = $1 AND user_id = $2",
+                ),
+                [at.into(), user.0.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok((at == parent).then_some(Updated::UnknownParent(parent)));
+        };
+        match row.try_get::<Option<i64>>("", "depends_on")? {
+            Some(up) if up == id => {
+                chain.push(id);
+                return Ok(Some(Updated::Cycle(chain)));
+            }
+            Some(up) => {
+                chain.push(up);
+                at = up;
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(Updated::Cycle(chain)))
 }
 
 /// Applies `update` to the user's URL at `now`, in one transaction: the
@@ -74,6 +123,12 @@ pub async fn update_for_user(
         txn.rollback().await?;
         return Ok(Updated::NotFound);
     };
+    if let Some(Some(parent)) = update.depends_on
+        && let Some(refused) = check_parent(&txn, user, id, parent).await?
+    {
+        txn.rollback().await?;
+        return Ok(refused);
+    }
     let now_ms = now.timestamp_millis();
     let before = Schedule {
         period: Period::from_stored_seconds(url.period_seconds),
@@ -107,8 +162,8 @@ pub async fn update_for_user(
             backend,
             sql(
                 "UPDATE urls SET name = $3, period_seconds = $4, phase_ms = $5, next_due_ms = $6, \
-                 paused = $7, failure_threshold = $8, success_threshold = $9, assertions = $10 \
-                 WHERE id = $1 AND user_id = $2 RETURNING *",
+                 paused = $7, failure_threshold = $8, success_threshold = $9, assertions = $10, \
+                 depends_on = $11 WHERE id = $1 AND user_id = $2 RETURNING *",
             ),
             [
                 id.into(),
@@ -127,6 +182,7 @@ pub async fn update_for_user(
                     .as_ref()
                     .map_or(url.assertions, Assertions::to_json)
                     .into(),
+                update.depends_on.unwrap_or(url.depends_on).into(),
             ],
         ))
         .one(&txn)

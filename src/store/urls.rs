@@ -34,6 +34,8 @@ pub struct Model {
     pub success_threshold: i32,
     /// The URL's assertions as JSON (`domain::assertion`); `None`: none.
     pub assertions: Option<String>,
+    /// Another URL of the user's this one depends on.
+    pub depends_on: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -112,6 +114,7 @@ impl From<Model> for UrlRecord {
             state_since: None,
             assertions: stored_assertions(m.id, m.assertions.as_deref()),
             tls_not_after: None,
+            depends_on: m.depends_on,
         }
     }
 }
@@ -462,6 +465,11 @@ pub async fn delete_for_user(
             vec![user.0.into(), host.clone().into(), rate_micros.into()],
         ),
         (DROP_SPENT_HOST_RATE, vec![user.0.into(), host.into()]),
+        // Its children depend on nothing now.
+        (
+            "UPDATE urls SET depends_on = NULL WHERE depends_on = $1 AND user_id = $2",
+            vec![id.into(), user.0.into()],
+        ),
     ] {
         txn.execute_raw(Statement::from_sql_and_values(
             backend,

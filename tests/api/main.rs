@@ -28,6 +28,7 @@ mod assertions;
 mod auth;
 mod channel_kinds;
 mod channels;
+mod dependencies;
 mod events;
 mod incidents;
 mod monitors_as_code;

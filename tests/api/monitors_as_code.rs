@@ -385,6 +385,47 @@ async fn apply_relinks_replaced_urls_changes_channels_by_field_and_prunes_them()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_sets_dependencies_by_name() {
+    let target = Target::start().await;
+    let app = app().await;
+    let ctl = Ctl::login(&app, "depends@example.com").await;
+    let file = |parent: &str| {
+        format!(
+            "urls:\n  - name: web\n    url: {}\n    depends_on: {parent}\n  - name: api\n    url: {}\n",
+            target.url("/web"),
+            target.url("/api")
+        )
+    };
+    ctl.write("monitors.yaml", &file("api"));
+    let (code, out, err) = ctl.run(&["apply", "-f", "monitors.yaml"]).await;
+    assert_eq!(code, Some(0), "{out} {err}");
+    let exported = ctl.export().await;
+    assert!(exported.contains("depends_on: api"), "{exported}");
+    let (code, out, err) = ctl.run(&["apply", "-f", "monitors.yaml"]).await;
+    assert_eq!((code, out.as_str()), (Some(0), "no changes\n"), "{err}");
+    ctl.write("exported.yaml", &exported);
+    let (code, out, err) = ctl.run(&["apply", "-f", "exported.yaml", "--prune"]).await;
+    assert_eq!((code, out.as_str()), (Some(0), "no changes\n"), "{err}");
+
+    ctl.write("monitors.yaml", &file("\"\""));
+    let (code, out, err) = ctl.run(&["apply", "-f", "monitors.yaml"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("~ update web: depends_on api -> none\n"),
+        "{out}"
+    );
+    assert!(!ctl.export().await.contains("depends_on"));
+
+    ctl.write("monitors.yaml", &file("nowhere"));
+    let (code, out, err) = ctl.run(&["apply", "-f", "monitors.yaml"]).await;
+    assert_eq!(code, Some(2), "{out} {err}");
+    assert!(
+        err.contains("monitors.yaml:2: urls[0].depends_on: no URL named \"nowhere\" in the file or the account"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_bad_files_with_the_file_line_and_key_and_changes_nothing() {
     let target = Target::start().await;
     let app = app().await;

@@ -148,7 +148,7 @@ pub(crate) fn notifying(s: &mut monitor::config::Settings) {
 
 /// A user, a URL of `target_path` probed every second, and a webhook
 /// channel for all the user's URLs to `receiver`: (url id, secret, channel).
-async fn watched(
+pub(crate) async fn watched(
     app: &TestApp,
     target: &Target,
     path: &str,
@@ -198,7 +198,7 @@ async fn deliveries(app: &TestApp, channel_id: i64) -> Vec<(String, i16, i32, Op
 }
 
 /// Waits until the channel has `n` deliveries, none pending.
-async fn settled(
+pub(crate) async fn settled(
     app: &TestApp,
     channel_id: i64,
     n: usize,
@@ -215,7 +215,7 @@ async fn settled(
 }
 
 /// The first request of each webhook-id, in the order received.
-fn first_of_each(got: &[Received]) -> Vec<Received> {
+pub(crate) fn first_of_each(got: &[Received]) -> Vec<Received> {
     let mut seen = std::collections::HashSet::new();
     got.iter()
         .filter(|r| seen.insert(r.id.clone()))
@@ -223,7 +223,7 @@ fn first_of_each(got: &[Received]) -> Vec<Received> {
         .collect()
 }
 
-fn body(r: &Received) -> Value {
+pub(crate) fn body(r: &Received) -> Value {
     serde_json::from_str(&r.body).unwrap()
 }
 

@@ -24,7 +24,7 @@ fn every(seconds: i64) -> Option<pbjson_types::Duration> {
 }
 
 /// UpdateUrl of `url` (its id and values) with the mask `paths`; no paths: no mask.
-async fn update(
+pub async fn update(
     app: &TestApp,
     token: &str,
     url: pb::Url,

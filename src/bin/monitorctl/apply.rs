@@ -263,6 +263,8 @@ struct RawEntry {
     success_threshold: Option<i32>,
     #[serde(default)]
     assertions: Option<Vec<String>>,
+    #[serde(default)]
+    depends_on: Option<String>,
 }
 
 /// The line of `field:` in the entry that starts at `from` (1-based).
@@ -337,6 +339,7 @@ fn checked(file: &str, text: &str, i: usize, from: usize, raw: RawEntry) -> Resu
         failure_threshold: raw.failure_threshold,
         success_threshold: raw.success_threshold,
         assertions,
+        depends_on: raw.depends_on,
     })
 }
 
@@ -356,6 +359,9 @@ pub struct Entry {
     pub success_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertions: Option<Vec<Assert>>,
+    /// The name of the URL it depends on (`""`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<String>,
 }
 
 /// A period written as humantime writes it (`30s`, `5m`, `1h 30m`).
@@ -592,6 +598,7 @@ pub fn load_gatus(path: &Path) -> Result<Desired, Failure> {
             failure_threshold: None,
             success_threshold: None,
             assertions: Some(assertions),
+            depends_on: None,
         });
     }
     finish(file, &text, &urls, skipped)
@@ -763,6 +770,7 @@ pub fn export(
         .collect();
     let mut urls: Vec<&pb::Url> = urls.iter().collect();
     urls.sort_by(|a, b| key(a).cmp(key(b)).then(a.id.cmp(&b.id)));
+    let parent = |u: &pb::Url| names.get(&u.depends_on).map(|n| (*n).to_owned());
     let file = File {
         urls: urls
             .into_iter()
@@ -777,6 +785,7 @@ pub fn export(
                 failure_threshold: Some(u.failure_threshold),
                 success_threshold: Some(u.success_threshold),
                 assertions: Some(u.assertions.iter().cloned().map(Assert).collect()),
+                depends_on: parent(u),
             })
             .collect(),
         channels: Some(channels),
@@ -818,8 +827,21 @@ fn list_text(a: &[pb::Assertion]) -> String {
 }
 
 /// The fields of `have` that `want` changes.
-fn changes(want: &Entry, have: &pb::Url) -> Vec<String> {
+fn changes(want: &Entry, have: &pb::Url, names: &BTreeMap<i64, &str>) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(parent) = &want.depends_on {
+        let now = names.get(&have.depends_on).copied().unwrap_or_default();
+        if now != parent {
+            let text = |n: &str| {
+                if n.is_empty() {
+                    "none".to_owned()
+                } else {
+                    n.to_owned()
+                }
+            };
+            out.push(format!("depends_on {} -> {}", text(now), text(parent)));
+        }
+    }
     let have_period = have.period.and_then(|p| Duration::try_from(p).ok());
     if let Some(Period(p)) = want.period
         && have_period != Some(p)
@@ -890,16 +912,30 @@ fn plan(desired: &Desired, have: &[pb::Url], prune: bool) -> Result<Vec<Step>, F
             2,
         ));
     }
+    let names: BTreeMap<i64, &str> = have.iter().map(|u| (u.id, key(u))).collect();
     let mut order: Vec<usize> = (0..desired.entries.len()).collect();
     order.sort_by(|a, b| desired.entries[*a].0.name.cmp(&desired.entries[*b].0.name));
     let mut steps = Vec::new();
     for i in order {
         let want = &desired.entries[i].0;
+        if let Some(parent) = want.depends_on.as_deref().filter(|p| !p.is_empty())
+            && !desired.entries.iter().any(|(e, _)| e.name == parent)
+            && (prune || !by_name.contains_key(parent))
+        {
+            return Err(Failure(
+                format!(
+                    "{}.depends_on: no URL named {parent:?} in the file{}",
+                    desired.at(i),
+                    if prune { "" } else { " or the account" }
+                ),
+                2,
+            ));
+        }
         match by_name.get(want.name.as_str()).and_then(|us| us.first()) {
             None => steps.push(Step::Add(i)),
             Some(u) if u.url != want.url => steps.push(Step::Replace(i, (*u).clone())),
             Some(u) => {
-                let c = changes(want, u);
+                let c = changes(want, u, &names);
                 if !c.is_empty() {
                     steps.push(Step::Update(i, (*u).clone(), c));
                 }
@@ -1185,6 +1221,7 @@ pub async fn apply(
         return Ok(());
     }
     let (added, updated, deleted) = apply_urls(client, saved, desired, &steps).await?;
+    apply_dependencies(client, saved, desired).await?;
     let (a, u, d) = apply_channels(client, saved, desired, &channel_steps).await?;
     println!(
         "applied: {} added, {} updated, {} deleted",
@@ -1192,6 +1229,49 @@ pub async fn apply(
         updated + u,
         deleted + d
     );
+    Ok(())
+}
+
+/// Sets each URL's `depends_on` to the URL the file names, once every URL
+/// is added (a parent may be new, or replaced, in the same run).
+async fn apply_dependencies(
+    client: &mut Client,
+    saved: &super::Saved,
+    desired: &Desired,
+) -> Result<(), Failure> {
+    if desired.entries.iter().all(|(e, _)| e.depends_on.is_none()) {
+        return Ok(());
+    }
+    let urls = client
+        .list_urls(super::authed(pb::ListUrlsRequest {}, saved)?)
+        .await?
+        .into_inner()
+        .urls;
+    for (i, (want, _)) in desired.entries.iter().enumerate() {
+        let (Some(parent), Some(url)) =
+            (&want.depends_on, urls.iter().find(|u| key(u) == want.name))
+        else {
+            continue;
+        };
+        let parent_id = urls.iter().find(|u| key(u) == parent).map_or(0, |u| u.id);
+        if parent_id == url.depends_on {
+            continue;
+        }
+        let req = pb::UpdateUrlRequest {
+            url: Some(pb::Url {
+                id: url.id,
+                depends_on: parent_id,
+                ..Default::default()
+            }),
+            update_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["depends_on".into()],
+            }),
+        };
+        client
+            .update_url(super::authed(req, saved)?)
+            .await
+            .map_err(|e| Failure(format!("{}.depends_on: {}", desired.at(i), e.message()), 2))?;
+    }
     Ok(())
 }
 
