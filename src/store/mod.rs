@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod channels;
 pub mod deliveries;
 pub mod incidents;
+pub mod maintenance;
 pub mod outcomes;
 pub mod rollups;
 pub mod schedule;
