@@ -133,7 +133,7 @@ impl NewWindow {
                     .map_err(|e| bad("window.recurrence", e.to_string()))?;
                 WindowSchedule::Recurring {
                     start_ms,
-                    rrule: rule.to_string(),
+                    rrule: rrule.strip_prefix("RRULE:").unwrap_or(rrule).to_owned(),
                     duration_ms,
                 }
             }

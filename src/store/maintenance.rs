@@ -182,29 +182,17 @@ pub async fn delete_for_user(
     Ok(done.rows_affected() == 1)
 }
 
-/// What the flush needs to judge a batch: each touched URL's owner, and
-/// every window of those owners. Two reads, by primary key and by the
-/// `user_id` index; no window is looked up per URL.
+/// What the flush needs to judge a batch: every window of the owners of
+/// `url_ids` (one read, by the `user_id` index) and, only when there are
+/// any, each of those URLs' owner (by primary key). No window is looked up
+/// per URL.
 pub async fn for_urls(
     db: &DatabaseConnection,
     url_ids: &[i64],
 ) -> Result<(HashMap<i64, i64>, Vec<MaintenanceWindow>), DbErr> {
     let backend = db.get_database_backend();
     let (cond, ids) = one_of(backend, "u.id", 1, url_ids);
-    let owners: HashMap<i64, i64> = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            numbered(
-                backend,
-                &format!("SELECT u.id, u.user_id FROM urls u WHERE {cond}"),
-            ),
-            [ids.clone()],
-        ))
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "user_id")?)))
-        .collect::<Result<_, DbErr>>()?;
-    let windows = db
+    let windows: Vec<MaintenanceWindow> = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             numbered(
@@ -214,11 +202,27 @@ pub async fn for_urls(
                      (SELECT u.user_id FROM urls u WHERE {cond})"
                 ),
             ),
-            [ids],
+            [ids.clone()],
         ))
         .await?
         .iter()
         .map(window_from)
         .collect::<Result<_, _>>()?;
+    if windows.is_empty() {
+        return Ok((HashMap::new(), windows));
+    }
+    let owners: HashMap<i64, i64> = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!("SELECT u.id, u.user_id FROM urls u WHERE {cond}"),
+            ),
+            [ids],
+        ))
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "user_id")?)))
+        .collect::<Result<_, DbErr>>()?;
     Ok((owners, windows))
 }

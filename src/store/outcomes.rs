@@ -1,6 +1,10 @@
 //! One flush batch, in one transaction: its statuses, and what they change
 //! in each URL's state and incidents.
 //!
+//! 0. Before the transaction, the maintenance windows of the batch's owners
+//!    are read once and expanded over its due-time range; a row inside one
+//!    gets the verdict `MAINTENANCE` (`domain::maintenance`), which holds
+//!    the state machine and counts apart in rollups.
 //! 1. The statuses are inserted `ON CONFLICT (url_id, due_at) DO NOTHING
 //!    RETURNING` their ids: only rows really inserted go on, so a batch
 //!    delivered twice changes nothing the second time.
@@ -407,6 +411,7 @@ fn events_of_update(
         .into_iter()
         .map(|kind| IncidentEvent {
             kind,
+            again: change.renotify && change.state.is_none(),
             incident_id: id,
             url_id,
             state,
@@ -444,6 +449,7 @@ fn events_of_new(
         .chain(new.resolved_ms.map(|_| EventKind::Resolved))
         .map(|kind| IncidentEvent {
             kind,
+            again: false,
             incident_id: id,
             url_id,
             state: new.state,

@@ -30,6 +30,7 @@ mod channel_kinds;
 mod channels;
 mod events;
 mod incidents;
+mod maintenance;
 mod monitors_as_code;
 mod outages;
 mod pipeline;

@@ -167,7 +167,10 @@ async fn watched(
 }
 
 /// The channel's deliveries as stored: (event, state, attempts, last_error).
-async fn deliveries(app: &TestApp, channel_id: i64) -> Vec<(String, i16, i32, Option<String>)> {
+pub(crate) async fn deliveries(
+    app: &TestApp,
+    channel_id: i64,
+) -> Vec<(String, i16, i32, Option<String>)> {
     let backend = app.db.get_database_backend();
     let sql = match backend {
         sea_orm::DbBackend::Postgres => {
@@ -198,7 +201,7 @@ async fn deliveries(app: &TestApp, channel_id: i64) -> Vec<(String, i16, i32, Op
 }
 
 /// Waits until the channel has `n` deliveries, none pending.
-async fn settled(
+pub(crate) async fn settled(
     app: &TestApp,
     channel_id: i64,
     n: usize,
@@ -223,7 +226,7 @@ fn first_of_each(got: &[Received]) -> Vec<Received> {
         .collect()
 }
 
-fn body(r: &Received) -> Value {
+pub(crate) fn body(r: &Received) -> Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
