@@ -126,9 +126,9 @@ impl NewWindow {
                 if duration_ms > MAX_DURATION_MS {
                     return Err(bad("window.duration", "is at most 7 days"));
                 }
-                let rule = parse_rrule(rrule)?;
+                let parsed = parse_rrule(rrule)?;
                 // Check it builds from its start (UNTIL before the start, ...).
-                rule.clone()
+                parsed
                     .build(local(tz, start_ms))
                     .map_err(|e| bad("window.recurrence", e.to_string()))?;
                 WindowSchedule::Recurring {
@@ -235,7 +235,7 @@ fn recurring_intervals(
     lo_ms: i64,
     hi_ms: i64,
 ) -> Vec<(i64, i64)> {
-    let (Ok(tz), Ok(rule)) = (parse_time_zone(time_zone), parse_rrule(rrule)) else {
+    let (Ok(tz), Ok(parsed)) = (parse_time_zone(time_zone), parse_rrule(rrule)) else {
         return Vec::new();
     };
     let from_ms = lo_ms - duration_ms;
@@ -243,8 +243,8 @@ fn recurring_intervals(
         return Vec::new();
     }
     let start = local(tz, start_ms);
-    let period_days = u64::from(rule.get_interval().max(1))
-        * if rule.get_freq() == Frequency::Weekly {
+    let period_days = u64::from(parsed.get_interval().max(1))
+        * if parsed.get_freq() == Frequency::Weekly {
             7
         } else {
             1
@@ -260,7 +260,7 @@ fn recurring_intervals(
             None => return Vec::new(),
         }
     };
-    let Ok(set) = rule.build(anchor) else {
+    let Ok(set) = parsed.build(anchor) else {
         return Vec::new();
     };
     set.after(local(tz, from_ms))
@@ -340,7 +340,7 @@ fn merged(mut list: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::with_capacity(list.len());
     for (s, e) in list {
         match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            Some(open) if s <= open.1 => open.1 = open.1.max(e),
             _ => out.push((s, e)),
         }
     }

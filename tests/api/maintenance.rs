@@ -117,6 +117,7 @@ async fn write(app: &TestApp, batch: &[ProbeResult]) -> outcomes::Written {
 /// MAINTENANCE, open nothing and queue nothing; after it, the third failure
 /// opens the incident, dated by the first after the window. Stats count the
 /// window's probes apart: not in uptime, not missed.
+#[allow(clippy::too_many_lines)] // one scenario, batch by batch
 async fn a_recurring_window_holds_a_failing_url_and_the_incident_opens_after_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
@@ -361,6 +362,7 @@ async fn an_incident_open_when_a_window_starts_is_held_then_paged_again(backend:
 /// Create, list and delete over gRPC and JSON; every bad field named and
 /// nothing written; another user's windows and URLs are not found; the
 /// quota.
+#[allow(clippy::too_many_lines)] // one table of cases
 async fn windows_are_created_listed_and_deleted_by_their_owner_only(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
