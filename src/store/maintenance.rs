@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement};
 
 use super::{numbered, one_of};
 use crate::domain::{
@@ -68,21 +66,7 @@ pub async fn insert_within_limit(
 ) -> Result<Result<MaintenanceWindow, Refused>, DbErr> {
     let backend = db.get_database_backend();
     let sql = |pg: &str| numbered(backend, pg);
-    let txn = db.begin().await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql("UPDATE users SET url_count = url_count WHERE id = $1"),
-        [user.0.into()],
-    ))
-    .await?;
-    let count: i64 = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql("SELECT count(*) AS n FROM maintenance_windows WHERE user_id = $1"),
-            [user.0.into()],
-        ))
-        .await?
-        .map_or(Ok(0), |row| row.try_get("", "n"))?;
+    let (txn, count) = super::begin_counting(db, user, "maintenance_windows").await?;
     if u64::try_from(count).unwrap_or(0) >= max {
         txn.rollback().await?;
         return Ok(Err(Refused::Quota));
