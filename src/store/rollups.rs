@@ -505,21 +505,29 @@ mod tests {
         let mut bucket = Bucket::default();
         bucket.add(crate::domain::verdict::Verdict::Up, Some(12_000));
         bucket.add(crate::domain::verdict::Verdict::Down, Some(900_000));
+        bucket.add(crate::domain::verdict::Verdict::Maintenance, None);
         let text = format!(
-            "1700000000000:{}:{}:{}:{}:{}",
+            "1700000000000:{}:{}:{}:{}:{}:{}",
             bucket.up,
             bucket.degraded,
             bucket.down,
+            bucket.maintenance,
             bucket.max_us.unwrap(),
             hex(&bucket.latency.encode())
         );
         assert_eq!(parse_joined(&text), Some((1_700_000_000_000, bucket)));
-        let counts = parse_joined("5:1:2:3::").unwrap().1;
+        let counts = parse_joined("5:1:2:3:4::").unwrap().1;
         assert_eq!(
-            (counts.up, counts.degraded, counts.down, counts.max_us),
-            (1, 2, 3, None)
+            (
+                counts.up,
+                counts.degraded,
+                counts.down,
+                counts.maintenance,
+                counts.max_us
+            ),
+            (1, 2, 3, 4, None)
         );
         assert_eq!(parse_joined("5:1:2"), None);
-        assert_eq!(parse_joined("5:1:2:3::zz"), None);
+        assert_eq!(parse_joined("5:1:2:3:4::zz"), None);
     }
 }
