@@ -40,8 +40,8 @@ use crate::{
     prober::{Probe, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
     service::{
-        AccountService, ChannelService, IncidentService, Services, StatsService, StatusPageService,
-        StatusService, UrlService, events::EventService,
+        AccountService, ChannelService, IncidentService, MaintenanceService, Services,
+        StatsService, StatusPageService, StatusService, UrlService, events::EventService,
     },
     store,
 };
@@ -491,6 +491,7 @@ fn services(
             settings.prober.probe.allow_private_targets,
             settings.delivery.email_enabled(),
         )),
+        maintenance: Arc::new(MaintenanceService::new(db.clone())),
         urls,
     }
 }

@@ -20,6 +20,7 @@ mod m20261126_000009_fillfactor;
 mod m20261126_000010_assertions;
 mod m20261126_000011_notifications;
 mod m20261126_000012_status_pages;
+mod m20261127_000013_maintenance;
 mod m20261127_000015_reminders;
 mod m20261127_000016_dependencies;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000010_assertions::Migration),
             Box::new(m20261126_000011_notifications::Migration),
             Box::new(m20261126_000012_status_pages::Migration),
+            Box::new(m20261127_000013_maintenance::Migration),
             Box::new(m20261127_000015_reminders::Migration),
             Box::new(m20261127_000016_dependencies::Migration),
         ]

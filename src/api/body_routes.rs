@@ -17,6 +17,8 @@
 //! - CreateChannel (`POST /v1/channels`, `body: "channel"`, AIP-133): the
 //!   body is a `Channel`; the request has no other field, so any query
 //!   parameter is refused.
+//! - CreateMaintenanceWindow (`POST /v1/maintenance-windows`, `body:
+//!   "window"`): as CreateChannel, with a `MaintenanceWindow` body.
 //!
 //! And the custom verbs (AIP-136), which axum's router cannot match (a
 //! parameter and more in one path segment): TestChannel
@@ -47,6 +49,7 @@ pub fn router(api: Arc<MonitorApi>) -> Router {
         .route("/v1/urls/{id}", patch(update_url))
         .route("/v1/status-page", put(update_status_page))
         .route("/v1/channels", post(create_channel))
+        .route("/v1/maintenance-windows", post(create_maintenance_window))
         .route(
             "/v1/channels/{id}",
             post(channel_verb).patch(update_channel),
@@ -115,6 +118,40 @@ async fn update_channel(
     Ok(Json(api.update_channel(req).await?.into_inner()))
 }
 
+/// A request with no field besides its body: any query parameter is
+/// unknown.
+fn no_query(query: Option<&str>, body: &str) -> Result<(), RestError> {
+    match query
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).next())
+        .map(|(key, _)| key.into_owned())
+    {
+        Some(key) => Err(Error::invalid(
+            key.clone(),
+            format!("unknown query parameter \"{key}\"; send the {body} as the body"),
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+async fn create_maintenance_window(
+    State(api): State<Arc<MonitorApi>>,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    RawQuery(query): RawQuery,
+    Json(window): Json<pb::MaintenanceWindow>,
+) -> Result<Json<pb::MaintenanceWindow>, RestError> {
+    no_query(query.as_deref(), "window")?;
+    let req = build_tonic_request(
+        pb::CreateMaintenanceWindowRequest {
+            window: Some(window),
+        },
+        &headers,
+        caller.map(|Extension(c)| c),
+    );
+    Ok(Json(api.create_maintenance_window(req).await?.into_inner()))
+}
+
 async fn create_channel(
     State(api): State<Arc<MonitorApi>>,
     headers: HeaderMap,
@@ -122,18 +159,7 @@ async fn create_channel(
     RawQuery(query): RawQuery,
     Json(channel): Json<pb::Channel>,
 ) -> Result<Json<pb::Channel>, RestError> {
-    // The request has no field besides the body: any query is unknown.
-    if let Some(key) = query
-        .as_deref()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).next())
-        .map(|(key, _)| key.into_owned())
-    {
-        return Err(Error::invalid(
-            key.clone(),
-            format!("unknown query parameter \"{key}\"; send the channel as the body"),
-        )
-        .into());
-    }
+    no_query(query.as_deref(), "channel")?;
     let req = build_tonic_request(
         pb::CreateChannelRequest {
             channel: Some(channel),

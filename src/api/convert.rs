@@ -350,6 +350,7 @@ pub fn state_to_proto(state: UrlState) -> pb::UrlState {
         UrlState::Degraded => pb::UrlState::Degraded,
         UrlState::Down => pb::UrlState::Down,
         UrlState::Paused => pb::UrlState::Paused,
+        UrlState::Maintenance => pb::UrlState::Maintenance,
     }
 }
 
@@ -370,6 +371,7 @@ pub fn stats_row_to_proto(r: &StatsRow) -> pb::StatsBucket {
         up: count(b.up),
         degraded: count(b.degraded),
         down: count(b.down),
+        maintenance: count(b.maintenance),
         missed: count(r.missed()),
         uptime: b.uptime(),
         p50: q(0.5),
@@ -781,6 +783,65 @@ pub fn status_page_to_proto(page: StatusPageRecord) -> pb::StatusPage {
         public: page.public,
         show_urls: page.show_urls,
         update_time: Some(time_to_proto(page.updated_at)),
+    }
+}
+
+/// A CreateMaintenanceWindow request's window, parsed.
+pub fn new_window_from_proto(
+    window: Option<pb::MaintenanceWindow>,
+) -> Result<crate::domain::maintenance::NewWindow, Error> {
+    let w = window.ok_or_else(|| Error::invalid("window", "is required"))?;
+    let ms = |field: &'static str, t: Option<crate::proto::Timestamp>| {
+        t.map(|t| time_from_proto(field, t).map(|t| t.timestamp_millis()))
+            .transpose()
+    };
+    let duration_ms = match w.duration {
+        None => None,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(Error::invalid("window.duration", "must be positive"));
+        }
+        Some(d) => Some(
+            d.seconds
+                .saturating_mul(1_000)
+                .saturating_add(i64::from(d.nanos) / 1_000_000),
+        ),
+    };
+    crate::domain::maintenance::NewWindow::parse(
+        w.url_ids,
+        ms("window.start_time", w.start_time)?,
+        ms("window.end_time", w.end_time)?,
+        &w.recurrence,
+        duration_ms,
+        &w.time_zone,
+    )
+    .map_err(|e| Error::invalid(e.field, e.message))
+}
+
+pub fn window_to_proto(w: crate::domain::maintenance::MaintenanceWindow) -> pb::MaintenanceWindow {
+    use crate::domain::maintenance::WindowSchedule;
+    let time = |ms: i64| DateTime::from_timestamp_millis(ms).map(time_to_proto);
+    let (start_ms, end_time, recurrence, duration) = match w.schedule {
+        WindowSchedule::Once { start_ms, end_ms } => (start_ms, time(end_ms), String::new(), None),
+        WindowSchedule::Recurring {
+            start_ms,
+            rrule,
+            duration_ms,
+        } => (
+            start_ms,
+            None,
+            rrule,
+            Some(std::time::Duration::from_millis(u64::try_from(duration_ms).unwrap_or(0)).into()),
+        ),
+    };
+    pb::MaintenanceWindow {
+        id: w.id,
+        url_ids: w.url_ids,
+        start_time: time(start_ms),
+        end_time,
+        recurrence,
+        duration,
+        time_zone: w.time_zone,
+        create_time: time(w.created_ms),
     }
 }
 

@@ -4,9 +4,10 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     assertions_from_proto, channel_to_proto, channel_update_from_proto, delivery_to_proto,
-    incident_to_proto, new_channel_from_proto, period_from_proto, stats_row_to_proto,
-    status_page_to_proto, status_page_update_from_proto, status_to_proto, tier_from_proto,
-    tier_to_proto, time_from_proto, time_to_proto, url_to_proto, url_update_from_proto,
+    incident_to_proto, new_channel_from_proto, new_window_from_proto, period_from_proto,
+    stats_row_to_proto, status_page_to_proto, status_page_update_from_proto, status_to_proto,
+    tier_from_proto, tier_to_proto, time_from_proto, time_to_proto, url_to_proto,
+    url_update_from_proto, window_to_proto,
 };
 use crate::{
     auth::limit::Peer,
@@ -276,6 +277,39 @@ impl MonitorService for MonitorApi {
                 .map(|c| channel_to_proto(c, false))
                 .collect(),
         }))
+    }
+
+    async fn create_maintenance_window(
+        &self,
+        req: Request<pb::CreateMaintenanceWindowRequest>,
+    ) -> Result<Response<pb::MaintenanceWindow>, Status> {
+        let user = caller(&req)?;
+        let new = new_window_from_proto(req.into_inner().window)?;
+        let window = self.services.maintenance.create(user, new).await?;
+        Ok(Response::new(window_to_proto(window)))
+    }
+
+    async fn list_maintenance_windows(
+        &self,
+        req: Request<pb::ListMaintenanceWindowsRequest>,
+    ) -> Result<Response<pb::ListMaintenanceWindowsResponse>, Status> {
+        let user = caller(&req)?;
+        let windows = self.services.maintenance.list(user).await?;
+        Ok(Response::new(pb::ListMaintenanceWindowsResponse {
+            windows: windows.into_iter().map(window_to_proto).collect(),
+        }))
+    }
+
+    async fn delete_maintenance_window(
+        &self,
+        req: Request<pb::DeleteMaintenanceWindowRequest>,
+    ) -> Result<Response<pb::DeleteMaintenanceWindowResponse>, Status> {
+        let user = caller(&req)?;
+        self.services
+            .maintenance
+            .delete(user, req.get_ref().id)
+            .await?;
+        Ok(Response::new(pb::DeleteMaintenanceWindowResponse {}))
     }
 
     async fn delete_channel(

@@ -345,6 +345,7 @@ fn state_name(state: UrlState) -> &'static str {
         UrlState::Degraded => "degraded",
         UrlState::Down => "down",
         UrlState::Paused => "paused",
+        UrlState::Maintenance => "maintenance",
     }
 }
 
@@ -355,6 +356,7 @@ fn state_title(state: UrlState) -> &'static str {
         UrlState::Degraded => "Degraded",
         UrlState::Down => "Down",
         UrlState::Paused => "Paused",
+        UrlState::Maintenance => "Under maintenance",
     }
 }
 
@@ -568,6 +570,7 @@ fn badge_text(url: &UrlView, metric: Metric) -> (String, String, &'static str) {
                 UrlState::Up => "brightgreen",
                 UrlState::Degraded => "yellow",
                 UrlState::Down => "red",
+                UrlState::Maintenance => "blue",
                 UrlState::Pending | UrlState::Paused => "lightgrey",
             };
             (url.label.clone(), state_name(url.state).to_owned(), color)

@@ -21,6 +21,8 @@ use tonic::{Code, Request};
 
 #[path = "monitorctl/apply.rs"]
 mod apply;
+#[path = "monitorctl/maintenance.rs"]
+mod maintenance;
 
 const EXIT_CODES: &str = "\
 Assertions (--assert, on add and update; prefix one with `degraded:` to make
@@ -158,6 +160,11 @@ enum Command {
     Channel {
         #[command(subcommand)]
         command: ChannelCommand,
+    },
+    /// Maintenance windows: when your URLs are probed but page no one.
+    Maintenance {
+        #[command(subcommand)]
+        command: maintenance::MaintenanceCommand,
     },
     /// Make your URLs and channels what a monitors file says (see "Monitors as
     /// code" in the README): prints the plan, then applies it; a second run
@@ -1343,6 +1350,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Channel { command } => {
             let saved = load(&path)?;
             run_channel(&mut client, cli.json, &saved, command).await?;
+        }
+        Command::Maintenance { command } => {
+            let saved = load(&path)?;
+            maintenance::run(&mut client, cli.json, &saved, command).await?;
         }
         Command::Deliveries { channel_id, limit } => {
             let saved = load(&path)?;

@@ -5,6 +5,7 @@
 pub mod assertion;
 pub mod channel;
 pub mod email;
+pub mod maintenance;
 pub mod notification;
 pub mod password;
 pub mod period;

@@ -70,6 +70,7 @@ pub fn state_name(state: UrlState) -> &'static str {
         UrlState::Degraded => "DEGRADED",
         UrlState::Down => "DOWN",
         UrlState::Paused => "PAUSED",
+        UrlState::Maintenance => "MAINTENANCE",
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Bucket {
     pub up: u64,
     pub degraded: u64,
     pub down: u64,
+    /// Probes inside a maintenance window: neither up nor down, not missed.
+    pub maintenance: u64,
     /// The slowest response, if any (µs).
     pub max_us: Option<u64>,
     pub latency: Sketch,
@@ -70,6 +72,7 @@ impl Bucket {
             Verdict::Up => self.up += 1,
             Verdict::Degraded => self.degraded += 1,
             Verdict::Down => self.down += 1,
+            Verdict::Maintenance => self.maintenance += 1,
         }
         if let Some(us) = latency_us {
             self.latency.add(us);
@@ -81,6 +84,7 @@ impl Bucket {
         self.up += other.up;
         self.degraded += other.degraded;
         self.down += other.down;
+        self.maintenance += other.maintenance;
         self.max_us = match (self.max_us, other.max_us) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -88,14 +92,16 @@ impl Bucket {
         self.latency.merge(&other.latency);
     }
 
-    /// Probes with a result.
+    /// Probes with a result (a probe in a maintenance window has one: it
+    /// is not missed).
     pub fn probed(&self) -> u64 {
-        self.up + self.degraded + self.down
+        self.up + self.degraded + self.down + self.maintenance
     }
 
     /// (up + degraded) / (up + degraded + down); `None` with no result.
+    /// Probes in a maintenance window count neither way.
     pub fn uptime(&self) -> Option<f64> {
-        let n = self.probed();
+        let n = self.up + self.degraded + self.down;
         #[allow(clippy::cast_precision_loss)]
         let share = (n > 0).then(|| (self.up + self.degraded) as f64 / n as f64);
         share

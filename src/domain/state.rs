@@ -54,6 +54,8 @@ pub enum UrlState {
     Degraded = 3,
     Down = 4,
     Paused = 5,
+    /// Inside a maintenance window: probes are stored, nothing moves.
+    Maintenance = 6,
 }
 
 impl From<Verdict> for UrlState {
@@ -70,6 +72,7 @@ impl UrlState {
             3 => Self::Degraded,
             4 => Self::Down,
             5 => Self::Paused,
+            6 => Self::Maintenance,
             _ => Self::Pending,
         }
     }
@@ -197,6 +200,9 @@ pub struct OpenIncidentChange {
     pub resolved_ms: Option<i64>,
     /// Set when it became worse (`DEGRADED` to `DOWN`).
     pub state: Option<UrlState>,
+    /// Set when a maintenance window that held it ended with its URL still
+    /// failing: it is notified again.
+    pub renotify: bool,
 }
 
 /// What applying results changed.
@@ -229,6 +235,13 @@ impl Tracker {
             }
             self.last_applied_ms = Some(o.due_ms);
             out.applied += 1;
+            if o.verdict == Verdict::Maintenance {
+                self.hold(o.due_ms);
+                continue;
+            }
+            if self.state == UrlState::Maintenance {
+                self.end_hold(&mut out, o);
+            }
             self.extend_runs(o);
             let up = o.verdict == Verdict::Up;
             let run_start = self.run_start_ms.unwrap_or(o.due_ms);
@@ -345,6 +358,47 @@ impl Tracker {
         }
         self.open_incident = None;
         self.incident_state = None;
+    }
+
+    /// A probe inside a maintenance window: the URL is `MAINTENANCE` and its
+    /// runs start again, so that after the window the thresholds count only
+    /// probes from after it. An open incident is held: it stays open and
+    /// nothing resolves or notifies it meanwhile.
+    fn hold(&mut self, due_ms: i64) {
+        if self.state != UrlState::Maintenance {
+            self.enter(UrlState::Maintenance, due_ms);
+        }
+        self.run_ok = true;
+        self.run_len = 0;
+        self.run_start_ms = None;
+        self.run_first = None;
+        self.down_run = 0;
+        self.down_run_start_ms = None;
+    }
+
+    /// The first probe after a maintenance window: back to the state the
+    /// held incident keeps the URL in (`DEGRADED` or `DOWN`), else
+    /// `PENDING`. A held incident whose URL still fails at the end of the
+    /// window is notified again (`open_change.renotify`); one whose URL is
+    /// `UP` is resolved by the success threshold, as usual.
+    fn end_hold(&mut self, out: &mut Applied, o: &Outcome) {
+        let held = self.incident_state.is_some();
+        let state = if held {
+            self.incident_state.unwrap_or(UrlState::Down)
+        } else {
+            UrlState::Pending
+        };
+        self.enter(state, o.due_ms);
+        if held && o.verdict != Verdict::Up {
+            match out.opened.last_mut() {
+                Some(new) if new.resolved_ms.is_none() => {}
+                _ => {
+                    out.open_change
+                        .get_or_insert_with(OpenIncidentChange::default)
+                        .renotify = true;
+                }
+            }
+        }
     }
 
     /// Pausing: nothing moves until [`Self::resume`]; an open incident stays
@@ -471,6 +525,7 @@ mod tests {
                 more_failed_probes: 2,
                 resolved_ms: None,
                 state: None,
+                renotify: false,
             })
         );
         let resolved = t.apply(Thresholds::default(), &[outcome(7_000, true)]);
@@ -565,6 +620,7 @@ mod tests {
                 more_failed_probes: 1,
                 resolved_ms: None,
                 state: Some(UrlState::Down),
+                renotify: false,
             })
         );
         assert!(worse.opened.is_empty(), "one outage, one incident");
@@ -632,6 +688,64 @@ mod tests {
         }
         assert_eq!(opened, 1);
         assert_eq!(resolved, vec![1_500_000]);
+    }
+
+    fn held(due_ms: i64) -> Outcome {
+        judged(due_ms, Verdict::Maintenance)
+    }
+
+    #[test]
+    fn failures_in_a_window_open_nothing_and_after_it_the_threshold_counts_afresh() {
+        let mut t = Tracker::default();
+        let mut batch = run("++--");
+        batch.extend((4..10).map(|i| held(i * 1_000)));
+        let applied = t.apply(Thresholds::default(), &batch);
+        assert!(applied.opened.is_empty());
+        assert_eq!(t.state, UrlState::Maintenance);
+        assert_eq!(t.state_since_ms, Some(4_000));
+        let after = t.apply(
+            Thresholds::default(),
+            &[outcome(10_000, false), outcome(11_000, false)],
+        );
+        assert!(after.opened.is_empty(), "two failures after the window");
+        assert_eq!(t.state, UrlState::Pending);
+        let third = t.apply(Thresholds::default(), &[outcome(12_000, false)]);
+        assert_eq!(third.opened.len(), 1);
+        assert_eq!(third.opened[0].opened_ms, 10_000);
+        assert_eq!(t.state, UrlState::Down);
+    }
+
+    #[test]
+    fn an_incident_open_when_a_window_starts_is_held_then_resolved_or_notified_again() {
+        for (after, renotify, resolved) in [("++", false, true), ("-", true, false)] {
+            let mut t = Tracker::default();
+            t.apply(Thresholds::default(), &run("+---"));
+            t.open_incident = Some(7);
+            let during: Vec<Outcome> = (4..8).map(|i| held(i * 1_000)).collect();
+            let applied = t.apply(Thresholds::default(), &during);
+            assert_eq!(
+                applied.open_change, None,
+                "held: nothing resolves or notifies"
+            );
+            assert_eq!((t.state, t.open_incident), (UrlState::Maintenance, Some(7)));
+            let end: Vec<Outcome> = after
+                .chars()
+                .enumerate()
+                .map(|(i, c)| outcome(8_000 + i64::try_from(i).unwrap() * 1_000, c == '+'))
+                .collect();
+            let change = t
+                .apply(Thresholds::default(), &end)
+                .open_change
+                .unwrap_or_default();
+            assert_eq!(change.renotify, renotify, "{after}");
+            assert_eq!(change.resolved_ms.is_some(), resolved, "{after}");
+            let want = if resolved {
+                UrlState::Up
+            } else {
+                UrlState::Down
+            };
+            assert_eq!(t.state, want, "{after}");
+        }
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub enum Verdict {
     Up,
     Degraded,
     Down,
+    /// Probed inside a maintenance window (`domain::maintenance`): stored,
+    /// shown, counted apart, and never moves the URL toward `UP` or `DOWN`.
+    Maintenance,
 }
 
 impl Verdict {
@@ -32,6 +35,7 @@ impl Verdict {
             Some(2) => Self::Up,
             Some(3) => Self::Degraded,
             Some(4) => Self::Down,
+            Some(6) => Self::Maintenance,
             _ => Self::by_default(status_code, error_kind),
         }
     }
@@ -42,6 +46,7 @@ impl Verdict {
             Self::Up => 2,
             Self::Degraded => 3,
             Self::Down => 4,
+            Self::Maintenance => 6,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod channels;
 pub mod events;
 pub mod incidents;
+pub mod maintenance;
 pub mod page_token;
 pub mod stats;
 pub mod status_pages;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 pub use accounts::AccountService;
 pub use channels::{ChannelService, ChannelSettings, DeliveryPage, DeliveryQuery};
 pub use incidents::{IncidentPage, IncidentQuery, IncidentService};
+pub use maintenance::MaintenanceService;
 pub use stats::{Stats, StatsQuery, StatsRow, StatsService};
 pub use status_pages::StatusPageService;
 pub use statuses::{StatusPage, StatusQuery, StatusService};
@@ -37,4 +39,5 @@ pub struct Services {
     pub channels: Arc<ChannelService>,
     pub events: Arc<events::EventService>,
     pub status_pages: Arc<StatusPageService>,
+    pub maintenance: Arc<MaintenanceService>,
 }

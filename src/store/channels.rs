@@ -132,21 +132,7 @@ pub async fn insert_within_limit(
 ) -> Result<Result<ChannelRecord, Refused>, DbErr> {
     let backend = db.get_database_backend();
     let sql = |pg: &str| numbered(backend, pg);
-    let txn = db.begin().await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql("UPDATE users SET url_count = url_count WHERE id = $1"),
-        [user.0.into()],
-    ))
-    .await?;
-    let count: i64 = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql("SELECT count(*) AS n FROM channels WHERE user_id = $1"),
-            [user.0.into()],
-        ))
-        .await?
-        .map_or(Ok(0), |row| row.try_get("", "n"))?;
+    let (txn, count) = super::begin_counting(db, user, "channels").await?;
     if count >= i64::from(max) {
         txn.rollback().await?;
         return Ok(Err(Refused::Quota));

@@ -34,6 +34,10 @@ use crate::domain::{
 /// outbox: which incident, of which URL, in which state, and its body.
 pub(super) struct IncidentEvent {
     pub kind: EventKind,
+    /// An opened event sent again to channels that had it: a held incident
+    /// still failing when its maintenance window ended. Events are made
+    /// once per inserted status, so this cannot double a delivery.
+    pub again: bool,
     pub incident_id: i64,
     pub url_id: i64,
     pub state: UrlState,
@@ -47,19 +51,20 @@ pub(super) struct IncidentEvent {
 
 /// Postgres: opened events to every matching channel that has not had one
 /// for the incident — or, for a DEGRADED incident turned DOWN, not a DOWN
-/// one: a channel told of the DEGRADED incident is told it is DOWN now.
+/// one: a channel told of the DEGRADED incident is told it is DOWN now —
+/// and, sent `again` (after a maintenance window), to every matching one.
 const ENQUEUE_OPENED_POSTGRES: &str = "INSERT INTO deliveries \
       (channel_id, incident_id, event, payload, state, attempts, next_attempt_at, created_at) \
  SELECT c.id, e.incident_id, 'incident.opened', e.body, 1, 0, $5, $5 \
- FROM UNNEST($1::int8[], $2::int8[], $3::bool[], $4::text[]) WITH ORDINALITY \
-      AS e(incident_id, url_id, down, body, ord) \
+ FROM UNNEST($1::int8[], $2::int8[], $3::bool[], $4::text[], $6::bool[]) WITH ORDINALITY \
+      AS e(incident_id, url_id, down, body, again, ord) \
  JOIN urls u ON u.id = e.url_id \
  JOIN channels c ON c.user_id = u.user_id \
  WHERE (e.down OR c.notify_degraded) \
    AND (c.all_urls OR EXISTS (SELECT 1 FROM channel_urls cu WHERE cu.channel_id = c.id AND cu.url_id = e.url_id)) \
-   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.incident_id \
+   AND (e.again OR NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.incident_id \
                    AND d.channel_id = c.id AND d.event = 'incident.opened' \
-                   AND (NOT e.down OR d.payload::jsonb #>> '{data,incident,state}' = 'DOWN')) \
+                   AND (NOT e.down OR d.payload::jsonb #>> '{data,incident,state}' = 'DOWN'))) \
  ORDER BY e.ord, c.id";
 
 /// Postgres: resolved events to the channels that had an opened one, once
@@ -81,9 +86,9 @@ const ENQUEUE_OPENED_SQLITE: &str = "INSERT INTO deliveries \
  JOIN channels c ON c.user_id = u.user_id \
  WHERE (e.value ->> 2 OR c.notify_degraded) \
    AND (c.all_urls OR EXISTS (SELECT 1 FROM channel_urls cu WHERE cu.channel_id = c.id AND cu.url_id = e.value ->> 1)) \
-   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.value ->> 0 \
+   AND (e.value ->> 4 OR NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.incident_id = e.value ->> 0 \
                    AND d.channel_id = c.id AND d.event = 'incident.opened' \
-                   AND (NOT (e.value ->> 2) OR d.payload ->> '$.data.incident.state' = 'DOWN')) \
+                   AND (NOT (e.value ->> 2) OR d.payload ->> '$.data.incident.state' = 'DOWN'))) \
  ORDER BY e.key, c.id";
 
 const ENQUEUE_RESOLVED_SQLITE: &str = "INSERT INTO deliveries \
@@ -126,6 +131,7 @@ pub(super) async fn enqueue_postgres(
             )
             .bind(opened.iter().map(|e| e.body.clone()).collect::<Vec<_>>())
             .bind(now)
+            .bind(opened.iter().map(|e| e.again).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
     }
@@ -152,7 +158,13 @@ pub(super) async fn enqueue_sqlite(
         let json: Vec<_> = opened
             .iter()
             .map(|e| {
-                serde_json::json!([e.incident_id, e.url_id, e.state == UrlState::Down, e.body])
+                serde_json::json!([
+                    e.incident_id,
+                    e.url_id,
+                    e.state == UrlState::Down,
+                    e.body,
+                    e.again
+                ])
             })
             .collect();
         sqlx::query(ENQUEUE_OPENED_SQLITE)
@@ -333,7 +345,8 @@ fn delivery(row: &sea_orm::QueryResult) -> Result<DeliveryRecord, DbErr> {
     })
 }
 
-/// Open incidents whose channels take reminders: per (incident, channel),
+/// Open incidents whose channels take reminders, of URLs not in a
+/// maintenance window (state 6: nothing is sent then): per (incident, channel),
 /// when the channel was first sent the incident, its interval, the last
 /// reminder sent, the incident's state and failed probes now, and the
 /// newest opened event the channel got (the reminder's body is made from it).
@@ -345,9 +358,10 @@ const REMINDER_CANDIDATES: &str = "SELECT d.incident_id, d.channel_id, min(d.cre
           AND p.channel_id = d.channel_id AND p.event = 'incident.opened' \
           ORDER BY p.id DESC LIMIT 1) AS opened \
  FROM incidents i \
+ JOIN url_states s ON s.url_id = i.url_id \
  JOIN deliveries d ON d.incident_id = i.id AND d.event = 'incident.opened' \
  JOIN channels c ON c.id = d.channel_id \
- WHERE i.resolved_at IS NULL AND c.remind_every_s IS NOT NULL \
+ WHERE i.resolved_at IS NULL AND c.remind_every_s IS NOT NULL AND s.state <> 6 \
  GROUP BY d.incident_id, d.channel_id, c.remind_every_s, i.state, i.failed_probes";
 
 /// Puts the reminders due at `now` in the outbox (`Channel.remind_every`):

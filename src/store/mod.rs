@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod channels;
 pub mod deliveries;
 pub mod incidents;
+pub mod maintenance;
 pub mod outcomes;
 pub mod rollups;
 pub mod schedule;
@@ -187,6 +188,38 @@ pub(crate) fn one_of(
             serde_json::to_string(ids).unwrap_or_default().into(),
         ),
     }
+}
+
+/// Begins a transaction that first takes `user`'s row (Postgres; SQLite's
+/// write lock is taken by the update too), then counts the user's rows of
+/// `table`: two concurrent adds checked against a quota in it cannot both
+/// pass. `table` is one of the store's own table names, never input.
+pub(crate) async fn begin_counting(
+    db: &DatabaseConnection,
+    user: crate::domain::UserId,
+    table: &'static str,
+) -> Result<(sea_orm::DatabaseTransaction, i64), DbErr> {
+    use sea_orm::{Statement, TransactionTrait};
+    let backend = db.get_database_backend();
+    let sql = |pg: &str| numbered(backend, pg);
+    let txn = db.begin().await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql("UPDATE users SET url_count = url_count WHERE id = $1"),
+        [user.0.into()],
+    ))
+    .await?;
+    let count: i64 = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql(&format!(
+                "SELECT count(*) AS n FROM {table} WHERE user_id = $1"
+            )),
+            [user.0.into()],
+        ))
+        .await?
+        .map_or(Ok(0), |row| row.try_get("", "n"))?;
+    Ok((txn, count))
 }
 
 /// Whether an error is a unique-constraint violation.

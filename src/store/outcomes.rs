@@ -1,6 +1,10 @@
 //! One flush batch, in one transaction: its statuses, and what they change
 //! in each URL's state and incidents.
 //!
+//! 0. Before the transaction, the maintenance windows of the batch's owners
+//!    are read once and expanded over its due-time range; a row inside one
+//!    gets the verdict `MAINTENANCE` (`domain::maintenance`), which holds
+//!    the state machine and counts apart in rollups.
 //! 1. The statuses are inserted `ON CONFLICT (url_id, due_at) DO NOTHING
 //!    RETURNING` their ids: only rows really inserted go on, so a batch
 //!    delivered twice changes nothing the second time.
@@ -30,14 +34,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbBackend};
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::domain::{
     ProbeResult,
+    maintenance::WindowIndex,
     notification::{EventKind, IncidentView, LiveNotice},
     state::{Applied, FailedProbe, Outcome, Thresholds, Tracker, UrlState},
+    verdict::Verdict,
 };
 
 use super::{
@@ -140,7 +147,19 @@ async fn write(
     // wait for each other's unique keys in turn instead of deadlocking.
     let mut sorted = rows.to_vec();
     sorted.sort_unstable_by_key(|r| (r.url_id, r.due_ms));
-    let rows = sorted.as_slice();
+    let judged = if derive == Derive::All {
+        in_windows(db, &sorted).await?
+    } else {
+        None
+    };
+    let judged_refs: Vec<&ProbeResult>;
+    let rows = match &judged {
+        Some(judged) => {
+            judged_refs = judged.iter().collect();
+            judged_refs.as_slice()
+        }
+        None => sorted.as_slice(),
+    };
     if db.get_database_backend() == DbBackend::Postgres {
         let mut tx = db.get_postgres_connection_pool().begin().await?;
         let written = postgres::write(&mut tx, rows, derive).await?;
@@ -155,6 +174,46 @@ async fn write(
         tx.commit().await?;
         Ok(written)
     }
+}
+
+/// The batch (sorted) with each row due inside one of its owner's
+/// maintenance windows judged `MAINTENANCE`; `None` when no row is. The
+/// windows are read and expanded once for the batch (the owners it touches,
+/// over its due-time range), then each row is one lookup.
+async fn in_windows(
+    db: &DatabaseConnection,
+    rows: &[&ProbeResult],
+) -> anyhow::Result<Option<Vec<ProbeResult>>> {
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.url_id).collect();
+    ids.dedup();
+    let (owners, windows) = crate::store::maintenance::for_urls(db, &ids)
+        .await
+        .context("reading the batch's maintenance windows")?;
+    if windows.is_empty() {
+        return Ok(None);
+    }
+    let lo = rows.iter().map(|r| r.due_ms).min().unwrap_or_default();
+    let hi = rows.iter().map(|r| r.due_ms).max().unwrap_or_default();
+    let index = WindowIndex::build(&windows, lo, hi);
+    let covered = |r: &ProbeResult| {
+        owners
+            .get(&r.url_id)
+            .is_some_and(|owner| index.covers(*owner, r.url_id, r.due_ms))
+    };
+    if index.is_empty() || !rows.iter().any(|r| covered(r)) {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.iter()
+            .map(|r| {
+                let mut r = (*r).clone();
+                if covered(&r) {
+                    r.verdict = Some(Verdict::Maintenance);
+                }
+                r
+            })
+            .collect(),
+    ))
 }
 
 /// The inserted rows' outcomes per URL, in due-time order.
@@ -335,6 +394,8 @@ fn events_of_update(
     let kinds = match (change.resolved_ms, change.state) {
         (Some(_), _) => vec![EventKind::Resolved],
         (None, Some(UrlState::Down)) => vec![EventKind::Opened],
+        // A maintenance window held it and its URL still fails: page again.
+        (None, _) if change.renotify => vec![EventKind::Opened],
         _ => Vec::new(),
     };
     let notice = LiveNotice::Incident {
@@ -350,6 +411,7 @@ fn events_of_update(
         .into_iter()
         .map(|kind| IncidentEvent {
             kind,
+            again: change.renotify && change.state.is_none(),
             incident_id: id,
             url_id,
             state,
@@ -388,6 +450,7 @@ fn events_of_new(
         .chain(new.resolved_ms.map(|_| EventKind::Resolved))
         .map(|kind| IncidentEvent {
             kind,
+            again: false,
             incident_id: id,
             url_id,
             state: new.state,

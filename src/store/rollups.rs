@@ -42,13 +42,14 @@ pub fn deltas(per_url: &BTreeMap<i64, Vec<Outcome>>) -> BTreeMap<Key, Bucket> {
 }
 
 /// A stored row.
-type Row = (i64, i16, i64, i32, i32, i32, Option<i64>, Vec<u8>);
+type Row = (i64, i16, i64, i32, i32, i32, Option<i64>, Vec<u8>, i32);
 
 fn bucket_from(r: &Row) -> Bucket {
     Bucket {
         up: u64::try_from(r.3).unwrap_or(0),
         degraded: u64::try_from(r.4).unwrap_or(0),
         down: u64::try_from(r.5).unwrap_or(0),
+        maintenance: u64::try_from(r.8).unwrap_or(0),
         max_us: r.6.and_then(|m| u64::try_from(m).ok()),
         latency: Sketch::decode(&r.7).unwrap_or_default(),
     }
@@ -91,15 +92,17 @@ fn split(
         .partition(|(k, _)| stored_keys.contains(k))
 }
 
-const COLUMNS: &str = "url_id, tier, bucket_ms, up, degraded, down, latency_max_us, sketch";
+const COLUMNS: &str =
+    "url_id, tier, bucket_ms, up, degraded, down, latency_max_us, sketch, maintenance";
 
 /// The stored buckets of a batch's keys: a join on the keys, so each is one
 /// primary-key lookup (a row-value `IN` over them was planned as a scan).
-const JOINED: &str =
-    "r.url_id, r.tier, r.bucket_ms, r.up, r.degraded, r.down, r.latency_max_us, r.sketch";
+const JOINED: &str = "r.url_id, r.tier, r.bucket_ms, r.up, r.degraded, r.down, r.latency_max_us, r.sketch, \
+     r.maintenance";
 
 const UPDATE_ALL: &str = "DO UPDATE SET up = excluded.up, degraded = excluded.degraded, \
-     down = excluded.down, latency_max_us = excluded.latency_max_us, sketch = excluded.sketch";
+     down = excluded.down, latency_max_us = excluded.latency_max_us, sketch = excluded.sketch, \
+     maintenance = excluded.maintenance";
 
 /// Postgres: merges `deltas` into the stored buckets: one read, then one
 /// `UPDATE` of the buckets stored already and one `INSERT` of the new ones
@@ -124,9 +127,10 @@ pub async fn merge_postgres(
         bind_buckets(
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE rollups r SET up = v.up, degraded = v.degraded, down = v.down, \
-                    latency_max_us = v.latency_max_us, sketch = v.sketch \
+                    latency_max_us = v.latency_max_us, sketch = v.sketch, \
+                    maintenance = v.maintenance \
                  FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::int4[], $5::int4[], \
-                             $6::int4[], $7::int8[], $8::bytea[]) AS v({COLUMNS}) \
+                             $6::int4[], $7::int8[], $8::bytea[], $9::int4[]) AS v({COLUMNS}) \
                  WHERE r.url_id = v.url_id AND r.tier = v.tier AND r.bucket_ms = v.bucket_ms"
             ))),
             &old,
@@ -141,7 +145,7 @@ pub async fn merge_postgres(
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO rollups ({COLUMNS}) \
                  SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::int4[], $5::int4[], \
-                                      $6::int4[], $7::int8[], $8::bytea[])"
+                                      $6::int4[], $7::int8[], $8::bytea[], $9::int4[])"
             ))),
             &new,
         )
@@ -151,7 +155,7 @@ pub async fn merge_postgres(
     Ok(())
 }
 
-/// Binds buckets as the eight column arrays `$1..$8` in [`COLUMNS`] order.
+/// Binds buckets as the nine column arrays `$1..$9` in [`COLUMNS`] order.
 fn bind_buckets<'q>(
     query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     buckets: &[(Key, Bucket)],
@@ -171,6 +175,7 @@ fn bind_buckets<'q>(
                 .map(|(_, b)| b.latency.encode())
                 .collect::<Vec<_>>(),
         )
+        .bind(col(|(_, b)| count(b.maintenance)))
 }
 
 /// SQLite: the same, the keys and rows as JSON (sketches hex-encoded).
@@ -199,6 +204,7 @@ pub async fn merge_sqlite(
                 b.down,
                 max_us(b),
                 hex(&b.latency.encode()),
+                b.maintenance,
             ])
         })
         .collect();
@@ -206,7 +212,7 @@ pub async fn merge_sqlite(
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO rollups ({COLUMNS}) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                value ->> 6, unhex(value ->> 7) \
+                value ->> 6, unhex(value ->> 7), value ->> 8 \
          FROM json_each(?1) WHERE true \
          ON CONFLICT (url_id, tier, bucket_ms) {UPDATE_ALL}"
     )))
@@ -240,7 +246,7 @@ pub async fn read(
             backend,
             numbered(
                 backend,
-                "SELECT bucket_ms, up, degraded, down, latency_max_us, sketch FROM rollups \
+                "SELECT bucket_ms, up, degraded, down, latency_max_us, sketch, maintenance FROM rollups \
                  WHERE url_id = $1 AND tier = $2 AND bucket_ms >= $3 AND bucket_ms < $4 \
                  ORDER BY bucket_ms",
             ),
@@ -268,7 +274,7 @@ pub async fn read(
 /// sketches are left empty (not read, not decoded): counts alone.
 ///
 /// The database returns one row per URL, its buckets joined into one text
-/// (`start:up:degraded:down:max:sketch-hex`, comma-separated): a page reads
+/// (`start:up:degraded:down:maintenance:max:sketch-hex`, comma-separated): a page reads
 /// thousands of buckets, and a row costs far more to hand over (SQLite's
 /// worker thread sends each through a channel) than to parse.
 pub async fn read_many(
@@ -304,7 +310,7 @@ pub async fn read_many(
                 backend,
                 &format!(
                     "SELECT url_id, {agg}(bucket_ms || ':' || up || ':' || degraded || ':' || down \
-                                         || ':' || {max} || ':' || {sketch}, ',') AS buckets \
+                                         || ':' || maintenance || ':' || {max} || ':' || {sketch}, ',') AS buckets \
                      FROM rollups WHERE tier = $1 AND bucket_ms >= $2 AND bucket_ms < $3 AND {ids} \
                      GROUP BY url_id ORDER BY url_id"
                 ),
@@ -339,7 +345,7 @@ fn parse_joined(text: &str) -> Option<(i64, Bucket)> {
     let mut next = || parts.next();
     let start = next()?.parse().ok()?;
     let mut count = || next()?.parse::<u64>().ok();
-    let (up, degraded, down) = (count()?, count()?, count()?);
+    let (up, degraded, down, maintenance) = (count()?, count()?, count()?, count()?);
     let max_us = match next()? {
         "" => None,
         max => Some(max.parse::<u64>().ok()?),
@@ -354,6 +360,7 @@ fn parse_joined(text: &str) -> Option<(i64, Bucket)> {
             up,
             degraded,
             down,
+            maintenance,
             max_us,
             latency,
         },
@@ -382,6 +389,7 @@ pub async fn sums(
                     "SELECT url_id, CAST(SUM(up) AS BIGINT) AS up, \
                             CAST(SUM(degraded) AS BIGINT) AS degraded, \
                             CAST(SUM(down) AS BIGINT) AS down, \
+                            CAST(SUM(maintenance) AS BIGINT) AS maintenance, \
                             MAX(latency_max_us) AS latency_max_us \
                      FROM rollups WHERE tier = $1 AND bucket_ms >= $2 AND bucket_ms < $3 AND {ids} \
                      GROUP BY url_id"
@@ -406,6 +414,7 @@ pub async fn sums(
                     up: count("up")?,
                     degraded: count("degraded")?,
                     down: count("down")?,
+                    maintenance: count("maintenance")?,
                     max_us: r
                         .try_get::<Option<i64>>("", "latency_max_us")?
                         .and_then(|m| u64::try_from(m).ok()),
@@ -425,6 +434,7 @@ fn bucket_of_row(r: &sea_orm::QueryResult, sketch: Option<&[u8]>) -> Result<Buck
         up: count("up")?,
         degraded: count("degraded")?,
         down: count("down")?,
+        maintenance: count("maintenance")?,
         max_us: r
             .try_get::<Option<i64>>("", "latency_max_us")?
             .and_then(|m| u64::try_from(m).ok()),
@@ -495,21 +505,29 @@ mod tests {
         let mut bucket = Bucket::default();
         bucket.add(crate::domain::verdict::Verdict::Up, Some(12_000));
         bucket.add(crate::domain::verdict::Verdict::Down, Some(900_000));
+        bucket.add(crate::domain::verdict::Verdict::Maintenance, None);
         let text = format!(
-            "1700000000000:{}:{}:{}:{}:{}",
+            "1700000000000:{}:{}:{}:{}:{}:{}",
             bucket.up,
             bucket.degraded,
             bucket.down,
+            bucket.maintenance,
             bucket.max_us.unwrap(),
             hex(&bucket.latency.encode())
         );
         assert_eq!(parse_joined(&text), Some((1_700_000_000_000, bucket)));
-        let counts = parse_joined("5:1:2:3::").unwrap().1;
+        let counts = parse_joined("5:1:2:3:4::").unwrap().1;
         assert_eq!(
-            (counts.up, counts.degraded, counts.down, counts.max_us),
-            (1, 2, 3, None)
+            (
+                counts.up,
+                counts.degraded,
+                counts.down,
+                counts.maintenance,
+                counts.max_us
+            ),
+            (1, 2, 3, 4, None)
         );
         assert_eq!(parse_joined("5:1:2"), None);
-        assert_eq!(parse_joined("5:1:2:3::zz"), None);
+        assert_eq!(parse_joined("5:1:2:3:4::zz"), None);
     }
 }

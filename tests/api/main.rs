@@ -31,6 +31,7 @@ mod channels;
 mod dependencies;
 mod events;
 mod incidents;
+mod maintenance;
 mod monitors_as_code;
 mod outages;
 mod pipeline;

@@ -167,7 +167,10 @@ pub(crate) async fn watched(
 }
 
 /// The channel's deliveries as stored: (event, state, attempts, last_error).
-async fn deliveries(app: &TestApp, channel_id: i64) -> Vec<(String, i16, i32, Option<String>)> {
+pub(crate) async fn deliveries(
+    app: &TestApp,
+    channel_id: i64,
+) -> Vec<(String, i16, i32, Option<String>)> {
     let backend = app.db.get_database_backend();
     let sql = match backend {
         sea_orm::DbBackend::Postgres => {

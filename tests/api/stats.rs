@@ -47,7 +47,7 @@ async fn stats(
 
 /// Moves a URL's creation and schedule to `t0` on a one-minute grid, as if
 /// it had been added then.
-async fn backdate(app: &TestApp, url_id: i64, t0: i64) {
+pub(crate) async fn backdate(app: &TestApp, url_id: i64, t0: i64) {
     let db = &app.db;
     let created = DateTime::<Utc>::from_timestamp_millis(t0).unwrap();
     let created = match db.get_database_backend() {
