@@ -9,6 +9,13 @@
 //! fails), SERVING again after: a load balancer then sends calls to
 //! instances that can answer them. Each check also samples the buffer
 //! backlog and the database pool for `/metrics`.
+//!
+//! A prober that doubts its own network (`prober::doubt`) shows in the
+//! `/readyz` body (`"prober": {"degraded": ["canary"]}`) and in
+//! `monitor_prober_degraded`, but leaves readiness alone: the API, served
+//! from the database, is as good as ever, so Envoy (which checks
+//! `grpc.health.v1` for the service) keeps routing calls to it. The probes
+//! are what suffer, and they are recorded `UNKNOWN`, not `DOWN`.
 
 use std::{
     sync::{
@@ -89,7 +96,30 @@ impl Health {
             } else {
                 "not configured (in-process buffer)"
             },
+            "prober": self.prober_report(),
         })
+    }
+
+    /// The prober's trust in its own network, as the metrics say: `ok`, or
+    /// `degraded` with why. It does not make the instance unready: the API
+    /// answers all the same (see the module's documentation).
+    fn prober_report(&self) -> Value {
+        let reasons: Vec<&str> = crate::prober::doubt::Reason::ALL
+            .into_iter()
+            .filter(|r| {
+                self.metrics
+                    .prober_degraded
+                    .get_or_create(&crate::metrics::ReasonLabels { reason: r.label() })
+                    .get()
+                    > 0
+            })
+            .map(crate::prober::doubt::Reason::label)
+            .collect();
+        if reasons.is_empty() {
+            json!("ok")
+        } else {
+            json!({ "degraded": reasons })
+        }
     }
 
     /// Checks every dependency once, updates the health service, the

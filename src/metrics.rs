@@ -53,6 +53,12 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+/// Why the prober doubts its own network: `canary` or `mass_failure`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     /// `in_use` or `idle`.
@@ -88,6 +94,8 @@ pub struct Metrics {
     pub schedule_lateness: Histogram,
     pub probes_skipped_late: Counter,
     pub probes_from_memory: Counter,
+    pub prober_degraded: Family<ReasonLabels, Gauge>,
+    pub probes_unknown: Counter,
     pub buffer_backlog: Gauge,
     pub flush_batches: Counter,
     pub flush_rows: Counter,
@@ -118,6 +126,8 @@ impl Metrics {
             schedule_lateness: histogram_lateness(),
             probes_skipped_late: Counter::default(),
             probes_from_memory: Counter::default(),
+            prober_degraded: Family::default(),
+            probes_unknown: Counter::default(),
             buffer_backlog: Gauge::default(),
             flush_batches: Counter::default(),
             flush_rows: Counter::default(),
@@ -159,6 +169,16 @@ impl Metrics {
             "monitor_probes_from_memory",
             "Due times probed from the prober's memory because claiming from the database failed (outage)",
             m.probes_from_memory.clone(),
+        );
+        r.register(
+            "monitor_prober_degraded",
+            "1 while the prober doubts its own network, by reason (canary: every canary failed; mass_failure: most probes of the last window failed across many hosts)",
+            m.prober_degraded.clone(),
+        );
+        r.register(
+            "monitor_probes_unknown",
+            "Failed probes recorded UNKNOWN (error kind PROBER_DEGRADED) because the prober doubted its own network",
+            m.probes_unknown.clone(),
         );
         r.register(
             "monitor_buffer_backlog",

@@ -11,6 +11,11 @@ pub enum Verdict {
     Up,
     Degraded,
     Down,
+    /// The probe failed while the prober doubted its own network (its
+    /// canaries failed, or most of its probes failed across many hosts at
+    /// once: see `prober::doubt`). Says nothing of the URL: the state
+    /// machine skips it and rollups count it as missed.
+    Unknown,
 }
 
 impl Verdict {
@@ -32,6 +37,7 @@ impl Verdict {
             Some(2) => Self::Up,
             Some(3) => Self::Degraded,
             Some(4) => Self::Down,
+            Some(7) => Self::Unknown,
             _ => Self::by_default(status_code, error_kind),
         }
     }
@@ -42,6 +48,7 @@ impl Verdict {
             Self::Up => 2,
             Self::Degraded => 3,
             Self::Down => 4,
+            Self::Unknown => 7,
         }
     }
 }
