@@ -27,8 +27,13 @@
 //! results are bounded: past `max_held`, the oldest windows are judged
 //! early.
 //!
-//! A window is doubted when it was a mass failure, or when the canaries
-//! doubted at any moment from its start to its judgement.
+//! A window is doubted when the canaries doubted at any moment from its
+//! start to its judgement, or, without canaries, when it was a mass
+//! failure. With canaries configured they decide alone: a canary reached is
+//! direct evidence that the network works, so every target failing at once
+//! while a canary answers is a real outage (incidents open as usual), and
+//! the mass-failure rule, a guess from the pattern of failures, is the
+//! fallback of an instance without canaries.
 //!
 //! [`Doubt`] is pure: the prober feeds it results, canary rounds and the
 //! time, and pushes what it releases.
@@ -65,7 +70,7 @@ pub struct DoubtSettings {
 
     /// A window in which more than this share (%) of this instance's probes
     /// failed with DNS/connect/timeout errors, across enough hosts, is a
-    /// mass failure (0: off).
+    /// mass failure (0: off). Used only without canaries.
     #[arg(
         long = "mass-failure-percent",
         env = "MONITOR_MASS_FAILURE_PERCENT",
@@ -178,6 +183,8 @@ pub struct Rules {
     /// 0: no mass-failure rule.
     pub percent: u8,
     pub min_hosts: usize,
+    /// Whether canaries are configured: they then decide alone.
+    pub canaries: bool,
     /// Most failures held at once.
     pub max_held: usize,
 }
@@ -307,7 +314,8 @@ impl Doubt {
     fn judge_window(&mut self, start: i64, window: Window, out: &mut Released) {
         let failed = window.held.len() as u64;
         self.held -= window.held.len();
-        let mass = self.rules.percent > 0
+        let mass = !self.rules.canaries
+            && self.rules.percent > 0
             && failed * 100 > u64::from(self.rules.percent) * window.total
             && window.hosts.len() >= self.rules.min_hosts;
         if window.total > 0 {
@@ -361,6 +369,7 @@ mod tests {
         judge_delay_ms: 2_000,
         percent: 80,
         min_hosts: 3,
+        canaries: false,
         max_held: 100,
     };
 
@@ -467,6 +476,20 @@ mod tests {
         assert_eq!(verdicts(&d.judge(22_000)), [Verdict::Unknown]);
         assert_eq!(verdicts(&d.judge(32_000)), [Verdict::Down]);
         assert!(d.observe(refused(29_000), "a").unwrap().verdict == Some(Verdict::Down));
+    }
+
+    #[test]
+    fn with_canaries_configured_a_reached_canary_outranks_the_mass_failure_rule() {
+        let mut d = Doubt::new(Rules {
+            canaries: true,
+            ..RULES
+        });
+        d.canary_round(0, true);
+        for (i, host) in ["a", "b", "c", "d"].iter().enumerate() {
+            d.observe(refused(i64::try_from(i).unwrap()), host);
+        }
+        assert_eq!(verdicts(&d.judge(12_000)), [Verdict::Down; 4]);
+        assert!(d.reasons().is_empty());
     }
 
     #[test]

@@ -162,6 +162,7 @@ impl ProberSettings {
             judge_delay_ms: millis(self.doubt.judge_delay(self.probe.timeout)),
             percent: self.doubt.mass_failure_percent,
             min_hosts: self.doubt.mass_failure_min_hosts,
+            canaries: !self.doubt.canary_urls.is_empty(),
             max_held: self.max_pending(),
         }
     }
