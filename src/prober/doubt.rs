@@ -111,8 +111,7 @@ impl DoubtSettings {
             "must be at least 2 (one failing host is that host's outage)",
         )?;
         check_setting(
-            (Duration::from_secs(1)..=Duration::from_secs(600))
-                .contains(&self.mass_failure_window),
+            (Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.mass_failure_window),
             "MONITOR_MASS_FAILURE_WINDOW",
             "must be between 1s and 10m",
         )?;
@@ -171,7 +170,9 @@ impl Reason {
 pub fn is_network_failure(result: &ProbeResult) -> bool {
     result.status_code == 0
         && result.error_kind.is_some_and(|k| {
-            k == ErrorKind::Dns as i16 || k == ErrorKind::Connect as i16 || k == ErrorKind::Timeout as i16
+            k == ErrorKind::Dns as i16
+                || k == ErrorKind::Connect as i16
+                || k == ErrorKind::Timeout as i16
         })
 }
 
@@ -418,7 +419,10 @@ mod tests {
     fn most_probes_failing_across_many_hosts_is_a_mass_failure() {
         let mut d = Doubt::new(RULES);
         for (i, host) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            assert!(d.observe(refused(i64::try_from(i).unwrap()), host).is_none());
+            assert!(
+                d.observe(refused(i64::try_from(i).unwrap()), host)
+                    .is_none()
+            );
         }
         assert!(d.observe(ok(5), "f").is_some());
         let released = d.judge(12_000);

@@ -213,6 +213,7 @@ async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend:
         !degraded(&app, "canary").await
     })
     .await;
+    let recovered = chrono::Utc::now().timestamp();
     let ups = count(&app, "SELECT COUNT(*) FROM statuses WHERE verdict = 2").await;
     until("every URL probed UP again", || async {
         count(&app, "SELECT COUNT(*) FROM statuses WHERE verdict = 2").await >= ups + 6
@@ -222,13 +223,49 @@ async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend:
     assert!(receiver.got().is_empty(), "{:?}", receiver.got());
     let (_, body) = app.get_json("/readyz", None).await;
     assert_eq!(body["prober"], "ok", "{body}");
+    // In stats the UNKNOWN slots are missed, never down (up to the
+    // recovery, once the results of then are surely stored).
+    let client = app.client.clone();
+    until("the doubted slots missed in stats", || {
+        let mut client = client.clone();
+        let token = token.clone();
+        let id = ids[0];
+        async move {
+            let stats = client
+                .get_url_stats(crate::helpers::authed(
+                    pb::GetUrlStatsRequest {
+                        url_id: id,
+                        start_time: Some(monitor::proto::Timestamp {
+                            seconds: recovered - 600,
+                            nanos: 0,
+                        }),
+                        end_time: Some(monitor::proto::Timestamp {
+                            seconds: recovered,
+                            nanos: 0,
+                        }),
+                        granularity: pb::Granularity::Minute as i32,
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            let total = stats.total.unwrap();
+            assert_eq!(total.down, 0, "{total:?}");
+            total.missed >= 5
+        }
+    })
+    .await;
 
     // Every target down while the canary answers: a real outage.
     let stopped = chrono::Utc::now().timestamp();
     for t in &mut targets {
         t.stop().await;
     }
-    until("an incident per URL", || async { incidents(&app).await == 3 }).await;
+    until("an incident per URL", || async {
+        incidents(&app).await == 3
+    })
+    .await;
     until("three incident.opened webhooks", || async {
         receiver
             .got()
@@ -272,7 +309,11 @@ async fn mass_failure_across_many_hosts_opens_nothing_one_host_down_does(backend
     for t in &targets {
         let mut ids = Vec::new();
         for i in 0..10 {
-            ids.push(app.add_url_every(&token, &t.url(&format!("/{i}")), 1).await.id);
+            ids.push(
+                app.add_url_every(&token, &t.url(&format!("/{i}")), 1)
+                    .await
+                    .id,
+            );
         }
         by_target.push(ids);
     }
