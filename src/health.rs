@@ -108,7 +108,8 @@ impl Health {
             .into_iter()
             .filter(|r| {
                 self.metrics
-                    .prober_degraded
+                    .doubt
+                    .degraded
                     .get_or_create(&crate::metrics::ReasonLabels { reason: r.label() })
                     .get()
                     > 0

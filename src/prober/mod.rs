@@ -356,7 +356,7 @@ impl Prober {
         };
         self.show_doubt(&reasons);
         let m = &self.inner.metrics;
-        m.probes_unknown.inc_by(released.unknown as u64);
+        m.doubt.unknown.inc_by(released.unknown as u64);
         if released.unknown > 0 {
             tracing::warn!(
                 unknown = released.unknown,
@@ -375,7 +375,8 @@ impl Prober {
         for reason in doubt::Reason::ALL {
             self.inner
                 .metrics
-                .prober_degraded
+                .doubt
+                .degraded
                 .get_or_create(&crate::metrics::ReasonLabels {
                     reason: reason.label(),
                 })

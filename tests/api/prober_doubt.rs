@@ -23,7 +23,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     channels::{create_channel, webhook},
-    helpers::{Backend, TestApp, spawn_app_with},
+    helpers::{Backend, TestApp, authed, spawn_app_with},
     notifications::{Receiver, notifying},
 };
 
@@ -137,6 +137,27 @@ async fn degraded(app: &TestApp, reason: &str) -> bool {
     ) == Some(1.0)
 }
 
+/// A URL's stats over the ten minutes before `end` (seconds), in minutes.
+async fn stats_until(app: &TestApp, token: &str, url_id: i64, end: i64) -> pb::StatsBucket {
+    let at = |seconds| Some(monitor::proto::Timestamp { seconds, nanos: 0 });
+    app.client
+        .clone()
+        .get_url_stats(authed(
+            pb::GetUrlStatsRequest {
+                url_id,
+                start_time: at(end - 600),
+                end_time: at(end),
+                granularity: pb::Granularity::Minute as i32,
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .total
+        .unwrap()
+}
+
 /// A user with a webhook channel for all their URLs to `receiver`.
 async fn user_with_channel(app: &TestApp, receiver: &Receiver) -> String {
     let (_, token) = app.user().await;
@@ -146,6 +167,7 @@ async fn user_with_channel(app: &TestApp, receiver: &Receiver) -> String {
     token
 }
 
+#[allow(clippy::too_many_lines)] // one scenario: up, network gone, back, real outage
 async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend: Backend) {
     let mut canary = Stoppable::start("127.0.0.1").await;
     let mut targets = Vec::new();
@@ -181,8 +203,8 @@ async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend:
         unknown_statuses(&app).await >= 15
     })
     .await;
-    let (status, body) = app.get_json("/readyz", None).await;
-    assert_eq!(status, 200, "a doubting prober keeps the API ready: {body}");
+    let (code, body) = app.get_json("/readyz", None).await;
+    assert_eq!(code, 200, "a doubting prober keeps the API ready: {body}");
     assert_eq!(body["prober"]["degraded"][0], "canary", "{body}");
     let text = metrics(&app).await;
     assert!(
@@ -225,35 +247,10 @@ async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend:
     assert_eq!(body["prober"], "ok", "{body}");
     // In stats the UNKNOWN slots are missed, never down (up to the
     // recovery, once the results of then are surely stored).
-    let client = app.client.clone();
-    until("the doubted slots missed in stats", || {
-        let mut client = client.clone();
-        let token = token.clone();
-        let id = ids[0];
-        async move {
-            let stats = client
-                .get_url_stats(crate::helpers::authed(
-                    pb::GetUrlStatsRequest {
-                        url_id: id,
-                        start_time: Some(monitor::proto::Timestamp {
-                            seconds: recovered - 600,
-                            nanos: 0,
-                        }),
-                        end_time: Some(monitor::proto::Timestamp {
-                            seconds: recovered,
-                            nanos: 0,
-                        }),
-                        granularity: pb::Granularity::Minute as i32,
-                    },
-                    &token,
-                ))
-                .await
-                .unwrap()
-                .into_inner();
-            let total = stats.total.unwrap();
-            assert_eq!(total.down, 0, "{total:?}");
-            total.missed >= 5
-        }
+    until("the doubted slots missed in stats", || async {
+        let total = stats_until(&app, &token, ids[0], recovered).await;
+        assert_eq!(total.down, 0, "{total:?}");
+        total.missed >= 5
     })
     .await;
 
@@ -365,8 +362,9 @@ async fn mass_failure_across_many_hosts_opens_nothing_one_host_down_does(backend
 
 #[test]
 fn settings_that_cannot_work_are_refused() {
+    type Set = fn(&mut monitor::config::Settings);
     let dir = tempfile::tempdir().unwrap();
-    let bad: [(&str, fn(&mut monitor::config::Settings)); 5] = [
+    let bad: [(&str, Set); 5] = [
         ("MONITOR_MASS_FAILURE_PERCENT", |s| {
             s.prober.doubt.mass_failure_percent = 101;
         }),
