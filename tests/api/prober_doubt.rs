@@ -20,6 +20,9 @@ use axum::{Router, routing::get};
 use monitor::proto::monitor::v1::{self as pb, UrlState};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::{net::TcpListener, task::JoinHandle};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::{
     channels::{create_channel, webhook},
@@ -137,6 +140,18 @@ async fn degraded(app: &TestApp, reason: &str) -> bool {
     ) == Some(1.0)
 }
 
+async fn grpc_health(app: &TestApp, service: &str) -> ServingStatus {
+    let mut client = HealthClient::new(app.channel().await);
+    let res = client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ServingStatus::try_from(res.status).unwrap()
+}
+
 /// A URL's stats over the ten minutes before `end` (seconds), in minutes.
 async fn stats_until(app: &TestApp, token: &str, url_id: i64, end: i64) -> pb::StatsBucket {
     let at = |seconds| Some(monitor::proto::Timestamp { seconds, nanos: 0 });
@@ -181,6 +196,7 @@ async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend:
         s.prober.doubt.canary_urls = vec![canary_url];
         s.prober.doubt.canary_interval = Duration::from_millis(200);
         s.prober.doubt.mass_failure_window = Duration::from_secs(1);
+        s.health_interval = Duration::from_millis(200);
     })
     .await;
     let token = user_with_channel(&app, &receiver).await;
@@ -206,6 +222,15 @@ async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend:
     let (code, body) = app.get_json("/readyz", None).await;
     assert_eq!(code, 200, "a doubting prober keeps the API ready: {body}");
     assert_eq!(body["prober"]["degraded"][0], "canary", "{body}");
+    until("grpc.health says the prober is degraded", || async {
+        grpc_health(&app, monitor::health::PROBER_HEALTH_SERVICE).await == ServingStatus::NotServing
+    })
+    .await;
+    assert_eq!(
+        grpc_health(&app, "monitor.v1.MonitorService").await,
+        ServingStatus::Serving,
+        "Envoy's check: the API is served all the same"
+    );
     let text = metrics(&app).await;
     assert!(
         sample(&text, "monitor_probes_unknown_total").unwrap_or(0.0) >= 15.0,
@@ -245,6 +270,10 @@ async fn a_canary_down_with_every_target_means_the_prober_doubts_itself(backend:
     assert!(receiver.got().is_empty(), "{:?}", receiver.got());
     let (_, body) = app.get_json("/readyz", None).await;
     assert_eq!(body["prober"], "ok", "{body}");
+    until("grpc.health says the prober is fine", || async {
+        grpc_health(&app, monitor::health::PROBER_HEALTH_SERVICE).await == ServingStatus::Serving
+    })
+    .await;
     // In stats the UNKNOWN slots are missed, never down (up to the
     // recovery, once the results of then are surely stored).
     until("the doubted slots missed in stats", || async {
