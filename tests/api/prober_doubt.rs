@@ -20,14 +20,13 @@ use axum::{Router, routing::get};
 use monitor::proto::monitor::v1::{self as pb, UrlState};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::{net::TcpListener, task::JoinHandle};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{
     channels::{create_channel, webhook},
     helpers::{Backend, TestApp, authed, spawn_app_with},
     notifications::{Receiver, notifying},
+    observability::grpc_health,
 };
 
 /// A target answering 200 on every path that can be stopped (its port then
@@ -138,18 +137,6 @@ async fn degraded(app: &TestApp, reason: &str) -> bool {
         &text,
         &format!("monitor_prober_degraded{{reason=\"{reason}\"}}"),
     ) == Some(1.0)
-}
-
-async fn grpc_health(app: &TestApp, service: &str) -> ServingStatus {
-    let mut client = HealthClient::new(app.channel().await);
-    let res = client
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    ServingStatus::try_from(res.status).unwrap()
 }
 
 /// A URL's stats over the ten minutes before `end` (seconds), in minutes.
