@@ -465,8 +465,16 @@ fn services(
         db.clone(),
         urls.clone(),
         Tier::ALL.map(|t| (t, settings.flush.rollup_setting(t).1)),
-        // A result lands within a probe's timeout and a flush.
-        settings.prober.probe.timeout + settings.flush.interval + Duration::from_secs(5),
+        // A result lands within a probe's timeout and a flush, a network
+        // failure once its window is judged (`prober::doubt`).
+        settings.prober.probe.timeout
+            + settings.flush.interval
+            + Duration::from_secs(5)
+            + settings.prober.doubt.mass_failure_window
+            + settings
+                .prober
+                .doubt
+                .judge_delay(settings.prober.probe.timeout),
     ));
     Services {
         events: Arc::new(EventService::new(

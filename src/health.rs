@@ -9,6 +9,15 @@
 //! fails), SERVING again after: a load balancer then sends calls to
 //! instances that can answer them. Each check also samples the buffer
 //! backlog and the database pool for `/metrics`.
+//!
+//! A prober that doubts its own network (`prober::doubt`) shows in the
+//! `/readyz` body (`"prober": {"degraded": ["canary"]}`), in
+//! `monitor_prober_degraded` and as NOT_SERVING for the `grpc.health.v1`
+//! service `monitor.prober` (refreshed at each check), but leaves readiness
+//! alone: the API, served
+//! from the database, is as good as ever, so Envoy (which checks
+//! `grpc.health.v1` for the service) keeps routing calls to it. The probes
+//! are what suffer, and they are recorded `UNKNOWN`, not `DOWN`.
 
 use std::{
     sync::{
@@ -29,6 +38,11 @@ use crate::{
     proto::monitor::v1::monitor_service_server::SERVICE_NAME,
     store,
 };
+
+/// The `grpc.health.v1` service name saying whether the prober trusts its
+/// own network: NOT_SERVING while it doubts. Envoy checks
+/// `monitor.v1.MonitorService`, so it keeps routing API calls.
+pub const PROBER_HEALTH_SERVICE: &str = "monitor.prober";
 
 /// How long one dependency may take to answer a check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -89,7 +103,36 @@ impl Health {
             } else {
                 "not configured (in-process buffer)"
             },
+            "prober": self.prober_report(),
         })
+    }
+
+    /// The prober's trust in its own network, as the metrics say: `ok`, or
+    /// `degraded` with why. It does not make the instance unready: the API
+    /// answers all the same (see the module's documentation).
+    fn prober_report(&self) -> Value {
+        let reasons = self.prober_degraded();
+        if reasons.is_empty() {
+            json!("ok")
+        } else {
+            json!({ "degraded": reasons })
+        }
+    }
+
+    /// Why the prober doubts its own network (empty: it does not).
+    fn prober_degraded(&self) -> Vec<&'static str> {
+        crate::prober::doubt::Reason::ALL
+            .into_iter()
+            .filter(|r| {
+                self.metrics
+                    .doubt
+                    .degraded
+                    .get_or_create(&crate::metrics::ReasonLabels { reason: r.label() })
+                    .get()
+                    > 0
+            })
+            .map(crate::prober::doubt::Reason::label)
+            .collect()
     }
 
     /// Checks every dependency once, updates the health service, the
@@ -131,6 +174,14 @@ impl Health {
         self.db_writable.store(db_writable, Ordering::Relaxed);
         self.redis_ok.store(redis_ok, Ordering::Relaxed);
         let ready = self.ready();
+        let prober = if self.prober_degraded().is_empty() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter
+            .set_service_status(PROBER_HEALTH_SERVICE, prober)
+            .await;
         self.set(if ready {
             ServingStatus::Serving
         } else {

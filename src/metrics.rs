@@ -53,6 +53,21 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+/// Why the prober doubts its own network: `canary` or `mass_failure`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// The prober's doubt about its own network (`prober::doubt`).
+#[derive(Debug, Default)]
+pub struct DoubtMetrics {
+    /// 1 while it doubts, by reason.
+    pub degraded: Family<ReasonLabels, Gauge>,
+    /// Failures recorded `UNKNOWN`.
+    pub unknown: Counter,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     /// `in_use` or `idle`.
@@ -88,6 +103,7 @@ pub struct Metrics {
     pub schedule_lateness: Histogram,
     pub probes_skipped_late: Counter,
     pub probes_from_memory: Counter,
+    pub doubt: DoubtMetrics,
     pub buffer_backlog: Gauge,
     pub flush_batches: Counter,
     pub flush_rows: Counter,
@@ -118,6 +134,7 @@ impl Metrics {
             schedule_lateness: histogram_lateness(),
             probes_skipped_late: Counter::default(),
             probes_from_memory: Counter::default(),
+            doubt: DoubtMetrics::default(),
             buffer_backlog: Gauge::default(),
             flush_batches: Counter::default(),
             flush_rows: Counter::default(),
@@ -208,7 +225,23 @@ impl Metrics {
             m.db_pool.clone(),
         );
         m.register_deliveries();
+        m.register_doubt();
         m
+    }
+
+    /// The prober's doubt about its own network (`prober::doubt`).
+    fn register_doubt(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "monitor_prober_degraded",
+            "1 while the prober doubts its own network, by reason (canary: every canary failed; mass_failure: most probes of the last window failed across many hosts)",
+            self.doubt.degraded.clone(),
+        );
+        r.register(
+            "monitor_probes_unknown",
+            "Failed probes recorded UNKNOWN (error kind PROBER_DEGRADED) because the prober doubted its own network",
+            self.doubt.unknown.clone(),
+        );
     }
 
     /// The delivery worker's metrics.

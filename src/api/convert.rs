@@ -354,6 +354,15 @@ pub fn state_to_proto(state: UrlState) -> pb::UrlState {
     }
 }
 
+/// A probe's verdict as the `UrlState` of the same name (`UNKNOWN` is a
+/// verdict only, never a URL's state).
+pub fn verdict_to_proto(verdict: Verdict) -> pb::UrlState {
+    match verdict {
+        Verdict::Unknown => pb::UrlState::Unknown,
+        v => state_to_proto(v.into()),
+    }
+}
+
 /// A duration of `us` microseconds (rounded from a sketch's estimate).
 fn micros(us: f64) -> pbjson_types::Duration {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -446,7 +455,7 @@ pub fn status_to_proto(s: StatusRecord) -> pb::Status {
         error_message: s.error_message.unwrap_or_default(),
         failed_assertions: failed_to_proto(s.failed_assertions),
         tls_not_after: s.tls_not_after.map(time_to_proto),
-        verdict: state_to_proto(s.verdict.into()) as i32,
+        verdict: verdict_to_proto(s.verdict) as i32,
     }
 }
 

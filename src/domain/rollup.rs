@@ -66,13 +66,16 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// Counts one probe; `latency_us` when it got a response.
+    /// Counts one probe; `latency_us` when it got a response. An `UNKNOWN`
+    /// probe (the prober doubted itself) counts nowhere, so its slot shows
+    /// as missed.
     pub fn add(&mut self, verdict: Verdict, latency_us: Option<u64>) {
         match verdict {
             Verdict::Up => self.up += 1,
             Verdict::Degraded => self.degraded += 1,
             Verdict::Down => self.down += 1,
             Verdict::Maintenance => self.maintenance += 1,
+            Verdict::Unknown => return,
         }
         if let Some(us) = latency_us {
             self.latency.add(us);

@@ -26,6 +26,10 @@
 //! `DEGRADED`, and this is the machine of before: `f` failures open an
 //! incident (`DOWN`), `s` successes resolve it.
 //!
+//! An `UNKNOWN` probe (the prober doubted its own network when it failed)
+//! is skipped: it neither extends nor breaks a run, never moves the state,
+//! and never opens or resolves an incident.
+//!
 //! A transition is dated by the due time of the first probe of the run that
 //! caused it: an incident is opened at its first probe that was not `UP`
 //! (whose status it keeps) and resolved at the first `UP` probe of the run
@@ -230,6 +234,10 @@ impl Tracker {
         let failure = thresholds.failure.max(1);
         let success = thresholds.success.max(1);
         for o in outcomes {
+            // The prober doubted itself: this says nothing of the URL.
+            if o.verdict == Verdict::Unknown {
+                continue;
+            }
             if self.last_applied_ms.is_some_and(|last| o.due_ms <= last) {
                 continue;
             }
@@ -451,7 +459,7 @@ mod tests {
         judged(due_ms, if ok { Verdict::Up } else { Verdict::Down })
     }
 
-    /// `+` UP, `~` DEGRADED, `-` DOWN, one a second from 0.
+    /// `+` UP, `~` DEGRADED, `-` DOWN, `?` UNKNOWN, one a second from 0.
     fn run(pattern: &str) -> Vec<Outcome> {
         pattern
             .chars()
@@ -460,6 +468,7 @@ mod tests {
                 let verdict = match c {
                     '+' => Verdict::Up,
                     '~' => Verdict::Degraded,
+                    '?' => Verdict::Unknown,
                     _ => Verdict::Down,
                 };
                 judged(i64::try_from(i).unwrap() * 1_000, verdict)
@@ -483,6 +492,35 @@ mod tests {
         );
         assert_eq!(t.state, UrlState::Up);
         assert_eq!(t.state_since_ms, Some(5_000));
+    }
+
+    #[test]
+    fn unknown_probes_neither_extend_nor_break_a_run_nor_move_the_state() {
+        let mut t = Tracker::default();
+        let applied = t.apply(Thresholds::default(), &run("??????"));
+        assert!(applied.opened.is_empty());
+        assert_eq!((t.state, applied.applied), (UrlState::Pending, 0));
+        // Failures around UNKNOWN ones still make one run of three.
+        let applied = t.apply(Thresholds::default(), &run("+-??-??-"));
+        assert_eq!(applied.opened.len(), 1);
+        assert_eq!(applied.opened[0].opened_ms, 1_000);
+        assert_eq!(t.state, UrlState::Down);
+        t.open_incident = Some(7);
+        // UNKNOWN ones between successes neither resolve nor break the run.
+        let mut t2 = t.clone();
+        let later: Vec<Outcome> = run("????????+??+")
+            .into_iter()
+            .map(|mut o| {
+                o.due_ms += 10_000;
+                o
+            })
+            .collect();
+        let applied = t2.apply(Thresholds::default(), &later[..9]);
+        assert_eq!(t2.state, UrlState::Down);
+        assert!(applied.open_change.is_none());
+        let applied = t.apply(Thresholds::default(), &later);
+        assert_eq!(t.state, UrlState::Up);
+        assert_eq!(applied.open_change.unwrap().resolved_ms, Some(18_000));
     }
 
     #[test]

@@ -14,6 +14,11 @@ pub enum Verdict {
     /// Probed inside a maintenance window (`domain::maintenance`): stored,
     /// shown, counted apart, and never moves the URL toward `UP` or `DOWN`.
     Maintenance,
+    /// The probe failed while the prober doubted its own network (its
+    /// canaries failed, or most of its probes failed across many hosts at
+    /// once: see `prober::doubt`). Says nothing of the URL: the state
+    /// machine skips it and rollups count it as missed.
+    Unknown,
 }
 
 impl Verdict {
@@ -36,6 +41,7 @@ impl Verdict {
             Some(3) => Self::Degraded,
             Some(4) => Self::Down,
             Some(6) => Self::Maintenance,
+            Some(7) => Self::Unknown,
             _ => Self::by_default(status_code, error_kind),
         }
     }
@@ -47,6 +53,7 @@ impl Verdict {
             Self::Degraded => 3,
             Self::Down => 4,
             Self::Maintenance => 6,
+            Self::Unknown => 7,
         }
     }
 }

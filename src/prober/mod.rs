@@ -12,7 +12,14 @@
 //! While claims fail (the database is down or unreachable), the instance
 //! probes the URLs it holds, those whose latest due time it claimed, from
 //! memory ([`holdings`]), for at most `MONITOR_PROBER_OUTAGE_HOLD`.
+//!
+//! The prober doubts itself ([`doubt`]): when its canaries fail, or most of
+//! its probes fail across many hosts at once, its DNS/connect/timeout
+//! failures are recorded `UNKNOWN` (error kind `PROBER_DEGRADED`) instead of
+//! `DOWN`. Such failures are held until their window is judged, released by
+//! each tick.
 
+pub mod doubt;
 pub mod holdings;
 pub mod probe;
 pub mod ssrf;
@@ -31,6 +38,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use doubt::{Doubt, DoubtSettings};
 pub use holdings::Holdings;
 pub use probe::{Probe, ProbeSettings};
 
@@ -94,6 +102,9 @@ pub struct ProberSettings {
 
     #[command(flatten)]
     pub probe: ProbeSettings,
+
+    #[command(flatten)]
+    pub doubt: DoubtSettings,
 }
 
 impl ProberSettings {
@@ -140,7 +151,20 @@ impl ProberSettings {
             "MONITOR_SCHEDULE_MAX_LATENESS",
             "must be at least 1s",
         )?;
-        self.probe.validate()
+        self.probe.validate()?;
+        self.doubt.validate(self.probe.allow_private_targets)
+    }
+
+    /// The rules the prober judges its own doubt by.
+    pub fn doubt_rules(&self) -> doubt::Rules {
+        doubt::Rules {
+            window_ms: millis(self.doubt.mass_failure_window),
+            judge_delay_ms: millis(self.doubt.judge_delay(self.probe.timeout)),
+            percent: self.doubt.mass_failure_percent,
+            min_hosts: self.doubt.mass_failure_min_hosts,
+            canaries: !self.doubt.canary_urls.is_empty(),
+            max_held: self.max_pending(),
+        }
     }
 }
 
@@ -240,6 +264,9 @@ struct Inner {
     /// The URLs this instance probes from memory when claims fail, and
     /// since when (ms) claims have been failing.
     memory: Mutex<Memory>,
+    /// Whether the prober trusts its own network, and the failures held
+    /// until it knows.
+    doubt: Mutex<Doubt>,
 }
 
 /// What the prober keeps for an outage.
@@ -259,6 +286,7 @@ impl Prober {
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let rules = settings.doubt_rules();
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -276,6 +304,7 @@ impl Prober {
                 metrics,
                 pending: Arc::default(),
                 memory: Mutex::default(),
+                doubt: Mutex::new(Doubt::new(rules)),
             }),
         }
     }
@@ -303,6 +332,109 @@ impl Prober {
         self.inner.memory.lock().expect("prober memory poisoned")
     }
 
+    fn doubt(&self) -> std::sync::MutexGuard<'_, Doubt> {
+        self.inner.doubt.lock().expect("prober doubt poisoned")
+    }
+
+    /// Why this instance doubts its own network now (empty: it does not).
+    pub fn doubts(&self) -> Vec<doubt::Reason> {
+        self.doubt().reasons()
+    }
+
+    /// Pushes the held failures whose window is judged (all of them when
+    /// `all`), `UNKNOWN` when the prober doubted itself; returns how many.
+    pub async fn release_judged(&self, all: bool) -> usize {
+        let now = self.inner.clock.now().timestamp_millis();
+        let (released, reasons) = {
+            let mut doubt = self.doubt();
+            let released = if all {
+                doubt.judge_all()
+            } else {
+                doubt.judge(now)
+            };
+            (released, doubt.reasons())
+        };
+        self.show_doubt(&reasons);
+        let m = &self.inner.metrics;
+        m.doubt.unknown.inc_by(released.unknown as u64);
+        if released.unknown > 0 {
+            tracing::warn!(
+                unknown = released.unknown,
+                ?reasons,
+                "the prober doubted its own network: failures recorded UNKNOWN"
+            );
+        }
+        let n = released.results.len();
+        for result in released.results {
+            self.inner.buffer.push(result).await;
+        }
+        n
+    }
+
+    fn show_doubt(&self, reasons: &[doubt::Reason]) {
+        for reason in doubt::Reason::ALL {
+            self.inner
+                .metrics
+                .doubt
+                .degraded
+                .get_or_create(&crate::metrics::ReasonLabels {
+                    reason: reason.label(),
+                })
+                .set(i64::from(reasons.contains(&reason)));
+        }
+    }
+
+    /// Probes every canary once and tells the doubt whether any was reached.
+    pub async fn canary_round(&self) -> bool {
+        let started = self.inner.clock.now();
+        let mut set = tokio::task::JoinSet::new();
+        for url in &self.inner.settings.doubt.canary_urls {
+            let probe = self.inner.probe.clone();
+            let url = url.clone();
+            set.spawn(async move { probe.run(0, &url, started, started, None).await });
+        }
+        let mut reached = false;
+        while let Some(result) = set.join_next().await {
+            if let Ok(r) = result {
+                reached |= !doubt::is_network_failure(&r);
+            }
+        }
+        let reasons = {
+            let mut doubt = self.doubt();
+            let before = doubt.reasons();
+            doubt.canary_round(started.timestamp_millis(), reached);
+            let after = doubt.reasons();
+            if before != after {
+                if reached {
+                    tracing::info!("a canary answers again: the prober trusts its network");
+                } else {
+                    tracing::warn!(
+                        "every canary failed (DNS/connect/timeout): the prober doubts its own network"
+                    );
+                }
+            }
+            after
+        };
+        self.show_doubt(&reasons);
+        reached
+    }
+
+    /// Runs canary rounds every interval until `shutdown` (none configured:
+    /// returns at once).
+    async fn run_canaries(self, shutdown: CancellationToken) {
+        if self.inner.settings.doubt.canary_urls.is_empty() {
+            return;
+        }
+        let interval = self.inner.settings.doubt.canary_interval;
+        loop {
+            self.canary_round().await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
     /// Claims what is due and starts a task for each claim.
     ///
     /// Backpressure: an instance claims only while fewer than
@@ -317,6 +449,7 @@ impl Prober {
     /// returned; while claims keep failing, each tick does the same before it
     /// tries again.
     pub async fn tick(&self) -> anyhow::Result<TickReport> {
+        self.release_judged(false).await;
         let s = &self.inner.settings;
         let pending = self.inner.pending.load(Ordering::Relaxed);
         let room = s.max_pending().saturating_sub(pending);
@@ -497,7 +630,11 @@ impl Prober {
             .await;
         self.record(&result);
         tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, verdict = ?result.verdict, "probed");
-        self.inner.buffer.push(result).await;
+        // Network failures wait for their window's judgement (see `doubt`).
+        let now = self.doubt().observe(result, &host);
+        if let Some(result) = now {
+            self.inner.buffer.push(result).await;
+        }
     }
 
     fn record(&self, result: &ProbeResult) {
@@ -539,6 +676,8 @@ impl Prober {
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
         let tick = self.inner.settings.tick;
         let mut outage = OutageLog::new("scheduler");
+        self.show_doubt(&[]);
+        let canaries = tokio::spawn(self.clone().run_canaries(shutdown.clone()));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -554,6 +693,9 @@ impl Prober {
         {
             tracing::warn!("probes still running at shutdown were abandoned");
         }
+        canaries.abort();
+        // Failures still held are judged now rather than lost.
+        self.release_judged(true).await;
     }
 }
 

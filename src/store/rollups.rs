@@ -18,6 +18,7 @@ use crate::domain::{
     rollup::{Bucket, ScheduleSpan, Tier},
     sketch::Sketch,
     state::Outcome,
+    verdict::Verdict,
 };
 
 /// A bucket's key: URL, tier, bucket start (ms).
@@ -27,7 +28,8 @@ pub type Key = (i64, Tier, i64);
 pub fn deltas(per_url: &BTreeMap<i64, Vec<Outcome>>) -> BTreeMap<Key, Bucket> {
     let mut out: BTreeMap<Key, Bucket> = BTreeMap::new();
     for (url_id, outcomes) in per_url {
-        for o in outcomes {
+        // UNKNOWN counts nowhere (its slot shows as missed): no bucket.
+        for o in outcomes.iter().filter(|o| o.verdict != Verdict::Unknown) {
             // A probe that got a response (any status) has a latency.
             let latency =
                 (o.probe.status_code > 0).then(|| u64::try_from(o.probe.latency_us).unwrap_or(0));

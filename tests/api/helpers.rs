@@ -218,6 +218,9 @@ pub fn prober_settings(s: &mut Settings) {
     s.prober.tick = Duration::from_millis(50);
     s.flush.interval = Duration::from_millis(200);
     s.shutdown_grace = Duration::from_secs(5);
+    // DNS/connect/timeout failures wait for their mass-failure window's
+    // judgement (`prober::doubt`): a short window keeps that wait short.
+    s.prober.doubt.mass_failure_window = Duration::from_secs(1);
 }
 
 impl TestApp {

@@ -36,6 +36,7 @@ mod monitors_as_code;
 mod outages;
 mod pipeline;
 mod prober;
+mod prober_doubt;
 mod properties;
 mod scaleout;
 mod server;

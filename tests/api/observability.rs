@@ -175,7 +175,7 @@ async fn request_ids_are_returned_and_kept_when_sent() {
     }
 }
 
-async fn grpc_health(app: &TestApp, service: &str) -> ServingStatus {
+pub(crate) async fn grpc_health(app: &TestApp, service: &str) -> ServingStatus {
     let mut client = HealthClient::new(app.channel().await);
     let res = client
         .check(HealthCheckRequest {

@@ -30,11 +30,11 @@ const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % 86_400_000 - 3 * 3_600_0
 type Script = Vec<(i64, i32, bool, i64, Option<Verdict>)>;
 
 fn script() -> impl Strategy<Value = Script> {
-    // Runs of one kind (0 UP, 1 DEGRADED, 2 DOWN), with gaps between some
+    // Runs of one kind (0 UP, 1 DEGRADED, 2 DOWN, 3 UNKNOWN), with gaps between some
     // slots; each result with its verdict recorded or not.
     prop::collection::vec(
         (
-            0_u8..3,
+            0_u8..4,
             1_usize..6,
             prop::collection::vec((0_i64..3, 0_i64..2_000_000, 0_u8..3, any::<bool>()), 6),
         ),
@@ -49,6 +49,8 @@ fn script() -> impl Strategy<Value = Script> {
                 let (code, err, verdict) = match (kind, how) {
                     (0, _) => (200, false, recorded.then_some(Verdict::Up)),
                     (1, _) => (200 + i32::from(how), false, Some(Verdict::Degraded)),
+                    // The prober doubted itself.
+                    (3, _) => (0, true, Some(Verdict::Unknown)),
                     (_, 0) => (0, true, recorded.then_some(Verdict::Down)),
                     (_, 1) => (503, false, recorded.then_some(Verdict::Down)),
                     // A response a DOWN assertion failed.
@@ -117,6 +119,10 @@ fn reference(sorted: &[&ProbeResult]) -> (Vec<Incident>, i16) {
             r.status_code,
             r.error_kind.is_some(),
         );
+        // UNKNOWN (the prober doubted itself) is skipped altogether.
+        if v == 7 {
+            continue;
+        }
         if v == 2 {
             if up == 0 {
                 up_start = r.due_ms;
@@ -205,6 +211,10 @@ async fn recompute(db: &DatabaseConnection) -> Buckets {
     for s in statuses::Entity::find().all(db).await.unwrap() {
         let due = s.due_at.timestamp_millis();
         let verdict = verdict_of(s.verdict, s.status_code, s.error_kind.is_some());
+        // UNKNOWN counts nowhere: its slot is missed.
+        if verdict == 7 {
+            continue;
+        }
         for tier in Tier::STORED {
             let b = buckets
                 .entry((s.url_id, tier as i16, tier.bucket_of(due)))
