@@ -171,6 +171,7 @@ fn the_proto_marks_reads_and_login_idempotent_and_no_write() {
             "ListChannels",
             "ListDeliveries",
             "ListIncidents",
+            "ListMaintenanceWindows",
             "ListStatuses",
             "ListUrls",
             "Login"
