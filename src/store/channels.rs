@@ -394,16 +394,5 @@ pub async fn delete_for_user(
     user: UserId,
     id: i64,
 ) -> Result<bool, DbErr> {
-    let backend = db.get_database_backend();
-    let done = db
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            numbered(
-                backend,
-                "DELETE FROM channels WHERE id = $1 AND user_id = $2",
-            ),
-            [id.into(), user.0.into()],
-        ))
-        .await?;
-    Ok(done.rows_affected() == 1)
+    super::delete_owned(db, "channels", user, id).await
 }

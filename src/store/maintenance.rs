@@ -152,18 +152,7 @@ pub async fn delete_for_user(
     user: UserId,
     id: i64,
 ) -> Result<bool, DbErr> {
-    let backend = db.get_database_backend();
-    let done = db
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            numbered(
-                backend,
-                "DELETE FROM maintenance_windows WHERE id = $1 AND user_id = $2",
-            ),
-            [id.into(), user.0.into()],
-        ))
-        .await?;
-    Ok(done.rows_affected() == 1)
+    super::delete_owned(db, "maintenance_windows", user, id).await
 }
 
 /// What the flush needs to judge a batch: every window of the owners of

@@ -190,6 +190,29 @@ pub(crate) fn one_of(
     }
 }
 
+/// Deletes `user`'s row `id` of `table` (rows that hang off it go by
+/// their foreign keys). `false`: the user has no such row. `table` is one
+/// of the store's own table names, never input.
+pub(crate) async fn delete_owned(
+    db: &DatabaseConnection,
+    table: &'static str,
+    user: crate::domain::UserId,
+    id: i64,
+) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!("DELETE FROM {table} WHERE id = $1 AND user_id = $2"),
+            ),
+            [id.into(), user.0.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Begins a transaction that first takes `user`'s row (Postgres; SQLite's
 /// write lock is taken by the update too), then counts the user's rows of
 /// `table`: two concurrent adds checked against a quota in it cannot both
