@@ -3,7 +3,7 @@
 //!
 //! A flush runs every `flush_interval`, or sooner when a full batch has
 //! arrived. It reads a batch, writes it and what it changes in the URLs'
-//! states and incidents in one transaction (`store::outcomes::write_batch`,
+//! states and incidents in one transaction (`store::outcomes::write_judged`,
 //! skipping rows already stored), and acknowledges the batch only after the
 //! commit. While
 //! the database is down, batches stay in the buffer and are written once it
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     buffer::Buffer,
-    domain::{ProbeResult, rollup::Tier},
+    domain::{ProbeResult, maintenance::WindowCache, rollup::Tier},
     error::{SettingsError, check_setting},
     live::{LiveEvent, Publisher},
     metrics::Metrics,
@@ -123,6 +123,8 @@ pub struct Flusher {
     metrics: Arc<Metrics>,
     /// Where state changes and incident events go once committed.
     live: Option<Publisher>,
+    /// This instance's maintenance windows, kept from batch to batch.
+    windows: Arc<WindowCache>,
 }
 
 impl Flusher {
@@ -133,6 +135,7 @@ impl Flusher {
             settings,
             metrics: Arc::new(Metrics::new()),
             live: None,
+            windows: Arc::default(),
         }
     }
 
@@ -171,7 +174,7 @@ impl Flusher {
         };
         let mut notices = Vec::new();
         if !batch.results.is_empty() {
-            let (written, dropped) = store_batch(&self.db, &batch.results).await?;
+            let (written, dropped) = store_batch(&self.db, &batch.results, &self.windows).await?;
             report.inserted = written.inserted;
             report.dropped_deleted_urls = dropped;
             notices = written.notices;
@@ -274,7 +277,7 @@ pub async fn store_results(
     db: &DatabaseConnection,
     results: &[ProbeResult],
 ) -> anyhow::Result<(u64, usize)> {
-    let (written, dropped) = store_batch(db, results).await?;
+    let (written, dropped) = store_batch(db, results, &WindowCache::default()).await?;
     Ok((written.inserted, dropped))
 }
 
@@ -282,6 +285,7 @@ pub async fn store_results(
 async fn store_batch(
     db: &DatabaseConnection,
     results: &[ProbeResult],
+    windows: &WindowCache,
 ) -> anyhow::Result<(store::outcomes::Written, usize)> {
     let ids: Vec<i64> = results
         .iter()
@@ -289,12 +293,12 @@ async fn store_batch(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let live = urls::existing_ids(db, &ids).await?;
+    let owners = urls::owners_of_ids(db, &ids).await?;
     let live: Vec<&ProbeResult> = results
         .iter()
-        .filter(|r| live.contains(&r.url_id))
+        .filter(|r| owners.contains_key(&r.url_id))
         .collect();
     let dropped = results.len() - live.len();
-    let written = store::outcomes::write_batch(db, &live).await?;
+    let written = store::outcomes::write_judged(db, &live, &owners, windows).await?;
     Ok((written, dropped))
 }

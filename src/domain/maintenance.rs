@@ -4,13 +4,20 @@
 //! `BYDAY`, `BYHOUR`, `INTERVAL` and `UNTIL`) whose occurrences start at
 //! `start`'s time of day in `time_zone` and last `duration`.
 //!
-//! The flush reads the windows of the owners a batch touches once per batch
-//! and expands them over the batch's due-time range ([`WindowIndex::build`]):
-//! O(windows + occurrences in the range), then one binary search per row.
-//! A recurrence is expanded from an anchor moved forward by whole periods
-//! to just before the range, so an old window costs no more than a new one.
+//! The flush judges a batch with a [`WindowCache`] kept per instance: each
+//! owner's windows are read once, and again only when the owner's
+//! [`WindowsVersion`] (one small aggregate per batch) says they changed;
+//! they are expanded over a horizon of a few hours ([`WindowIndex::build`]:
+//! O(windows + occurrences in the range)) and expanded again only when a
+//! batch falls outside it; then each row is one binary search. A recurrence
+//! is expanded from an anchor moved forward by whole periods to just before
+//! the range, so an old window costs no more than a new one.
 
-use std::{collections::HashMap, str::FromStr};
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+    sync::Mutex,
+};
 
 use chrono::{DateTime, Days, NaiveDateTime, TimeZone, Utc};
 use rrule::{Frequency, NWeekday, RRule, Tz, Unvalidated};
@@ -334,6 +341,153 @@ impl WindowIndex {
     }
 }
 
+/// One owner's set of windows, as far as a cache needs to know: windows are
+/// created and deleted, never changed, and ids are never reused, so the
+/// count and the largest id change with every edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WindowsVersion {
+    pub count: i64,
+    pub max_id: i64,
+}
+
+/// How far past a batch's last due time its owners' windows are expanded,
+/// so that the batches after it (due a little later) reuse the expansion.
+const HORIZON_MS: i64 = 6 * 3_600_000;
+
+/// Entries unused for this many judged batches are dropped (owners whose
+/// URLs are no longer probed, or who were deleted).
+const IDLE_BATCHES: u64 = 4_096;
+
+/// Each owner's windows, expanded over a horizon: kept by one instance
+/// from batch to batch, so a batch costs one version read, not a read and an
+/// expansion of every window of its owners.
+#[derive(Debug, Default)]
+pub struct WindowCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    owners: HashMap<i64, Cached>,
+    batches: u64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    version: WindowsVersion,
+    windows: Vec<MaintenanceWindow>,
+    /// `[from, to]`: the range `index` was expanded over (`None`: not yet).
+    expanded: Option<(i64, i64)>,
+    index: WindowIndex,
+    used: u64,
+}
+
+impl WindowCache {
+    /// Of the owners in `versions` (those with windows), the ones whose
+    /// windows must be read: new to the cache, or changed since.
+    pub fn stale(&self, versions: &HashMap<i64, WindowsVersion>) -> Vec<i64> {
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stale: Vec<i64> = versions
+            .iter()
+            .filter(|(owner, version)| {
+                inner
+                    .owners
+                    .get(owner)
+                    .is_none_or(|c| c.version != **version)
+            })
+            .map(|(owner, _)| *owner)
+            .collect();
+        stale.sort_unstable();
+        stale
+    }
+
+    /// Which of `rows` (`(owner, url_id, due_ms)`) are inside a window.
+    /// `owners` are the batch's owners, `versions` those of them that have
+    /// windows now, `loaded` the windows read for the owners [`Self::stale`]
+    /// named (read after `versions`: at worst newer than it, which the next
+    /// batch's version read corrects).
+    pub fn covered(
+        &self,
+        owners: &HashSet<i64>,
+        versions: &HashMap<i64, WindowsVersion>,
+        loaded: Vec<MaintenanceWindow>,
+        rows: &[(i64, i64, i64)],
+    ) -> Vec<bool> {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.batches += 1;
+        let now = inner.batches;
+        // Owners of this batch without windows now: forget what was kept.
+        inner
+            .owners
+            .retain(|owner, _| !owners.contains(owner) || versions.contains_key(owner));
+        let mut fresh: HashMap<i64, Vec<MaintenanceWindow>> = HashMap::new();
+        for w in loaded {
+            fresh.entry(w.user_id).or_default().push(w);
+        }
+        // An owner stale but with nothing read had its windows deleted
+        // between the two reads: what is kept (if anything) stays, with its
+        // old version, until the next batch reads again.
+        for (owner, version) in versions {
+            if let Some(windows) = fresh.remove(owner) {
+                inner.owners.insert(
+                    *owner,
+                    Cached {
+                        version: *version,
+                        windows,
+                        expanded: None,
+                        index: WindowIndex::default(),
+                        used: now,
+                    },
+                );
+            }
+        }
+        let lo = rows.iter().map(|r| r.2).min().unwrap_or_default();
+        let hi = rows.iter().map(|r| r.2).max().unwrap_or_default();
+        for owner in versions.keys() {
+            if let Some(c) = inner.owners.get_mut(owner) {
+                c.used = now;
+                if c.expanded.is_none_or(|(from, to)| lo < from || hi > to) {
+                    let to = hi.saturating_add(HORIZON_MS);
+                    c.index = WindowIndex::build(&c.windows, lo, to);
+                    c.expanded = Some((lo, to));
+                }
+            }
+        }
+        if now.is_multiple_of(1_024) {
+            inner
+                .owners
+                .retain(|_, c| now.saturating_sub(c.used) < IDLE_BATCHES);
+        }
+        rows.iter()
+            .map(|&(owner, url_id, due_ms)| {
+                inner
+                    .owners
+                    .get(&owner)
+                    .is_some_and(|c| c.index.covers(owner, url_id, due_ms))
+            })
+            .collect()
+    }
+
+    /// How many owners' windows are kept (for tests).
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .owners
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Sorted stretches with overlaps joined.
 fn merged(mut list: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     list.sort_unstable();
@@ -509,5 +663,76 @@ mod tests {
             Some(HOUR),
         );
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn the_cache_reads_windows_again_only_when_they_change_or_the_batch_leaves_the_horizon() {
+        let t = ms("2026-06-10T00:00:00Z");
+        let mut daily = recurring("FREQ=DAILY;BYHOUR=3", "2026-01-01T03:00:00Z", HOUR, "UTC");
+        daily.user_id = 7;
+        let v1 = WindowsVersion {
+            count: 1,
+            max_id: 1,
+        };
+        let owners: HashSet<i64> = [7, 8].into();
+        let versions: HashMap<i64, WindowsVersion> = [(7, v1)].into();
+        let cache = WindowCache::default();
+        assert_eq!(cache.stale(&versions), vec![7]);
+        // URL 1 of owner 7 at 03:30 (inside), URL 2 of owner 8 (no windows).
+        let rows = [
+            (7, 1, t + 3 * HOUR + HOUR / 2),
+            (8, 2, t + 3 * HOUR + HOUR / 2),
+        ];
+        assert_eq!(
+            cache.covered(&owners, &versions, vec![daily.clone()], &rows),
+            vec![true, false]
+        );
+        // Same version: nothing to read, the same answer from what is kept,
+        // a day later too (past the horizon: expanded again, not read).
+        assert!(cache.stale(&versions).is_empty());
+        assert_eq!(
+            cache.covered(&owners, &versions, vec![], &[(7, 1, t + DAY + 3 * HOUR)]),
+            vec![true]
+        );
+        assert_eq!(
+            cache.covered(&owners, &versions, vec![], &[(7, 1, t + DAY + 5 * HOUR)]),
+            vec![false]
+        );
+        // A window added (a new largest id): read again.
+        let mut once = daily.clone();
+        once.id = 2;
+        once.schedule = WindowSchedule::Once {
+            start_ms: t + DAY + 5 * HOUR,
+            end_ms: t + DAY + 6 * HOUR,
+        };
+        let v2: HashMap<i64, WindowsVersion> = [(
+            7,
+            WindowsVersion {
+                count: 2,
+                max_id: 2,
+            },
+        )]
+        .into();
+        assert_eq!(cache.stale(&v2), vec![7]);
+        assert_eq!(
+            cache.covered(
+                &owners,
+                &v2,
+                vec![daily, once],
+                &[(7, 1, t + DAY + 5 * HOUR)]
+            ),
+            vec![true]
+        );
+        // Every window deleted: the owner is forgotten, nothing covered.
+        assert_eq!(
+            cache.covered(
+                &owners,
+                &HashMap::new(),
+                vec![],
+                &[(7, 1, t + DAY + 5 * HOUR)]
+            ),
+            vec![false]
+        );
+        assert!(cache.is_empty());
     }
 }

@@ -1,6 +1,6 @@
-//! Maintenance windows (`domain::maintenance`): a user's, and those the
-//! flush needs for one batch (the windows of the batch's owners, read in
-//! one statement by `user_id`).
+//! Maintenance windows (`domain::maintenance`): a user's, and what the
+//! flush's window cache reads for a batch (its owners' versions, then the
+//! windows of those that changed, each in one statement by `user_id`).
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement
 use super::{numbered, one_of};
 use crate::domain::{
     UserId,
-    maintenance::{MaintenanceWindow, NewWindow, WindowSchedule},
+    maintenance::{MaintenanceWindow, NewWindow, WindowSchedule, WindowsVersion},
 };
 
 /// Why a window was not created.
@@ -155,47 +155,63 @@ pub async fn delete_for_user(
     super::delete_owned(db, "maintenance_windows", user, id).await
 }
 
-/// What the flush needs to judge a batch: every window of the owners of
-/// `url_ids` (one read, by the `user_id` index) and, only when there are
-/// any, each of those URLs' owner (by primary key). No window is looked up
-/// per URL.
-pub async fn for_urls(
+/// The [`WindowsVersion`] of each of `owners` that has windows (one
+/// aggregate by the `user_id` index): what the flush's window cache checks
+/// every batch.
+pub async fn versions(
     db: &DatabaseConnection,
-    url_ids: &[i64],
-) -> Result<(HashMap<i64, i64>, Vec<MaintenanceWindow>), DbErr> {
-    let backend = db.get_database_backend();
-    let (cond, ids) = one_of(backend, "u.id", 1, url_ids);
-    let windows: Vec<MaintenanceWindow> = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            numbered(
-                backend,
-                &format!(
-                    "SELECT {COLUMNS} FROM maintenance_windows WHERE user_id IN \
-                     (SELECT u.user_id FROM urls u WHERE {cond})"
-                ),
-            ),
-            [ids.clone()],
-        ))
-        .await?
-        .iter()
-        .map(window_from)
-        .collect::<Result<_, _>>()?;
-    if windows.is_empty() {
-        return Ok((HashMap::new(), windows));
+    owners: &[i64],
+) -> Result<HashMap<i64, WindowsVersion>, DbErr> {
+    if owners.is_empty() {
+        return Ok(HashMap::new());
     }
-    let owners: HashMap<i64, i64> = db
-        .query_all_raw(Statement::from_sql_and_values(
+    let backend = db.get_database_backend();
+    let (cond, ids) = one_of(backend, "user_id", 1, owners);
+    db.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(
             backend,
-            numbered(
-                backend,
-                &format!("SELECT u.id, u.user_id FROM urls u WHERE {cond}"),
+            &format!(
+                "SELECT user_id, count(*) AS n, max(id) AS max_id FROM maintenance_windows \
+                 WHERE {cond} GROUP BY user_id"
             ),
-            [ids],
+        ),
+        [ids],
+    ))
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get("", "user_id")?,
+            WindowsVersion {
+                count: row.try_get("", "n")?,
+                max_id: row.try_get("", "max_id")?,
+            },
         ))
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "user_id")?)))
-        .collect::<Result<_, DbErr>>()?;
-    Ok((owners, windows))
+    })
+    .collect()
+}
+
+/// Every window of `owners`, in one statement.
+pub async fn for_owners(
+    db: &DatabaseConnection,
+    owners: &[i64],
+) -> Result<Vec<MaintenanceWindow>, DbErr> {
+    if owners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let (cond, ids) = one_of(backend, "user_id", 1, owners);
+    db.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(
+            backend,
+            &format!("SELECT {COLUMNS} FROM maintenance_windows WHERE {cond}"),
+        ),
+        [ids],
+    ))
+    .await?
+    .iter()
+    .map(window_from)
+    .collect()
 }

@@ -1,9 +1,11 @@
 //! One flush batch, in one transaction: its statuses, and what they change
 //! in each URL's state and incidents.
 //!
-//! 0. Before the transaction, the maintenance windows of the batch's owners
-//!    are read once and expanded over its due-time range; a row inside one
-//!    gets the verdict `MAINTENANCE` (`domain::maintenance`), which holds
+//! 0. Before the transaction, the batch is judged against its owners'
+//!    maintenance windows (the instance's `WindowCache`: one version read
+//!    per batch, the windows read and expanded again only when they changed
+//!    or the batch is past the expanded horizon); a row inside one gets the
+//!    verdict `MAINTENANCE` (`domain::maintenance`), which holds
 //!    the state machine and counts apart in rollups.
 //! 1. The statuses are inserted `ON CONFLICT (url_id, due_at) DO NOTHING
 //!    RETURNING` their ids: only rows really inserted go on, so a batch
@@ -41,7 +43,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::domain::{
     ProbeResult,
-    maintenance::WindowIndex,
+    maintenance::{WindowCache, WindowsVersion},
     notification::{EventKind, IncidentView, LiveNotice},
     state::{Applied, FailedProbe, Outcome, Thresholds, Tracker, UrlState},
     verdict::Verdict,
@@ -109,12 +111,31 @@ pub(super) fn ms_to_time(ms: i64) -> DateTime<Utc> {
 }
 
 /// Writes `rows` (every URL id must exist) and applies the inserted ones
-/// to their URLs' states, in one transaction.
+/// to their URLs' states, in one transaction: [`write_judged`] with the
+/// rows' owners read here and a window cache of its own (what a newly
+/// started instance has).
 pub async fn write_batch(
     db: &DatabaseConnection,
     rows: &[&ProbeResult],
 ) -> anyhow::Result<Written> {
-    write(db, rows, Derive::All).await
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.url_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let owners = super::urls::owners_of_ids(db, &ids).await?;
+    write_judged(db, rows, &owners, &WindowCache::default()).await
+}
+
+/// What the flush calls: [`write_batch`] with `owners` (every row's URL id
+/// to its owner, read with the check that the URLs still exist) and
+/// `windows`, the instance's window cache kept from batch to batch.
+#[allow(clippy::implicit_hasher)] // the map `store::urls::owners_of_ids` returns
+pub async fn write_judged(
+    db: &DatabaseConnection,
+    rows: &[&ProbeResult],
+    owners: &HashMap<i64, i64>,
+    windows: &WindowCache,
+) -> anyhow::Result<Written> {
+    write(db, rows, Derive::All(owners, windows)).await
 }
 
 /// Only step 1: the statuses, nothing derived from them. What the flush
@@ -128,16 +149,23 @@ pub async fn write_statuses_only(
 }
 
 /// Whether a write goes on past the statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Derive {
-    All,
+#[derive(Debug, Clone, Copy)]
+enum Derive<'a> {
+    /// With the rows' owners and the instance's window cache.
+    All(&'a HashMap<i64, i64>, &'a WindowCache),
     Nothing,
+}
+
+impl Derive<'_> {
+    fn all(self) -> bool {
+        matches!(self, Derive::All(..))
+    }
 }
 
 async fn write(
     db: &DatabaseConnection,
     rows: &[&ProbeResult],
-    derive: Derive,
+    derive: Derive<'_>,
 ) -> anyhow::Result<Written> {
     if rows.is_empty() {
         return Ok(Written::default());
@@ -147,10 +175,9 @@ async fn write(
     // wait for each other's unique keys in turn instead of deadlocking.
     let mut sorted = rows.to_vec();
     sorted.sort_unstable_by_key(|r| (r.url_id, r.due_ms));
-    let judged = if derive == Derive::All {
-        in_windows(db, &sorted).await?
-    } else {
-        None
+    let judged = match derive {
+        Derive::All(owners, windows) => in_windows(db, &sorted, owners, windows).await?,
+        Derive::Nothing => None,
     };
     let judged_refs: Vec<&ProbeResult>;
     let rows = match &judged {
@@ -177,37 +204,53 @@ async fn write(
 }
 
 /// The batch (sorted) with each row due inside one of its owner's
-/// maintenance windows judged `MAINTENANCE`; `None` when no row is. The
-/// windows are read and expanded once for the batch (the owners it touches,
-/// over its due-time range), then each row is one lookup.
+/// maintenance windows judged `MAINTENANCE`; `None` when no row is. One
+/// small read of the owners' window versions; the windows themselves are
+/// read (and expanded) only when `cache` does not hold them as they are.
 async fn in_windows(
     db: &DatabaseConnection,
     rows: &[&ProbeResult],
+    owners: &HashMap<i64, i64>,
+    cache: &WindowCache,
 ) -> anyhow::Result<Option<Vec<ProbeResult>>> {
-    let mut ids: Vec<i64> = rows.iter().map(|r| r.url_id).collect();
-    ids.dedup();
-    let (owners, windows) = crate::store::maintenance::for_urls(db, &ids)
+    let batch_owners: HashSet<i64> = rows
+        .iter()
+        .filter_map(|r| owners.get(&r.url_id).copied())
+        .collect();
+    let list: Vec<i64> = batch_owners.iter().copied().collect();
+    let versions: HashMap<i64, WindowsVersion> = crate::store::maintenance::versions(db, &list)
         .await
-        .context("reading the batch's maintenance windows")?;
-    if windows.is_empty() {
+        .context("reading the batch's maintenance window versions")?;
+    if versions.is_empty() {
+        if !cache.is_empty() {
+            cache.covered(&batch_owners, &versions, Vec::new(), &[]);
+        }
         return Ok(None);
     }
-    let lo = rows.iter().map(|r| r.due_ms).min().unwrap_or_default();
-    let hi = rows.iter().map(|r| r.due_ms).max().unwrap_or_default();
-    let index = WindowIndex::build(&windows, lo, hi);
-    let covered = |r: &ProbeResult| {
-        owners
-            .get(&r.url_id)
-            .is_some_and(|owner| index.covers(*owner, r.url_id, r.due_ms))
-    };
-    if index.is_empty() || !rows.iter().any(|r| covered(r)) {
+    let stale = cache.stale(&versions);
+    let loaded = crate::store::maintenance::for_owners(db, &stale)
+        .await
+        .context("reading the batch's maintenance windows")?;
+    let keyed: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                owners.get(&r.url_id).copied().unwrap_or(-1),
+                r.url_id,
+                r.due_ms,
+            )
+        })
+        .collect();
+    let covered = cache.covered(&batch_owners, &versions, loaded, &keyed);
+    if !covered.iter().any(|c| *c) {
         return Ok(None);
     }
     Ok(Some(
         rows.iter()
-            .map(|r| {
+            .zip(covered)
+            .map(|(r, covered)| {
                 let mut r = (*r).clone();
-                if covered(&r) {
+                if covered {
                     r.verdict = Some(Verdict::Maintenance);
                 }
                 r
@@ -558,7 +601,7 @@ mod postgres {
     pub(super) async fn write(
         tx: &mut Transaction<'_, Postgres>,
         rows: &[&ProbeResult],
-        derive: Derive,
+        derive: Derive<'_>,
     ) -> anyhow::Result<Written> {
         // Plan each statement for its arrays: a cached generic plan does not
         // know how many keys a batch holds and joined them to whole tables.
@@ -589,7 +632,7 @@ mod postgres {
             inserted: inserted.len() as u64,
             ..Written::default()
         };
-        if inserted.is_empty() || derive == Derive::Nothing {
+        if inserted.is_empty() || !derive.all() {
             return Ok(written);
         }
         let per_url = outcomes_by_url(rows, inserted);
@@ -718,7 +761,7 @@ mod sqlite {
     pub(super) async fn write(
         tx: &mut Transaction<'_, Sqlite>,
         rows: &[&ProbeResult],
-        derive: Derive,
+        derive: Derive<'_>,
     ) -> anyhow::Result<Written> {
         let json = serde_json::Value::Array(
             rows.iter()
@@ -756,7 +799,7 @@ mod sqlite {
             inserted: inserted.len() as u64,
             ..Written::default()
         };
-        if inserted.is_empty() || derive == Derive::Nothing {
+        if inserted.is_empty() || !derive.all() {
             return Ok(written);
         }
         let per_url = outcomes_by_url(rows, inserted);

@@ -57,28 +57,33 @@ impl Related<super::users::Entity> for Entity {
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// Which of `ids` are URLs that still exist. One statement text whatever the
-/// number of ids (an array on Postgres, a JSON array on SQLite).
-pub async fn existing_ids(
+/// The owner of each of `ids` that is a URL still there (a deleted one is
+/// absent). One statement text whatever the number of ids (an array on Postgres, a JSON array on SQLite).
+pub async fn owners_of_ids(
     db: &DatabaseConnection,
     ids: &[i64],
-) -> Result<std::collections::HashSet<i64>, DbErr> {
+) -> Result<std::collections::HashMap<i64, i64>, DbErr> {
     let statement = match db.get_database_backend() {
         DbBackend::Postgres => Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT id FROM urls WHERE id = ANY($1)",
+            "SELECT id, user_id FROM urls WHERE id = ANY($1)",
             [ids.to_vec().into()],
         ),
         backend => Statement::from_sql_and_values(
             backend,
-            "SELECT id FROM urls WHERE id IN (SELECT value FROM json_each(?1))",
+            "SELECT id, user_id FROM urls WHERE id IN (SELECT value FROM json_each(?1))",
             [serde_json::to_string(ids).unwrap_or_default().into()],
         ),
     };
     db.query_all_raw(statement)
         .await?
         .iter()
-        .map(|row| row.try_get::<i64>("", "id"))
+        .map(|row| {
+            Ok((
+                row.try_get::<i64>("", "id")?,
+                row.try_get::<i64>("", "user_id")?,
+            ))
+        })
         .collect()
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 use monitor::{
-    domain::ProbeResult,
+    domain::{ProbeResult, maintenance::WindowCache},
     proto::monitor::v1::{self as pb, Granularity, UrlState},
     store::outcomes,
 };
@@ -359,6 +359,91 @@ async fn an_incident_open_when_a_window_starts_is_held_then_paged_again(backend:
     assert_eq!(app.get_url(&token, url.id).await.state(), UrlState::Down);
 }
 
+/// An incident open when a window starts, whose URL is up again by the
+/// end of it: held through the window (nothing resolves, nothing is sent),
+/// then resolved by the successes after it, and its channel hears
+/// `incident.resolved` once. Batch by batch at the flush, with one window
+/// cache kept across batches as an instance keeps it, so the window added
+/// after the first batch must be seen through the cache.
+async fn an_incident_held_by_a_window_resolves_after_it_when_its_url_is_up(backend: Backend) {
+    // Deliveries on, the prober off: the batches below are the only results.
+    let app = spawn_app_with(backend, |s| {
+        notifying(s);
+        s.prober.enabled = false;
+    })
+    .await;
+    let (_, token) = app.user().await;
+    let receiver = Receiver::start(200, None).await;
+    let channel = create_channel(&app, &token, webhook("hooks", &receiver.url()))
+        .await
+        .unwrap()
+        .into_inner();
+    let url_id = app.add_url(&token, "https://example.com/held").await.id;
+    let now = Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(HOUR) - 3 * HOUR;
+    backdate(&app, url_id, t0).await;
+    let owners = monitor::store::urls::owners_of_ids(&app.db, &[url_id])
+        .await
+        .unwrap();
+    let cache = WindowCache::default();
+    let write = |ks: std::ops::Range<i64>| {
+        let batch: Vec<ProbeResult> = ks
+            .map(|k| probe(url_id, t0 + k * MINUTE, if k < 5 { 500 } else { 200 }))
+            .collect();
+        let (db, owners, cache) = (app.db.clone(), &owners, &cache);
+        async move {
+            outcomes::write_judged(&db, &batch.iter().collect::<Vec<_>>(), owners, cache)
+                .await
+                .unwrap()
+        }
+    };
+    // Minutes 0-4 fail: the incident opens at the third.
+    assert_eq!(write(0..5).await.incidents_opened, 1);
+    settled(&app, channel.id, 1).await;
+    create(
+        &app,
+        &token,
+        once(vec![url_id], t0 + 5 * MINUTE, t0 + 15 * MINUTE),
+    )
+    .await
+    .expect("create window");
+    // Minutes 5-14, inside the window: up again, but held.
+    write(5..15).await;
+    let url = app.get_url(&token, url_id).await;
+    assert_eq!(url.state(), UrlState::Maintenance);
+    let incidents = app.incidents(&token, url_id).await;
+    assert_eq!(incidents.len(), 1);
+    assert!(
+        incidents[0].resolved_at.is_none(),
+        "held through the window"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(deliveries(&app, channel.id).await.len(), 1, "nothing sent");
+    // Minutes 15-16, after it: two successes resolve it.
+    write(15..17).await;
+    assert_eq!(app.get_url(&token, url_id).await.state(), UrlState::Up);
+    let incidents = app.incidents(&token, url_id).await;
+    assert_eq!(incidents.len(), 1, "the same incident");
+    assert!(
+        ms_of(incidents[0].resolved_at) >= t0 + 15 * MINUTE,
+        "resolved after the window: {:?}",
+        incidents[0].resolved_at
+    );
+    let rows = settled(&app, channel.id, 2).await;
+    assert_eq!(
+        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["incident.opened", "incident.resolved"]
+    );
+    let statuses = app.statuses(&token, url_id).await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.verdict() == UrlState::Maintenance)
+            .count(),
+        10
+    );
+}
+
 /// Create, list and delete over gRPC and JSON; every bad field named and
 /// nothing written; another user's windows and URLs are not found; the
 /// quota.
@@ -619,5 +704,6 @@ crate::on_both_backends!(
     a_recurring_window_holds_a_failing_url_and_the_incident_opens_after_it,
     a_recurring_window_over_a_failing_target_sends_nothing_until_it_ends,
     an_incident_open_when_a_window_starts_is_held_then_paged_again,
+    an_incident_held_by_a_window_resolves_after_it_when_its_url_is_up,
     windows_are_created_listed_and_deleted_by_their_owner_only,
 );
