@@ -441,7 +441,11 @@ impl Prober {
     /// `max_pending` of its claims are unfinished. Overloaded, it leaves due
     /// URLs in the database, where another instance can claim them (or,
     /// missed by more than the allowed lateness, they are skipped), instead
-    /// of queueing tasks without bound.
+    /// of queueing tasks without bound. It claims only due times it can
+    /// still start within the lateness; those missed by more are moved on
+    /// first, in one set-based statement that claims nothing
+    /// (`store::schedule::skip_missed`), so overload spends no capacity on
+    /// probes that would be skipped.
     ///
     /// When the claim fails or takes longer than
     /// [`ProberSettings::claim_timeout`], the held URLs due before the next
@@ -463,19 +467,42 @@ impl Prober {
         }
         let now = self.inner.clock.now().timestamp_millis();
         let limit = ProberSettings::CLAIM_BATCH.min(room as u64);
-        let claimed = tokio::time::timeout(
-            s.claim_timeout(),
-            store::schedule::claim_due(
+        let claimed = tokio::time::timeout(s.claim_timeout(), async {
+            // Missed due times first, set-based: they cost no claim and no
+            // task, and one still within the lateness is claimed just below.
+            let skipped = store::schedule::skip_missed(
+                &self.inner.db,
+                now,
+                millis(s.max_lateness),
+                ProberSettings::CLAIM_BATCH,
+            )
+            .await?;
+            let claims = store::schedule::claim_due(
                 &self.inner.db,
                 now,
                 millis(s.lookahead()),
                 millis(s.max_lateness),
                 limit,
-            ),
-        )
+            )
+            .await?;
+            Ok::<_, sea_orm::DbErr>((skipped, claims))
+        })
         .await;
         let claims = match claimed {
-            Ok(Ok(claims)) => claims,
+            Ok(Ok((skipped, claims))) => {
+                if skipped > 0 {
+                    report.skipped_late += skipped;
+                    self.inner
+                        .metrics
+                        .probes_skipped_late
+                        .inc_by(skipped as u64);
+                    tracing::debug!(
+                        skipped,
+                        "due times missed by more than the lateness; skipped"
+                    );
+                }
+                claims
+            }
             Ok(Err(e)) => return Err(self.claim_failed(report, room, e.into())),
             Err(_) => {
                 let e = anyhow::anyhow!("claiming due URLs took over {:?}", s.claim_timeout());

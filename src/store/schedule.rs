@@ -9,9 +9,12 @@
 //! a due time, once advanced past, is never claimed again: each due time is
 //! probed by one instance, once. State lives in the database, so the schedule
 //! survives restarts. A due time missed by more than the allowed lateness
-//! (the service was down) is skipped, not made up: the URL moves to the
-//! newest grid point, probed if that one is still within the lateness, so a
-//! restart brings no burst and skips nothing beyond the downtime.
+//! (the service was down, or every instance was overloaded) is skipped, not
+//! made up: [`skip_missed`] moves the URL to the newest grid point, probed
+//! if that one is still within the lateness, so a restart brings no burst
+//! and skips nothing beyond the downtime. The claim itself takes only due
+//! times still within the lateness, so an overloaded instance's claims are
+//! all probes it starts in time, never work it then throws away.
 //!
 //! A paused URL is never claimed. Pausing also moves its next due time past
 //! any horizon (`domain::schedule::PAUSED_DUE_MS`), so paused URLs stay out
@@ -31,10 +34,63 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use super::urls::stored_assertions;
 use crate::domain::Claim;
 
-/// Claims the due times that fall at or before `now_ms + lookahead_ms`.
+/// The period in ms, as SQL, and the row lock the claims take.
+fn dialect(backend: DbBackend) -> (&'static str, &'static str) {
+    match backend {
+        DbBackend::Postgres => ("(period_seconds::bigint * 1000)", "FOR UPDATE SKIP LOCKED"),
+        _ => ("(period_seconds * 1000)", ""),
+    }
+}
+
+/// Moves URLs whose next due time was missed by more than `max_late_ms`
+/// (the service was down, or this instance was overloaded) to the newest
+/// grid point at or before now if that one is still within the lateness
+/// (it is then claimed as usual), else to the first grid point after now.
+/// At most `limit` URLs, oldest first. Returns how many due times were
+/// skipped outright (the URL moved past now).
 ///
-/// A claimed due time older than `now_ms - max_late_ms` is replaced by the
-/// newest grid point at or before now; callers skip claims still too late.
+/// One set-based UPDATE that returns one number per row: a missed due time
+/// costs no claim, no task and no result, so an overloaded instance spends
+/// its capacity on the URLs it can still probe in time.
+pub async fn skip_missed(
+    db: &DatabaseConnection,
+    now_ms: i64,
+    max_late_ms: i64,
+    limit: u64,
+) -> Result<usize, DbErr> {
+    let backend = db.get_database_backend();
+    let (p, lock) = dialect(backend);
+    let (late, now, lim) = ("$1", "$2", "$3");
+    let newest = format!("({now} - ((({now}) - phase_ms) % {p} + {p}) % {p})");
+    let sql = format!(
+        "UPDATE urls SET \
+           last_due_ms = CASE WHEN {newest} >= {late} THEN last_due_ms ELSE {newest} END, \
+           next_due_ms = CASE WHEN {newest} >= {late} THEN {newest} ELSE {newest} + {p} END \
+         WHERE id IN (SELECT id FROM urls WHERE next_due_ms < {late} AND NOT paused \
+                      ORDER BY next_due_ms LIMIT {lim} {lock}) \
+         RETURNING next_due_ms"
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            super::numbered(backend, &sql),
+            [
+                (now_ms - max_late_ms).into(),
+                now_ms.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    let mut skipped = 0;
+    for row in rows {
+        skipped += usize::from(row.try_get::<i64>("", "next_due_ms")? > now_ms);
+    }
+    Ok(skipped)
+}
+
+/// Claims the due times in `[now_ms - max_late_ms, now_ms + lookahead_ms]`,
+/// oldest first, at most `limit`: only what can still start within the
+/// allowed lateness ([`skip_missed`] moves the others on).
 pub async fn claim_due(
     db: &DatabaseConnection,
     now_ms: i64,
@@ -43,36 +99,24 @@ pub async fn claim_due(
     limit: u64,
 ) -> Result<Vec<Claim>, DbErr> {
     let backend = db.get_database_backend();
-    // p is the period in ms; the two CASEs read the row's old values.
-    let (p, late, now, horizon, lim, lock) = match backend {
-        DbBackend::Postgres => (
-            "(period_seconds::bigint * 1000)",
-            "$1",
-            "$2",
-            "$3",
-            "$4",
-            "FOR UPDATE SKIP LOCKED",
-        ),
-        _ => ("(period_seconds * 1000)", "?1", "?2", "?3", "?4", ""),
-    };
-    let grid_after_now = format!("({now} + {p} - ((({now}) - phase_ms) % {p} + {p}) % {p})");
+    let (p, lock) = dialect(backend);
+    let (late, horizon, lim) = ("$1", "$2", "$3");
+    // The grid point after the claimed one (half a period on, then up to
+    // the grid: robust to a phase changed in between).
     let second = format!("(next_due_ms + {p} / 2)");
     let grid_after_next = format!("({second} + {p} - (({second} - phase_ms) % {p} + {p}) % {p})");
     let sql = format!(
-        "UPDATE urls SET \
-           last_due_ms = CASE WHEN next_due_ms < {late} THEN {grid_after_now} - {p} ELSE next_due_ms END, \
-           next_due_ms = CASE WHEN next_due_ms < {late} THEN {grid_after_now} ELSE {grid_after_next} END \
-         WHERE id IN (SELECT id FROM urls WHERE next_due_ms <= {horizon} AND NOT paused \
-                      ORDER BY next_due_ms LIMIT {lim} {lock}) \
+        "UPDATE urls SET last_due_ms = next_due_ms, next_due_ms = {grid_after_next} \
+         WHERE id IN (SELECT id FROM urls WHERE next_due_ms >= {late} AND next_due_ms <= {horizon} \
+                      AND NOT paused ORDER BY next_due_ms LIMIT {lim} {lock}) \
          RETURNING id, url, period_seconds, last_due_ms, next_due_ms, assertions"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
-            sql,
+            super::numbered(backend, &sql),
             [
                 (now_ms - max_late_ms).into(),
-                now_ms.into(),
                 (now_ms + lookahead_ms).into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ],

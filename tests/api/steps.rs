@@ -259,10 +259,11 @@ async fn due_times_missed_while_down_are_skipped_not_made_up() {
     // Down for a minute: nothing ticks.
     advance(Duration::from_secs(60)).await;
     let report = prober.tick().await.unwrap();
-    // The newest grid point (51 s) is 9 s late, past the 5 s allowed: skipped.
+    // The newest grid point (51 s) is 9 s late, past the 5 s allowed:
+    // skipped without being claimed.
     assert_eq!(
         (report.claimed, report.skipped_late, report.scheduled),
-        (1, 1, 0)
+        (0, 1, 0)
     );
     tick_for(&prober, f.settings.prober.tick, Duration::from_secs(15)).await;
     wait_until_idle(&prober).await;
@@ -272,6 +273,63 @@ async fn due_times_missed_while_down_are_skipped_not_made_up() {
         [t0 + 61_000, t0 + 71_000],
         "no burst for the missed minute, id {id}"
     );
+}
+
+/// Overloaded (room for 5 probes), an instance with 10 URLs whose due
+/// times were missed and 5 due now claims the 5 it can start in time: the
+/// missed ones are moved on in one statement, never claimed, and a missed
+/// URL whose newest grid point is still within the lateness is probed at
+/// that point.
+#[tokio::test(start_paused = true)]
+async fn overloaded_an_instance_claims_what_it_can_start_in_time_and_skips_the_rest_unclaimed() {
+    let f = Fixture::new(|s| {
+        s.urls.min_period = Duration::from_secs(1);
+        s.prober.max_pending = Some(5);
+    })
+    .await;
+    let t0 = start().timestamp_millis();
+    let prober = f.prober();
+    // Due 20 s ago on a 60 s grid: the newest grid point is 20 s late.
+    let mut missed = Vec::new();
+    for n in 0..10 {
+        missed.push(f.url(n, 60, 0, t0).await);
+    }
+    advance(Duration::from_secs(20)).await;
+    let now = t0 + 20_000;
+    // Due now, on a grid through now.
+    let mut timely = Vec::new();
+    for n in 10..15 {
+        timely.push(f.url(n, 60, 20_000, now).await);
+    }
+    // Missed 12 s ago on a 10 s grid: its newest grid point (now - 2 s) is
+    // within the 5 s allowed.
+    let recent = f.url(15, 10, 8_000, now - 12_000).await;
+    let report = prober.tick().await.unwrap();
+    assert_eq!(report.skipped_late, 10, "the missed ones, unclaimed");
+    assert_eq!(report.claimed, 5, "as many as there is room for");
+    wait_until_idle(&prober).await;
+    advance(Duration::from_millis(1)).await;
+    let report = prober.tick().await.unwrap();
+    assert_eq!((report.claimed, report.skipped_late), (1, 0));
+    wait_until_idle(&prober).await;
+    let results = f.results().await;
+    let mut probed_ids: Vec<i64> = results.iter().map(|r| r.url_id).collect();
+    probed_ids.sort_unstable();
+    let mut want = timely.clone();
+    want.push(recent);
+    assert_eq!(probed_ids, want, "missed: {missed:?}");
+    let late = results.iter().find(|r| r.url_id == recent).unwrap();
+    assert_eq!(late.due_ms, now - 2_000, "its newest grid point");
+    // The missed ones wait for their next grid point, a minute after t0.
+    let next: Vec<i64> = urls::Entity::find()
+        .all(&f.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| missed.contains(&u.id))
+        .map(|u| u.next_due_ms)
+        .collect();
+    assert_eq!(next, vec![t0 + 60_000; 10]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -381,6 +439,55 @@ async fn the_flush_loop_writes_each_interval_and_retention_waits_one_interval() 
     wait_for(|| async { stored().await == 3 }).await;
     stop.cancel();
     run.await.unwrap();
+}
+
+/// The canary loop (`Prober::run` starts it beside the ticks): a round at
+/// once, then one every `canary_interval` of paused time. While its only
+/// canary refuses connections the prober doubts itself; once the canary
+/// answers, the doubt lasts until the next round and no longer.
+#[tokio::test(start_paused = true)]
+async fn canary_rounds_run_every_interval_and_end_the_doubt_at_the_first_answer() {
+    // A loopback port that refuses until the test listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let f = Fixture::new(|s| {
+        s.prober.probe.allow_private_targets = true;
+        s.prober.doubt.canary_urls = vec![format!("http://127.0.0.1:{port}/")];
+        s.prober.doubt.canary_interval = Duration::from_secs(5);
+    })
+    .await;
+    let prober = f.prober();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(prober.clone().run(stop.clone(), Duration::from_secs(1)));
+    let canary = monitor::prober::doubt::Reason::Canary;
+    wait_for(|| async { prober.doubts() == vec![canary] }).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        axum::serve(listener, app).await.unwrap();
+    });
+    // The canary answers now, but no round has run since.
+    advance(Duration::from_millis(4_900)).await;
+    // Real time for a round to show, had one started.
+    let until = std::time::Instant::now() + Duration::from_millis(300);
+    while std::time::Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        prober.doubts(),
+        vec![canary],
+        "no round before the interval"
+    );
+    advance(Duration::from_millis(100)).await;
+    wait_for(|| async { prober.doubts().is_empty() }).await;
+    stop.cancel();
+    run.await.unwrap();
+    server.abort();
 }
 
 /// Waits in real time, paused time standing still, until `done`.
