@@ -623,8 +623,8 @@ impl Prober {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
-        let _host = self.inner.hosts.acquire(&host).await;
-        let _global = self
+        let host_permit = self.inner.hosts.acquire(&host).await;
+        let global_permit = self
             .inner
             .global
             .clone()
@@ -655,6 +655,11 @@ impl Prober {
                 claim.assertions.as_deref(),
             )
             .await;
+        // The permits bound probes in flight, not the hand-over below: held
+        // through it, every probe's slot also waited for the buffer's and
+        // the live stream's Redis round trips (a third of the throughput).
+        drop(global_permit);
+        drop(host_permit);
         self.record(&result);
         tracing::debug!(url_id = claim.url_id, status = result.status_code, kind = ?result.error_kind, verdict = ?result.verdict, "probed");
         // Network failures wait for their window's judgement (see `doubt`).

@@ -332,6 +332,71 @@ async fn overloaded_an_instance_claims_what_it_can_start_in_time_and_skips_the_r
     assert_eq!(next, vec![t0 + 60_000; 10]);
 }
 
+/// A buffer whose pushes wait until the test opens the gate (a slow Redis).
+#[derive(Debug)]
+struct GatedBuffer {
+    inner: Arc<MemoryBuffer>,
+    gate: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl Buffer for GatedBuffer {
+    async fn push(&self, result: ProbeResult) {
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.push(result).await;
+    }
+    async fn read(&self, max: usize) -> anyhow::Result<monitor::buffer::Batch> {
+        self.inner.read(max).await
+    }
+    async fn ack(&self, batch: monitor::buffer::Batch) -> anyhow::Result<()> {
+        self.inner.ack(batch).await
+    }
+    async fn backlog(&self) -> anyhow::Result<u64> {
+        self.inner.backlog().await
+    }
+    fn batch_ready(&self) -> &monitor::buffer::BatchTrigger {
+        self.inner.batch_ready()
+    }
+}
+
+/// The concurrency permits bound probes in flight, not the hand-over of
+/// their results: with one permit and the buffer stalled, a second probe
+/// due at the same time still runs.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_buffer_does_not_hold_the_probe_permits() {
+    let f = Fixture::new(|s| {
+        s.prober.concurrency = 1;
+        s.prober.per_host = 1;
+    })
+    .await;
+    let t0 = start().timestamp_millis();
+    f.url(0, 60, 0, t0 + 300).await;
+    f.url(1, 60, 0, t0 + 300).await;
+    let gated = Arc::new(GatedBuffer {
+        inner: f.buffer.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        waiting: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let prober = Prober::new(
+        f.db.clone(),
+        Probe::new(f.settings.prober.probe.clone()).unwrap(),
+        gated.clone(),
+        f.settings.prober.clone(),
+        Arc::new(Notify::new()),
+        Arc::default(),
+    )
+    .with_clock(Clock::tokio_from(start()));
+    assert_eq!(prober.tick().await.unwrap().claimed, 2);
+    advance(Duration::from_millis(300)).await;
+    wait_for(|| async { gated.waiting.load(std::sync::atomic::Ordering::SeqCst) == 2 }).await;
+    gated.gate.add_permits(2);
+    wait_until_idle(&prober).await;
+    assert_eq!(f.results().await.len(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn while_claims_fail_the_held_urls_are_probed_from_memory_on_their_grid() {
     let f = Fixture::new(|s| s.urls.min_period = Duration::from_secs(1)).await;
