@@ -151,6 +151,22 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// CPU time (user + system) this process has used, in seconds, from
+/// `/proc/self/stat` (clock ticks of 1/100 s, Linux's `USER_HZ`).
+#[allow(clippy::cast_precision_loss)] // ticks of a few hours fit an f64 exactly
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// A tiny HTTP target on its own runtime thread, counting hits.
 fn start_target() -> (SocketAddr, Arc<AtomicU64>) {
     let hits = Arc::new(AtomicU64::new(0));
@@ -272,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| args.period.max(Duration::from_secs(3)));
     tokio::time::sleep(warmup).await;
     let from = Utc::now();
+    let cpu_from = cpu_seconds();
     let hits_from = hits.load(Ordering::Relaxed);
     let wal = tmp.path().join("monitor.db-wal");
     let mut samples = Vec::new();
@@ -291,6 +308,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::time::sleep_until(window_end).await;
     let to = Utc::now();
+    let cpu_to = cpu_seconds();
     let hits_to = hits.load(Ordering::Relaxed);
     let rss_end = rss_bytes();
     // Let the last window's results reach the store.
@@ -354,6 +372,10 @@ async fn main() -> anyhow::Result<()> {
             "max": lateness.last().copied().unwrap_or(0) as f64 / 1000.0,
         },
         "busiest_second_over_mean": if mean > 0.0 { busiest / mean } else { 0.0 },
+        // The whole process: the service (and the built-in target when no
+        // --target is given; bench/run passes nginx).
+        "cpu_percent_of_one_core": 100.0 * (cpu_to - cpu_from)
+            / (to - from).num_milliseconds().max(1) as f64 * 1000.0,
         "rss_bytes_per_url": (rss_end.saturating_sub(rss_base)) as f64 / args.urls as f64,
         "rss_start_mib": rss_start as f64 / 1_048_576.0,
         "rss_end_mib": rss_end as f64 / 1_048_576.0,
