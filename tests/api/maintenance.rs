@@ -111,6 +111,18 @@ async fn write(app: &TestApp, batch: &[ProbeResult]) -> outcomes::Written {
         .unwrap()
 }
 
+/// A user with a webhook channel (all the user's URLs) to a receiver
+/// answering 200: (token, receiver, channel).
+async fn user_with_webhook(app: &TestApp) -> (String, Receiver, pb::Channel) {
+    let (_, token) = app.user().await;
+    let receiver = Receiver::start(200, None).await;
+    let channel = create_channel(app, &token, webhook("hooks", &receiver.url()))
+        .await
+        .unwrap()
+        .into_inner();
+    (token, receiver, channel)
+}
+
 /// The test, at the flush, batch by batch: a URL failing from
 /// minute 10 under a window recurring daily at minutes 10..30 (in a time
 /// zone half an hour off UTC): its failures inside are stored as
@@ -120,12 +132,7 @@ async fn write(app: &TestApp, batch: &[ProbeResult]) -> outcomes::Written {
 #[allow(clippy::too_many_lines)] // one scenario, batch by batch
 async fn a_recurring_window_holds_a_failing_url_and_the_incident_opens_after_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (_, token) = app.user().await;
-    let receiver = Receiver::start(200, None).await;
-    let channel = create_channel(&app, &token, webhook("hooks", &receiver.url()))
-        .await
-        .unwrap()
-        .into_inner();
+    let (token, _receiver, channel) = user_with_webhook(&app).await;
     let url_id = app
         .add_url(&token, "https://example.com/maintained")
         .await
@@ -372,12 +379,7 @@ async fn an_incident_held_by_a_window_resolves_after_it_when_its_url_is_up(backe
         s.prober.enabled = false;
     })
     .await;
-    let (_, token) = app.user().await;
-    let receiver = Receiver::start(200, None).await;
-    let channel = create_channel(&app, &token, webhook("hooks", &receiver.url()))
-        .await
-        .unwrap()
-        .into_inner();
+    let (token, _receiver, channel) = user_with_webhook(&app).await;
     let url_id = app.add_url(&token, "https://example.com/held").await.id;
     let now = Utc::now().timestamp_millis();
     let t0 = now - now.rem_euclid(HOUR) - 3 * HOUR;
