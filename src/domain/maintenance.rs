@@ -416,16 +416,13 @@ impl WindowCache {
         loaded: Vec<MaintenanceWindow>,
         rows: &[(i64, i64, i64)],
     ) -> Vec<bool> {
+        self.forget(owners, versions);
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.batches += 1;
         let now = inner.batches;
-        // Owners of this batch without windows now: forget what was kept.
-        inner
-            .owners
-            .retain(|owner, _| !owners.contains(owner) || versions.contains_key(owner));
         let mut fresh: HashMap<i64, Vec<MaintenanceWindow>> = HashMap::new();
         for w in loaded {
             fresh.entry(w.user_id).or_default().push(w);
@@ -474,7 +471,17 @@ impl WindowCache {
             .collect()
     }
 
-    /// How many owners' windows are kept (for tests).
+    /// Forgets the owners of a batch (`owners`) that have no windows now
+    /// (absent from `versions`).
+    pub fn forget(&self, owners: &HashSet<i64>, versions: &HashMap<i64, WindowsVersion>) {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .owners
+            .retain(|owner, _| !owners.contains(owner) || versions.contains_key(owner));
+    }
+
+    /// How many owners' windows are kept.
     pub fn len(&self) -> usize {
         self.inner
             .lock()

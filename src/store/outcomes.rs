@@ -222,9 +222,7 @@ async fn in_windows(
         .await
         .context("reading the batch's maintenance window versions")?;
     if versions.is_empty() {
-        if !cache.is_empty() {
-            cache.covered(&batch_owners, &versions, Vec::new(), &[]);
-        }
+        cache.forget(&batch_owners, &versions);
         return Ok(None);
     }
     let stale = cache.stale(&versions);
