@@ -160,11 +160,12 @@ pub async fn update_for_user(
     let updated = Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             backend,
-            sql(
+            sql(concat!(
                 "UPDATE urls SET name = $3, period_seconds = $4, phase_ms = $5, next_due_ms = $6, \
                  paused = $7, failure_threshold = $8, success_threshold = $9, assertions = $10, \
-                 depends_on = $11 WHERE id = $1 AND user_id = $2 RETURNING *",
-            ),
+                 depends_on = $11 WHERE id = $1 AND user_id = $2 RETURNING ",
+                super::urls::url_columns!()
+            )),
             [
                 id.into(),
                 user.0.into(),
@@ -229,7 +230,10 @@ async fn lock_for_user(
             backend,
             numbered(
                 backend,
-                &format!("SELECT * FROM urls WHERE id = $1 AND user_id = $2{lock}"),
+                &format!(
+                    "SELECT {} FROM urls WHERE id = $1 AND user_id = $2{lock}",
+                    super::urls::url_columns!()
+                ),
             ),
             [id.into(), user.0.into()],
         ))

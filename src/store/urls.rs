@@ -57,6 +57,20 @@ impl Related<super::users::Entity> for Entity {
 
 impl ActiveModelBehavior for ActiveModel {}
 
+/// The columns of [`Model`], named: statements that return URL rows list
+/// them instead of `*`. A pooled connection keeps each statement prepared
+/// with the column list it had then; after a migration adds a column,
+/// Postgres refuses such a `*` statement ("cached plan must not change
+/// result type") and sqlx's SQLite worker panics on the longer row (test:
+/// `migrations::*::statements_prepared_before_a_migration_keep_working_after_it`).
+macro_rules! url_columns {
+    () => {
+        "id, user_id, url, period_seconds, created_at, phase_ms, next_due_ms, last_due_ms, \
+         name, paused, failure_threshold, success_threshold, assertions, depends_on"
+    };
+}
+pub(crate) use url_columns;
+
 /// The owner of each of `ids` that is a URL still there (a deleted one is
 /// absent). One statement text whatever the number of ids (an array on Postgres, a JSON array on SQLite).
 pub async fn owners_of_ids(
@@ -312,7 +326,8 @@ pub async fn insert_within_limits(
 /// schedule history and its state row (pending: the flush then only
 /// locks and updates state rows, never creates them on its hot path). No row back means a limit was reached; the caller
 /// rolls back what was raised.
-const ADD_POSTGRES: &str = "WITH quota AS (
+const ADD_POSTGRES: &str = concat!(
+    "WITH quota AS (
     UPDATE users SET url_count = url_count + 1 WHERE id = $1 AND url_count < $2 RETURNING id
 ), host AS (
     INSERT INTO host_rates (user_id, host, rate_micros)
@@ -323,14 +338,19 @@ const ADD_POSTGRES: &str = "WITH quota AS (
 ), added AS (
     INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, assertions)
     SELECT user_id, $6, $7, $8, $9, $10, $11 FROM host
-    RETURNING *
+    RETURNING ",
+    url_columns!(),
+    "
 ), schedule AS (
     INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
     SELECT id, $12, period_seconds, phase_ms, false FROM added
 ), state AS (
     INSERT INTO url_states (url_id, state) SELECT id, 1 FROM added
 )
-SELECT * FROM added";
+SELECT ",
+    url_columns!(),
+    " FROM added"
+);
 
 /// SQLite, inside a transaction: raise the counter while below the quota...
 const RAISE_COUNT: &str =
@@ -349,10 +369,12 @@ VALUES (?, ?, ?, ?, false)";
 const INSERT_STATE: &str = "INSERT INTO url_states (url_id, state) VALUES (?, 1)";
 
 /// ...after the insert.
-const INSERT: &str =
+const INSERT: &str = concat!(
     "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, assertions)
 VALUES (?, ?, ?, ?, ?, ?, ?)
-RETURNING *";
+RETURNING ",
+    url_columns!()
+);
 
 /// How often the user's URLs probe `host`, in millionths of a probe per second.
 pub async fn host_rate_micros(
@@ -499,3 +521,16 @@ pub(super) fn stored_host(url: &str) -> String {
 /// A (user, host) rate that fell to nothing is dropped.
 pub(super) const DROP_SPENT_HOST_RATE: &str =
     "DELETE FROM host_rates WHERE user_id = $1 AND host = $2 AND rate_micros <= 0";
+
+#[cfg(test)]
+mod columns {
+    use sea_orm::{IdenStatic, Iterable};
+
+    /// `url_columns!` names every column of the model, in its order.
+    #[test]
+    fn url_columns_are_the_models() {
+        let model: Vec<&str> = super::Column::iter().map(|c| c.as_str()).collect();
+        let listed: Vec<&str> = super::url_columns!().split(',').map(str::trim).collect();
+        assert_eq!(listed, model);
+    }
+}

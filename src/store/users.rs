@@ -14,7 +14,8 @@ pub struct Model {
     pub password_hash: String,
     pub created_at: DateTimeUtc,
     // `url_count`, AddUrl's quota counter, is a column of this table but not
-    // of this model: only the URL service's own statements touch it.
+    // of this model: only the URL service's own statements touch it, and an
+    // account read (Register, Login) never depends on it.
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -220,7 +220,31 @@ async fn login_rejects_malformed_input(backend: Backend) {
     );
 }
 
+/// Register, then at once Login and AddUrl (which raises the quota counter
+/// on the account's row), many at a time on freshly started servers: every
+/// account is read back whole. (Once, on SQLite, a Register failed reading
+/// the new account back with "Missing value for column 'url_count'".)
+async fn accounts_registered_at_once_on_a_fresh_server_are_read_back_whole(backend: Backend) {
+    for _ in 0..3 {
+        let app = spawn_app(backend).await;
+        let calls = (0..12).map(|i| {
+            let app = &app;
+            async move {
+                let (id, token) = app.user().await;
+                let url = app
+                    .add_url(&token, &format!("https://example.com/{i}"))
+                    .await;
+                (id, url.id)
+            }
+        });
+        let done = futures_util::future::join_all(calls).await;
+        assert_eq!(done.len(), 12);
+        assert!(done.iter().all(|(id, url)| *id > 0 && *url > 0));
+    }
+}
+
 crate::on_both_backends!(
+    accounts_registered_at_once_on_a_fresh_server_are_read_back_whole,
     register_returns_the_new_id_and_the_normalized_email,
     register_stores_only_an_argon2id_hash,
     register_rejects_malformed_emails,

@@ -144,7 +144,50 @@ async fn every_url_gets_a_state_row_and_kept_states_stay(backend: Backend) {
     db.close().await.ok();
 }
 
+/// A running instance whose pooled connections prepared its statements
+/// before another instance's migration added a column keeps working: no
+/// statement of the store reads or returns `*`, whose column list a cached
+/// prepared statement keeps from before the change (Postgres then refuses
+/// it, "cached plan must not change result type"; sqlx keeps SQLite's old
+/// column names, so a new column reads as missing).
+async fn statements_prepared_before_a_migration_keep_working_after_it(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |s| s.db_max_connections = 1).await;
+    let (_, token) = app.user().await;
+    let first = app.add_url(&token, "https://example.com/before").await;
+    let mut renamed = first.clone();
+    renamed.name = "before".into();
+    crate::update::update(&app, &token, renamed, &["name"])
+        .await
+        .expect("UpdateUrl before the migration");
+    // Another instance's migration, through a connection of its own.
+    let other = app.open_db().await;
+    for table in ["urls", "users"] {
+        other
+            .execute_unprepared(&format!(
+                "ALTER TABLE {table} ADD COLUMN later_feature INTEGER NOT NULL DEFAULT 7"
+            ))
+            .await
+            .unwrap();
+    }
+    other.close().await.ok();
+    // The same statements, on the one pooled connection that prepared them.
+    let second = app.add_url(&token, "https://example.com/after").await;
+    assert_eq!(second.url, "https://example.com/after");
+    let mut renamed = second.clone();
+    renamed.name = "after".into();
+    let updated = crate::update::update(&app, &token, renamed, &["name"])
+        .await
+        .expect("UpdateUrl after the migration")
+        .into_inner();
+    assert_eq!(updated.name, "after");
+    assert_eq!(app.get_url(&token, first.id).await.name, "before");
+    let (_, other_token) = app.user().await;
+    app.add_url(&other_token, "https://example.com/new-user")
+        .await;
+}
+
 crate::on_both_backends!(
+    statements_prepared_before_a_migration_keep_working_after_it,
     the_quota_counter_starts_from_the_urls_users_already_have,
     the_host_rates_start_from_the_urls_users_already_have,
     every_url_gets_a_state_row_and_kept_states_stay
