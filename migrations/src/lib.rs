@@ -23,6 +23,7 @@ mod m20261126_000012_status_pages;
 mod m20261127_000013_maintenance;
 mod m20261127_000015_reminders;
 mod m20261127_000016_dependencies;
+mod m20261127_000017_statuses_without_url_key;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000013_maintenance::Migration),
             Box::new(m20261127_000015_reminders::Migration),
             Box::new(m20261127_000016_dependencies::Migration),
+            Box::new(m20261127_000017_statuses_without_url_key::Migration),
         ]
     }
 }

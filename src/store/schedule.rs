@@ -5,7 +5,7 @@
 //!
 //! Claiming is one UPDATE that advances `next_due_ms` of the URLs due within
 //! the look-ahead and returns them. On Postgres the rows are picked with
-//! `FOR UPDATE SKIP LOCKED`, so concurrent instances claim disjoint rows, and
+//! `FOR NO KEY UPDATE SKIP LOCKED`, so concurrent instances claim disjoint rows, and
 //! a due time, once advanced past, is never claimed again: each due time is
 //! probed by one instance, once. State lives in the database, so the schedule
 //! survives restarts. A due time missed by more than the allowed lateness
@@ -37,7 +37,14 @@ use crate::domain::Claim;
 /// The period in ms, as SQL, and the row lock the claims take.
 fn dialect(backend: DbBackend) -> (&'static str, &'static str) {
     match backend {
-        DbBackend::Postgres => ("(period_seconds::bigint * 1000)", "FOR UPDATE SKIP LOCKED"),
+        // NO KEY UPDATE: what the claim's own UPDATE takes (it changes no
+        // key), so claims skip each other's rows and an UpdateUrl's, but
+        // not rows a flush has only key-share locked by inserting rows that
+        // reference them (rollups, incidents).
+        DbBackend::Postgres => (
+            "(period_seconds::bigint * 1000)",
+            "FOR NO KEY UPDATE SKIP LOCKED",
+        ),
         _ => ("(period_seconds * 1000)", ""),
     }
 }

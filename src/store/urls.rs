@@ -497,6 +497,8 @@ pub async fn delete_for_user(
             "UPDATE urls SET depends_on = NULL WHERE depends_on = $1 AND user_id = $2",
             vec![id.into(), user.0.into()],
         ),
+        // Its raw statuses: no foreign key on Postgres (migration 17).
+        ("DELETE FROM statuses WHERE url_id = $1", vec![id.into()]),
     ] {
         txn.execute_raw(Statement::from_sql_and_values(
             backend,

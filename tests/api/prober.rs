@@ -325,3 +325,49 @@ async fn two_instances_probe_each_due_time_exactly_once() {
         );
     }
 }
+
+/// A URL whose row a flush has key-share locked (it inserted a row that
+/// references the URL: a rollup bucket, an incident) and not yet committed
+/// is still claimed on time: the claim locks `FOR NO KEY UPDATE`, which a
+/// key-share lock does not block (with `FOR UPDATE SKIP LOCKED` it was
+/// skipped for as long as that flush ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_referenced_by_an_unfinished_flush_is_still_claimed() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let app = crate::helpers::spawn_app(Backend::Postgres).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/locked").await;
+    let due: i64 = chrono::Utc::now().timestamp_millis();
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE urls SET next_due_ms = {due} WHERE id = {}",
+            url.id
+        ))
+        .await
+        .unwrap();
+    let other = app.open_db().await;
+    let flush = other.begin().await.unwrap();
+    flush
+        .execute_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "INSERT INTO rollups (url_id, tier, bucket_ms, up, degraded, down, sketch) \
+                 VALUES ({}, 1, 0, 1, 0, 0, '')",
+                url.id
+            ),
+        ))
+        .await
+        .unwrap();
+    let claims = monitor::store::schedule::claim_due(&app.db, due, 1_000, 5_000, 10)
+        .await
+        .unwrap();
+    flush.rollback().await.unwrap();
+    assert_eq!(
+        claims.iter().map(|c| c.url_id).collect::<Vec<_>>(),
+        vec![url.id],
+        "claimed while the flush holds its key-share lock"
+    );
+}
