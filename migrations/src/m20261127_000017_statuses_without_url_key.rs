@@ -17,33 +17,35 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// Runs `sql` on Postgres only.
+async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(|_| ())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER TABLE statuses DROP CONSTRAINT IF EXISTS statuses_url_id_fkey",
-            )
-            .await
-            .map(|_| ())
+        on_postgres(
+            manager,
+            "ALTER TABLE statuses DROP CONSTRAINT IF EXISTS statuses_url_id_fkey",
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "DELETE FROM statuses WHERE url_id NOT IN (SELECT id FROM urls); \
-                 ALTER TABLE statuses ADD CONSTRAINT statuses_url_id_fkey \
-                 FOREIGN KEY (url_id) REFERENCES urls(id) ON DELETE CASCADE",
-            )
-            .await
-            .map(|_| ())
+        on_postgres(
+            manager,
+            "DELETE FROM statuses WHERE url_id NOT IN (SELECT id FROM urls); \
+             ALTER TABLE statuses ADD CONSTRAINT statuses_url_id_fkey \
+             FOREIGN KEY (url_id) REFERENCES urls(id) ON DELETE CASCADE",
+        )
+        .await
     }
 }
