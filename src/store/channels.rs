@@ -9,7 +9,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Statement,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -240,7 +239,7 @@ pub async fn update_for_user(
 ) -> Result<Result<bool, Refused>, DbErr> {
     let backend = db.get_database_backend();
     let user = channel.user_id;
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     if let Some(missing) = unowned_url(&txn, user, &channel.url_ids).await? {
         txn.rollback().await?;
         return Ok(Err(Refused::UnknownUrl(missing)));

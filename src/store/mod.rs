@@ -213,6 +213,22 @@ pub(crate) async fn delete_owned(
     Ok(done.rows_affected() == 1)
 }
 
+/// Begins a transaction that reads before it writes. On SQLite it takes the
+/// write lock at `BEGIN` (`IMMEDIATE`, waiting its turn like any writer): a
+/// deferred transaction that read first holds a snapshot, and when another
+/// connection has written since, SQLite refuses to turn it into a writer
+/// at once ("database is locked", without waiting), which failed a client's
+/// valid request with INTERNAL under load.
+pub(crate) async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..sea_orm::TransactionOptions::default()
+    })
+    .await
+}
+
 /// Begins a transaction that first takes `user`'s row (Postgres; SQLite's
 /// write lock is taken by the update too), then counts the user's rows of
 /// `table`: two concurrent adds checked against a quota in it cannot both

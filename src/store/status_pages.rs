@@ -1,9 +1,7 @@
 //! Status pages (one per user) and the URLs each lists, in order.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement};
 
 use super::{is_unique_violation, numbered};
 use crate::domain::{
@@ -118,7 +116,7 @@ pub async fn upsert(
 ) -> Result<Result<StatusPageRecord, Refused>, DbErr> {
     let backend = db.get_database_backend();
     let sql = |pg: &str| numbered(backend, pg);
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     for id in page.url_ids {
         let owned = txn
             .query_one_raw(Statement::from_sql_and_values(

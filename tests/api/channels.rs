@@ -574,8 +574,34 @@ async fn bad_channel_changes_are_refused_by_field_and_change_nothing(backend: Ba
     assert_eq!(list_channels(&app, &bob).await[0].name, "b");
 }
 
+/// Many changes of one channel at once (each reads its URLs, then writes)
+/// all succeed: on SQLite a transaction that read first used to be refused
+/// at its first write ("database is locked", INTERNAL) when another had
+/// written in between.
+async fn concurrent_changes_of_a_channel_all_succeed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/a").await;
+    let mut new = webhook("hooks", "https://hooks.example.com/");
+    new.url_ids = vec![url.id];
+    let created = create_channel(&app, &token, new)
+        .await
+        .unwrap()
+        .into_inner();
+    let changes = (0..24).map(|i| {
+        let mut change = webhook(&format!("hooks {i}"), "https://ignored.example.com/");
+        change.id = created.id;
+        change.url_ids = vec![url.id];
+        update_channel(&app, &token, change, &["name", "url_ids"])
+    });
+    for changed in futures_util::future::join_all(changes).await {
+        changed.expect("a valid change succeeds");
+    }
+}
+
 crate::on_both_backends!(
     a_channel_is_changed_field_by_field_and_a_webhook_keeps_its_secret,
+    concurrent_changes_of_a_channel_all_succeed,
     bad_channel_changes_are_refused_by_field_and_change_nothing,
     a_webhook_channel_is_created_listed_without_its_secret_and_deleted,
     another_users_channels_and_urls_are_not_found,
