@@ -241,15 +241,14 @@ async fn main() -> anyhow::Result<()> {
     let mut text = String::with_capacity(rows * 80);
     for r in &results {
         let due = Utc.timestamp_millis_opt(r.due_ms).unwrap();
-        let probed = Utc.timestamp_micros(r.started_us).unwrap();
         let _ = writeln!(
             text,
-            "{},{},{},{},{},,",
+            "{},{},{},{},{}",
             r.url_id,
             due.to_rfc3339(),
-            probed.to_rfc3339(),
-            r.status_code,
-            r.latency_us
+            r.started_us - r.due_ms * 1000,
+            r.latency_us,
+            r.status_code
         );
     }
     std::fs::write(&csv, text)?;
@@ -258,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
         .arg(&db_url)
         .args(["-q", "-c"])
         .arg(format!(
-            "\\copy statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) FROM '{}' WITH (FORMAT csv)",
+            "\\copy statuses (url_id, due_at, probed_after_us, latency_micros, status_code) FROM '{}' WITH (FORMAT csv)",
             csv.display()
         ))
         .status()?;

@@ -93,8 +93,8 @@ async fn stored_rate(
     to: DateTime<Utc>,
 ) -> anyhow::Result<(f64, usize)> {
     let rows = statuses::Entity::find()
-        .filter(statuses::Column::ProbedAt.gte(from))
-        .filter(statuses::Column::ProbedAt.lt(to))
+        .filter(statuses::Column::DueAt.gte(from))
+        .filter(statuses::Column::DueAt.lt(to))
         .all(db)
         .await?;
     let not_up = rows
@@ -315,18 +315,11 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let rows = statuses::Entity::find()
-        .filter(statuses::Column::ProbedAt.gte(from))
-        .filter(statuses::Column::ProbedAt.lt(to))
+        .filter(statuses::Column::DueAt.gte(from))
+        .filter(statuses::Column::DueAt.lt(to))
         .all(&db)
         .await?;
-    let mut lateness: Vec<i64> = rows
-        .iter()
-        .map(|r| {
-            (r.probed_at - r.due_at)
-                .num_microseconds()
-                .unwrap_or(i64::MAX)
-        })
-        .collect();
+    let mut lateness: Vec<i64> = rows.iter().map(|r| i64::from(r.probed_after_us)).collect();
     lateness.sort_unstable();
     let window = (to - from).num_milliseconds() as f64 / 1000.0;
     let mut per_second = std::collections::BTreeMap::<i64, u64>::new();

@@ -126,9 +126,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(first) = ids.first() {
         let minute_ago = now - now.rem_euclid(60_000);
         db.execute_raw(sql(format!(
-            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros)
-             SELECT {first}, to_timestamp(({minute_ago} - g * 60000) / 1000.0),
-                    to_timestamp(({minute_ago} - g * 60000 + 2) / 1000.0),
+            "INSERT INTO statuses (url_id, due_at, probed_after_us, status_code, latency_micros)
+             SELECT {first}, to_timestamp(({minute_ago} - g * 60000) / 1000.0), 2000,
                     CASE WHEN g % 333 = 0 THEN 500 ELSE 200 END, 20000 + (g * 7919) % 40000
              FROM generate_series(1, 2880) g ON CONFLICT DO NOTHING"
         )))

@@ -9,9 +9,11 @@
 //! the database is down, batches stay in the buffer and are written once it
 //! is back. Results for URLs deleted meanwhile are dropped.
 //!
-//! Retention deletes statuses older than `retention` in bounded batches by
-//! the `probed_at` index, a few thousand rows per statement, so it never
-//! holds long locks.
+//! Retention lets statuses older than `retention` go: on Postgres it drops
+//! the day partitions wholly past it (no row is deleted, no index touched)
+//! and creates the next days' partitions ahead; on SQLite it deletes rows in
+//! `rowid` order, a few thousand per statement, so it never holds long
+//! locks.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -211,27 +213,31 @@ impl Flusher {
         }
     }
 
-    /// Deletes statuses probed before `now - retention` and rollup buckets
-    /// past their tier's horizon, then (SQLite)
-    /// checkpoints the write-ahead log and truncates it; returns how many
-    /// statuses were deleted.
+    /// Lets statuses due before `now - retention` go (Postgres: the
+    /// partitions whose whole day is past it, and partitions for the next
+    /// days are created; SQLite: the rows) and rollup buckets past their
+    /// tier's horizon, then (SQLite) checkpoints the write-ahead log and
+    /// truncates it; returns what went of the statuses.
     ///
     /// SQLite's own checkpoints (every 1,000 pages) copy the log into the
     /// database but rewind it only when no connection still reads an older
     /// snapshot, which a busy pool rarely allows: under steady load the file
     /// grew by ~4 MiB a minute. A `TRUNCATE` checkpoint each retention pass
     /// bounds it to about one interval of writes.
-    pub async fn retention_once(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+    pub async fn retention_once(&self, now: DateTime<Utc>) -> anyhow::Result<statuses::Retention> {
         let retention = chrono::Duration::from_std(self.settings.retention)?;
-        let deleted = statuses::delete_older_than(&self.db, now - retention).await?;
-        self.metrics.retention_deleted.inc_by(deleted);
+        let gone = statuses::retain(&self.db, now, now - retention).await?;
+        self.metrics.retention_deleted.inc_by(gone.deleted);
+        self.metrics
+            .retention_dropped_days
+            .inc_by(gone.dropped_days);
         for tier in Tier::STORED {
             let kept = chrono::Duration::from_std(self.settings.rollup_setting(tier).1)?;
             let cutoff = tier.bucket_of((now - kept).timestamp_millis());
             rollups::prune(&self.db, tier, cutoff).await?;
         }
         store::checkpoint(&self.db).await?;
-        Ok(deleted)
+        Ok(gone)
     }
 
     /// Flushes and applies retention until `shutdown`, then drains what is left.
@@ -255,8 +261,15 @@ impl Flusher {
             if tokio::time::Instant::now() >= next_retention {
                 next_retention += self.settings.retention_interval;
                 match self.retention_once(Utc::now()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, "retention deleted old statuses"),
+                    Ok(statuses::Retention {
+                        deleted: 0,
+                        dropped_days: 0,
+                    }) => {}
+                    Ok(gone) => tracing::info!(
+                        deleted = gone.deleted,
+                        dropped_days = gone.dropped_days,
+                        "retention let old statuses go"
+                    ),
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "retention failed"),
                 }
             }

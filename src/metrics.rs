@@ -110,6 +110,7 @@ pub struct Metrics {
     pub flush_duration: Histogram,
     pub flush_failures: Counter,
     pub retention_deleted: Counter,
+    pub retention_dropped_days: Counter,
     pub rpcs: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabels, Histogram>,
     pub db_pool: Family<PoolLabels, Gauge>,
@@ -141,6 +142,7 @@ impl Metrics {
             flush_duration: histogram_seconds(),
             flush_failures: Counter::default(),
             retention_deleted: Counter::default(),
+            retention_dropped_days: Counter::default(),
             rpcs: Family::default(),
             rpc_duration: Family::new_with_constructor(histogram_seconds),
             db_pool: Family::default(),
@@ -183,32 +185,6 @@ impl Metrics {
             m.buffer_backlog.clone(),
         );
         r.register(
-            "monitor_flush_batches",
-            "Batches written to the database",
-            m.flush_batches.clone(),
-        );
-        r.register(
-            "monitor_flush_rows",
-            "Status rows inserted by the flush",
-            m.flush_rows.clone(),
-        );
-        r.register_with_unit(
-            "monitor_flush_duration",
-            "Time to read, write and acknowledge one batch",
-            Unit::Seconds,
-            m.flush_duration.clone(),
-        );
-        r.register(
-            "monitor_flush_failures",
-            "Flushes that failed (database or buffer unreachable); retried",
-            m.flush_failures.clone(),
-        );
-        r.register(
-            "monitor_retention_deleted_rows",
-            "Statuses deleted by retention",
-            m.retention_deleted.clone(),
-        );
-        r.register(
             "monitor_rpcs",
             "RPCs and JSON requests answered, by transport, method and code",
             m.rpcs.clone(),
@@ -224,9 +200,46 @@ impl Metrics {
             "Database pool connections by state",
             m.db_pool.clone(),
         );
+        m.register_flush();
         m.register_deliveries();
         m.register_doubt();
         m
+    }
+
+    /// The flush and retention (`flush`).
+    fn register_flush(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "monitor_flush_batches",
+            "Batches written to the database",
+            self.flush_batches.clone(),
+        );
+        r.register(
+            "monitor_flush_rows",
+            "Status rows inserted by the flush",
+            self.flush_rows.clone(),
+        );
+        r.register_with_unit(
+            "monitor_flush_duration",
+            "Time to read, write and acknowledge one batch",
+            Unit::Seconds,
+            self.flush_duration.clone(),
+        );
+        r.register(
+            "monitor_flush_failures",
+            "Flushes that failed (database or buffer unreachable); retried",
+            self.flush_failures.clone(),
+        );
+        r.register(
+            "monitor_retention_deleted_rows",
+            "Statuses deleted by retention (SQLite; Postgres drops whole days)",
+            self.retention_deleted.clone(),
+        );
+        r.register(
+            "monitor_retention_dropped_days",
+            "Days of statuses (Postgres partitions) dropped by retention",
+            self.retention_dropped_days.clone(),
+        );
     }
 
     /// The prober's doubt about its own network (`prober::doubt`).

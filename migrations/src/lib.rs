@@ -24,6 +24,7 @@ mod m20261127_000013_maintenance;
 mod m20261127_000015_reminders;
 mod m20261127_000016_dependencies;
 mod m20261127_000017_statuses_without_url_key;
+mod m20261127_000018_narrow_statuses;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000015_reminders::Migration),
             Box::new(m20261127_000016_dependencies::Migration),
             Box::new(m20261127_000017_statuses_without_url_key::Migration),
+            Box::new(m20261127_000018_narrow_statuses::Migration),
         ]
     }
 }

@@ -422,7 +422,6 @@ pub fn incident_to_proto(i: IncidentRecord) -> pb::Incident {
         opened_at: Some(time_to_proto(i.opened_at)),
         resolved_at: i.resolved_at.map(time_to_proto),
         first_failure: Some(status_to_proto(StatusRecord {
-            id: first.status_id,
             url_id: i.url_id,
             due_at: time(first.due_ms * 1000),
             probed_at: time(first.probed_us),
@@ -443,7 +442,7 @@ pub fn incident_to_proto(i: IncidentRecord) -> pb::Incident {
 
 pub fn status_to_proto(s: StatusRecord) -> pb::Status {
     pb::Status {
-        id: s.id,
+        id: 0,
         url_id: s.url_id,
         due_at: Some(time_to_proto(s.due_at)),
         probed_at: Some(time_to_proto(s.probed_at)),

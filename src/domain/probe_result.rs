@@ -77,10 +77,9 @@ impl ProbeResult {
             .unwrap_or_else(|| Verdict::by_default(self.status_code, self.error_kind))
     }
 
-    /// The status this result becomes, before it is stored (`id` 0).
+    /// The status this result becomes.
     pub fn to_record(&self) -> StatusRecord {
         StatusRecord {
-            id: 0,
             url_id: self.url_id,
             due_at: DateTime::from_timestamp_millis(self.due_ms).unwrap_or_default(),
             probed_at: DateTime::from_timestamp_micros(self.started_us).unwrap_or_default(),

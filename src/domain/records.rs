@@ -66,7 +66,6 @@ pub struct IncidentRecord {
 /// One stored probe result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusRecord {
-    pub id: i64,
     pub url_id: i64,
     pub due_at: DateTime<Utc>,
     pub probed_at: DateTime<Utc>,

@@ -101,7 +101,6 @@ impl Default for Thresholds {
 /// The part of a status an incident keeps: its first probe that was not `UP`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedProbe {
-    pub status_id: i64,
     pub due_ms: i64,
     pub probed_us: i64,
     pub status_code: i32,
@@ -118,10 +117,9 @@ pub struct FailedProbe {
 }
 
 impl FailedProbe {
-    /// The stored status `status_id` of `result`.
-    pub fn of(status_id: i64, result: &ProbeResult) -> Self {
+    /// What an incident keeps of `result`.
+    pub fn of(result: &ProbeResult) -> Self {
         Self {
-            status_id,
             due_ms: result.due_ms,
             probed_us: result.started_us,
             status_code: result.status_code,
@@ -444,7 +442,6 @@ mod tests {
             due_ms,
             verdict,
             probe: FailedProbe {
-                status_id: due_ms,
                 due_ms,
                 probed_us: due_ms * 1000,
                 status_code: if verdict == Verdict::Down { 500 } else { 200 },

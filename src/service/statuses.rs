@@ -1,9 +1,10 @@
 //! Reading back what probes recorded, newest first, in pages.
 //!
-//! Pages are cut by keyset (probe time, id), not by offset, so a page costs
-//! the same however deep it is and new statuses never shift later pages. The
-//! page token is opaque to clients; it carries the URL id so a token cannot
-//! be replayed against another URL.
+//! Pages are cut by keyset (due time, unique per URL), not by offset, so a
+//! page costs the same however deep it is and new statuses never shift
+//! later pages. The page token is opaque to clients; it carries the URL id
+//! so a token cannot be replayed against another URL, and a version letter
+//! so a token from before a change of order is refused, not misread.
 
 use std::sync::Arc;
 
@@ -47,25 +48,23 @@ pub struct StatusService {
 #[derive(Debug, PartialEq, Eq)]
 struct Cursor {
     url_id: i64,
-    probed_at_micros: i64,
-    id: i64,
+    due_at_micros: i64,
 }
 
 impl Cursor {
     fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}:{}:{}",
-            self.url_id, self.probed_at_micros, self.id
-        ))
+        URL_SAFE_NO_PAD.encode(format!("d:{}:{}", self.url_id, self.due_at_micros))
     }
 
     fn decode(token: &str) -> Option<Self> {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
-        let mut parts = raw.splitn(3, ':').map(str::parse::<i64>);
+        let mut parts = raw
+            .strip_prefix("d:")?
+            .splitn(2, ':')
+            .map(str::parse::<i64>);
         Some(Self {
             url_id: parts.next()?.ok()?,
-            probed_at_micros: parts.next()?.ok()?,
-            id: parts.next()?.ok()?,
+            due_at_micros: parts.next()?.ok()?,
         })
     }
 }
@@ -107,9 +106,10 @@ impl StatusService {
                         "is not a token this server gave for this URL; start again without it",
                     )
                 })?;
-            let at = DateTime::<Utc>::from_timestamp_micros(c.probed_at_micros)
-                .ok_or_else(|| Error::invalid("page_token", "is corrupt"))?;
-            Some((at, c.id))
+            Some(
+                DateTime::<Utc>::from_timestamp_micros(c.due_at_micros)
+                    .ok_or_else(|| Error::invalid("page_token", "is corrupt"))?,
+            )
         };
 
         super::urls::check_id("url_id", query.url_id)?;
@@ -123,7 +123,7 @@ impl StatusService {
                 url_id: query.url_id,
                 start,
                 end,
-                after: cursor,
+                before: cursor,
                 limit: page_size + 1,
             },
         )
@@ -136,8 +136,7 @@ impl StatusService {
         let next_page_token = match rows.last() {
             Some(last) if more => Cursor {
                 url_id: query.url_id,
-                probed_at_micros: last.probed_at.timestamp_micros(),
-                id: last.id,
+                due_at_micros: last.due_at.timestamp_micros(),
             }
             .encode(),
             _ => String::new(),
@@ -157,8 +156,7 @@ mod tests {
     fn cursor_round_trips_and_rejects_garbage() {
         let c = Cursor {
             url_id: 7,
-            probed_at_micros: 1_700_000_000_123_456,
-            id: 99,
+            due_at_micros: 1_700_000_000_123_456,
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         for bad in [
@@ -166,6 +164,8 @@ mod tests {
             "!!!",
             "bm90IGEgY3Vyc29y",
             &URL_SAFE_NO_PAD.encode("1:2"),
+            // A token from before pages were cut by due time.
+            &URL_SAFE_NO_PAD.encode("7:1700000000123456:99"),
         ] {
             assert_eq!(Cursor::decode(bad), None, "{bad:?}");
         }

@@ -46,7 +46,6 @@ impl ActiveModelBehavior for ActiveModel {}
 impl From<Model> for IncidentRecord {
     fn from(m: Model) -> Self {
         let first_failure = serde_json::from_str(&m.first_status).unwrap_or(FailedProbe {
-            status_id: 0,
             due_ms: m.opened_at.timestamp_millis(),
             probed_us: m.opened_at.timestamp_micros(),
             status_code: 0,

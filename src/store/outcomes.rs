@@ -8,8 +8,10 @@
 //!    verdict `MAINTENANCE` (`domain::maintenance`), which holds
 //!    the state machine and counts apart in rollups.
 //! 1. The statuses are inserted `ON CONFLICT (url_id, due_at) DO NOTHING
-//!    RETURNING` their ids: only rows really inserted go on, so a batch
-//!    delivered twice changes nothing the second time.
+//!    RETURNING` their keys: only rows really inserted go on, so a batch
+//!    delivered twice changes nothing the second time. (On Postgres the
+//!    partitions of the batch's days are made sure of first, outside the
+//!    transaction: `store::statuses::ensure_days`.)
 //! 2. The touched URLs' `url_states` rows (AddUrl creates them) are locked
 //!    in `url_id` order (Postgres `FOR UPDATE`; SQLite's writer lock is
 //!    already held), so two flushers never apply one URL's results in two
@@ -51,7 +53,7 @@ use crate::domain::{
 
 use super::{
     deliveries::IncidentEvent,
-    statuses::{failed_json, sqlite_timestamp_text},
+    statuses::{Narrow, failed_json, sqlite_timestamp_text},
 };
 
 /// What writing one batch did.
@@ -188,6 +190,9 @@ async fn write(
         None => sorted.as_slice(),
     };
     if db.get_database_backend() == DbBackend::Postgres {
+        // The batch's days' partitions, before its transaction (one round
+        // trip; a missing one is created, which locks the table briefly).
+        super::statuses::ensure_days(db, &super::statuses::days_of(rows)).await?;
         let mut tx = db.get_postgres_connection_pool().begin().await?;
         let written = postgres::write(&mut tx, rows, derive).await?;
         tx.commit().await?;
@@ -260,12 +265,12 @@ async fn in_windows(
 /// The inserted rows' outcomes per URL, in due-time order.
 fn outcomes_by_url(
     rows: &[&ProbeResult],
-    inserted: Vec<(i64, i64, DateTime<Utc>)>,
+    inserted: Vec<(i64, DateTime<Utc>)>,
 ) -> BTreeMap<i64, Vec<Outcome>> {
     let by_key: HashMap<(i64, i64), &ProbeResult> =
         rows.iter().map(|r| ((r.url_id, r.due_ms), *r)).collect();
     let mut per_url: BTreeMap<i64, Vec<Outcome>> = BTreeMap::new();
-    for (status_id, url_id, due_at) in inserted {
+    for (url_id, due_at) in inserted {
         let due_ms = due_at.timestamp_millis();
         let Some(r) = by_key.get(&(url_id, due_ms)) else {
             continue;
@@ -273,7 +278,7 @@ fn outcomes_by_url(
         per_url.entry(url_id).or_default().push(Outcome {
             due_ms,
             verdict: r.verdict(),
-            probe: FailedProbe::of(status_id, r),
+            probe: FailedProbe::of(r),
         });
     }
     for outcomes in per_url.values_mut() {
@@ -591,9 +596,9 @@ const SELECT_STATES: &str = "SELECT s.url_id, s.state, s.state_since, s.last_app
 mod postgres {
     use super::{
         Changes, DateTime, Derive, HashSet, IncidentEvent, IncidentSql, LINK_TO_PARENTS, LINKED,
-        Postgres, ProbeResult, SELECT_STATES, STATE_COLUMNS, StateRow, Transaction, Utc, Written,
-        apply_all, count, events_of_new, events_of_update, failed_json, first_json, incident_ids,
-        locked, ms_to_time, notices, outcomes_by_url, states_before, timestamp,
+        Narrow, Postgres, ProbeResult, SELECT_STATES, STATE_COLUMNS, StateRow, Transaction, Utc,
+        Written, apply_all, count, events_of_new, events_of_update, failed_json, first_json,
+        incident_ids, locked, ms_to_time, notices, outcomes_by_url, states_before, timestamp,
     };
 
     pub(super) async fn write(
@@ -606,24 +611,25 @@ mod postgres {
         sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
             .execute(&mut **tx)
             .await?;
-        let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message, \
-                                   verdict, failed_assertions, tls_not_after) \
-             SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int4[], $5::int8[], $6::int2[], $7::text[], \
-                                  $8::int2[], $9::text[], $10::timestamptz[]) \
+        let narrow: Vec<Narrow> = rows.iter().map(|r| Narrow::of(r)).collect();
+        let inserted: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO statuses (url_id, due_at, probed_after_us, latency_micros, status_code, verdict, \
+                                   tls_remaining_s, error_kind, error_message, failed_assertions) \
+             SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int2[], $6::int2[], \
+                                  $7::int4[], $8::int2[], $9::text[], $10::text[]) \
              ON CONFLICT (url_id, due_at) DO NOTHING \
-             RETURNING id, url_id, due_at",
+             RETURNING url_id, due_at",
         )
         .bind(rows.iter().map(|r| r.url_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| timestamp(r.due_ms * 1000)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| timestamp(r.started_us)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.status_code).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.latency_us).collect::<Vec<_>>())
+        .bind(narrow.iter().map(|n| n.probed_after_us).collect::<Vec<_>>())
+        .bind(narrow.iter().map(|n| n.latency_micros).collect::<Vec<_>>())
+        .bind(narrow.iter().map(|n| n.status_code).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.verdict().stored()).collect::<Vec<_>>())
+        .bind(narrow.iter().map(|n| n.tls_remaining_s).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.error_kind).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.verdict().stored()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| failed_json(&r.failed_assertions)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.tls_not_after_ms.map(ms_to_time)).collect::<Vec<_>>())
         .fetch_all(&mut **tx)
         .await?;
         let mut written = Written {
@@ -750,10 +756,10 @@ mod postgres {
 mod sqlite {
     use super::{
         Changes, DateTime, Derive, HashSet, IncidentEvent, IncidentSql, LINK_TO_PARENTS, LINKED,
-        ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite, StateRow, Transaction, Utc, Written,
-        apply_all, count, events_of_new, events_of_update, failed_json, first_json, incident_ids,
-        locked, ms_to_time, notices, outcomes_by_url, sqlite_timestamp_text, states_before,
-        timestamp,
+        Narrow, ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite, StateRow, Transaction, Utc,
+        Written, apply_all, count, events_of_new, events_of_update, failed_json, first_json,
+        incident_ids, locked, ms_to_time, notices, outcomes_by_url, sqlite_timestamp_text,
+        states_before, timestamp,
     };
 
     pub(super) async fn write(
@@ -764,31 +770,31 @@ mod sqlite {
         let json = serde_json::Value::Array(
             rows.iter()
                 .map(|r| {
+                    let n = Narrow::of(r);
                     serde_json::json!([
                         r.url_id,
                         sqlite_timestamp_text(timestamp(r.due_ms * 1000)),
-                        sqlite_timestamp_text(timestamp(r.started_us)),
-                        r.status_code,
-                        r.latency_us,
+                        n.probed_after_us,
+                        n.latency_micros,
+                        n.status_code,
+                        r.verdict().stored(),
+                        n.tls_remaining_s,
                         r.error_kind,
                         r.error_message,
-                        r.verdict().stored(),
                         failed_json(&r.failed_assertions),
-                        r.tls_not_after_ms
-                            .map(|ms| sqlite_timestamp_text(ms_to_time(ms))),
                     ])
                 })
                 .collect(),
         );
         // `WHERE true` keeps SQLite from reading ON CONFLICT as a join clause.
-        let inserted: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message, \
-                                   verdict, failed_assertions, tls_not_after) \
+        let inserted: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO statuses (url_id, due_at, probed_after_us, latency_micros, status_code, verdict, \
+                                   tls_remaining_s, error_kind, error_message, failed_assertions) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
                     value ->> 7, value ->> 8, value ->> 9 \
              FROM json_each(?1) WHERE true \
              ON CONFLICT (url_id, due_at) DO NOTHING \
-             RETURNING id, url_id, due_at",
+             RETURNING url_id, due_at",
         )
         .bind(json.to_string())
         .fetch_all(&mut **tx)

@@ -1,37 +1,51 @@
-//! What probes found. `(url_id, due_at)` is unique, so a batch written twice
-//! adds nothing; `error_kind` holds the proto `ErrorKind` number. Batches are
-//! written by `store::outcomes`, with what they change in the URLs' states.
+//! What probes found. `(url_id, due_at)` is the primary key (a batch
+//! written twice adds nothing) and the only index; `error_kind` holds the
+//! proto `ErrorKind` number. Batches are written by `store::outcomes`, with
+//! what they change in the URLs' states.
+//!
+//! Rows are narrow (migration 18): the probe time is kept as microseconds
+//! after the due time, the certificate's expiry as seconds left after the
+//! due time's second. On Postgres the table is partitioned by UTC day of
+//! `due_at` ([`ensure_days`] creates partitions, [`drop_days_before`] drops
+//! them); SQLite keeps one table and deletes old rows in `rowid` order.
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, entity::prelude::*, sea_query::Query};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use sea_orm::{DatabaseConnection, DbBackend, QueryOrder, QuerySelect, entity::prelude::*};
 
 use crate::domain::{
-    StatusRecord, UserId,
+    ProbeResult, StatusRecord, UserId,
     verdict::{FailedAssertion, Verdict},
 };
 
-/// Rows per retention DELETE.
-const RETENTION_CHUNK: u64 = 5_000;
+/// Rows per retention DELETE (SQLite).
+const RETENTION_CHUNK: i64 = 5_000;
+
+/// Partitions a Postgres retention pass creates ahead: the next two UTC
+/// days (and every day back to the retention cutoff).
+const DAYS_AHEAD: i64 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "statuses")]
 pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i64,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub url_id: i64,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub due_at: DateTimeUtc,
-    pub probed_at: DateTimeUtc,
-    pub status_code: i32,
-    pub latency_micros: i64,
-    pub error_kind: Option<i16>,
-    pub error_message: Option<String>,
+    /// The probe's start, in µs after `due_at`.
+    pub probed_after_us: i32,
+    pub latency_micros: i32,
+    pub status_code: i16,
     /// The verdict's `UrlState` number; `None` in rows from before verdicts.
     pub verdict: Option<i16>,
+    /// https: seconds from `due_at`'s whole second to the certificate's
+    /// expiry.
+    pub tls_remaining_s: Option<i32>,
+    pub error_kind: Option<i16>,
+    pub error_message: Option<String>,
     /// The failed assertions as JSON (`None`: none).
     pub failed_assertions: Option<String>,
-    pub tls_not_after: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -60,50 +74,212 @@ pub fn sqlite_timestamp_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
-/// Deletes statuses probed before `cutoff`, oldest first, a bounded number
-/// per statement so no lock is held long. Returns how many.
-pub async fn delete_older_than(
-    db: &DatabaseConnection,
-    cutoff: DateTime<Utc>,
-) -> anyhow::Result<u64> {
-    let mut total = 0;
-    loop {
-        let oldest = Query::select()
-            .column(Column::Id)
-            .from(Entity)
-            .and_where(Column::ProbedAt.lt(cutoff))
-            .order_by(Column::ProbedAt, sea_orm::Order::Asc)
-            .limit(RETENTION_CHUNK)
-            .to_owned();
-        let deleted = Entity::delete_many()
-            .filter(Column::Id.in_subquery(oldest))
-            .exec(db)
-            .await?
-            .rows_affected;
-        total += deleted;
-        if deleted < RETENTION_CHUNK {
-            return Ok(total);
+/// The columns a [`ProbeResult`] is stored as, past its URL and due time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Narrow {
+    pub probed_after_us: i32,
+    pub latency_micros: i32,
+    pub status_code: i16,
+    pub tls_remaining_s: Option<i32>,
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
+impl Narrow {
+    pub(super) fn of(r: &ProbeResult) -> Self {
+        Self {
+            probed_after_us: clamp_i32(r.started_us - r.due_ms * 1000),
+            latency_micros: clamp_i32(r.latency_us),
+            status_code: i16::try_from(r.status_code).unwrap_or(i16::MAX),
+            tls_remaining_s: r
+                .tls_not_after_ms
+                .map(|ms| clamp_i32(ms.div_euclid(1000) - r.due_ms.div_euclid(1000))),
         }
     }
+}
+
+/// The probe time a row stores as an offset.
+fn probed_at(due_at: DateTime<Utc>, after_us: i32) -> DateTime<Utc> {
+    due_at + chrono::Duration::microseconds(i64::from(after_us))
+}
+
+/// The certificate expiry a row stores as seconds left.
+fn tls_not_after(due_at: DateTime<Utc>, remaining_s: Option<i32>) -> Option<DateTime<Utc>> {
+    remaining_s.and_then(|s| DateTime::from_timestamp(due_at.timestamp() + i64::from(s), 0))
+}
+
+/// Creates the Postgres partitions of `days` that are missing (a no-op on
+/// SQLite). Outside any transaction: a partition's creation locks the
+/// whole table for as long as its transaction lasts.
+pub async fn ensure_days(db: &DatabaseConnection, days: &[NaiveDate]) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres || days.is_empty() {
+        return Ok(());
+    }
+    let days: Vec<String> = days
+        .iter()
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .collect();
+    sqlx::query("SELECT statuses_partition(d) FROM unnest($1::date[]) AS d")
+        .bind(days)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(sqlx_err)?;
+    Ok(())
+}
+
+/// The UTC days of `rows`' due times, each once.
+pub(super) fn days_of(rows: &[&ProbeResult]) -> Vec<NaiveDate> {
+    let mut days: Vec<i64> = rows
+        .iter()
+        .map(|r| r.due_ms.div_euclid(86_400_000))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    days.into_iter().filter_map(day_number).collect()
+}
+
+fn day_number(n: i64) -> Option<NaiveDate> {
+    DateTime::from_timestamp(n * 86_400, 0).map(|t| t.date_naive())
+}
+
+/// The UTC days from `from`'s to `to`'s, both included.
+pub fn days_spanning(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
+    let day = |t: DateTime<Utc>| t.timestamp().div_euclid(86_400);
+    (day(from)..=day(to)).filter_map(day_number).collect()
+}
+
+/// What one retention pass over raw statuses did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Rows deleted (SQLite).
+    pub deleted: u64,
+    /// Whole days dropped (Postgres partitions).
+    pub dropped_days: u64,
+}
+
+/// Statuses due before `cutoff` go: on Postgres the partitions whose whole
+/// day is before it (a day is kept until all of it is past retention), and
+/// partitions for today and the next days are created ahead; on SQLite the
+/// rows, a bounded number per statement, oldest inserted first.
+pub async fn retain(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    cutoff: DateTime<Utc>,
+) -> Result<Retention, DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let ahead = now + chrono::Duration::days(DAYS_AHEAD);
+        ensure_days(db, &days_spanning(cutoff.min(now), ahead)).await?;
+        Ok(Retention {
+            dropped_days: drop_days_before(db, cutoff).await?,
+            ..Retention::default()
+        })
+    } else {
+        Ok(Retention {
+            deleted: delete_sqlite_before(db, cutoff).await?,
+            ..Retention::default()
+        })
+    }
+}
+
+/// Drops the Postgres partitions whose day ends at or before `cutoff`;
+/// returns how many. Each in its own short transaction that gives up
+/// after 5 s waiting for its lock (a drop locks the whole table): the
+/// next pass tries again.
+pub async fn drop_days_before(
+    db: &DatabaseConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let pool = db.get_postgres_connection_pool();
+    let names: Vec<(String,)> = sqlx::query_as(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'statuses'::regclass AND c.relname ~ '^statuses_[0-9]{8}$' \
+           AND (to_date(substr(c.relname, 10), 'YYYYMMDD') + 1)::timestamp <= ($1 AT TIME ZONE 'UTC') \
+         ORDER BY c.relname",
+    )
+    .bind(cutoff)
+    .fetch_all(pool)
+    .await
+    .map_err(sqlx_err)?;
+    for (name,) in &names {
+        let mut tx = pool.begin().await.map_err(sqlx_err)?;
+        sqlx::query("SET LOCAL lock_timeout = '5s'")
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+        // Audited: `name` matched ^statuses_[0-9]{8}$ above.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS \"{name}\""
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+        tx.commit().await.map_err(sqlx_err)?;
+    }
+    Ok(names.len() as u64)
+}
+
+/// Deletes SQLite statuses due before `cutoff`, in `rowid` order (the
+/// order of inserts, close to due order) a chunk at a time, until a chunk
+/// holds none: rows written late for an old time go when the rows
+/// inserted around them do. Returns how many.
+async fn delete_sqlite_before(
+    db: &DatabaseConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let pool = db.get_sqlite_connection_pool();
+    let cutoff = sqlite_timestamp_text(cutoff);
+    let (mut total, mut last) = (0, 0_i64);
+    loop {
+        let (end,): (Option<i64>,) = sqlx::query_as(
+            "SELECT max(rowid) FROM (SELECT rowid FROM statuses WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+        )
+        .bind(last)
+        .bind(RETENTION_CHUNK)
+        .fetch_one(pool)
+        .await
+        .map_err(sqlx_err)?;
+        let Some(end) = end else {
+            return Ok(total);
+        };
+        let deleted =
+            sqlx::query("DELETE FROM statuses WHERE rowid > ?1 AND rowid <= ?2 AND due_at < ?3")
+                .bind(last)
+                .bind(end)
+                .bind(&cutoff)
+                .execute(pool)
+                .await
+                .map_err(sqlx_err)?
+                .rows_affected();
+        total += deleted;
+        if deleted == 0 {
+            return Ok(total);
+        }
+        last = end;
+    }
+}
+
+fn sqlx_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()))
 }
 
 impl From<Model> for StatusRecord {
     fn from(m: Model) -> Self {
         Self {
-            id: m.id,
             url_id: m.url_id,
             due_at: m.due_at,
-            probed_at: m.probed_at,
-            status_code: m.status_code,
+            probed_at: probed_at(m.due_at, m.probed_after_us),
+            status_code: i32::from(m.status_code),
             latency: std::time::Duration::from_micros(u64::try_from(m.latency_micros).unwrap_or(0)),
             error_kind: m.error_kind,
+            verdict: Verdict::from_stored(m.verdict, i32::from(m.status_code), m.error_kind),
             error_message: m.error_message,
-            verdict: Verdict::from_stored(m.verdict, m.status_code, m.error_kind),
             failed_assertions: m
                 .failed_assertions
                 .and_then(|json| serde_json::from_str(&json).ok())
                 .unwrap_or_default(),
-            tls_not_after: m.tls_not_after,
+            tls_not_after: tls_not_after(m.due_at, m.tls_remaining_s),
         }
     }
 }
@@ -118,78 +294,58 @@ pub(super) fn failed_json(failed: &[FailedAssertion]) -> Option<String> {
 pub struct PageQuery {
     pub user: UserId,
     pub url_id: i64,
-    /// Probed at or after.
+    /// Due at or after.
     pub start: Option<DateTime<Utc>>,
-    /// Probed before.
+    /// Due before.
     pub end: Option<DateTime<Utc>>,
-    /// Strictly after this (probed_at, id) in newest-first order.
-    pub after: Option<(DateTime<Utc>, i64)>,
+    /// Due strictly before this (the last row of the previous page).
+    pub before: Option<DateTime<Utc>>,
     pub limit: u64,
 }
 
-/// A status row as [`page`] reads it: id, url id, due and probe times,
-/// status code, latency, error kind and message, verdict, failed
-/// assertions, certificate expiry.
+/// A status row as [`page`] reads it, in [`Model`]'s column order.
 type PageRow = (
     i64,
-    i64,
-    DateTime<Utc>,
     DateTime<Utc>,
     i32,
-    i64,
+    i32,
+    i16,
+    Option<i16>,
+    Option<i32>,
     Option<i16>,
     Option<String>,
-    Option<i16>,
     Option<String>,
-    Option<DateTime<Utc>>,
 );
 
 fn record_from(row: PageRow) -> StatusRecord {
-    let (id, url_id, due_at, probed_at, status_code, latency_micros, error_kind, error_message) =
-        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
     Model {
-        id,
-        url_id,
-        due_at,
-        probed_at,
-        status_code,
-        latency_micros,
-        error_kind,
-        error_message,
-        verdict: row.8,
+        url_id: row.0,
+        due_at: row.1,
+        probed_after_us: row.2,
+        latency_micros: row.3,
+        status_code: row.4,
+        verdict: row.5,
+        tls_remaining_s: row.6,
+        error_kind: row.7,
+        error_message: row.8,
         failed_assertions: row.9,
-        tls_not_after: row.10,
     }
     .into()
 }
 
-/// Binds [`page`]'s optional bounds, in the order its text names them.
-macro_rules! bind_bounds {
-    ($q:expr, $query:expr) => {{
-        let mut q = $q;
-        if let Some(s) = $query.start {
-            q = q.bind(s);
-        }
-        if let Some(e) = $query.end {
-            q = q.bind(e);
-        }
-        if let Some((at, id)) = $query.after {
-            q = q.bind(at).bind(id);
-        }
-        q
-    }};
-}
 /// The statuses of `query.url_id` if the URL is `query.user`'s (none
 /// otherwise): ownership is a join in the same query, one round trip.
 ///
 /// Read through sqlx directly (the hottest read: a page of 100 rows per
 /// call, where sea-orm's model decoding showed in the profile), with one
 /// statement text per combination of bounds (at most 8, each prepared once
-/// per pooled connection) so every plan has its index conditions.
+/// per pooled connection). Every bound is on the primary key's `due_at`
+/// (on Postgres also the partition key: a page reads only the partitions
+/// its bounds reach, newest first).
 pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<StatusRecord>, DbErr> {
     let mut sql = String::from(
-        "SELECT s.id, s.url_id, s.due_at, s.probed_at, s.status_code, s.latency_micros, \
-         s.error_kind, s.error_message, s.verdict, s.failed_assertions, s.tls_not_after \
+        "SELECT s.url_id, s.due_at, s.probed_after_us, s.latency_micros, s.status_code, s.verdict, \
+         s.tls_remaining_s, s.error_kind, s.error_message, s.failed_assertions \
          FROM statuses s JOIN urls u ON u.id = s.url_id \
          WHERE s.url_id = $1 AND u.user_id = $2",
     );
@@ -199,48 +355,42 @@ pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<Statu
         n
     };
     if query.start.is_some() {
-        let _ = write!(sql, " AND s.probed_at >= ${}", next());
+        let _ = write!(sql, " AND s.due_at >= ${}", next());
     }
     if query.end.is_some() {
-        let _ = write!(sql, " AND s.probed_at < ${}", next());
+        let _ = write!(sql, " AND s.due_at < ${}", next());
     }
-    if query.after.is_some() {
-        // (probed_at, id) < (at, id), written out for SQLite.
-        let (at, id) = (next(), next());
-        let _ = write!(
-            sql,
-            " AND (s.probed_at < ${at} OR (s.probed_at = ${at} AND s.id < ${id}))"
-        );
+    if query.before.is_some() {
+        let _ = write!(sql, " AND s.due_at < ${}", next());
     }
-    let _ = write!(
-        sql,
-        " ORDER BY s.probed_at DESC, s.id DESC LIMIT ${}",
-        next()
-    );
+    let _ = write!(sql, " ORDER BY s.due_at DESC LIMIT ${}", next());
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    let err = |e: sqlx::Error| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()));
     let rows: Vec<PageRow> = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             // Audited: the text is made of the fixed fragments above only.
             let mut q = sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql))
                 .bind(query.url_id)
                 .bind(query.user.0);
-            q = bind_bounds!(q, query);
+            for t in [query.start, query.end, query.before].into_iter().flatten() {
+                q = q.bind(t);
+            }
             q.bind(limit)
                 .fetch_all(db.get_postgres_connection_pool())
                 .await
-                .map_err(err)?
+                .map_err(sqlx_err)?
         }
         backend => {
             let sql = super::numbered(backend, &sql);
             let mut q = sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql))
                 .bind(query.url_id)
                 .bind(query.user.0);
-            q = bind_bounds!(q, query);
+            for t in [query.start, query.end, query.before].into_iter().flatten() {
+                q = q.bind(sqlite_timestamp_text(t));
+            }
             q.bind(limit)
                 .fetch_all(db.get_sqlite_connection_pool())
                 .await
-                .map_err(err)?
+                .map_err(sqlx_err)?
         }
     };
     Ok(rows.into_iter().map(record_from).collect())
@@ -256,7 +406,7 @@ pub async fn due_between(
     to_ms: i64,
 ) -> Result<Vec<(i64, i32, i64, Verdict)>, DbErr> {
     /// Due time, status code, latency, error kind, verdict.
-    type Row = (DateTimeUtc, i32, i64, Option<i16>, Option<i16>);
+    type Row = (DateTimeUtc, i16, i32, Option<i16>, Option<i16>);
     let time = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
     let rows: Vec<Row> = Entity::find()
         .select_only()
@@ -275,8 +425,9 @@ pub async fn due_between(
     Ok(rows
         .into_iter()
         .map(|(due, code, latency, kind, verdict)| {
+            let code = i32::from(code);
             let verdict = Verdict::from_stored(verdict, code, kind);
-            (due.timestamp_millis(), code, latency, verdict)
+            (due.timestamp_millis(), code, i64::from(latency), verdict)
         })
         .collect())
 }

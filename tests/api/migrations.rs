@@ -186,8 +186,147 @@ async fn statements_prepared_before_a_migration_keep_working_after_it(backend: B
         .await;
 }
 
+/// A user, a URL and three statuses in the layout before migration 18: a
+/// success over https, a connect failure, and a failed assertion whose
+/// probe crossed midnight.
+async fn three_statuses_before_18(db: &DatabaseConnection, backend: Backend) {
+    exec(
+        db,
+        "INSERT INTO users (email, password_hash, created_at) VALUES ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
+    )
+    .await;
+    exec(
+        db,
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
+         SELECT id, 'https://a.example/', 60, '2026-11-20T00:00:00Z', 0, 0 FROM users",
+    )
+    .await;
+    // Postgres keeps microseconds; its text literals need a cast.
+    let (sub_ms, ts) = match backend {
+        Backend::Postgres => ("007", "::timestamptz"),
+        Backend::Sqlite => ("", ""),
+    };
+    exec(
+        db,
+        &format!(
+            "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind,
+                                   error_message, verdict, failed_assertions, tls_not_after)
+             SELECT u.id, v.due{ts}, v.probed{ts}, v.code, v.latency, v.kind, v.message, v.verdict, v.failed,
+                    v.tls{ts}
+             FROM urls u, (
+               SELECT '2026-11-17T10:00:00+00:00' AS due, '2026-11-17T10:00:00.002{sub_ms}+00:00' AS probed,
+                      200 AS code, 12345 AS latency, NULL AS kind, NULL AS message, 2 AS verdict,
+                      NULL AS failed, '2027-01-01T00:00:00+00:00' AS tls
+               UNION ALL
+               SELECT '2026-11-20T10:00:00.25+00:00', '2026-11-20T10:00:00.251+00:00', 0, 3000000, 3,
+                      'connection refused', 4, NULL, NULL
+               UNION ALL
+               SELECT '2026-11-26T23:59:59.999+00:00', '2026-11-27T00:00:00.499+00:00', 200, 7, NULL, NULL,
+                      NULL, '[{{\"index\":0,\"message\":\"status 200, want 201\"}}]',
+                      '2026-12-01T12:00:00+00:00'
+             ) AS v"
+        ),
+    )
+    .await;
+}
+
+/// Migration 18 narrows statuses (and partitions them by day on Postgres):
+/// every row comes through with every field, a probe time to the
+/// microsecond on Postgres (SQLite reads its text times to the
+/// millisecond), and `down` gives the old table back with the same values.
+async fn statuses_keep_every_row_and_field_when_narrowed(backend: Backend) {
+    use chrono::{DateTime, Utc};
+    use monitor::{domain::StatusRecord, store::statuses};
+    use sea_orm::{EntityTrait, QueryOrder};
+
+    let (db, _database, _dir) = migrated_to(backend, 16).await; // through migration 17
+    three_statuses_before_18(&db, backend).await;
+    Migrator::up(&db, None).await.unwrap();
+
+    let time = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    let rows = statuses::Entity::find()
+        .order_by_asc(statuses::Column::DueAt)
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let after_us = if backend == Backend::Postgres {
+        2_007
+    } else {
+        2_000
+    };
+    assert_eq!(
+        rows.iter()
+            .map(|r| (
+                r.probed_after_us,
+                r.latency_micros,
+                r.status_code,
+                r.verdict,
+                r.tls_remaining_s
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (after_us, 12_345, 200, Some(2), Some(3_852_000)),
+            (1_000, 3_000_000, 0, Some(4), None),
+            (500_000, 7, 200, None, Some(4 * 86_400 + 12 * 3_600 + 1)),
+        ]
+    );
+    let records: Vec<StatusRecord> = rows.into_iter().map(Into::into).collect();
+    assert_eq!(records[0].due_at, time("2026-11-17T10:00:00Z"));
+    assert_eq!(records[0].tls_not_after, Some(time("2027-01-01T00:00:00Z")));
+    assert_eq!(records[1].probed_at, time("2026-11-20T10:00:00.251Z"));
+    assert_eq!(
+        (records[1].error_kind, records[1].error_message.as_deref()),
+        (Some(3), Some("connection refused"))
+    );
+    assert_eq!(records[2].probed_at, time("2026-11-27T00:00:00.499Z"));
+    assert_eq!(records[2].tls_not_after, Some(time("2026-12-01T12:00:00Z")));
+    assert_eq!(records[2].failed_assertions.len(), 1);
+    if backend == Backend::Postgres {
+        let days: Vec<(String, i64)> = pairs(
+            &db,
+            "SELECT c.relname::text, (SELECT count(*) FROM statuses s WHERE s.tableoid = c.oid)
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'statuses'::regclass AND c.relname IN
+               ('statuses_20261117', 'statuses_20261120', 'statuses_20261126', 'statuses_20261127')
+             ORDER BY 1",
+        )
+        .await;
+        assert_eq!(
+            days,
+            vec![
+                ("statuses_20261117".into(), 1),
+                ("statuses_20261120".into(), 1),
+                ("statuses_20261126".into(), 1),
+                ("statuses_20261127".into(), 0),
+            ],
+            "one partition a day, each row in its due day's"
+        );
+    }
+
+    // And back: the old table, the same probe times.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    let probed: Vec<(String, DateTime<Utc>)> = pairs(
+        &db,
+        "SELECT CAST(status_code AS TEXT), probed_at FROM statuses ORDER BY due_at",
+    )
+    .await;
+    assert_eq!(
+        probed.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
+        vec![
+            records[0].probed_at,
+            time("2026-11-20T10:00:00.251Z"),
+            time("2026-11-27T00:00:00.499Z")
+        ]
+    );
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(statuses::Entity::find().all(&db).await.unwrap().len(), 3);
+    db.close().await.ok();
+}
+
 crate::on_both_backends!(
     statements_prepared_before_a_migration_keep_working_after_it,
+    statuses_keep_every_row_and_field_when_narrowed,
     the_quota_counter_starts_from_the_urls_users_already_have,
     the_host_rates_start_from_the_urls_users_already_have,
     every_url_gets_a_state_row_and_kept_states_stay

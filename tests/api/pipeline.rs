@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use monitor::{
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     flush::{FlushSettings, Flusher, store_results},
@@ -88,18 +88,27 @@ async fn the_flusher_moves_the_memory_buffer_into_the_store(backend: Backend) {
     assert_eq!(statuses::Entity::find().count(&app.db).await.unwrap(), 25);
 }
 
+/// Retention at midnight (UTC): statuses due more than two days before go.
+/// Postgres drops them by whole day partitions, so at midnight a day's
+/// cut is the same as SQLite's row by row; it also creates the partitions
+/// of the days ahead.
 async fn retention_deletes_only_statuses_older_than_two_days(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
     let url = app.add_url(&token, "https://example.com/").await;
-    let now = monitor::domain::truncate_to_micros(Utc::now());
+    let now = Utc::now()
+        .duration_trunc(chrono::Duration::days(1))
+        .unwrap();
     let at = |hours: i64| now - chrono::Duration::hours(hours);
+    statuses::ensure_days(&app.db, &statuses::days_spanning(at(200), now))
+        .await
+        .unwrap();
     let rows: Vec<_> = [1, 47, 49, 72, 200]
         .into_iter()
         .map(|h| statuses::ActiveModel {
             url_id: Set(url.id),
             due_at: Set(at(h)),
-            probed_at: Set(at(h)),
+            probed_after_us: Set(1_000),
             status_code: Set(200),
             latency_micros: Set(1),
             error_kind: Set(None),
@@ -116,16 +125,28 @@ async fn retention_deletes_only_statuses_older_than_two_days(backend: Backend) {
         Arc::new(MemoryBuffer::new(10, 10)),
         settings(),
     );
-    assert_eq!(flusher.retention_once(now).await.unwrap(), 3);
+    let gone = flusher.retention_once(now).await.unwrap();
+    match backend {
+        Backend::Sqlite => assert_eq!((gone.deleted, gone.dropped_days), (3, 0)),
+        // The days of the 49 and 72 hour rows (one day) and of the 200 hour
+        // row, and any empty day before the cut.
+        Backend::Postgres => assert!(gone.dropped_days >= 2 && gone.deleted == 0, "{gone:?}"),
+    }
     let left: Vec<DateTime<Utc>> = statuses::Entity::find()
         .all(&app.db)
         .await
         .unwrap()
         .into_iter()
-        .map(|s| s.probed_at)
+        .map(|s| s.due_at)
         .collect();
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|t| *t > at(48)));
+    // Later statuses have their days ready: one due two days on is stored.
+    let ahead = result(url.id, (now + chrono::Duration::days(2)).timestamp_millis());
+    assert_eq!(store_results(&app.db, &[ahead]).await.unwrap().0, 1);
+    if backend == Backend::Postgres {
+        assert_eq!(flusher.retention_once(now).await.unwrap().dropped_days, 0);
+    }
 }
 
 /// A row the batch insert writes is the same row, key included, as one
@@ -146,9 +167,9 @@ async fn a_batch_row_equals_an_entity_row_for_the_same_probe(backend: Backend) {
         statuses::ActiveModel {
             url_id: Set(r.url_id),
             due_at: Set(DateTime::from_timestamp_millis(r.due_ms).unwrap()),
-            probed_at: Set(DateTime::from_timestamp_micros(r.started_us).unwrap()),
-            status_code: Set(r.status_code),
-            latency_micros: Set(r.latency_us),
+            probed_after_us: Set(i32::try_from(r.started_us - r.due_ms * 1000).unwrap()),
+            status_code: Set(i16::try_from(r.status_code).unwrap()),
+            latency_micros: Set(i32::try_from(r.latency_us).unwrap()),
             error_kind: Set(r.error_kind),
             error_message: Set(r.error_message.clone()),
             ..Default::default()
@@ -157,7 +178,7 @@ async fn a_batch_row_equals_an_entity_row_for_the_same_probe(backend: Backend) {
         .await
         .unwrap();
     }
-    let by_id = || statuses::Entity::find().order_by_asc(statuses::Column::Id);
+    let by_id = || statuses::Entity::find().order_by_asc(statuses::Column::DueAt);
     let before = by_id().all(&app.db).await.unwrap();
     let batch = [results[0].clone(), results[1].clone(), third.clone()];
     let (inserted, _) = store_results(&app.db, &batch).await.unwrap();
@@ -178,7 +199,8 @@ async fn a_batch_row_equals_an_entity_row_for_the_same_probe(backend: Backend) {
     let after = by_id().all(&app.db).await.unwrap();
     for (old, new) in before.iter().zip(&after[3..]) {
         assert_eq!(new.due_at, old.due_at + chrono::Duration::seconds(10));
-        assert_eq!(new.probed_at, old.probed_at);
+        // The same probe time, 10 s less after a due time 10 s later.
+        assert_eq!(new.probed_after_us, old.probed_after_us - 10_000_000);
         assert_eq!(
             (
                 new.status_code,
@@ -196,8 +218,30 @@ async fn a_batch_row_equals_an_entity_row_for_the_same_probe(backend: Backend) {
     }
 }
 
+/// A batch due on a day with no partition yet (Postgres) is stored: the
+/// flush creates the day's partition first, and flushers doing so at once
+/// (here eight) all succeed.
+async fn a_batch_for_a_day_without_a_partition_is_stored(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let long_ago = Utc::now() - chrono::Duration::days(40);
+    let writers = (0..8_i64).map(|i| {
+        let db = app.db.clone();
+        let r = result(url.id, long_ago.timestamp_millis() + i * 1000);
+        tokio::spawn(async move { store_results(&db, &[r]).await })
+    });
+    for w in writers {
+        assert_eq!(w.await.unwrap().unwrap(), (1, 0));
+    }
+    let days = statuses::days_spanning(long_ago, long_ago);
+    statuses::ensure_days(&app.db, &days).await.unwrap();
+    assert_eq!(statuses::Entity::find().count(&app.db).await.unwrap(), 8);
+}
+
 crate::on_both_backends!(
     a_batch_row_equals_an_entity_row_for_the_same_probe,
+    a_batch_for_a_day_without_a_partition_is_stored,
     a_large_batch_is_stored_in_chunks_and_a_second_delivery_adds_nothing,
     results_of_deleted_urls_are_dropped,
     the_flusher_moves_the_memory_buffer_into_the_store,

@@ -210,7 +210,7 @@ async fn recompute(db: &DatabaseConnection) -> Buckets {
     let mut buckets: BTreeMap<(i64, i16, i64), Sums> = BTreeMap::new();
     for s in statuses::Entity::find().all(db).await.unwrap() {
         let due = s.due_at.timestamp_millis();
-        let verdict = verdict_of(s.verdict, s.status_code, s.error_kind.is_some());
+        let verdict = verdict_of(s.verdict, i32::from(s.status_code), s.error_kind.is_some());
         // UNKNOWN counts nowhere: its slot is missed.
         if verdict == 7 {
             continue;

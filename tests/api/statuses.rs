@@ -11,8 +11,9 @@ use tonic::Code;
 
 use crate::helpers::{Backend, authed, expect_code, expect_invalid, spawn_app};
 
-/// Writes `n` statuses for `url_id`, one a minute, the newest at `newest`;
-/// every third one a connect failure. Returns their probe times, newest first.
+/// Writes `n` statuses for `url_id`, one a minute, the newest due at
+/// `newest`, each probed 3 ms after its due time; every third one a connect
+/// failure. Returns their due times, newest first.
 async fn seed(
     db: &DatabaseConnection,
     url_id: i64,
@@ -25,8 +26,8 @@ async fn seed(
         let failed = i % 3 == 2;
         statuses::ActiveModel {
             url_id: Set(url_id),
-            due_at: Set(t - Duration::milliseconds(3)),
-            probed_at: Set(t),
+            due_at: Set(t),
+            probed_after_us: Set(3_000),
             status_code: Set(if failed { 0 } else { 200 }),
             latency_micros: Set(12_345),
             error_kind: Set(failed.then_some(pb::ErrorKind::Connect as i16)),
@@ -34,8 +35,11 @@ async fn seed(
             ..Default::default()
         }
     });
-    // Insert oldest first so ids grow with time, as a flush would.
+    // Oldest first, as a flush would; their days' partitions first.
     let rows: Vec<_> = rows.rev().collect();
+    statuses::ensure_days(db, &statuses::days_spanning(times[times.len() - 1], newest))
+        .await
+        .unwrap();
     for chunk in rows.chunks(500) {
         statuses::Entity::insert_many(chunk.to_vec())
             .exec(db)
@@ -85,9 +89,15 @@ async fn list_statuses_pages_through_everything_newest_first(backend: Backend) {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 250);
-    let got: Vec<_> = seen.iter().map(|s| s.probed_at.unwrap()).collect();
+    let got: Vec<_> = seen.iter().map(|s| s.due_at.unwrap()).collect();
     let want: Vec<_> = times.iter().map(|t| to_proto(*t)).collect();
     assert_eq!(got, want, "every status once, newest first");
+    let probed: Vec<_> = seen.iter().map(|s| s.probed_at.unwrap()).collect();
+    let want: Vec<_> = times
+        .iter()
+        .map(|t| to_proto(*t + Duration::milliseconds(3)))
+        .collect();
+    assert_eq!(probed, want, "probe times as written");
 }
 
 async fn list_statuses_defaults_to_100_and_carries_every_field(backend: Backend) {
@@ -144,8 +154,8 @@ async fn list_statuses_filters_by_time_range(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(resp.statuses.len(), 30);
-    assert_eq!(resp.statuses[0].probed_at, Some(to_proto(times[10])));
-    assert_eq!(resp.statuses[29].probed_at, Some(to_proto(times[39])));
+    assert_eq!(resp.statuses[0].due_at, Some(to_proto(times[10])));
+    assert_eq!(resp.statuses[29].due_at, Some(to_proto(times[39])));
     assert!(resp.next_page_token.is_empty());
 }
 
