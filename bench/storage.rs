@@ -16,7 +16,10 @@
 //!
 //! Reported for each: the seconds the inserts took, bytes per row (table
 //! and indexes, `pg_total_relation_size` summed over partitions, after
-//! `VACUUM`), split into heap and indexes; then one retention pass over
+//! `VACUUM`), split into heap and indexes, and after, once more when the
+//! day's index has been compacted (`store::statuses::compact_closed_days`,
+//! what the retention pass starts once a day is over); then one retention
+//! pass over
 //! all of it (every row is past two days): before, the statement retention
 //! ran until migration 18 (`DELETE` of 5,000 rows at a time by the
 //! `probed_at` index, oldest first); after, `store::statuses::retain`
@@ -246,6 +249,11 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let new_fill = fill(&new, false, new_first, urls, minutes, &day).await?;
     let new_size = size(&new).await?;
+    // The day is over: the retention pass's compaction rebuilds its index.
+    let started = Instant::now();
+    let compacted_days = monitor::store::statuses::compact_closed_days(&new, now).await?;
+    let compact_s = started.elapsed().as_secs_f64();
+    let compacted_size = size(&new).await?;
     let lsn = wal_lsn(&new).await?;
     let started = Instant::now();
     let gone = monitor::store::statuses::retain(&new, now, now - chrono::Duration::days(2)).await?;
@@ -269,6 +277,14 @@ async fn main() -> anyhow::Result<()> {
             "minutes": minutes,
             "before_migration_18": before,
             "after_migration_18": after,
+            "after_migration_18_day_compacted": {
+                "days": compacted_days,
+                "compact_s": compact_s,
+                "bytes_per_row": per_row(compacted_size.0, compacted_size.3),
+                "heap_bytes_per_row": per_row(compacted_size.1, compacted_size.3),
+                "index_bytes_per_row": per_row(compacted_size.2, compacted_size.3),
+            },
+            "bytes_per_row_before_over_compacted": per_row(old_size.0, old_size.3) / per_row(compacted_size.0, compacted_size.3),
             "converted_by_migration_18": {
                 "rows": migrated_size.3,
                 "migrate_s": migrate_s,

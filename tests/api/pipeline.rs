@@ -9,7 +9,7 @@ use monitor::{
     prober::ProbeResult,
     store::statuses,
 };
-use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder, Set};
 
 use crate::helpers::{Backend, spawn_app, test_redis_url};
 
@@ -239,8 +239,59 @@ async fn a_batch_for_a_day_without_a_partition_is_stored(backend: Backend) {
     assert_eq!(statuses::Entity::find().count(&app.db).await.unwrap(), 8);
 }
 
+/// A day's partition, once the day is over (and an hour of grace for late
+/// writes), gets its index rebuilt full, once; its rows stay, today's
+/// partition is left alone, and SQLite has nothing to compact.
+async fn closed_days_are_compacted_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let now = Utc::now();
+    let two_days_ago = (now - chrono::Duration::days(2)).timestamp_millis();
+    let batch: Vec<_> = (0..500)
+        .map(|i| result(url.id, two_days_ago + i * 1000))
+        .collect();
+    assert_eq!(store_results(&app.db, &batch).await.unwrap().0, 500);
+    let first = statuses::compact_closed_days(&app.db, now).await.unwrap();
+    assert_eq!(
+        statuses::compact_closed_days(&app.db, now).await.unwrap(),
+        0
+    );
+    assert_eq!(statuses::Entity::find().count(&app.db).await.unwrap(), 500);
+    if backend == Backend::Sqlite {
+        assert_eq!(first, 0);
+        return;
+    }
+    assert!(first >= 1, "{first}");
+    let day = |t: DateTime<Utc>| format!("statuses_{}_pkey", t.format("%Y%m%d"));
+    let compacted = |index: String| {
+        let db = app.db.clone();
+        async move {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!(
+                        "SELECT coalesce(obj_description('{index}'::regclass, 'pg_class'), '') || \
+                         coalesce(array_to_string(reloptions, ','), '') AS marks \
+                         FROM pg_class WHERE relname = '{index}'"
+                    ),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get::<String>("", "marks").unwrap()
+        }
+    };
+    assert_eq!(
+        compacted(day(now - chrono::Duration::days(2))).await,
+        "monitor: compactedfillfactor=100"
+    );
+    assert_eq!(compacted(day(now)).await, "", "today is still written");
+}
+
 crate::on_both_backends!(
     a_batch_row_equals_an_entity_row_for_the_same_probe,
+    closed_days_are_compacted_once,
     a_batch_for_a_day_without_a_partition_is_stored,
     a_large_batch_is_stored_in_chunks_and_a_second_delivery_adds_nothing,
     results_of_deleted_urls_are_dropped,
