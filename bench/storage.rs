@@ -34,14 +34,11 @@ use chrono::{DurationRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "shared/mod.rs"]
+#[allow(dead_code)] // this bench runs no server: `arg` is all it needs
+mod shared;
+
+use shared::arg;
 
 fn sql(db: &DatabaseConnection, text: String) -> Statement {
     Statement::from_string(db.get_database_backend(), text)
