@@ -36,6 +36,9 @@ addurl_u, addurl_u_2k = load("addurl_users"), load("addurl_users_2000")
 ls, ls_2k = load("liststatuses"), load("liststatuses_2000")
 flush, prober, anchors = load("flush"), load("prober_nginx"), load("anchors")
 flush_wide = load("flush_wide")
+storage = load("storage")
+st_old, st_new = storage["before_migration_18"], storage["after_migration_18"]
+st_closed, st_ret = storage["after_migration_18_day_compacted"], storage["retention"]
 delivery = load("delivery")
 watch = load("watch")
 page = load("status_page")
@@ -98,6 +101,19 @@ rows = [
      flush_wide["write_with_state_and_rollups_rows_per_s"],
      "rows/s", ("statuses only, same batches", flush_wide["write_statuses_only_rows_per_s"]),
      flush_wide["derived_over_plain"], ">= 0.9x statuses only", 0.9),
+    (f"Raw status bytes on Postgres, a closed day (table + indexes after VACUUM, {st_old['rows']:,} rows, "
+     "its index rebuilt)", st_closed["bytes_per_row"], "bytes/row",
+     ("the layout before migration 18, same rows", st_old["bytes_per_row"]),
+     st_old["bytes_per_row"] / st_closed["bytes_per_row"], "<= 64 bytes/row", st_old["bytes_per_row"] / 64),
+    ("  same, the day being written", st_new["bytes_per_row"], "bytes/row",
+     ("the layout before migration 18, same rows", st_old["bytes_per_row"]),
+     st_old["bytes_per_row"] / st_new["bytes_per_row"], "reference", None),
+    (f"One retention pass over {st_old['rows']:,} statuses: a partition drop", st_ret["after"]["seconds"], "s",
+     ("DELETE by the probed_at index, 5,000 at a time (before migration 18)", st_ret["before"]["seconds"]),
+     st_ret["before"]["seconds"] / st_ret["after"]["seconds"], "a partition drop, not deletes", None),
+    ("  same, write-ahead log written", st_ret["after"]["wal_bytes"], "bytes",
+     ("DELETE (before migration 18)", st_ret["before"]["wal_bytes"]),
+     st_ret["before"]["wal_bytes"] / max(st_ret["after"]["wal_bytes"], 1), "reference", None),
     (f"  same as the 1,000-URL row, with {flush['windows']:,} recurring maintenance windows on the owner",
      flush["write_with_state_and_rollups_rows_per_s"] * flush["derived_with_windows_over_without"],
      "rows/s", ("no windows, same batches", flush["write_with_state_and_rollups_rows_per_s"]),
@@ -187,7 +203,7 @@ errors = {k: v["errorDistribution"] for k, v in
            "addurl_users_2000": addurl_u_2k, "stats_day_200": stats_day,
            "stats_minute_200": stats_min}.items() if v["errorDistribution"]}
 report = {"machine": m, "results": table, "rpc_errors": errors,
-          "k6": k6, "raw": {n: load(n) for n in ["flush", "flush_wide", "delivery", "rollups", "prober_nginx", "prober_assertions", "anchors", "rss_100k",
+          "k6": k6, "raw": {n: load(n) for n in ["flush", "flush_wide", "storage", "delivery", "rollups", "prober_nginx", "prober_assertions", "anchors", "rss_100k",
                                   "rss_100k_sqlite", "lateness_10k", "argon2", "soak_sqlite", "soak_postgres"]}}
 out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
 
