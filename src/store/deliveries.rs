@@ -408,28 +408,56 @@ pub async fn enqueue_reminders(db: &DatabaseConnection, now: DateTime<Utc>) -> R
         };
         let incident: i64 = row.try_get("", "incident_id")?;
         let channel: i64 = row.try_get("", "channel_id")?;
-        let done = db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                numbered(
-                    backend,
-                    "INSERT INTO deliveries (channel_id, incident_id, event, payload, state, \
-                        attempts, next_attempt_at, created_at, reminder) \
-                     VALUES ($1, $2, 'incident.reminder', $3, 1, 0, $4, $4, $5) \
-                     ON CONFLICT DO NOTHING",
-                ),
-                [
-                    channel.into(),
-                    incident.into(),
-                    body.into(),
-                    now.into(),
-                    i32::try_from(n).unwrap_or(i32::MAX).into(),
-                ],
-            ))
-            .await?;
-        added += done.rows_affected();
+        added += u64::from(add_reminder(db, channel, incident, body, now, n).await?);
     }
     Ok(added)
+}
+
+/// Adds reminder `n` of `incident` for `channel` if the incident is still
+/// open when the row is written (and no instance added it already).
+///
+/// The candidates were read a moment before: a flush may have resolved the
+/// incident since and queued its `incident.resolved`, and a reminder
+/// queued behind that would reach the receiver after the resolve. On
+/// Postgres the incident's row is share-locked, so a flush resolving it
+/// right now is waited for and seen; on SQLite writes take turns.
+pub async fn add_reminder(
+    db: &DatabaseConnection,
+    channel: i64,
+    incident: i64,
+    body: String,
+    now: DateTime<Utc>,
+    n: u32,
+) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let lock = if backend == DbBackend::Postgres {
+        " FOR SHARE"
+    } else {
+        ""
+    };
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!(
+                    "INSERT INTO deliveries (channel_id, incident_id, event, payload, state, \
+                        attempts, next_attempt_at, created_at, reminder) \
+                     SELECT $1, i.id, 'incident.reminder', $3, 1, 0, $4, $4, $5 \
+                     FROM incidents i WHERE i.id = $2 AND i.resolved_at IS NULL{lock} \
+                     ON CONFLICT DO NOTHING"
+                ),
+            ),
+            [
+                channel.into(),
+                incident.into(),
+                body.into(),
+                now.into(),
+                i32::try_from(n).unwrap_or(i32::MAX).into(),
+            ],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Puts a test event for `channel_id` in the outbox, due now.

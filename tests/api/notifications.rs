@@ -658,6 +658,19 @@ async fn an_open_incident_is_reminded_every_interval_until_resolved(backend: Bac
     let sent = receiver.got().len();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(receiver.got().len(), sent, "nothing after the resolve");
+    // A reminder read as due just before the resolve is not queued after
+    // it (the reminder pass checks the incident again as it writes).
+    let late = monitor::store::deliveries::add_reminder(
+        &app.db,
+        channel.id,
+        incident.as_i64().expect("an incident id"),
+        "{}".into(),
+        chrono::Utc::now(),
+        99,
+    )
+    .await
+    .unwrap();
+    assert!(!late, "a reminder of a resolved incident");
 }
 
 /// `remind_every` outside its bounds is refused by name; UpdateChannel
