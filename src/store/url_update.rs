@@ -4,8 +4,8 @@
 //! assertions and its state (`url_states`, through `domain::state::Tracker`).
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, SqliteTransactionMode,
-    Statement, TransactionOptions, TransactionTrait, prelude::DateTimeUtc,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement,
+    prelude::DateTimeUtc,
 };
 
 use super::{
@@ -113,12 +113,7 @@ pub async fn update_for_user(
 ) -> Result<Updated, DbErr> {
     let backend = db.get_database_backend();
     let sql = |pg: &str| numbered(backend, pg);
-    let txn = db
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        })
-        .await?;
+    let txn = super::begin_write(db).await?;
     let Some(url) = lock_for_user(&txn, user, id).await? else {
         txn.rollback().await?;
         return Ok(Updated::NotFound);
