@@ -16,14 +16,14 @@
 //!
 //! Reported for each: the seconds the inserts took, bytes per row (table
 //! and indexes, `pg_total_relation_size` summed over partitions, after
-//! `VACUUM`), split into heap and indexes, and after, once more when the
-//! day's index has been compacted (`store::statuses::compact_closed_days`,
-//! what the retention pass starts once a day is over); then one retention
-//! pass over
-//! all of it (every row is past two days): before, the statement retention
-//! ran until migration 18 (`DELETE` of 5,000 rows at a time by the
-//! `probed_at` index, oldest first); after, `store::statuses::retain`
-//! (drops the day's partition). For both, its seconds and the write-ahead
+//! `VACUUM`), split into heap and indexes; after, once more when the day
+//! has been packed into one row per URL (`store::statuses::pack_closed_days`,
+//! what the retention pass starts once a day is over: migration 19), with
+//! the seconds and write-ahead log the packing took; then one retention
+//! pass over all of it (every row is past two days): before, the
+//! statement retention ran until migration 18 (`DELETE` of 5,000 rows at a
+//! time by the `probed_at` index, oldest first); after,
+//! `store::statuses::retain` (drops the packed day). For both, its seconds and the write-ahead
 //! log it wrote (`pg_wal_lsn_diff`, the I/O a replica and the disk see).
 //! Last, the old database is filled again and migrated, timed: what the
 //! upgrade costs at that size, and the size of the converted rows.
@@ -88,11 +88,15 @@ async fn add_urls(db: &DatabaseConnection, urls: usize) -> anyhow::Result<i64> {
 /// `first..first + urls`, as one statement, in the layout `old` or not.
 fn minute(old: bool, first: i64, urls: usize, day: &str, m: usize) -> String {
     let due = format!("timestamptz '{day}' + interval '{m} minutes'");
-    // Per URL g: latency 10-60 ms, a failure one probe in 100, https on
-    // every other URL.
+    // Per URL g and minute: latency 10-60 ms and the probe's start 1-3 ms
+    // after its due time, both varying from probe to probe (as measured
+    // values do: packed arrays compress only what truly repeats), a
+    // failure one probe in 100, https on every other URL.
     let common = format!(
         "FROM generate_series(0, {last}) g, \
-         LATERAL (SELECT (g * 7919 + {m} * 104729) % 100 = 0 AS failed) f \
+         LATERAL (SELECT (g * 7919 + {m} * 104729) % 100 = 0 AS failed, \
+                         10000 + (g * 7919 + {m} * 104723) % 50000 AS latency, \
+                         1000 + (g * 31 + {m} * 7907) % 2000 AS after_us) f \
          ORDER BY g",
         last = urls - 1
     );
@@ -100,8 +104,8 @@ fn minute(old: bool, first: i64, urls: usize, day: &str, m: usize) -> String {
         format!(
             "INSERT INTO statuses (url_id, due_at, probed_at, status_code, latency_micros, error_kind, \
                                    error_message, verdict, tls_not_after) \
-             SELECT {first} + g, {due}, {due} + interval '1500 microseconds', \
-                    CASE WHEN failed THEN 0 ELSE 200 END, 10000 + (g * 7919) % 50000, \
+             SELECT {first} + g, {due}, {due} + after_us * interval '1 microsecond', \
+                    CASE WHEN failed THEN 0 ELSE 200 END, latency, \
                     CASE WHEN failed THEN 3 END, CASE WHEN failed THEN 'connection refused' END, \
                     CASE WHEN failed THEN 4 ELSE 2 END, \
                     CASE WHEN g % 2 = 0 THEN timestamptz '2027-03-01' END {common}"
@@ -110,7 +114,7 @@ fn minute(old: bool, first: i64, urls: usize, day: &str, m: usize) -> String {
         format!(
             "INSERT INTO statuses (url_id, due_at, probed_after_us, latency_micros, status_code, verdict, \
                                    tls_remaining_s, error_kind, error_message) \
-             SELECT {first} + g, {due}, 1500, 10000 + (g * 7919) % 50000, \
+             SELECT {first} + g, {due}, after_us, latency, \
                     CASE WHEN failed THEN 0 ELSE 200 END, CASE WHEN failed THEN 4 ELSE 2 END, \
                     CASE WHEN g % 2 = 0 THEN extract(epoch FROM timestamptz '2027-03-01' - {due})::int END, \
                     CASE WHEN failed THEN 3 END, CASE WHEN failed THEN 'connection refused' END {common}"
@@ -158,6 +162,22 @@ async fn size(db: &DatabaseConnection) -> anyhow::Result<(i64, i64, i64, i64)> {
     .await?;
     let rows = scalar_i64(db, "SELECT count(*) FROM statuses").await?;
     Ok((total, heap, indexes, rows))
+}
+
+/// Table (with TOAST) and index bytes of the packed days, and of any day
+/// partition left, after `VACUUM`: (total, heap and TOAST, indexes).
+async fn packed_size(db: &DatabaseConnection) -> anyhow::Result<(i64, i64, i64)> {
+    db.execute_unprepared("VACUUM ANALYZE statuses_packed")
+        .await?;
+    let (total, heap, indexes, _) = size(db).await?;
+    let parts = "(SELECT 'statuses_packed'::regclass AS r UNION ALL SELECT 'statuses_packed_days'::regclass \
+                  UNION ALL SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'statuses_packed'::regclass)";
+    let of = |f: &str| format!("SELECT sum({f}(r))::int8 FROM {parts} p");
+    Ok((
+        total + scalar_i64(db, &of("pg_total_relation_size")).await?,
+        heap + scalar_i64(db, &of("pg_table_size")).await?,
+        indexes + scalar_i64(db, &of("pg_indexes_size")).await?,
+    ))
 }
 
 async fn wal_lsn(db: &DatabaseConnection) -> anyhow::Result<String> {
@@ -246,11 +266,18 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let new_fill = fill(&new, false, new_first, urls, minutes, &day).await?;
     let new_size = size(&new).await?;
-    // The day is over: the retention pass's compaction rebuilds its index.
+    // The day is over: the retention pass packs it (one row per URL).
+    let lsn = wal_lsn(&new).await?;
     let started = Instant::now();
-    let compacted_days = monitor::store::statuses::compact_closed_days(&new, now).await?;
-    let compact_s = started.elapsed().as_secs_f64();
-    let compacted_size = size(&new).await?;
+    let packed_days = monitor::store::statuses::pack_closed_days(&new, now).await?;
+    let pack_s = started.elapsed().as_secs_f64();
+    let pack_wal = wal_since(&new, &lsn).await?;
+    let packed_size = packed_size(&new).await?;
+    let packed_rows = scalar_i64(
+        &new,
+        "SELECT coalesce(sum(cardinality(due_ms)), 0)::int8 FROM statuses_packed",
+    )
+    .await?;
     let lsn = wal_lsn(&new).await?;
     let started = Instant::now();
     let gone = monitor::store::statuses::retain(&new, now, now - chrono::Duration::days(2)).await?;
@@ -274,14 +301,17 @@ async fn main() -> anyhow::Result<()> {
             "minutes": minutes,
             "before_migration_18": before,
             "after_migration_18": after,
-            "after_migration_18_day_compacted": {
-                "days": compacted_days,
-                "compact_s": compact_s,
-                "bytes_per_row": per_row(compacted_size.0, compacted_size.3),
-                "heap_bytes_per_row": per_row(compacted_size.1, compacted_size.3),
-                "index_bytes_per_row": per_row(compacted_size.2, compacted_size.3),
+            "after_migration_19_day_packed": {
+                "days": packed_days,
+                "statuses": packed_rows,
+                "pack_s": pack_s,
+                "pack_statuses_per_s": per_row(packed_rows, 1) / pack_s,
+                "pack_wal_bytes": pack_wal,
+                "bytes_per_status": per_row(packed_size.0, packed_rows),
+                "heap_and_toast_bytes_per_status": per_row(packed_size.1, packed_rows),
+                "index_bytes_per_status": per_row(packed_size.2, packed_rows),
             },
-            "bytes_per_row_before_over_compacted": per_row(old_size.0, old_size.3) / per_row(compacted_size.0, compacted_size.3),
+            "bytes_per_row_before_over_packed": per_row(old_size.0, old_size.3) / per_row(packed_size.0, packed_rows),
             "converted_by_migration_18": {
                 "rows": migrated_size.3,
                 "migrate_s": migrate_s,

@@ -127,8 +127,8 @@ pub struct Flusher {
     live: Option<Publisher>,
     /// This instance's maintenance windows, kept from batch to batch.
     windows: Arc<WindowCache>,
-    /// Set while a compaction of closed days runs (beside the flush).
-    compacting: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while closed days are being packed (beside the flush).
+    packing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Flusher {
@@ -140,7 +140,7 @@ impl Flusher {
             metrics: Arc::new(Metrics::new()),
             live: None,
             windows: Arc::default(),
-            compacting: Arc::default(),
+            packing: Arc::default(),
         }
     }
 
@@ -240,28 +240,28 @@ impl Flusher {
             rollups::prune(&self.db, tier, cutoff).await?;
         }
         store::checkpoint(&self.db).await?;
-        self.compact_in_background(now);
+        self.pack_in_background(now);
         Ok(gone)
     }
 
-    /// Starts [`statuses::compact_closed_days`] beside the flush (an index
-    /// rebuild of a day takes minutes at 100,000 URLs, and the flush must
-    /// not wait for it), unless the last one still runs.
-    fn compact_in_background(&self, now: DateTime<Utc>) {
+    /// Starts [`statuses::pack_closed_days`] beside the flush (packing a
+    /// day takes minutes at 100,000 URLs, and the flush must not wait for
+    /// it), unless the last one still runs.
+    fn pack_in_background(&self, now: DateTime<Utc>) {
         use std::sync::atomic::Ordering;
         if self.db.get_database_backend() != sea_orm::DbBackend::Postgres
-            || self.compacting.swap(true, Ordering::AcqRel)
+            || self.packing.swap(true, Ordering::AcqRel)
         {
             return;
         }
-        let (db, compacting) = (self.db.clone(), self.compacting.clone());
+        let (db, packing) = (self.db.clone(), self.packing.clone());
         tokio::spawn(async move {
-            match statuses::compact_closed_days(&db, now).await {
+            match statuses::pack_closed_days(&db, now).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(days = n, "compacted the index of closed days of statuses"),
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "compacting closed days failed"),
+                Ok(n) => tracing::info!(days = n, "packed closed days of statuses"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "packing closed days failed"),
             }
-            compacting.store(false, Ordering::Release);
+            packing.store(false, Ordering::Release);
         });
     }
 

@@ -25,6 +25,7 @@ mod m20261127_000015_reminders;
 mod m20261127_000016_dependencies;
 mod m20261127_000017_statuses_without_url_key;
 mod m20261127_000018_narrow_statuses;
+mod m20261127_000019_packed_statuses;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000016_dependencies::Migration),
             Box::new(m20261127_000017_statuses_without_url_key::Migration),
             Box::new(m20261127_000018_narrow_statuses::Migration),
+            Box::new(m20261127_000019_packed_statuses::Migration),
         ]
     }
 }

@@ -17,8 +17,8 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// Runs `sql` on Postgres only.
-async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+/// Runs `sql` on Postgres only (also migration 19's).
+pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
     if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
         return Ok(());
     }

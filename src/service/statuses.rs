@@ -125,6 +125,7 @@ impl StatusService {
                 end,
                 before: cursor,
                 limit: page_size + 1,
+                now: Utc::now(),
             },
         )
         .await?;

@@ -612,11 +612,22 @@ mod postgres {
             .execute(&mut **tx)
             .await?;
         let narrow: Vec<Narrow> = rows.iter().map(|r| Narrow::of(r)).collect();
+        // A status of a packed day (migration 19) is checked against the
+        // packed row: a redelivery of it must not be stored or counted
+        // again. Rows of later days skip the check.
         let inserted: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
             "INSERT INTO statuses (url_id, due_at, probed_after_us, latency_micros, status_code, verdict, \
                                    tls_remaining_s, error_kind, error_message, failed_assertions) \
              SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int2[], $6::int2[], \
                                   $7::int4[], $8::int2[], $9::text[], $10::text[]) \
+                 AS r(url_id, due_at, probed_after_us, latency_micros, status_code, verdict, tls_remaining_s, \
+                      error_kind, error_message, failed_assertions) \
+             WHERE r.due_at >= (SELECT coalesce((max(day) + 1)::timestamp AT TIME ZONE 'UTC', '-infinity') \
+                                FROM statuses_packed_days) \
+                OR NOT EXISTS (SELECT 1 FROM statuses_packed p \
+                               WHERE p.url_id = r.url_id AND p.day = (r.due_at AT TIME ZONE 'UTC')::date \
+                                 AND (extract(epoch FROM r.due_at - (p.day::timestamp AT TIME ZONE 'UTC')) * 1000)::int4 \
+                                     = ANY (p.due_ms)) \
              ON CONFLICT (url_id, due_at) DO NOTHING \
              RETURNING url_id, due_at",
         )

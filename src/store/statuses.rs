@@ -7,7 +7,10 @@
 //! after the due time, the certificate's expiry as seconds left after the
 //! due time's second. On Postgres the table is partitioned by UTC day of
 //! `due_at` ([`ensure_days`] creates partitions, [`drop_days_before`] drops
-//! them); SQLite keeps one table and deletes old rows in `rowid` order.
+//! them), and a day, once over, is packed into one row per URL in
+//! `statuses_packed` ([`pack_closed_days`], migration 19), which [`page`]
+//! and [`due_between`] read beside the partitions; SQLite keeps one table
+//! and deletes old rows in `rowid` order.
 
 use std::fmt::Write as _;
 
@@ -22,8 +25,8 @@ use crate::domain::{
 /// Rows per retention DELETE (SQLite).
 const RETENTION_CHUNK: i64 = 5_000;
 
-/// Partitions a Postgres retention pass creates ahead: the next two UTC
-/// days (and every day back to the retention cutoff).
+/// Partitions a Postgres retention pass creates ahead: today's and the
+/// next two UTC days'.
 const DAYS_AHEAD: i64 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -170,7 +173,9 @@ pub async fn retain(
 ) -> Result<Retention, DbErr> {
     if db.get_database_backend() == DbBackend::Postgres {
         let ahead = now + chrono::Duration::days(DAYS_AHEAD);
-        ensure_days(db, &days_spanning(cutoff.min(now), ahead)).await?;
+        // From today on: a day before is written to only by a late batch,
+        // which creates its partition itself (a packed day has none).
+        ensure_days(db, &days_spanning(now, ahead)).await?;
         Ok(Retention {
             dropped_days: drop_days_before(db, cutoff).await?,
             ..Retention::default()
@@ -183,125 +188,110 @@ pub async fn retain(
     }
 }
 
-/// Drops the Postgres partitions whose day ends at or before `cutoff`;
-/// returns how many. Each in its own short transaction that gives up
-/// after 5 s waiting for its lock (a drop locks the whole table): the
-/// next pass tries again.
+/// Drops the Postgres partitions, day partitions and packed days, whose
+/// day ends at or before `cutoff`; returns how many days. Each in its own
+/// short transaction that gives up after 5 s waiting for its lock (a drop
+/// locks the whole table): the next pass tries again.
 pub async fn drop_days_before(
     db: &DatabaseConnection,
     cutoff: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
     let pool = db.get_postgres_connection_pool();
-    let names: Vec<(String,)> = sqlx::query_as(
-        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-         WHERE i.inhparent = 'statuses'::regclass AND c.relname ~ '^statuses_[0-9]{8}$' \
-           AND (to_date(substr(c.relname, 10), 'YYYYMMDD') + 1)::timestamp <= ($1 AT TIME ZONE 'UTC') \
-         ORDER BY c.relname",
+    let names: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, to_char(to_date(right(c.relname, 8), 'YYYYMMDD'), 'YYYY-MM-DD') \
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE ((i.inhparent = 'statuses'::regclass AND c.relname ~ '^statuses_[0-9]{8}$') \
+             OR (i.inhparent = 'statuses_packed'::regclass AND c.relname ~ '^statuses_packed_[0-9]{8}$')) \
+           AND (to_date(right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp <= ($1 AT TIME ZONE 'UTC') \
+         ORDER BY 2, 1",
     )
     .bind(cutoff)
     .fetch_all(pool)
     .await
     .map_err(sqlx_err)?;
-    for (name,) in &names {
+    for (name, day) in &names {
         let mut tx = pool.begin().await.map_err(sqlx_err)?;
         sqlx::query("SET LOCAL lock_timeout = '5s'")
             .execute(&mut *tx)
             .await
             .map_err(sqlx_err)?;
-        // Audited: `name` matched ^statuses_[0-9]{8}$ above.
+        // Audited: `name` matched one of the two patterns above.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP TABLE IF EXISTS \"{name}\""
         )))
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
+        sqlx::query("DELETE FROM statuses_packed_days WHERE day = $1::date")
+            .bind(day)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
         tx.commit().await.map_err(sqlx_err)?;
     }
-    Ok(names.len() as u64)
+    let mut days: Vec<&String> = names.iter().map(|(_, day)| day).collect();
+    days.dedup();
+    Ok(days.len() as u64)
 }
 
 /// How long after its day ends a partition is left to late writes before
-/// [`compact_closed_days`] rebuilds its index.
-pub const COMPACT_AFTER: chrono::Duration = chrono::Duration::hours(1);
+/// [`pack_closed_days`] packs it.
+pub const PACK_AFTER: chrono::Duration = chrono::Duration::hours(1);
 
-/// What a compacted partition's index is marked with.
-const COMPACTED: &str = "monitor: compacted";
-
-/// Rebuilds the primary-key index of each Postgres partition whose day
-/// ended [`COMPACT_AFTER`] or more before `now` and is not compacted yet,
-/// packed full (fillfactor 100); returns how many (0 on SQLite, or while
-/// another instance compacts).
+/// Packs each Postgres day partition whose day ended [`PACK_AFTER`] or
+/// more before `now` into one row per URL (`statuses_packed`, migration
+/// 19), oldest first; returns how many days (0 on SQLite).
 ///
-/// While its day is written, a partition's index takes ~45 bytes a row
-/// where a packed one takes ~28: a batch inserts one row per URL, each
-/// at the end of its URL's run of keys, so pages split in the middle and
-/// stay two-thirds full. A closed day gets almost no writes, so it is
-/// rebuilt once (`REINDEX … CONCURRENTLY`: reads and late writes go on),
-/// ~1 µs a row on the bench's machine. One instance at a time (a session
-/// advisory lock on one pooled connection).
-pub async fn compact_closed_days(
-    db: &DatabaseConnection,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+/// A status in a partition costs ~98 bytes once its index is rebuilt full
+/// (a heap tuple and a btree entry, ~60 of them headers); packed, ~22 plus
+/// the arrays' headers, less what TOAST's compression finds. Each day in
+/// its own transaction (`statuses_pack`, which packers take in turns),
+/// given up after 5 s waiting for a lock: dropping the day's partition
+/// locks the table, and a flush writing a late status for that very day
+/// holds a lock the packer waits for (one of the two then fails and tries
+/// again: the flush with its batch, the packer at the next pass).
+pub async fn pack_closed_days(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<u64, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(0);
     }
-    let mut conn = db
-        .get_postgres_connection_pool()
-        .acquire()
-        .await
-        .map_err(sqlx_err)?;
-    let (locked,): (bool,) =
-        sqlx::query_as("SELECT pg_try_advisory_lock(hashtext('monitor.statuses_compact'))")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(sqlx_err)?;
-    if !locked {
-        return Ok(0);
-    }
-    let compacted = compact_on(&mut conn, now - COMPACT_AFTER).await;
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext('monitor.statuses_compact'))")
-        .execute(&mut *conn)
-        .await
-        .map_err(sqlx_err);
-    let n = compacted?;
-    unlocked?;
-    Ok(n)
-}
-
-async fn compact_on(conn: &mut sqlx::PgConnection, closed_by: DateTime<Utc>) -> Result<u64, DbErr> {
-    let indexes: Vec<(String,)> = sqlx::query_as(
-        "SELECT x.relname::text FROM pg_inherits i \
-         JOIN pg_class c ON c.oid = i.inhrelid \
-         JOIN pg_index ix ON ix.indrelid = c.oid AND ix.indisprimary \
-         JOIN pg_class x ON x.oid = ix.indexrelid \
+    let pool = db.get_postgres_connection_pool();
+    let days: Vec<(String,)> = sqlx::query_as(
+        "SELECT to_char(to_date(right(c.relname, 8), 'YYYYMMDD'), 'YYYY-MM-DD') \
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
          WHERE i.inhparent = 'statuses'::regclass AND c.relname ~ '^statuses_[0-9]{8}$' \
-           AND (to_date(substr(c.relname, 10), 'YYYYMMDD') + 1)::timestamp <= ($1 AT TIME ZONE 'UTC') \
-           AND obj_description(x.oid, 'pg_class') IS DISTINCT FROM $2 \
-         ORDER BY c.relname",
+           AND (to_date(right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp <= ($1 AT TIME ZONE 'UTC') \
+           AND to_date(right(c.relname, 8), 'YYYYMMDD') NOT IN (SELECT day FROM statuses_packed_days) \
+         ORDER BY 1",
     )
-    .bind(closed_by)
-    .bind(COMPACTED)
-    .fetch_all(&mut *conn)
+    .bind(now - PACK_AFTER)
+    .fetch_all(pool)
     .await
     .map_err(sqlx_err)?;
-    for (index,) in &indexes {
-        // Audited: `index` is the primary key of a partition whose name
-        // matched ^statuses_[0-9]{8}$ (`statuses_YYYYMMDD_pkey`).
-        for sql in [
-            // What an interrupted REINDEX CONCURRENTLY leaves behind.
-            format!("DROP INDEX IF EXISTS \"{index}_ccnew\""),
-            format!("ALTER INDEX \"{index}\" SET (fillfactor = 100)"),
-            format!("REINDEX INDEX CONCURRENTLY \"{index}\""),
-            format!("COMMENT ON INDEX \"{index}\" IS '{COMPACTED}'"),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *conn)
-                .await
-                .map_err(sqlx_err)?;
+    let mut packed = 0;
+    for (day,) in &days {
+        let mut tx = pool.begin().await.map_err(sqlx_err)?;
+        sqlx::query("SET LOCAL lock_timeout = '5s'")
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+        let (urls,): (i64,) = sqlx::query_as("SELECT statuses_pack($1::date)")
+            .bind(day)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+        tx.commit().await.map_err(sqlx_err)?;
+        if urls >= 0 {
+            packed += 1;
         }
     }
-    Ok(indexes.len() as u64)
+    Ok(packed)
+}
+
+/// Every packed status is due before this (the start of `now`'s UTC day):
+/// a day is packed [`PACK_AFTER`] after its end, by an instance whose
+/// clock is less than that ahead of this one's.
+fn packed_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(now.timestamp().div_euclid(86_400) * 86_400, 0).unwrap_or(now)
 }
 
 /// Deletes SQLite statuses due before `cutoff`, in `rowid` order (the
@@ -385,6 +375,8 @@ pub struct PageQuery {
     /// Due strictly before this (the last row of the previous page).
     pub before: Option<DateTime<Utc>>,
     pub limit: u64,
+    /// The reader's clock: which statuses may be packed (Postgres).
+    pub now: DateTime<Utc>,
 }
 
 /// A status row as [`page`] reads it, in [`Model`]'s column order.
@@ -426,49 +418,62 @@ fn record_from(row: PageRow) -> StatusRecord {
 /// per pooled connection). Every bound is on the primary key's `due_at`
 /// (on Postgres also the partition key: a page reads only the partitions
 /// its bounds reach, newest first).
+///
+/// On Postgres, closed days may be packed ([`pack_closed_days`]): when the
+/// page is not full of statuses of today, a second statement reads the
+/// packed days the bounds reach, and the two are merged.
 pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<StatusRecord>, DbErr> {
-    let mut sql = String::from(
-        "SELECT s.url_id, s.due_at, s.probed_after_us, s.latency_micros, s.status_code, s.verdict, \
-         s.tls_remaining_s, s.error_kind, s.error_message, s.failed_assertions \
-         FROM statuses s JOIN urls u ON u.id = s.url_id \
-         WHERE s.url_id = $1 AND u.user_id = $2",
-    );
+    let mut bounds = String::new();
     let mut n = 2;
     let mut next = || {
         n += 1;
         n
     };
     if query.start.is_some() {
-        let _ = write!(sql, " AND s.due_at >= ${}", next());
+        let _ = write!(bounds, " AND s.due_at >= ${}", next());
     }
     if query.end.is_some() {
-        let _ = write!(sql, " AND s.due_at < ${}", next());
+        let _ = write!(bounds, " AND s.due_at < ${}", next());
     }
     if query.before.is_some() {
-        let _ = write!(sql, " AND s.due_at < ${}", next());
+        let _ = write!(bounds, " AND s.due_at < ${}", next());
     }
-    let _ = write!(sql, " ORDER BY s.due_at DESC LIMIT ${}", next());
+    let limit_at = next();
+    let sql = format!(
+        "SELECT {PAGE_COLUMNS} FROM statuses s JOIN urls u ON u.id = s.url_id \
+         WHERE s.url_id = $1 AND u.user_id = $2{bounds} ORDER BY s.due_at DESC LIMIT ${limit_at}"
+    );
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let times = [query.start, query.end, query.before];
     let rows: Vec<PageRow> = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
-            // Audited: the text is made of the fixed fragments above only.
-            let mut q = sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql))
-                .bind(query.url_id)
-                .bind(query.user.0);
-            for t in [query.start, query.end, query.before].into_iter().flatten() {
-                q = q.bind(t);
+            let pool = db.get_postgres_connection_pool();
+            let mut rows = page_rows(pool, sql, &query, &times, limit).await?;
+            let full_of_today = rows.len() as u64 >= query.limit
+                && rows.last().is_some_and(|r| r.1 >= packed_before(query.now));
+            if !full_of_today {
+                let packed = page_rows(
+                    pool,
+                    packed_page_sql(&query, &bounds, limit_at),
+                    &query,
+                    &times,
+                    limit,
+                )
+                .await?;
+                if !packed.is_empty() {
+                    rows.extend(packed);
+                    rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.1));
+                    rows.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+                }
             }
-            q.bind(limit)
-                .fetch_all(db.get_postgres_connection_pool())
-                .await
-                .map_err(sqlx_err)?
+            rows
         }
         backend => {
             let sql = super::numbered(backend, &sql);
             let mut q = sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql))
                 .bind(query.url_id)
                 .bind(query.user.0);
-            for t in [query.start, query.end, query.before].into_iter().flatten() {
+            for t in times.into_iter().flatten() {
                 q = q.bind(sqlite_timestamp_text(t));
             }
             q.bind(limit)
@@ -478,6 +483,59 @@ pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<Statu
         }
     };
     Ok(rows.into_iter().map(record_from).collect())
+}
+
+/// The columns of a page, in [`PageRow`]'s order.
+const PAGE_COLUMNS: &str = "s.url_id, s.due_at, s.probed_after_us, s.latency_micros, s.status_code, \
+     s.verdict, s.tls_remaining_s, s.error_kind, s.error_message, s.failed_assertions";
+
+/// Packed statuses as rows of [`PAGE_COLUMNS`] (`s`), from the packed days
+/// of `p` (Postgres).
+const UNPACKED: &str = "SELECT p.url_id, (p.day::timestamp AT TIME ZONE 'UTC') + x.due_ms * interval '1 millisecond' AS due_at, \
+     x.probed_after_us, x.latency_micros, x.status_code, x.verdict, x.tls_remaining_s, x.error_kind, \
+     x.error_message, x.failed_assertions \
+     FROM statuses_packed p CROSS JOIN LATERAL unnest(p.due_ms, p.probed_after_us, p.latency_micros, \
+          p.status_code, p.verdict, p.tls_remaining_s, p.error_kind, p.error_message, p.failed_assertions) \
+       AS x(due_ms, probed_after_us, latency_micros, status_code, verdict, tls_remaining_s, error_kind, \
+            error_message, failed_assertions)";
+
+/// [`page`]'s statement over the packed days: the same parameters, and
+/// each bound also on the day (only the days it reaches are unpacked).
+fn packed_page_sql(query: &PageQuery, bounds: &str, limit_at: i32) -> String {
+    let mut days = String::new();
+    let mut n = 2;
+    if query.start.is_some() {
+        n += 1;
+        let _ = write!(days, " AND p.day >= (${n} AT TIME ZONE 'UTC')::date");
+    }
+    for bound in [query.end, query.before] {
+        if bound.is_some() {
+            n += 1;
+            let _ = write!(days, " AND p.day <= (${n} AT TIME ZONE 'UTC')::date");
+        }
+    }
+    format!(
+        "SELECT {PAGE_COLUMNS} FROM ({UNPACKED} WHERE p.url_id = $1{days}) s \
+         JOIN urls u ON u.id = s.url_id \
+         WHERE u.user_id = $2{bounds} ORDER BY s.due_at DESC LIMIT ${limit_at}"
+    )
+}
+
+async fn page_rows(
+    pool: &sqlx::PgPool,
+    sql: String,
+    query: &PageQuery,
+    times: &[Option<DateTime<Utc>>; 3],
+    limit: i64,
+) -> Result<Vec<PageRow>, DbErr> {
+    // Audited: the text is made of the fixed fragments above only.
+    let mut q = sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql))
+        .bind(query.url_id)
+        .bind(query.user.0);
+    for t in times.iter().flatten() {
+        q = q.bind(*t);
+    }
+    q.bind(limit).fetch_all(pool).await.map_err(sqlx_err)
 }
 
 /// One URL's statuses due in `[from_ms, to_ms)`, by due time: (due time
@@ -492,7 +550,7 @@ pub async fn due_between(
     /// Due time, status code, latency, error kind, verdict.
     type Row = (DateTimeUtc, i16, i32, Option<i16>, Option<i16>);
     let time = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
-    let rows: Vec<Row> = Entity::find()
+    let mut rows: Vec<Row> = Entity::find()
         .select_only()
         .column(Column::DueAt)
         .column(Column::StatusCode)
@@ -506,6 +564,25 @@ pub async fn due_between(
         .into_tuple()
         .all(db)
         .await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        // Closed days may be packed: their statuses, the same columns.
+        let packed: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT s.due_at, s.status_code, s.latency_micros, s.error_kind, s.verdict \
+             FROM ({UNPACKED} WHERE p.url_id = $1 AND p.day >= ($2 AT TIME ZONE 'UTC')::date \
+                   AND p.day <= ($3 AT TIME ZONE 'UTC')::date) s \
+             WHERE s.due_at >= $2 AND s.due_at < $3"
+        )))
+        .bind(url_id)
+        .bind(time(from_ms))
+        .bind(time(to_ms))
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(sqlx_err)?;
+        if !packed.is_empty() {
+            rows.extend(packed);
+            rows.sort_unstable_by_key(|r| r.0);
+        }
+    }
     Ok(rows
         .into_iter()
         .map(|(due, code, latency, kind, verdict)| {

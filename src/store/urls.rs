@@ -507,6 +507,15 @@ pub async fn delete_for_user(
         ))
         .await?;
     }
+    if backend == DbBackend::Postgres {
+        // Its packed days (migration 19).
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "DELETE FROM statuses_packed WHERE url_id = $1",
+            [id.into()],
+        ))
+        .await?;
+    }
     txn.commit().await?;
     Ok(true)
 }

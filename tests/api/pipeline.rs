@@ -132,15 +132,15 @@ async fn retention_deletes_only_statuses_older_than_two_days(backend: Backend) {
         // row, and any empty day before the cut.
         Backend::Postgres => assert!(gone.dropped_days >= 2 && gone.deleted == 0, "{gone:?}"),
     }
-    let left: Vec<DateTime<Utc>> = statuses::Entity::find()
-        .all(&app.db)
+    // (Read through ListStatuses: the pass also packs closed days, beside it.)
+    let left: Vec<i64> = app
+        .statuses(&token, url.id)
         .await
-        .unwrap()
         .into_iter()
-        .map(|s| s.due_at)
+        .map(|s| s.due_at.unwrap().seconds)
         .collect();
     assert_eq!(left.len(), 2);
-    assert!(left.iter().all(|t| *t > at(48)));
+    assert!(left.iter().all(|t| *t > at(48).timestamp()));
     // Later statuses have their days ready: one due two days on is stored.
     let ahead = result(url.id, (now + chrono::Duration::days(2)).timestamp_millis());
     assert_eq!(store_results(&app.db, &[ahead]).await.unwrap().0, 1);
@@ -239,59 +239,244 @@ async fn a_batch_for_a_day_without_a_partition_is_stored(backend: Backend) {
     assert_eq!(statuses::Entity::find().count(&app.db).await.unwrap(), 8);
 }
 
-/// A day's partition, once the day is over (and an hour of grace for late
-/// writes), gets its index rebuilt full, once; its rows stay, today's
-/// partition is left alone, and SQLite has nothing to compact.
-async fn closed_days_are_compacted_once(backend: Backend) {
+/// The start of the UTC day two days back (over, and packable, at any
+/// time of day), and 300 statuses of `url_id` a minute apart from an hour
+/// into it, with every kind of field.
+fn a_closed_day(url_id: i64, now: DateTime<Utc>) -> (DateTime<Utc>, Vec<ProbeResult>) {
+    use monitor::domain::verdict::{FailedAssertion, Verdict};
+    let day_start = (now - chrono::Duration::days(2))
+        .duration_trunc(chrono::Duration::days(1))
+        .unwrap();
+    let first = (day_start + chrono::Duration::hours(1)).timestamp_millis();
+    let batch = (0..300_i64)
+        .map(|i| {
+            let mut r = result(url_id, first + i * 60_000);
+            r.started_us += i * 13;
+            r.latency_us = 1_000 + i * 37;
+            if i % 7 == 0 {
+                r.status_code = 0;
+                r.error_kind = Some(3);
+                r.error_message = Some(format!("connection refused #{i}"));
+                r.verdict = Some(Verdict::Down);
+            } else if i % 5 == 0 {
+                r.verdict = Some(Verdict::Degraded);
+                r.failed_assertions = vec![FailedAssertion {
+                    index: 1,
+                    message: format!("latency {i} ms over 1 ms"),
+                }];
+            }
+            if i % 3 == 0 {
+                r.tls_not_after_ms = Some(first + 86_400_000 * 30 + i);
+            }
+            r
+        })
+        .collect();
+    (day_start, batch)
+}
+
+/// Every page of a URL's statuses of `size`, newest first, with optional
+/// `[start, end)` bounds.
+async fn list_pages(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    url_id: i64,
+    size: i32,
+    bounds: Option<(i64, i64)>,
+) -> Vec<monitor::proto::monitor::v1::ListStatusesResponse> {
+    let ts = |ms: i64| monitor::proto::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: 0,
+    };
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .client
+            .clone()
+            .list_statuses(crate::helpers::authed(
+                monitor::proto::monitor::v1::ListStatusesRequest {
+                    url_id,
+                    page_size: size,
+                    page_token: page_token.clone(),
+                    start_time: bounds.map(|b| ts(b.0)),
+                    end_time: bounds.map(|b| ts(b.1)),
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        page_token.clone_from(&page.next_page_token);
+        pages.push(page);
+        if page_token.is_empty() {
+            return pages;
+        }
+    }
+}
+
+/// The one number a Postgres query returns.
+async fn pg_count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        sql,
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<i64>(0)
+    .unwrap()
+}
+
+/// A day, once over (and an hour of grace for late writes), is packed into
+/// one row per URL, once (Postgres; SQLite has nothing to pack), and every
+/// status reads back the same through ListStatuses (pages of 100, of 7
+/// across the packed day's edge, and bounded) and the minute buckets'
+/// read, field for field and page for page.
+async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user().await;
     let url = app.add_url(&token, "https://example.com/").await;
     let now = Utc::now();
-    let two_days_ago = (now - chrono::Duration::days(2)).timestamp_millis();
-    let batch: Vec<_> = (0..500)
-        .map(|i| result(url.id, two_days_ago + i * 1000))
-        .collect();
-    assert_eq!(store_results(&app.db, &batch).await.unwrap().0, 500);
-    let first = statuses::compact_closed_days(&app.db, now).await.unwrap();
+    let (day_start, batch) = a_closed_day(url.id, now);
+    assert_eq!(store_results(&app.db, &batch).await.unwrap().0, 300);
+    // Two of today's, which stay in today's partition.
+    let ms = now.timestamp_millis();
+    let today = [result(url.id, ms - 1_000), result(url.id, ms)];
+    assert_eq!(store_results(&app.db, &today).await.unwrap().0, 2);
+
+    let first = batch[0].due_ms;
+    let inside = Some((first + 100 * 60_000, first + 120 * 60_000));
+    let read = || async {
+        (
+            list_pages(&app, &token, url.id, 100, None).await,
+            list_pages(&app, &token, url.id, 7, None).await,
+            list_pages(&app, &token, url.id, 50, inside).await,
+            statuses::due_between(&app.db, url.id, first - 60_000, ms + 1)
+                .await
+                .unwrap(),
+        )
+    };
+    let before = read().await;
     assert_eq!(
-        statuses::compact_closed_days(&app.db, now).await.unwrap(),
-        0
+        before.0.iter().map(|p| p.statuses.len()).sum::<usize>(),
+        302
     );
-    assert_eq!(statuses::Entity::find().count(&app.db).await.unwrap(), 500);
+    assert_eq!(before.2[0].statuses.len(), 20, "[start, end) of the day");
+    assert_eq!(before.3.len(), 302);
+
+    let packed = statuses::pack_closed_days(&app.db, now).await.unwrap();
+    assert_eq!(
+        statuses::pack_closed_days(&app.db, now).await.unwrap(),
+        0,
+        "packed once"
+    );
     if backend == Backend::Sqlite {
-        assert_eq!(first, 0);
+        assert_eq!(packed, 0);
+        assert_eq!(read().await, before);
         return;
     }
-    assert!(first >= 1, "{first}");
-    let day = |t: DateTime<Utc>| format!("statuses_{}_pkey", t.format("%Y%m%d"));
-    let compacted = |index: String| {
-        let db = app.db.clone();
-        async move {
-            let row = db
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Postgres,
-                    format!(
-                        "SELECT coalesce(obj_description('{index}'::regclass, 'pg_class'), '') || \
-                         coalesce(array_to_string(reloptions, ','), '') AS marks \
-                         FROM pg_class WHERE relname = '{index}'"
-                    ),
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get::<String>("", "marks").unwrap()
-        }
-    };
-    assert_eq!(
-        compacted(day(now - chrono::Duration::days(2))).await,
-        "monitor: compactedfillfactor=100"
+    assert!(packed >= 1, "{packed}");
+    let partition = format!(
+        "SELECT count(*) FROM pg_class WHERE relname = 'statuses_{}'",
+        day_start.format("%Y%m%d")
     );
-    assert_eq!(compacted(day(now)).await, "", "today is still written");
+    assert_eq!(
+        pg_count(&app.db, &partition).await,
+        0,
+        "the day's partition is gone"
+    );
+    assert_eq!(
+        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        1,
+        "one row for the URL's day"
+    );
+    assert_eq!(
+        pg_count(&app.db, "SELECT count(*) FROM statuses").await,
+        2,
+        "today's stay"
+    );
+    assert_eq!(read().await, before);
+}
+
+/// A redelivery of a packed day's statuses is not stored again; a late
+/// new status of that day is (in a partition of its own), once, and read
+/// in its place; retention drops the day, packed and late rows alike;
+/// DeleteUrl deletes a URL's packed rows.
+async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let now = Utc::now();
+    let (day_start, batch) = a_closed_day(url.id, now);
+    assert_eq!(store_results(&app.db, &batch).await.unwrap().0, 300);
+    let ms = now.timestamp_millis();
+    let today = [result(url.id, ms - 1_000), result(url.id, ms)];
+    assert_eq!(store_results(&app.db, &today).await.unwrap().0, 2);
+    statuses::pack_closed_days(&app.db, now).await.unwrap();
+
+    assert_eq!(store_results(&app.db, &batch[10..20]).await.unwrap().0, 0);
+    let late = result(url.id, batch[0].due_ms + 30_000);
+    let once = std::slice::from_ref(&late);
+    assert_eq!(store_results(&app.db, once).await.unwrap().0, 1);
+    assert_eq!(
+        store_results(&app.db, once).await.unwrap().0,
+        0,
+        "only once"
+    );
+    let due: Vec<i64> = app
+        .statuses(&token, url.id)
+        .await
+        .iter()
+        .map(|s| s.due_at.unwrap().seconds)
+        .collect();
+    assert_eq!(due.len(), 303);
+    assert!(due.windows(2).all(|w| w[0] < w[1]), "in due order");
+    assert_eq!(due[1], late.due_ms / 1000);
+    if backend == Backend::Sqlite {
+        return;
+    }
+
+    let dropped = statuses::drop_days_before(&app.db, day_start + chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert!(dropped >= 1, "{dropped}");
+    assert_eq!(
+        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        0
+    );
+    let marked = format!(
+        "SELECT count(*) FROM statuses_packed_days WHERE day = '{}'",
+        day_start.format("%Y-%m-%d")
+    );
+    assert_eq!(pg_count(&app.db, &marked).await, 0);
+    assert_eq!(app.statuses(&token, url.id).await.len(), 2);
+
+    let other = app.add_url(&token, "https://example.com/other").await;
+    let (_, other_day) = a_closed_day(other.id, now);
+    assert_eq!(store_results(&app.db, &other_day[..3]).await.unwrap().0, 3);
+    assert_eq!(statuses::pack_closed_days(&app.db, now).await.unwrap(), 1);
+    assert_eq!(
+        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        1
+    );
+    app.client
+        .clone()
+        .delete_url(crate::helpers::authed(
+            monitor::proto::monitor::v1::DeleteUrlRequest { id: other.id },
+            &token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        0
+    );
 }
 
 crate::on_both_backends!(
     a_batch_row_equals_an_entity_row_for_the_same_probe,
-    closed_days_are_compacted_once,
+    closed_days_are_packed_and_read_the_same,
+    a_packed_day_takes_late_statuses_once_and_goes_whole,
     a_batch_for_a_day_without_a_partition_is_stored,
     a_large_batch_is_stored_in_chunks_and_a_second_delivery_adds_nothing,
     results_of_deleted_urls_are_dropped,
