@@ -9,22 +9,10 @@ use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorSer
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
 use crate::{
-    helpers::{Backend, PASSWORD, TestDatabase, authed, restartable_port, test_redis_url},
+    helpers::{Backend, PASSWORD, TestDatabase, authed, count, restartable_port, test_redis_url},
     scaleout::Instance,
     target::Target,
 };
-
-async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
-    db.query_one_raw(sea_orm::Statement::from_string(
-        db.get_database_backend(),
-        sql,
-    ))
-    .await
-    .unwrap()
-    .unwrap()
-    .try_get_by_index::<i64>(0)
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // one scenario, start to end

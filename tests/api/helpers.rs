@@ -516,6 +516,19 @@ impl Drop for TestApp {
 }
 
 /// A request carrying `authorization: Bearer <token>`.
+/// The one number `sql` returns (an `int8`).
+pub async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        sql,
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<i64>(0)
+    .unwrap()
+}
+
 pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     with_authorization(msg, &format!("Bearer {token}"))
 }

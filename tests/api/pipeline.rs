@@ -9,9 +9,9 @@ use monitor::{
     prober::ProbeResult,
     store::statuses,
 };
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, QueryOrder, Set};
 
-use crate::helpers::{Backend, spawn_app, test_redis_url};
+use crate::helpers::{Backend, TestApp, count, spawn_app, test_redis_url};
 
 fn result(url_id: i64, due_ms: i64) -> ProbeResult {
     ProbeResult {
@@ -274,10 +274,34 @@ fn a_closed_day(url_id: i64, now: DateTime<Utc>) -> (DateTime<Utc>, Vec<ProbeRes
     (day_start, batch)
 }
 
+/// A user's URL with [`a_closed_day`] of statuses and two of today's
+/// (which stay in today's partition): the app, token, URL id, now, and
+/// the closed day's start and statuses.
+async fn a_closed_and_an_open_day(
+    backend: Backend,
+) -> (
+    TestApp,
+    String,
+    i64,
+    DateTime<Utc>,
+    (DateTime<Utc>, Vec<ProbeResult>),
+) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/").await;
+    let now = Utc::now();
+    let (day_start, batch) = a_closed_day(url.id, now);
+    assert_eq!(store_results(&app.db, &batch).await.unwrap().0, 300);
+    let ms = now.timestamp_millis();
+    let today = [result(url.id, ms - 1_000), result(url.id, ms)];
+    assert_eq!(store_results(&app.db, &today).await.unwrap().0, 2);
+    (app, token, url.id, now, (day_start, batch))
+}
+
 /// Every page of a URL's statuses of `size`, newest first, with optional
 /// `[start, end)` bounds.
 async fn list_pages(
-    app: &crate::helpers::TestApp,
+    app: &TestApp,
     token: &str,
     url_id: i64,
     size: i32,
@@ -314,44 +338,23 @@ async fn list_pages(
     }
 }
 
-/// The one number a Postgres query returns.
-async fn pg_count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
-    db.query_one_raw(sea_orm::Statement::from_string(
-        sea_orm::DbBackend::Postgres,
-        sql,
-    ))
-    .await
-    .unwrap()
-    .unwrap()
-    .try_get_by_index::<i64>(0)
-    .unwrap()
-}
-
 /// A day, once over (and an hour of grace for late writes), is packed into
 /// one row per URL, once (Postgres; SQLite has nothing to pack), and every
 /// status reads back the same through ListStatuses (pages of 100, of 7
 /// across the packed day's edge, and bounded) and the minute buckets'
 /// read, field for field and page for page.
 async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let (_, token) = app.user().await;
-    let url = app.add_url(&token, "https://example.com/").await;
-    let now = Utc::now();
-    let (day_start, batch) = a_closed_day(url.id, now);
-    assert_eq!(store_results(&app.db, &batch).await.unwrap().0, 300);
-    // Two of today's, which stay in today's partition.
+    let (app, token, url_id, now, (day_start, batch)) = a_closed_and_an_open_day(backend).await;
     let ms = now.timestamp_millis();
-    let today = [result(url.id, ms - 1_000), result(url.id, ms)];
-    assert_eq!(store_results(&app.db, &today).await.unwrap().0, 2);
 
     let first = batch[0].due_ms;
     let inside = Some((first + 100 * 60_000, first + 120 * 60_000));
     let read = || async {
         (
-            list_pages(&app, &token, url.id, 100, None).await,
-            list_pages(&app, &token, url.id, 7, None).await,
-            list_pages(&app, &token, url.id, 50, inside).await,
-            statuses::due_between(&app.db, url.id, first - 60_000, ms + 1)
+            list_pages(&app, &token, url_id, 100, None).await,
+            list_pages(&app, &token, url_id, 7, None).await,
+            list_pages(&app, &token, url_id, 50, inside).await,
+            statuses::due_between(&app.db, url_id, first - 60_000, ms + 1)
                 .await
                 .unwrap(),
         )
@@ -381,17 +384,17 @@ async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
         day_start.format("%Y%m%d")
     );
     assert_eq!(
-        pg_count(&app.db, &partition).await,
+        count(&app.db, &partition).await,
         0,
         "the day's partition is gone"
     );
     assert_eq!(
-        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        count(&app.db, "SELECT count(*) FROM statuses_packed").await,
         1,
         "one row for the URL's day"
     );
     assert_eq!(
-        pg_count(&app.db, "SELECT count(*) FROM statuses").await,
+        count(&app.db, "SELECT count(*) FROM statuses").await,
         2,
         "today's stay"
     );
@@ -403,19 +406,11 @@ async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
 /// in its place; retention drops the day, packed and late rows alike;
 /// DeleteUrl deletes a URL's packed rows.
 async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let (_, token) = app.user().await;
-    let url = app.add_url(&token, "https://example.com/").await;
-    let now = Utc::now();
-    let (day_start, batch) = a_closed_day(url.id, now);
-    assert_eq!(store_results(&app.db, &batch).await.unwrap().0, 300);
-    let ms = now.timestamp_millis();
-    let today = [result(url.id, ms - 1_000), result(url.id, ms)];
-    assert_eq!(store_results(&app.db, &today).await.unwrap().0, 2);
+    let (app, token, url_id, now, (day_start, batch)) = a_closed_and_an_open_day(backend).await;
     statuses::pack_closed_days(&app.db, now).await.unwrap();
 
     assert_eq!(store_results(&app.db, &batch[10..20]).await.unwrap().0, 0);
-    let late = result(url.id, batch[0].due_ms + 30_000);
+    let late = result(url_id, batch[0].due_ms + 30_000);
     let once = std::slice::from_ref(&late);
     assert_eq!(store_results(&app.db, once).await.unwrap().0, 1);
     assert_eq!(
@@ -424,7 +419,7 @@ async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) 
         "only once"
     );
     let due: Vec<i64> = app
-        .statuses(&token, url.id)
+        .statuses(&token, url_id)
         .await
         .iter()
         .map(|s| s.due_at.unwrap().seconds)
@@ -441,22 +436,22 @@ async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) 
         .unwrap();
     assert!(dropped >= 1, "{dropped}");
     assert_eq!(
-        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        count(&app.db, "SELECT count(*) FROM statuses_packed").await,
         0
     );
     let marked = format!(
         "SELECT count(*) FROM statuses_packed_days WHERE day = '{}'",
         day_start.format("%Y-%m-%d")
     );
-    assert_eq!(pg_count(&app.db, &marked).await, 0);
-    assert_eq!(app.statuses(&token, url.id).await.len(), 2);
+    assert_eq!(count(&app.db, &marked).await, 0);
+    assert_eq!(app.statuses(&token, url_id).await.len(), 2);
 
     let other = app.add_url(&token, "https://example.com/other").await;
     let (_, other_day) = a_closed_day(other.id, now);
     assert_eq!(store_results(&app.db, &other_day[..3]).await.unwrap().0, 3);
     assert_eq!(statuses::pack_closed_days(&app.db, now).await.unwrap(), 1);
     assert_eq!(
-        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        count(&app.db, "SELECT count(*) FROM statuses_packed").await,
         1
     );
     app.client
@@ -468,7 +463,7 @@ async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(
-        pg_count(&app.db, "SELECT count(*) FROM statuses_packed").await,
+        count(&app.db, "SELECT count(*) FROM statuses_packed").await,
         0
     );
 }
