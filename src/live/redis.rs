@@ -146,17 +146,16 @@ impl RedisFeed {
                     None => self.fill(&hub).await?,
                 };
                 let id = format!("{}-{}", at.0, at.1);
-                let read: fred::types::streams::XReadResponse<String, String, String, String> =
-                    self.client
-                        .xread_map(
-                            Some(READ_AT_ONCE),
-                            Some(u64::try_from(BLOCK.as_millis()).unwrap_or(1000)),
-                            &self.key,
-                            id,
-                        )
-                        .await?;
-                let entries = read.into_values().flatten().collect();
-                anyhow::Ok(Self::decode(&hub, entries).unwrap_or(at))
+                let reply: fred::types::Value = self
+                    .client
+                    .xread(
+                        Some(READ_AT_ONCE),
+                        Some(u64::try_from(BLOCK.as_millis()).unwrap_or(1000)),
+                        &self.key,
+                        id,
+                    )
+                    .await?;
+                anyhow::Ok(Self::decode(&hub, entries_read(reply)?).unwrap_or(at))
             };
             let result = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -181,6 +180,45 @@ impl RedisFeed {
     }
 }
 
+/// The entries of an `XREAD` reply. A read that waited its whole `BLOCK`
+/// for nothing is a null reply, which fred's `xread_map` refuses ("Cannot
+/// convert to map"): that read failed, and at start-up the next one filled
+/// the ring again from an empty stream, moving its start past watchers
+/// that had just begun (they were told their place was gone).
+fn entries_read(reply: fred::types::Value) -> Result<Vec<Entry>, Error> {
+    if reply.is_null() {
+        return Ok(Vec::new());
+    }
+    let read: fred::types::streams::XReadResponse<String, String, String, String> =
+        reply.into_xread_response()?;
+    Ok(read.into_values().flatten().collect())
+}
+
 fn now_ms() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::types::Value;
+
+    use super::entries_read;
+
+    fn s(x: &str) -> Value {
+        Value::String(x.into())
+    }
+
+    #[test]
+    fn a_read_that_timed_out_has_no_entries_and_others_have_theirs() {
+        assert!(entries_read(Value::Null).unwrap().is_empty());
+        let entry = |id: &str| Value::Array(vec![s(id), Value::Array(vec![s("r"), s("{}")])]);
+        let reply = Value::Array(vec![Value::Array(vec![
+            s("prefix:events"),
+            Value::Array(vec![entry("1-0"), entry("1-1")]),
+        ])]);
+        let entries = entries_read(reply).unwrap();
+        let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["1-0", "1-1"]);
+        assert_eq!(entries[0].1.get("r").map(String::as_str), Some("{}"));
+    }
 }

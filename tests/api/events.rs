@@ -351,6 +351,26 @@ async fn events_over_server_sent_events(backend: Backend) {
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
 }
 
+/// A watcher that begins while the shared stream is idle keeps its place
+/// through reads that wait their whole second for nothing (a null reply
+/// from Redis, once refused as a failed read: at start-up the ring was
+/// filled again and the watcher told its place was gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_an_idle_redis_stream_keeps_its_place() {
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, use_redis).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/idle").await;
+    let mut watching = watch(&app, &token, 0, "").await.unwrap();
+    // Longer than two blocking reads.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    push(&app, url.id, 1).await;
+    let (_, status) = next_status(&mut watching).await;
+    assert_eq!((status.url_id, due_seconds(&status)), (url.id, 1));
+}
+
 /// Two instances on one Postgres and one Redis: a watcher on one sees the
 /// results pushed on the other, and its resume token is good on either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
