@@ -21,12 +21,16 @@
 //!   redelivery of a packed status is not stored or counted twice).
 //! - `statuses_pack(day)` packs one day in its caller's transaction: it
 //!   locks the day's partition against writes, fills a new table from it,
-//!   attaches that as the packed day, records the day and drops the
-//!   partition. Readers see the day whole in one place or the other.
-//!   Returns the packed rows (URLs), or -1 when the day has no partition
-//!   or is packed already. Packers take turns (a transaction lock).
-//!   A status written for the day after that lands in a new partition of
-//!   the day (the flush creates it) and is read from there.
+//!   attaches that as the packed day, records the day and empties the
+//!   partition (it is dropped with its day). Readers see the day whole in
+//!   one place or the other. Only the day's partition is locked, never
+//!   `statuses` itself: reads and the flush go on, and a writer waiting
+//!   for that day (DeleteUrl, a late status) goes on once it is packed.
+//!   Returns the packed rows (URLs), or -1 when the day has no partition,
+//!   is packed already, or another packer is at work (a transaction lock:
+//!   one packer at a time, the others leave it the work).
+//!   A status written for the day after that lands in the emptied
+//!   partition and is read from there.
 //!
 //! SQLite is not packed: one table, as migration 18 left it.
 
@@ -62,8 +66,11 @@ DECLARE
     start timestamptz := (day::timestamp AT TIME ZONE 'UTC');
     n bigint;
 BEGIN
-    -- One packer at a time; the checks below see what the last one did.
-    PERFORM pg_advisory_xact_lock(hashtext('monitor.statuses_pack'));
+    -- One packer at a time (another instance's pass finds it busy and
+    -- leaves the day to it); the checks below see what the last one did.
+    IF NOT pg_try_advisory_xact_lock(hashtext('monitor.statuses_pack')) THEN
+        RETURN -1;
+    END IF;
     IF to_regclass(hot) IS NULL
        OR EXISTS (SELECT 1 FROM statuses_packed_days d WHERE d.day = statuses_pack.day) THEN
         RETURN -1;
@@ -92,7 +99,11 @@ BEGIN
     EXECUTE format('ALTER TABLE statuses_packed ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
                    packed, day, day + 1);
     INSERT INTO statuses_packed_days VALUES (day);
-    EXECUTE format('DROP TABLE %I', hot);
+    -- Emptied, not dropped: a drop would lock all of `statuses`, and
+    -- waiting for that while holding this partition deadlocks with a
+    -- writer (DeleteUrl, a late flush) that holds `statuses` and waits for
+    -- this partition. Retention drops the empty partition with its day.
+    EXECUTE format('TRUNCATE %I', hot);
     RETURN n;
 END
 $$;

@@ -245,11 +245,12 @@ pub const PACK_AFTER: chrono::Duration = chrono::Duration::hours(1);
 /// A status in a partition costs ~98 bytes once its index is rebuilt full
 /// (a heap tuple and a btree entry, ~60 of them headers); packed, ~22 plus
 /// the arrays' headers, less what TOAST's compression finds. Each day in
-/// its own transaction (`statuses_pack`, which packers take in turns),
-/// given up after 5 s waiting for a lock: dropping the day's partition
-/// locks the table, and a flush writing a late status for that very day
-/// holds a lock the packer waits for (one of the two then fails and tries
-/// again: the flush with its batch, the packer at the next pass).
+/// its own transaction (`statuses_pack`: one packer at a time, a pass that
+/// finds another at work leaves the day to it), given up after 5 s
+/// waiting for a lock. Only the day's partition is locked (against
+/// writes, while it is read; then emptied): reads and the flush go on, and
+/// a writer of that very day (DeleteUrl, a late status) waits for the
+/// packing to end.
 pub async fn pack_closed_days(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<u64, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(0);

@@ -367,7 +367,12 @@ async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
     assert_eq!(before.2[0].statuses.len(), 20, "[start, end) of the day");
     assert_eq!(before.3.len(), 302);
 
-    let packed = statuses::pack_closed_days(&app.db, now).await.unwrap();
+    // Two instances' passes at once: each day is packed by one of them.
+    let (one, other) = tokio::join!(
+        statuses::pack_closed_days(&app.db, now),
+        statuses::pack_closed_days(&app.db, now)
+    );
+    let packed = one.unwrap() + other.unwrap();
     assert_eq!(
         statuses::pack_closed_days(&app.db, now).await.unwrap(),
         0,
@@ -380,13 +385,13 @@ async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
     }
     assert!(packed >= 1, "{packed}");
     let partition = format!(
-        "SELECT count(*) FROM pg_class WHERE relname = 'statuses_{}'",
+        "SELECT count(*) FROM statuses_{}",
         day_start.format("%Y%m%d")
     );
     assert_eq!(
         count(&app.db, &partition).await,
         0,
-        "the day's partition is gone"
+        "the day's partition is empty"
     );
     assert_eq!(
         count(&app.db, "SELECT count(*) FROM statuses_packed").await,
@@ -402,7 +407,7 @@ async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
 }
 
 /// A redelivery of a packed day's statuses is not stored again; a late
-/// new status of that day is (in a partition of its own), once, and read
+/// new status of that day is (in the emptied partition), once, and read
 /// in its place; retention drops the day, packed and late rows alike;
 /// DeleteUrl deletes a URL's packed rows.
 async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) {
@@ -468,10 +473,55 @@ async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) 
     );
 }
 
+/// A URL deleted while its day is being packed is deleted, packed rows
+/// and all, once the packing ends: the packer holds the day's partition
+/// and DeleteUrl waits for it (a packer that then dropped the partition
+/// waited for all of `statuses`, which DeleteUrl held: a deadlock, and
+/// DeleteUrl failed with INTERNAL).
+async fn a_url_deleted_while_its_day_is_packed_is_deleted(backend: Backend) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let (app, token, url_id, _, (day_start, _)) = a_closed_and_an_open_day(backend).await;
+    let packer = app.db.begin().await.unwrap();
+    let day = day_start.format("%Y-%m-%d");
+    packer
+        .execute_unprepared(&format!(
+            "LOCK TABLE statuses_{} IN SHARE MODE",
+            day_start.format("%Y%m%d")
+        ))
+        .await
+        .unwrap();
+    let mut client = app.client.clone();
+    let delete = tokio::spawn(async move {
+        client
+            .delete_url(crate::helpers::authed(
+                monitor::proto::monitor::v1::DeleteUrlRequest { id: url_id },
+                &token,
+            ))
+            .await
+    });
+    // DeleteUrl now waits for the day's partition.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    packer
+        .execute_unprepared(&format!("SELECT statuses_pack('{day}')"))
+        .await
+        .unwrap();
+    packer.commit().await.unwrap();
+    delete.await.unwrap().unwrap();
+    let left = format!(
+        "SELECT (SELECT count(*) FROM statuses WHERE url_id = {url_id}) \
+              + (SELECT count(*) FROM statuses_packed WHERE url_id = {url_id})"
+    );
+    assert_eq!(count(&app.db, &left).await, 0);
+}
+
 crate::on_both_backends!(
     a_batch_row_equals_an_entity_row_for_the_same_probe,
     closed_days_are_packed_and_read_the_same,
     a_packed_day_takes_late_statuses_once_and_goes_whole,
+    a_url_deleted_while_its_day_is_packed_is_deleted,
     a_batch_for_a_day_without_a_partition_is_stored,
     a_large_batch_is_stored_in_chunks_and_a_second_delivery_adds_nothing,
     results_of_deleted_urls_are_dropped,
