@@ -210,11 +210,7 @@ pub async fn drop_days_before(
     .await
     .map_err(sqlx_err)?;
     for (name, day) in &names {
-        let mut tx = pool.begin().await.map_err(sqlx_err)?;
-        sqlx::query("SET LOCAL lock_timeout = '5s'")
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
+        let mut tx = begin_giving_up_after_5s(pool).await?;
         // Audited: `name` matched one of the two patterns above.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP TABLE IF EXISTS \"{name}\""
@@ -232,6 +228,19 @@ pub async fn drop_days_before(
     let mut days: Vec<&String> = names.iter().map(|(_, day)| day).collect();
     days.dedup();
     Ok(days.len() as u64)
+}
+
+/// A transaction that gives up after 5 s waiting for a lock (a partition
+/// dropped or packed: the next retention pass tries again).
+async fn begin_giving_up_after_5s(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, DbErr> {
+    let mut tx = pool.begin().await.map_err(sqlx_err)?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+    Ok(tx)
 }
 
 /// How long after its day ends a partition is left to late writes before
@@ -270,11 +279,7 @@ pub async fn pack_closed_days(db: &DatabaseConnection, now: DateTime<Utc>) -> Re
     .map_err(sqlx_err)?;
     let mut packed = 0;
     for (day,) in &days {
-        let mut tx = pool.begin().await.map_err(sqlx_err)?;
-        sqlx::query("SET LOCAL lock_timeout = '5s'")
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
+        let mut tx = begin_giving_up_after_5s(pool).await?;
         let (urls,): (i64,) = sqlx::query_as("SELECT statuses_pack($1::date)")
             .bind(day)
             .fetch_one(&mut *tx)
