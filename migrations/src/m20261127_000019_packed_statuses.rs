@@ -26,9 +26,10 @@
 //!   one place or the other. Only the day's partition is locked, never
 //!   `statuses` itself: reads and the flush go on, and a writer waiting
 //!   for that day (DeleteUrl, a late status) goes on once it is packed.
-//!   Returns the packed rows (URLs), or -1 when the day has no partition,
-//!   is packed already, or another packer is at work (a transaction lock:
-//!   one packer at a time, the others leave it the work).
+//!   Returns the packed rows (URLs), -1 when the day has no partition or
+//!   is packed already, or -2 when another packer is at work (a
+//!   transaction lock: one packer at a time, and a pass that finds it busy
+//!   leaves it the rest of the work).
 //!   A status written for the day after that lands in the emptied
 //!   partition and is read from there.
 //!
@@ -66,10 +67,11 @@ DECLARE
     start timestamptz := (day::timestamp AT TIME ZONE 'UTC');
     n bigint;
 BEGIN
-    -- One packer at a time (another instance's pass finds it busy and
-    -- leaves the day to it); the checks below see what the last one did.
+    -- One packer at a time: another instance's pass finds it busy (-2)
+    -- and leaves the rest of its pass to it; the checks below see what
+    -- the last one did.
     IF NOT pg_try_advisory_xact_lock(hashtext('monitor.statuses_pack')) THEN
-        RETURN -1;
+        RETURN -2;
     END IF;
     IF to_regclass(hot) IS NULL
        OR EXISTS (SELECT 1 FROM statuses_packed_days d WHERE d.day = statuses_pack.day) THEN

@@ -247,6 +247,9 @@ async fn begin_giving_up_after_5s(
 /// [`pack_closed_days`] packs it.
 pub const PACK_AFTER: chrono::Duration = chrono::Duration::hours(1);
 
+/// What `statuses_pack` returns when another packer holds its lock.
+const BUSY: i64 = -2;
+
 /// Packs each Postgres day partition whose day ended [`PACK_AFTER`] or
 /// more before `now` into one row per URL (`statuses_packed`, migration
 /// 19), oldest first; returns how many days (0 on SQLite).
@@ -255,7 +258,7 @@ pub const PACK_AFTER: chrono::Duration = chrono::Duration::hours(1);
 /// (a heap tuple and a btree entry, ~60 of them headers); packed, ~22 plus
 /// the arrays' headers, less what TOAST's compression finds. Each day in
 /// its own transaction (`statuses_pack`: one packer at a time, a pass that
-/// finds another at work leaves the day to it), given up after 5 s
+/// finds another at work leaves the rest to it), given up after 5 s
 /// waiting for a lock. Only the day's partition is locked (against
 /// writes, while it is read; then emptied): reads and the flush go on, and
 /// a writer of that very day (DeleteUrl, a late status) waits for the
@@ -286,8 +289,15 @@ pub async fn pack_closed_days(db: &DatabaseConnection, now: DateTime<Utc>) -> Re
             .await
             .map_err(sqlx_err)?;
         tx.commit().await.map_err(sqlx_err)?;
-        if urls >= 0 {
-            packed += 1;
+        match urls {
+            // Another pass is at work: it goes on through the days it
+            // listed (the same list, oldest first, unless a day closed in
+            // between: the next pass packs that). Going on here instead
+            // would skip each day the other holds the lock on while this
+            // one tries it, and the other has passed it already.
+            BUSY => break,
+            0.. => packed += 1,
+            _ => {}
         }
     }
     Ok(packed)
@@ -469,6 +479,7 @@ pub async fn page(db: &DatabaseConnection, query: PageQuery) -> Result<Vec<Statu
                 if !packed.is_empty() {
                     rows.extend(packed);
                     rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.1));
+                    rows.dedup_by_key(|r| r.1); // see [`UNPACKED`]
                     rows.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
                 }
             }
@@ -497,6 +508,12 @@ const PAGE_COLUMNS: &str = "s.url_id, s.due_at, s.probed_after_us, s.latency_mic
 
 /// Packed statuses as rows of [`PAGE_COLUMNS`] (`s`), from the packed days
 /// of `p` (Postgres).
+///
+/// A reader reads the day partitions first, then this, in two statements
+/// (two snapshots): a day packed in between is read twice, once from each
+/// place, and the reader keeps one of each due time. It is never missed:
+/// a status is in its partition until the packing commits and packed
+/// after, and the second read's snapshot is the later.
 const UNPACKED: &str = "SELECT p.url_id, (p.day::timestamp AT TIME ZONE 'UTC') + x.due_ms * interval '1 millisecond' AS due_at, \
      x.probed_after_us, x.latency_micros, x.status_code, x.verdict, x.tls_remaining_s, x.error_kind, \
      x.error_message, x.failed_assertions \
@@ -587,6 +604,7 @@ pub async fn due_between(
         if !packed.is_empty() {
             rows.extend(packed);
             rows.sort_unstable_by_key(|r| r.0);
+            rows.dedup_by_key(|r| r.0); // see [`UNPACKED`]
         }
     }
     Ok(rows

@@ -367,11 +367,42 @@ async fn closed_days_are_packed_and_read_the_same(backend: Backend) {
     assert_eq!(before.2[0].statuses.len(), 20, "[start, end) of the day");
     assert_eq!(before.3.len(), 302);
 
-    // Two instances' passes at once: each day is packed by one of them.
-    let (one, other) = tokio::join!(
-        statuses::pack_closed_days(&app.db, now),
-        statuses::pack_closed_days(&app.db, now)
-    );
+    // A pass that finds another packer at work (here a transaction that
+    // holds its lock) leaves every day to it.
+    if backend == Backend::Postgres {
+        let pool = app.db.get_postgres_connection_pool();
+        let mut other_packer = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('monitor.statuses_pack'))")
+            .execute(&mut *other_packer)
+            .await
+            .unwrap();
+        assert_eq!(statuses::pack_closed_days(&app.db, now).await.unwrap(), 0);
+        assert_eq!(
+            count(&app.db, "SELECT count(*) FROM statuses_packed_days").await,
+            0
+        );
+        other_packer.rollback().await.unwrap();
+    }
+
+    // Two instances' passes at once: each day is packed by one of them,
+    // none is left by both (each finding the other at work on another).
+    // Reads meanwhile see each status once (a day packed between a
+    // reader's two statements is read from both places).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let packing = async {
+        let passes = tokio::join!(
+            statuses::pack_closed_days(&app.db, now),
+            statuses::pack_closed_days(&app.db, now)
+        );
+        done.store(true, std::sync::atomic::Ordering::Release);
+        passes
+    };
+    let reading = async {
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            assert_eq!(read().await, before, "read while packing");
+        }
+    };
+    let ((one, other), ()) = tokio::join!(packing, reading);
     let packed = one.unwrap() + other.unwrap();
     assert_eq!(
         statuses::pack_closed_days(&app.db, now).await.unwrap(),
