@@ -140,6 +140,30 @@ fn three_assertions() -> Option<String> {
         .to_json()
 }
 
+/// `monitor_probes_total` (all outcomes) and `monitor_probes_skipped_late`
+/// from the service's `/metrics`.
+async fn probe_counters(http: std::net::SocketAddr) -> anyhow::Result<(f64, f64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(http).await?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await?;
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok((
+        sum("monitor_probes_total"),
+        sum("monitor_probes_skipped_late"),
+    ))
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -218,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut s = Settings::defaults(tmp.path());
     s.grpc_addr = "127.0.0.1:0".parse()?;
+    s.http_addr = "127.0.0.1:0".parse()?;
     // Unset or empty: the embedded default (SQLite, in-process buffer).
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     s.database_url = var("BENCH_DATABASE_URL");
@@ -247,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
     let app = App::build(s).await?;
     let db = app.db().clone();
     let addr = app.grpc_addr();
+    let http_addr = app.http_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
     let mut client = MonitorServiceClient::connect(format!("http://{addr}")).await?;
@@ -289,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(warmup).await;
     let from = Utc::now();
     let cpu_from = cpu_seconds();
+    let counted_from = probe_counters(http_addr).await?;
     let hits_from = hits.load(Ordering::Relaxed);
     let wal = tmp.path().join("monitor.db-wal");
     let mut samples = Vec::new();
@@ -311,6 +338,7 @@ async fn main() -> anyhow::Result<()> {
     let cpu_to = cpu_seconds();
     let hits_to = hits.load(Ordering::Relaxed);
     let rss_end = rss_bytes();
+    let counted_to = probe_counters(http_addr).await?;
     // Let the last window's results reach the store.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -359,6 +387,10 @@ async fn main() -> anyhow::Result<()> {
         "concurrency": args.concurrency,
         "target_hits_per_s": (hits_to - hits_from) as f64 / window,
         "failed": failed,
+        // The service's own counters over the window (/metrics): probes
+        // made (any outcome) and due times skipped as missed, per second.
+        "probes_made_per_s": (counted_to.0 - counted_from.0) / window,
+        "skipped_late_per_s": (counted_to.1 - counted_from.1) / window,
         "lateness_ms": {
             "p50": percentile(&lateness, 0.50) as f64 / 1000.0,
             "p99": percentile(&lateness, 0.99) as f64 / 1000.0,
