@@ -284,7 +284,12 @@ async fn main() -> anyhow::Result<()> {
     let rss_base = rss_bytes();
 
     // URLs go straight into the table, as steady state has them: each on a
-    // random phase of its period (AddUrl's own rate is bench/load.rs's job).
+    // random phase of its period and due next at its grid's next point
+    // (AddUrl's own rate is bench/load.rs's job). Due at `now + phase`
+    // instead (off the grid when `now` is not a multiple of the period),
+    // every URL moved onto its grid at its second due time, by up to half
+    // a period later: a window starting within that found up to a sixth
+    // fewer due times than the demand (seen at 100,000 URLs, 60 s).
     let period_ms = i64::try_from(args.period.as_millis())?;
     let now = Utc::now();
     let mut rng = rand::thread_rng();
@@ -297,7 +302,11 @@ async fn main() -> anyhow::Result<()> {
                 period_seconds: Set(i32::try_from(period_ms / 1000).unwrap_or(i32::MAX)),
                 created_at: Set(now),
                 phase_ms: Set(phase),
-                next_due_ms: Set(now.timestamp_millis() + phase),
+                next_due_ms: Set(monitor::domain::schedule::next_grid_after(
+                    now.timestamp_millis() - 1,
+                    phase,
+                    period_ms,
+                )),
                 last_due_ms: Set(None),
                 ..Default::default()
             }
