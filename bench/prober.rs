@@ -143,12 +143,11 @@ fn three_assertions() -> Option<String> {
 /// `monitor_probes_total` (all outcomes) and `monitor_probes_skipped_late`
 /// from the service's `/metrics`.
 async fn probe_counters(http: std::net::SocketAddr) -> anyhow::Result<(f64, f64)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(http).await?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
         .await?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text).await?;
     let sum = |name: &str| -> f64 {
         text.lines()
             .filter(|l| {
