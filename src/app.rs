@@ -37,7 +37,7 @@ use crate::{
     health::Health,
     live::{Hub, LiveBuffer, Publisher, redis::RedisFeed},
     metrics::Metrics,
-    prober::{Probe, Prober},
+    prober::{Probe, ProbeRuntime, Prober},
     proto::{FILE_DESCRIPTOR_SET, monitor::v1::monitor_service_server::MonitorServiceServer},
     service::{
         AccountService, ChannelService, IncidentService, MaintenanceService, Services,
@@ -125,7 +125,7 @@ impl App {
         let live_feed = feed.map(|feed| (feed, hub));
         let probe =
             Probe::new(settings.prober.probe.clone()).context("building the probe HTTP client")?;
-        let prober = Prober::new(
+        let mut prober = Prober::new(
             db.clone(),
             probe,
             buffer.clone(),
@@ -133,6 +133,12 @@ impl App {
             wake_scheduler,
             metrics.clone(),
         );
+        let probe_threads = settings.prober.threads(settings.database_url.is_some());
+        if settings.prober.enabled && probe_threads > 0 {
+            let runtime =
+                ProbeRuntime::start(probe_threads).context("starting the probes' runtime")?;
+            prober = prober.with_runtime(runtime);
+        }
         let flusher = Flusher::new(db.clone(), buffer.clone(), settings.flush.clone())
             .with_metrics(metrics.clone())
             .with_live(publisher);

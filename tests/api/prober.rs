@@ -86,8 +86,36 @@ async fn probes_follow_redirects_only_when_allowed(backend: Backend) {
 }
 
 async fn each_url_is_probed_on_its_period_without_drift(backend: Backend) {
+    probed_on_its_period_without_drift(backend, prober_settings).await;
+}
+
+/// Probes run on a runtime of their own (`MONITOR_PROBE_THREADS`: by default
+/// one thread on SQLite, the service's runtime on Postgres) or on the
+/// service's: every setting keeps the schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_probe_runtime_setting_keeps_the_schedule() {
+    for threads in [0, 2] {
+        probed_on_its_period_without_drift(Backend::Sqlite, |s| {
+            prober_settings(s);
+            s.prober.threads = Some(threads);
+        })
+        .await;
+    }
+    if !crate::helpers::postgres_skipped() {
+        probed_on_its_period_without_drift(Backend::Postgres, |s| {
+            prober_settings(s);
+            s.prober.threads = Some(1);
+        })
+        .await;
+    }
+}
+
+async fn probed_on_its_period_without_drift(
+    backend: Backend,
+    customize: impl FnOnce(&mut monitor::config::Settings),
+) {
     let target = Target::start().await;
-    let app = spawn_app_with(backend, prober_settings).await;
+    let app = spawn_app_with(backend, customize).await;
     let (_, token) = app.user().await;
     let period = 2;
     let u = app
