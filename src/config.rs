@@ -293,7 +293,7 @@ mod tests {
             "--prober",
             "false",
         ]);
-        assert_eq!(s.prober.tick, Duration::from_millis(50));
+        assert_eq!(s.prober.tick, Some(Duration::from_millis(50)));
         assert_eq!(s.prober.probe.timeout, Duration::from_secs(2));
         assert!(s.prober.probe.allow_private_targets && !s.prober.enabled);
         assert_eq!(s.flush.batch, 7);

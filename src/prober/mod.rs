@@ -63,9 +63,12 @@ pub struct ProberSettings {
     #[arg(long = "prober", env = "MONITOR_PROBER", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub enabled: bool,
 
-    /// How often the scheduler claims due URLs.
-    #[arg(long = "schedule-tick", env = "MONITOR_SCHEDULE_TICK", default_value = "200ms", value_parser = humantime::parse_duration)]
-    pub tick: Duration,
+    /// How often the scheduler claims due URLs. Default: 500ms on the
+    /// embedded default (SQLite), where a claim can wait behind a flush's
+    /// write for the one writer lock and the longer look-ahead it brings
+    /// covers that wait; 200ms with Postgres.
+    #[arg(long = "schedule-tick", env = "MONITOR_SCHEDULE_TICK", value_parser = humantime::parse_duration)]
+    pub tick: Option<Duration>,
 
     /// A due time missed by more than this (the service was down) is skipped.
     #[arg(long = "schedule-max-lateness", env = "MONITOR_SCHEDULE_MAX_LATENESS", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -166,10 +169,30 @@ impl ProberSettings {
     /// Most URLs claimed in one tick.
     pub const CLAIM_BATCH: u64 = 10_000;
 
-    /// How far ahead of its due time a probe is claimed: a little more than
-    /// a tick, so probes start on time, not a tick late.
-    pub fn lookahead(&self) -> Duration {
-        self.tick * 2 + Duration::from_millis(100)
+    /// The tick on Postgres unless set.
+    pub const TICK_POSTGRES: Duration = Duration::from_millis(200);
+
+    /// The tick on SQLite unless set: its look-ahead (1.1 s) covers a claim
+    /// that waits up to 600 ms behind a flush's write for the one writer
+    /// lock (with 200 ms, 300 ms did not: README, Performance, part 3).
+    pub const TICK_SQLITE: Duration = Duration::from_millis(500);
+
+    /// The tick, given whether the service runs on Postgres (see
+    /// [`ProberSettings::tick`]).
+    pub fn tick(&self, postgres: bool) -> Duration {
+        self.tick.unwrap_or(if postgres {
+            Self::TICK_POSTGRES
+        } else {
+            Self::TICK_SQLITE
+        })
+    }
+
+    /// How far ahead of its due time a probe is claimed, with ticks every
+    /// `tick`: two ticks and 100 ms. The claim that covers a due time
+    /// starts at least a tick and 100 ms before it, so its probes start on
+    /// time even when the claim waits that long for the database.
+    pub fn lookahead(tick: Duration) -> Duration {
+        tick * 2 + Duration::from_millis(100)
     }
 
     /// How long a claim may take before the database counts as unreachable
@@ -208,7 +231,8 @@ impl ProberSettings {
             "must be between 0 (probes share the service's runtime) and 64",
         )?;
         check_setting(
-            (Duration::from_millis(10)..=Duration::from_secs(1)).contains(&self.tick),
+            self.tick
+                .is_none_or(|t| (Duration::from_millis(10)..=Duration::from_secs(1)).contains(&t)),
             "MONITOR_SCHEDULE_TICK",
             "must be between 10ms and 1s",
         )?;
@@ -318,6 +342,8 @@ struct Inner {
     probe: Probe,
     buffer: Arc<dyn Buffer>,
     settings: ProberSettings,
+    /// How often it claims: the setting, or the backend's default.
+    tick: Duration,
     clock: Clock,
     wake: Arc<Notify>,
     global: Arc<Semaphore>,
@@ -355,6 +381,7 @@ impl Prober {
         metrics: Arc<Metrics>,
     ) -> Self {
         let rules = settings.doubt_rules();
+        let tick = settings.tick(db.get_database_backend() == sea_orm::DbBackend::Postgres);
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -366,6 +393,7 @@ impl Prober {
                     ..HostLimits::default()
                 },
                 settings,
+                tick,
                 clock: Clock::System,
                 wake,
                 tasks: TaskTracker::new(),
@@ -558,7 +586,7 @@ impl Prober {
             let claims = store::schedule::claim_due(
                 &self.inner.db,
                 now,
-                millis(s.lookahead()),
+                millis(self.lookahead()),
                 millis(s.max_lateness),
                 limit,
             )
@@ -599,7 +627,7 @@ impl Prober {
             }
             memory
                 .holdings
-                .claimed(claims, now + millis(s.lookahead()), complete)
+                .claimed(claims, now + millis(self.lookahead()), complete)
         };
         report.already_probed = report.claimed - fresh.len();
         for claim in fresh {
@@ -665,7 +693,7 @@ impl Prober {
                 return;
             }
             // The claim that follows may take up to its timeout: cover that too.
-            let horizon = now + millis(s.lookahead() + s.claim_timeout());
+            let horizon = now + millis(self.lookahead() + s.claim_timeout());
             memory
                 .holdings
                 .due(now, horizon, millis(s.max_lateness), *room)
@@ -786,9 +814,14 @@ impl Prober {
         m.probes.get_or_create(&labels).inc();
     }
 
+    /// How far ahead of their due times this prober claims.
+    fn lookahead(&self) -> Duration {
+        ProberSettings::lookahead(self.inner.tick)
+    }
+
     /// Ticks until `shutdown`, then lets claimed probes finish (at most `grace`).
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
-        let tick = self.inner.settings.tick;
+        let tick = self.inner.tick;
         let mut outage = OutageLog::new("scheduler");
         self.show_doubt(&[]);
         let canaries = tokio::spawn(self.clone().run_canaries(shutdown.clone()));
@@ -821,14 +854,20 @@ fn millis(d: Duration) -> i64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn probes_get_a_thread_of_their_own_only_on_the_embedded_default() {
+    /// The prober's settings alone, parsed from `args` (not
+    /// `config::Settings`, which imports this module).
+    fn parse(args: &[&str]) -> Result<ProberSettings, clap::Error> {
         #[derive(clap::Parser)]
         struct Args {
             #[command(flatten)]
             prober: ProberSettings,
         }
-        let mut s = <Args as clap::Parser>::parse_from(["monitor"]).prober;
+        <Args as clap::Parser>::try_parse_from(args).map(|a| a.prober)
+    }
+
+    #[test]
+    fn probes_get_a_thread_of_their_own_only_on_the_embedded_default() {
+        let mut s = parse(&["monitor"]).expect("no flags");
         s.threads = None;
         assert_eq!(s.threads(false), 1, "SQLite: one thread of their own");
         assert_eq!(s.threads(true), 0, "Postgres: the service's runtime");
@@ -838,6 +877,37 @@ mod tests {
         s.threads = Some(MAX_PROBE_THREADS + 1);
         let e = s.validate().expect_err("too many threads");
         assert!(e.to_string().contains("MONITOR_PROBE_THREADS"), "{e}");
+    }
+
+    #[test]
+    fn the_embedded_default_claims_further_ahead() {
+        let s = parse(&["monitor"]).expect("no flags");
+        assert_eq!(s.tick, None, "unset: the backend decides");
+        assert_eq!(s.tick(false), Duration::from_millis(500), "SQLite");
+        assert_eq!(s.tick(true), Duration::from_millis(200), "Postgres");
+        // Look-ahead: two ticks and 100 ms, so a claim that waits up to a
+        // tick for the database still starts its probes on time.
+        assert_eq!(
+            ProberSettings::lookahead(s.tick(false)),
+            Duration::from_millis(1100)
+        );
+        assert_eq!(
+            ProberSettings::lookahead(s.tick(true)),
+            Duration::from_millis(500)
+        );
+        let set = parse(&["monitor", "--schedule-tick", "50ms"]).expect("a tick");
+        assert_eq!(
+            (set.tick(false), set.tick(true)),
+            (Duration::from_millis(50), Duration::from_millis(50))
+        );
+        for bad in ["5ms", "2s"] {
+            let s = parse(&["monitor", "--schedule-tick", bad]).expect("parses");
+            let e = s.validate().expect_err(bad);
+            assert!(
+                e.to_string().contains("MONITOR_SCHEDULE_TICK"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     /// A guard that reports when it is dropped.

@@ -215,7 +215,7 @@ pub fn prober_settings(s: &mut Settings) {
     s.prober.enabled = true;
     s.urls.min_period = Duration::from_secs(1);
     s.prober.probe.timeout = Duration::from_secs(1);
-    s.prober.tick = Duration::from_millis(50);
+    s.prober.tick = Some(Duration::from_millis(50));
     s.flush.interval = Duration::from_millis(200);
     s.shutdown_grace = Duration::from_secs(5);
     // DNS/connect/timeout failures wait for their mass-failure window's

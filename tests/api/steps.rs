@@ -51,7 +51,7 @@ impl Fixture {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::for_tests(dir.path());
-        settings.prober.tick = Duration::from_millis(200);
+        settings.prober.tick = Some(Duration::from_millis(200));
         customize(&mut settings);
         let db = monitor::app::open_database(&settings).await.unwrap();
         let email = Email::parse("email", "steps@example.com").unwrap();
@@ -176,7 +176,12 @@ async fn ticks_probe_every_url_on_its_grid_once_per_due_time() {
         ids.push(f.url(n, 10, *phase, t0).await);
     }
     let prober = f.prober();
-    tick_for(&prober, f.settings.prober.tick, Duration::from_secs(35)).await;
+    tick_for(
+        &prober,
+        f.settings.prober.tick(false),
+        Duration::from_secs(35),
+    )
+    .await;
     wait_until_idle(&prober).await;
     let results = f.results().await;
     for (id, phase) in ids.iter().zip(phases) {
@@ -217,7 +222,7 @@ async fn period_changes_and_a_pause_keep_the_url_on_a_grid_with_no_burst_and_no_
     let t0 = start().timestamp_millis();
     let id = f.url(0, 10, 1_000, t0).await;
     let prober = f.prober();
-    let tick = f.settings.prober.tick;
+    let tick = f.settings.prober.tick(false);
     let every = |s: u64| UrlUpdate {
         period: Some(Period::parse("period", Some(s), f.settings.urls.bounds()).unwrap()),
         ..UrlUpdate::default()
@@ -265,7 +270,12 @@ async fn due_times_missed_while_down_are_skipped_not_made_up() {
         (report.claimed, report.skipped_late, report.scheduled),
         (0, 1, 0)
     );
-    tick_for(&prober, f.settings.prober.tick, Duration::from_secs(15)).await;
+    tick_for(
+        &prober,
+        f.settings.prober.tick(false),
+        Duration::from_secs(15),
+    )
+    .await;
     wait_until_idle(&prober).await;
     let dues: Vec<i64> = f.results().await.iter().map(|r| r.due_ms).collect();
     assert_eq!(
@@ -406,7 +416,7 @@ async fn while_claims_fail_the_held_urls_are_probed_from_memory_on_their_grid() 
     // The prober's own pool, closed below as if the database went away.
     let db = monitor::app::open_database(&f.settings).await.unwrap();
     let prober = f.prober_on(db.clone());
-    let tick = f.settings.prober.tick;
+    let tick = f.settings.prober.tick(false);
     tick_for(&prober, tick, Duration::from_secs(10)).await;
     assert_eq!(prober.held(), 2);
 
