@@ -113,6 +113,7 @@ async fn window_with(
     assertions: Option<String>,
     warmup: Duration,
     duration: Duration,
+    settle: Duration,
 ) -> anyhow::Result<(f64, usize)> {
     urls::Entity::update_many()
         .col_expr(urls::Column::Assertions, Expr::value(assertions))
@@ -123,7 +124,7 @@ async fn window_with(
     tokio::time::sleep(duration).await;
     let to = Utc::now();
     // Let the window's results reach the store.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(settle).await;
     stored_rate(db, from, to).await
 }
 
@@ -267,6 +268,9 @@ async fn main() -> anyhow::Result<()> {
         "in-process"
     };
 
+    // How long a window's last results take to reach the store: a flush
+    // interval (MONITOR_FLUSH_INTERVAL may set it) and a margin.
+    let settle = s.flush.interval + Duration::from_secs(3);
     let rss_start = rss_bytes();
     let app = App::build(s).await?;
     let db = app.db().clone();
@@ -348,7 +352,7 @@ async fn main() -> anyhow::Result<()> {
     let rss_end = rss_bytes();
     let counted_to = probe_counters(http_addr).await?;
     // Let the last window's results reach the store.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(settle).await;
 
     let rows = statuses::Entity::find()
         .filter(statuses::Column::DueAt.gte(from))
@@ -369,8 +373,8 @@ async fn main() -> anyhow::Result<()> {
     let assertions = if args.assertions_ratio {
         let plain = rows.len() as f64 / window;
         let (asserted, not_up) =
-            window_with(&db, three_assertions(), warmup, args.duration).await?;
-        let (plain_again, _) = window_with(&db, None, warmup, args.duration).await?;
+            window_with(&db, three_assertions(), warmup, args.duration, settle).await?;
+        let (plain_again, _) = window_with(&db, None, warmup, args.duration, settle).await?;
         let baseline = f64::midpoint(plain, plain_again);
         serde_json::json!({
             "assertions_per_url": ["status 200-299", "latency < 5s (DEGRADED)", "body contains \"ok\""],
