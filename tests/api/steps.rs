@@ -94,6 +94,14 @@ impl Fixture {
         .id
     }
 
+    /// The tick the fixture sets (whatever the backend).
+    fn tick(&self) -> Duration {
+        self.settings
+            .prober
+            .tick
+            .expect("the fixture sets the tick")
+    }
+
     fn prober(&self) -> Prober {
         self.prober_on(self.db.clone())
     }
@@ -176,12 +184,7 @@ async fn ticks_probe_every_url_on_its_grid_once_per_due_time() {
         ids.push(f.url(n, 10, *phase, t0).await);
     }
     let prober = f.prober();
-    tick_for(
-        &prober,
-        f.settings.prober.tick(false),
-        Duration::from_secs(35),
-    )
-    .await;
+    tick_for(&prober, f.tick(), Duration::from_secs(35)).await;
     wait_until_idle(&prober).await;
     let results = f.results().await;
     for (id, phase) in ids.iter().zip(phases) {
@@ -222,7 +225,7 @@ async fn period_changes_and_a_pause_keep_the_url_on_a_grid_with_no_burst_and_no_
     let t0 = start().timestamp_millis();
     let id = f.url(0, 10, 1_000, t0).await;
     let prober = f.prober();
-    let tick = f.settings.prober.tick(false);
+    let tick = f.tick();
     let every = |s: u64| UrlUpdate {
         period: Some(Period::parse("period", Some(s), f.settings.urls.bounds()).unwrap()),
         ..UrlUpdate::default()
@@ -270,12 +273,7 @@ async fn due_times_missed_while_down_are_skipped_not_made_up() {
         (report.claimed, report.skipped_late, report.scheduled),
         (0, 1, 0)
     );
-    tick_for(
-        &prober,
-        f.settings.prober.tick(false),
-        Duration::from_secs(15),
-    )
-    .await;
+    tick_for(&prober, f.tick(), Duration::from_secs(15)).await;
     wait_until_idle(&prober).await;
     let dues: Vec<i64> = f.results().await.iter().map(|r| r.due_ms).collect();
     assert_eq!(
@@ -416,7 +414,7 @@ async fn while_claims_fail_the_held_urls_are_probed_from_memory_on_their_grid() 
     // The prober's own pool, closed below as if the database went away.
     let db = monitor::app::open_database(&f.settings).await.unwrap();
     let prober = f.prober_on(db.clone());
-    let tick = f.settings.prober.tick(false);
+    let tick = f.tick();
     tick_for(&prober, tick, Duration::from_secs(10)).await;
     assert_eq!(prober.held(), 2);
 
