@@ -186,9 +186,11 @@ impl Flusher {
         }
         self.buffer.ack(batch).await?;
         if let Some(live) = &self.live {
-            for notice in notices {
-                live.publish(LiveEvent::Notice(Arc::new(notice))).await;
-            }
+            let events = notices
+                .into_iter()
+                .map(|n| LiveEvent::Notice(Arc::new(n)))
+                .collect();
+            live.publish_all(events).await;
         }
         if report.read > 0 {
             let span = tracing::Span::current();

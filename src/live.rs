@@ -263,6 +263,14 @@ impl Publisher {
             Self::Shared(feed) => feed.publish(&event).await,
         }
     }
+
+    /// Publishes `events` in order; to Redis in one round trip.
+    pub async fn publish_all(&self, events: Vec<LiveEvent>) {
+        match self {
+            Self::Local(hub) => events.into_iter().for_each(|e| hub.publish(e)),
+            Self::Shared(feed) => feed.publish_all(&events).await,
+        }
+    }
 }
 
 impl LiveBuffer {

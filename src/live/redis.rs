@@ -5,7 +5,11 @@
 //! Every instance `XADD`s the results its prober makes, and reads the
 //! stream into its own ring ([`Hub::shared`]) with `XREAD BLOCK`: all rings
 //! hold the same events under the same ids, so a resume token (a Redis
-//! entry id) is good on any instance. At start-up an instance fills its
+//! entry id) is good on any instance. The blocking read has a connection of
+//! its own: fred holds every other command of a client while one of its
+//! blocking commands is in flight, so on a shared connection each publish
+//! waited for the read to end (up to its second), and a flush publishing a
+//! batch's notices one after another stalled for minutes. At start-up an instance fills its
 //! ring with the newest `retained` entries. While Redis is unreachable,
 //! nothing is published or read (the results themselves wait in the
 //! buffer's local queue); events of that time are not streamed.
@@ -37,9 +41,13 @@ const BLOCK: Duration = Duration::from_secs(1);
 /// Publishes to and reads from the shared events stream.
 #[derive(Debug)]
 pub struct RedisFeed {
+    /// Publishes and fills the ring at start-up.
     client: Client,
+    /// Only for the blocking `XREAD`.
+    reader: Client,
     key: String,
     retained: usize,
+    block: Duration,
 }
 
 type Entry = (String, HashMap<String, String>);
@@ -59,35 +67,76 @@ impl RedisFeed {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build()
             .context("building the Redis client for live events")?;
+        let reader = client.clone_new();
         client.connect();
+        reader.connect();
         Ok(Self {
             client,
+            reader,
             key: format!("{prefix}:events"),
             retained,
+            block: BLOCK,
         })
+    }
+
+    /// How long one `XREAD` waits for new entries (default 1 s; its client's
+    /// command timeout is three times as long).
+    #[must_use]
+    pub fn block_for(mut self, block: Duration) -> Self {
+        self.block = block;
+        self
+    }
+
+    fn encode(event: &LiveEvent) -> Option<(&'static str, String)> {
+        match event {
+            LiveEvent::Status(result) => serde_json::to_string(&**result).map(|j| (FIELD, j)),
+            LiveEvent::Notice(notice) => serde_json::to_string(&**notice).map(|j| (NOTICE, j)),
+        }
+        .ok()
+    }
+
+    fn cap(&self) -> (&'static str, &'static str, i64) {
+        (
+            "MAXLEN",
+            "~",
+            i64::try_from(self.retained).unwrap_or(i64::MAX),
+        )
     }
 
     /// Adds a result to the stream; a failure is logged and the event lost
     /// (the result itself is kept by the buffer).
     pub async fn publish(&self, event: &LiveEvent) {
-        let encoded = match event {
-            LiveEvent::Status(result) => serde_json::to_string(&**result).map(|j| (FIELD, j)),
-            LiveEvent::Notice(notice) => serde_json::to_string(&**notice).map(|j| (NOTICE, j)),
-        };
-        let Ok((field, json)) = encoded else {
+        let Some((field, json)) = Self::encode(event) else {
             return;
         };
-        let cap = (
-            "MAXLEN",
-            "~",
-            i64::try_from(self.retained).unwrap_or(i64::MAX),
-        );
         let added: Result<String, Error> = self
             .client
-            .xadd(&self.key, false, cap, "*", vec![(field, json)])
+            .xadd(&self.key, false, self.cap(), "*", vec![(field, json)])
             .await;
         if let Err(e) = added {
             tracing::debug!(error = %e, "live event not published");
+        }
+    }
+
+    /// Adds events to the stream in order, in one round trip (a pipeline);
+    /// a failure is logged and those events lost, as in [`Self::publish`].
+    pub async fn publish_all(&self, events: &[LiveEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let pipeline = self.client.pipeline();
+        for (field, json) in events.iter().filter_map(Self::encode) {
+            // Queued, not sent: the pipeline sends them all at once below.
+            let queued: Result<(), Error> = pipeline
+                .xadd(&self.key, false, self.cap(), "*", vec![(field, json)])
+                .await;
+            if let Err(e) = queued {
+                tracing::debug!(error = %e, "live event not published");
+            }
+        }
+        let added: Vec<Result<Value, Error>> = pipeline.try_all().await;
+        if let Some(Err(e)) = added.iter().find(|r| r.is_err()) {
+            tracing::debug!(error = %e, "live events not published");
         }
     }
 
@@ -147,10 +196,14 @@ impl RedisFeed {
                 };
                 let id = format!("{}-{}", at.0, at.1);
                 let reply: fred::types::Value = self
-                    .client
+                    .reader
+                    .with_options(&Options {
+                        timeout: Some(self.block * 3),
+                        ..Options::default()
+                    })
                     .xread(
                         Some(READ_AT_ONCE),
-                        Some(u64::try_from(BLOCK.as_millis()).unwrap_or(1000)),
+                        Some(u64::try_from(self.block.as_millis()).unwrap_or(1000)),
                         &self.key,
                         id,
                     )

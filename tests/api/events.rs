@@ -457,6 +457,101 @@ async fn state_changes_and_incidents_reach_watchers_on_other_instances() {
     assert_eq!(seen, ["Pending->Down", "opened"]);
 }
 
+/// The feed's blocking `XREAD` has a connection of its own: a publish
+/// does not wait for it to end. On one shared connection fred held every
+/// publish until the read returned (up to its `BLOCK`), and a flush that
+/// published a batch's notices one by one stalled for a second each (at
+/// 3,000 URLs no flush finished in 20 s). The read here blocks for 60 s:
+/// a publish that waited behind it misses the 20 s allowed, one that did
+/// not is in the ring at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
+    use std::sync::Arc;
+
+    use monitor::live::{Hub, Key, LiveEvent, redis::RedisFeed};
+    use tokio_util::sync::CancellationToken;
+
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+    let feed = Arc::new(
+        RedisFeed::connect(&crate::helpers::test_redis_url(), &prefix, 100)
+            .unwrap()
+            .block_for(Duration::from_secs(60)),
+    );
+    let hub = Arc::new(Hub::shared(100));
+    let mut seen = hub.subscribe();
+    let shutdown = CancellationToken::new();
+    let reading = tokio::spawn(feed.clone().run(hub.clone(), shutdown.clone()));
+    for n in 1..=3 {
+        // Time for the reader to be blocked again (it is, in a few ms).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let result = ProbeResult::new(
+            n,
+            Utc::now(),
+            Utc::now(),
+            200,
+            Duration::from_millis(5),
+            None,
+        );
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            feed.publish(&LiveEvent::Status(Arc::new(result))),
+        )
+        .await
+        .expect("published without waiting for the blocking read");
+        // The entry wakes the reader: it reaches the ring.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !hub
+                .after(Key::default(), 10)
+                .unwrap()
+                .iter()
+                .any(|(_, e)| e.url_id() == n)
+            {
+                seen.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the reader took the entry");
+    }
+    // A batch of notices in one pipeline, in order.
+    let events: Vec<LiveEvent> = (10..20)
+        .map(|n| {
+            LiveEvent::Status(Arc::new(ProbeResult::new(
+                n,
+                Utc::now(),
+                Utc::now(),
+                200,
+                Duration::from_millis(5),
+                None,
+            )))
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(20), feed.publish_all(&events))
+        .await
+        .expect("published without waiting for the blocking read");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let ids: Vec<i64> = hub
+                .after(Key::default(), 100)
+                .unwrap()
+                .iter()
+                .map(|(_, e)| e.url_id())
+                .collect();
+            if ids.len() == 13 {
+                assert_eq!(ids, [1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+                break;
+            }
+            seen.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the reader took the batch");
+    shutdown.cancel();
+    reading.await.unwrap();
+}
+
 /// A shutdown ends open streams (they do not hold the drain), and the
 /// server stops cleanly.
 async fn open_streams_end_when_the_server_shuts_down(backend: Backend) {
