@@ -141,8 +141,9 @@ fn three_assertions() -> Option<String> {
         .to_json()
 }
 
-/// `monitor_probes_total` (all outcomes) and `monitor_probes_skipped_late`
-/// from the service's `/metrics`.
+/// `monitor_probes_total` (all outcomes) and
+/// `monitor_probes_skipped_late_total` from the service's `/metrics` (a
+/// counter's exposed name ends in `_total`; without it the sum was 0).
 async fn probe_counters(http: std::net::SocketAddr) -> anyhow::Result<(f64, f64)> {
     let text = reqwest::get(format!("http://{http}/metrics"))
         .await?
@@ -160,7 +161,7 @@ async fn probe_counters(http: std::net::SocketAddr) -> anyhow::Result<(f64, f64)
     };
     Ok((
         sum("monitor_probes_total"),
-        sum("monitor_probes_skipped_late"),
+        sum("monitor_probes_skipped_late_total"),
     ))
 }
 
