@@ -9,8 +9,8 @@
 //! its own: fred holds every other command of a client while one of its
 //! blocking commands is in flight, so on a shared connection each publish
 //! waited for the read to end (up to its second), and a flush publishing a
-//! batch's notices one after another stalled for minutes. At start-up an instance fills its
-//! ring with the newest `retained` entries. While Redis is unreachable,
+//! batch's notices one after another stalled for minutes. At start-up an
+//! instance fills its ring with the newest `retained` entries. While Redis is unreachable,
 //! nothing is published or read (the results themselves wait in the
 //! buffer's local queue); events of that time are not streamed.
 
@@ -62,7 +62,8 @@ impl RedisFeed {
                 c.internal_command_timeout = Duration::from_secs(2);
                 c.max_command_attempts = 1;
             })
-            // Longer than a blocking read.
+            // For publishes and the fill; the blocking read sets its own
+            // (three times its `BLOCK`).
             .with_performance_config(|p| p.default_command_timeout = BLOCK * 3)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build()

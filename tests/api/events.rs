@@ -480,6 +480,16 @@ async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
             .unwrap()
             .block_for(Duration::from_secs(60)),
     );
+    let status = |url_id| {
+        LiveEvent::Status(Arc::new(ProbeResult::new(
+            url_id,
+            Utc::now(),
+            Utc::now(),
+            200,
+            Duration::from_millis(5),
+            None,
+        )))
+    };
     let hub = Arc::new(Hub::shared(100));
     let mut seen = hub.subscribe();
     let shutdown = CancellationToken::new();
@@ -487,20 +497,9 @@ async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
     for n in 1..=3 {
         // Time for the reader to be blocked again (it is, in a few ms).
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let result = ProbeResult::new(
-            n,
-            Utc::now(),
-            Utc::now(),
-            200,
-            Duration::from_millis(5),
-            None,
-        );
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            feed.publish(&LiveEvent::Status(Arc::new(result))),
-        )
-        .await
-        .expect("published without waiting for the blocking read");
+        tokio::time::timeout(Duration::from_secs(20), feed.publish(&status(n)))
+            .await
+            .expect("published without waiting for the blocking read");
         // The entry wakes the reader: it reaches the ring.
         tokio::time::timeout(Duration::from_secs(20), async {
             while !hub
@@ -516,18 +515,7 @@ async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
         .expect("the reader took the entry");
     }
     // A batch of notices in one pipeline, in order.
-    let events: Vec<LiveEvent> = (10..20)
-        .map(|n| {
-            LiveEvent::Status(Arc::new(ProbeResult::new(
-                n,
-                Utc::now(),
-                Utc::now(),
-                200,
-                Duration::from_millis(5),
-                None,
-            )))
-        })
-        .collect();
+    let events: Vec<LiveEvent> = (10..20).map(status).collect();
     tokio::time::timeout(Duration::from_secs(20), feed.publish_all(&events))
         .await
         .expect("published without waiting for the blocking read");
