@@ -30,7 +30,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -355,6 +355,10 @@ struct Inner {
     /// Claimed probes not finished yet (waiting for their time or a permit,
     /// or running).
     pending: Arc<AtomicUsize>,
+    /// How long (ms) the latest probe to start waited for its permits (its
+    /// host's, then a global one): about what a new claim's probes wait
+    /// behind the queue (see [`claimable_lateness`]).
+    queue_wait_ms: AtomicI64,
     /// The URLs this instance probes from memory when claims fail, and
     /// since when (ms) claims have been failing.
     memory: Mutex<Memory>,
@@ -400,6 +404,7 @@ impl Prober {
                 runtime: None,
                 metrics,
                 pending: Arc::default(),
+                queue_wait_ms: AtomicI64::new(0),
                 memory: Mutex::default(),
                 doubt: Mutex::new(Doubt::new(rules)),
             }),
@@ -551,7 +556,8 @@ impl Prober {
     /// still start within the lateness; those missed by more are moved on
     /// first, in one set-based statement that claims nothing
     /// (`store::schedule::skip_missed`), so overload spends no capacity on
-    /// probes that would be skipped.
+    /// probes that would be skipped. "In time" counts the queue for
+    /// permits the claim's probes join ([`claimable_lateness`]).
     ///
     /// When the claim fails or takes longer than
     /// [`ProberSettings::claim_timeout`], the held URLs due before the next
@@ -572,6 +578,9 @@ impl Prober {
             self.probe_from_memory(&mut report, &mut room);
         }
         let now = self.inner.clock.now().timestamp_millis();
+        let queued =
+            (pending >= s.concurrency).then(|| self.inner.queue_wait_ms.load(Ordering::Relaxed));
+        let lateness = claimable_lateness(millis(s.max_lateness), queued);
         let limit = ProberSettings::CLAIM_BATCH.min(room as u64);
         let claimed = tokio::time::timeout(s.claim_timeout(), async {
             // Missed due times first, set-based: they cost no claim and no
@@ -579,7 +588,7 @@ impl Prober {
             let skipped = store::schedule::skip_missed(
                 &self.inner.db,
                 now,
-                millis(s.max_lateness),
+                lateness,
                 ProberSettings::CLAIM_BATCH,
             )
             .await?;
@@ -587,7 +596,7 @@ impl Prober {
                 &self.inner.db,
                 now,
                 millis(self.lookahead()),
-                millis(s.max_lateness),
+                lateness,
                 limit,
             )
             .await?;
@@ -733,6 +742,7 @@ impl Prober {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
+        let queued_at = self.inner.clock.now();
         let host_permit = self.inner.hosts.acquire(&host).await;
         let global_permit = self
             .inner
@@ -744,6 +754,10 @@ impl Prober {
         // Waited so long for a permit that the probe would be meaningless
         // (overload): skip it, as a restart skips missed due times.
         let started_at = self.inner.clock.now();
+        self.inner.queue_wait_ms.store(
+            (started_at - queued_at).num_milliseconds().max(0),
+            Ordering::Relaxed,
+        );
         let late = started_at - due_at;
         if late.num_milliseconds() > millis(self.inner.settings.max_lateness) {
             self.inner.metrics.probes_skipped_late.inc();
@@ -850,9 +864,39 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How late (ms) a due time may be and still be claimed, given the
+/// lateness allowed and, when no permit is free, how long the latest probe
+/// to start waited for its permits (`queued_ms`).
+///
+/// A claim's probes start behind that queue. Claims go oldest first, so
+/// under overload a claim that ignored the queue took the due times closest
+/// to the bound, and they passed it while they waited: claimed, then
+/// skipped at their permit, the capacity spent on them lost (at 1.6x its
+/// ceiling an instance threw away 5,000 claims a second). Twice the latest
+/// wait leaves room for the queue to grow; a due time older than that is
+/// moved on by `skip_missed` instead. At least half the lateness stays
+/// claimable: the wait may be one host's queue (its per-host limit), and
+/// other hosts' due times should not pay for it beyond that.
+fn claimable_lateness(max_lateness_ms: i64, queued_ms: Option<i64>) -> i64 {
+    let queue = queued_ms.unwrap_or(0).saturating_mul(2);
+    max_lateness_ms - queue.min(max_lateness_ms / 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_leaves_room_for_the_queue_it_joins() {
+        // No queue (a permit free, or no probe waited): the whole lateness.
+        assert_eq!(claimable_lateness(5_000, None), 5_000);
+        assert_eq!(claimable_lateness(5_000, Some(0)), 5_000);
+        // The latest probe waited 1 s: due times at most 3 s late.
+        assert_eq!(claimable_lateness(5_000, Some(1_000)), 3_000);
+        // However long the queue, half the lateness stays claimable.
+        assert_eq!(claimable_lateness(5_000, Some(2_000)), 2_500);
+        assert_eq!(claimable_lateness(5_000, Some(i64::MAX)), 2_500);
+    }
 
     /// The prober's settings alone, parsed from `args` (not
     /// `config::Settings`, which imports this module).

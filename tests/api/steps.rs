@@ -70,7 +70,18 @@ impl Fixture {
 
     /// A URL every `period_s` seconds on `phase_ms`, first due at `first_due_ms`.
     async fn url(&self, n: usize, period_s: u64, phase_ms: i64, first_due_ms: i64) -> i64 {
-        let url = TargetUrl::parse("url", &format!("http://127.0.0.1:9/{n}")).unwrap();
+        self.url_to(
+            &format!("http://127.0.0.1:9/{n}"),
+            period_s,
+            phase_ms,
+            first_due_ms,
+        )
+        .await
+    }
+
+    /// As [`Fixture::url`], to `target`.
+    async fn url_to(&self, target: &str, period_s: u64, phase_ms: i64, first_due_ms: i64) -> i64 {
+        let url = TargetUrl::parse("url", target).unwrap();
         let period = Period::parse("period", Some(period_s), self.settings.urls.bounds()).unwrap();
         urls::insert_within_limits(
             &self.db,
@@ -447,6 +458,80 @@ async fn while_claims_fail_the_held_urls_are_probed_from_memory_on_their_grid() 
     for r in &results {
         assert_eq!(r.started_us, r.due_ms * 1000, "started late");
     }
+}
+
+/// Overloaded, a claim leaves room for the queue its probes join. With
+/// the one permit taken and the latest probe having waited 2 s for it, a
+/// due time 3.5 s late (within the 5 s allowed, but not after another 2 s
+/// in the queue) is moved on unclaimed, where it used to be claimed and
+/// then skipped at its permit; once the queue is gone, the whole lateness
+/// counts again.
+#[tokio::test(start_paused = true)]
+async fn overloaded_a_claim_leaves_room_for_the_queue_its_probes_join() {
+    // A target that answers after 2 s of paused time.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let server = tokio::spawn(async move {
+        let slow = move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "ok"
+            }
+        };
+        let app = axum::Router::new().route("/", axum::routing::get(slow));
+        axum::serve(listener, app).await.unwrap();
+    });
+    let hit = |n: usize| {
+        let hits = hits.clone();
+        move || {
+            let hits = hits.clone();
+            async move { hits.load(std::sync::atomic::Ordering::SeqCst) == n }
+        }
+    };
+    let f = Fixture::new(|s| {
+        s.prober.probe.allow_private_targets = true;
+        s.prober.concurrency = 1;
+    })
+    .await;
+    let target = |n: usize| format!("http://127.0.0.1:{port}/?n={n}");
+    let t0 = start().timestamp_millis();
+    let prober = f.prober();
+    // Two due now: the first takes the one permit for 2 s, the second
+    // waits those 2 s for it.
+    let first = f.url_to(&target(0), 60, 0, t0).await;
+    let second = f.url_to(&target(1), 60, 0, t0).await;
+    assert_eq!(prober.tick().await.unwrap().claimed, 2);
+    wait_for(hit(1)).await;
+    advance(Duration::from_secs(2)).await;
+    wait_for(hit(2)).await;
+    // Now (t0 + 2 s): due 3.5 s ago, and due in 100 ms.
+    let stale = f.url_to(&target(2), 60, 58_500, t0 - 1_500).await;
+    let timely = f.url_to(&target(3), 60, 2_100, t0 + 2_100).await;
+    let report = prober.tick().await.unwrap();
+    assert_eq!(
+        (report.claimed, report.skipped_late),
+        (1, 1),
+        "the due time 3.5 s late is moved on, not claimed"
+    );
+    advance(Duration::from_secs(2)).await;
+    wait_for(hit(3)).await;
+    advance(Duration::from_secs(2)).await;
+    wait_until_idle(&prober).await;
+    // Now (t0 + 6 s) no probe waits: a due time 4 s late is claimed.
+    let late = f.url_to(&target(4), 60, 2_000, t0 + 2_000).await;
+    let report = prober.tick().await.unwrap();
+    assert_eq!((report.claimed, report.skipped_late), (1, 0));
+    wait_for(hit(4)).await;
+    advance(Duration::from_secs(2)).await;
+    wait_until_idle(&prober).await;
+    let mut ids: Vec<i64> = f.results().await.iter().map(|r| r.url_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [first, second, timely, late], "not {stale}");
+    server.abort();
 }
 
 #[tokio::test(start_paused = true)]
