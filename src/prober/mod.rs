@@ -578,6 +578,8 @@ impl Prober {
             self.probe_from_memory(&mut report, &mut room);
         }
         let now = self.inner.clock.now().timestamp_millis();
+        // Fewer probes pending than permits: a new claim's probes queue
+        // behind none, whatever the latest wait was.
         let queued =
             (pending >= s.concurrency).then(|| self.inner.queue_wait_ms.load(Ordering::Relaxed));
         let lateness = claimable_lateness(millis(s.max_lateness), queued);
@@ -751,13 +753,13 @@ impl Prober {
             .acquire_owned()
             .await
             .expect("never closed");
-        // Waited so long for a permit that the probe would be meaningless
-        // (overload): skip it, as a restart skips missed due times.
         let started_at = self.inner.clock.now();
         self.inner.queue_wait_ms.store(
             (started_at - queued_at).num_milliseconds().max(0),
             Ordering::Relaxed,
         );
+        // Waited so long for a permit that the probe would be meaningless
+        // (overload): skip it, as a restart skips missed due times.
         let late = started_at - due_at;
         if late.num_milliseconds() > millis(self.inner.settings.max_lateness) {
             self.inner.metrics.probes_skipped_late.inc();
@@ -865,8 +867,9 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// How late (ms) a due time may be and still be claimed, given the
-/// lateness allowed and, when no permit is free, how long the latest probe
-/// to start waited for its permits (`queued_ms`).
+/// lateness allowed and, when at least as many probes are pending as there
+/// are permits, how long the latest probe to start waited for its permits
+/// (`queued_ms`).
 ///
 /// A claim's probes start behind that queue. Claims go oldest first, so
 /// under overload a claim that ignored the queue took the due times closest
