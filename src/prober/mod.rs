@@ -22,7 +22,9 @@
 //! each tick.
 
 pub mod doubt;
+mod failure;
 pub mod holdings;
+mod plain;
 pub mod probe;
 pub mod ssrf;
 

@@ -26,6 +26,8 @@ use tokio::time::Instant;
 
 use super::{
     ProbeResult,
+    failure::{TIMED_OUT, short},
+    plain::{self, USER_AGENT},
     ssrf::{self, Blocked, DnsFailure, GuardedResolver},
 };
 use crate::{
@@ -64,6 +66,13 @@ pub struct ProbeSettings {
     /// turn on only for tests and local demos.
     #[arg(long = "allow-private-targets", env = "MONITOR_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_targets: bool,
+
+    /// Probe plain `http://` URLs (no credentials, no redirect to follow)
+    /// over a hyper connection of their own, without reqwest's client
+    /// (`prober::plain`: the same answers for less CPU). `false`: every
+    /// probe goes through reqwest.
+    #[arg(long = "probe-plain-http", env = "MONITOR_PROBE_PLAIN_HTTP", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub plain_http: bool,
 
     /// PEM files of more root certificates https probes trust, besides the
     /// platform's (an internal CA), comma-separated. The SSRF guard applies
@@ -136,14 +145,38 @@ struct Fetched {
     tls_not_after: Option<DateTime<Utc>>,
 }
 
-/// A reqwest client set up for probing, shared by all probes.
+/// How probes are made, shared by all of them: plain `http://` URLs over a
+/// connection of their own (`prober::plain`, unless
+/// [`ProbeSettings::plain_http`] is off), the others through a reqwest
+/// client set up for probing.
 #[derive(Debug, Clone)]
 pub struct Probe {
     client: reqwest::Client,
     settings: Arc<ProbeSettings>,
 }
 
-const MAX_MESSAGE: usize = 200;
+/// A response body as it is read, whichever path got the response.
+enum Body {
+    Reqwest(reqwest::Response),
+    Plain(plain::Body),
+}
+
+impl Body {
+    async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, (ErrorKind, String)> {
+        match self {
+            Self::Plain(body) => body.chunk().await,
+            Self::Reqwest(resp) => resp.chunk().await.map_err(|e| {
+                let (kind, msg) = classify(&e);
+                let kind = if kind == ErrorKind::Timeout {
+                    kind
+                } else {
+                    ErrorKind::Body
+                };
+                (kind, msg)
+            }),
+        }
+    }
+}
 
 impl Probe {
     pub fn new(settings: ProbeSettings) -> anyhow::Result<Self> {
@@ -175,7 +208,7 @@ impl Probe {
             .no_proxy()
             .pool_max_idle_per_host(0)
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-            .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()?;
         Ok(Self {
             client,
@@ -245,28 +278,38 @@ impl Probe {
         ssrf::check_literal(&parsed, self.settings.allow_private_targets)
             .map_err(|b| (ErrorKind::Blocked, short(&b.to_string())))?;
         let start = Instant::now();
-        let mut resp = self
-            .client
-            .get(parsed)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
+        let (code, headers, tls_not_after, mut body) = if self.settings.plain_http
+            && plain::eligible(&parsed, self.settings.follow_redirects)
+        {
+            let deadline = start + self.settings.timeout;
+            let (head, body) =
+                plain::head(&parsed, self.settings.allow_private_targets, deadline).await?;
+            (head.status.as_u16(), head.headers, None, Body::Plain(body))
+        } else {
+            let mut resp = self
+                .client
+                .get(parsed)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            let tls_not_after = resp
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(reqwest::tls::TlsInfo::peer_certificate)
+                .and_then(not_after);
+            let headers = std::mem::take(resp.headers_mut());
+            let code = resp.status().as_u16();
+            (code, headers, tls_not_after, Body::Reqwest(resp))
+        };
         let latency = start.elapsed();
-        let code = resp.status().as_u16();
-        let headers = std::mem::take(resp.headers_mut());
-        let tls_not_after = resp
-            .extensions()
-            .get::<reqwest::tls::TlsInfo>()
-            .and_then(reqwest::tls::TlsInfo::peer_certificate)
-            .and_then(not_after);
         let limit = self.settings.max_body_kib * 1024;
-        let mut body = keep_body.then(Vec::new);
+        let mut kept = keep_body.then(Vec::new);
         let mut read = 0usize;
         let mut body_cut = false;
         let body_error = loop {
-            match resp.chunk().await {
+            match body.chunk().await {
                 Ok(Some(chunk)) => {
-                    if let Some(kept) = &mut body {
+                    if let Some(kept) = &mut kept {
                         kept.extend_from_slice(&chunk[..chunk.len().min(limit - kept.len())]);
                     }
                     read += chunk.len();
@@ -278,17 +321,10 @@ impl Probe {
                     }
                 }
                 Ok(None) => break None,
-                Err(e) => {
-                    let (kind, msg) = classify(&e);
-                    let kind = if kind == ErrorKind::Timeout {
-                        kind
-                    } else {
-                        ErrorKind::Body
-                    };
-                    break Some((kind, msg));
-                }
+                Err(failure) => break Some(failure),
             }
         };
+        let body = kept;
         Ok(Fetched {
             code,
             latency,
@@ -328,18 +364,6 @@ impl std::fmt::Display for BadRedirect {
 }
 
 impl StdError for BadRedirect {}
-
-fn short(s: &str) -> String {
-    let mut s = s.to_owned();
-    if s.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
-}
 
 /// Whether `e` is a rustls error, or an io::Error wrapping one (at any
 /// depth: an io::Error's `source()` skips the error it wraps).
@@ -396,9 +420,257 @@ fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
         ErrorKind::Other
     };
     let msg = if kind == ErrorKind::Timeout {
-        "no complete answer within the probe timeout".to_owned()
+        TIMED_OUT.to_owned()
     } else {
         deepest
     };
     (kind, short(&msg))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The plain path and reqwest's give the same answers, case by case,
+    //! against a local HTTP/1.1 server over real sockets.
+
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+    };
+
+    use super::{ErrorKind, Probe, ProbeSettings, TIMED_OUT, USER_AGENT};
+
+    /// Answers by the request's path; `/echo` sends back the request head.
+    async fn serve(mut s: TcpStream) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+        let reply = |code: &str, extra: &str, body: &str| {
+            format!(
+                "HTTP/1.1 {code}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+                body.len()
+            )
+        };
+        let out = match path.split('?').next().unwrap_or("") {
+            "/ok" => reply("200 OK", "X-Probe: yes\r\n", "ok"),
+            "/fail" => reply("500 Internal Server Error", "", "no"),
+            "/echo" => reply("200 OK", "", &head),
+            "/chunked" => {
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                           5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                    .to_owned()
+            }
+            "/huge" => format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n{}",
+                "x".repeat(200_000)
+            ),
+            "/short" => {
+                "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nten bytes!"
+                    .to_owned()
+            }
+            "/trickle" => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nx")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                return;
+            }
+            "/slow" => {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                return;
+            }
+            "/garbage" => "this is not HTTP\r\n\r\n".to_owned(),
+            _ => reply("404 Not Found", "", ""),
+        };
+        let _ = s.write_all(out.as_bytes()).await;
+    }
+
+    async fn server() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(serve(s));
+            }
+        });
+        port
+    }
+
+    /// A server that closes every connection unread (so with a reset).
+    async fn resetting() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = s.write_all(b"").await;
+                drop(s);
+            }
+        });
+        port
+    }
+
+    fn probe(allow_private: bool, plain: bool) -> Probe {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Probe::new(ProbeSettings {
+            timeout: Duration::from_millis(700),
+            max_body_kib: 64,
+            follow_redirects: 0,
+            allow_private_targets: allow_private,
+            plain_http: plain,
+            extra_roots: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    /// What a fetch came to, in the terms both paths must agree on.
+    #[derive(Debug, PartialEq)]
+    struct Answer {
+        code: u16,
+        kind: ErrorKind,
+        timed_out: bool,
+        body: Option<String>,
+        body_cut: bool,
+        x_probe: Option<String>,
+    }
+
+    async fn answer(p: &Probe, url: &str) -> (Answer, String) {
+        match p.fetch(url, true).await {
+            Ok(f) => {
+                let (kind, msg) = f
+                    .body_error
+                    .unwrap_or((ErrorKind::Unspecified, String::new()));
+                let answer = Answer {
+                    code: f.code,
+                    kind,
+                    timed_out: msg == TIMED_OUT,
+                    body: f.body.map(|b| {
+                        let s = String::from_utf8_lossy(&b).into_owned();
+                        if s.len() > 100 {
+                            format!("{} bytes", s.len())
+                        } else {
+                            s
+                        }
+                    }),
+                    body_cut: f.body_cut,
+                    x_probe: f
+                        .headers
+                        .get("x-probe")
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                };
+                (answer, msg)
+            }
+            Err((kind, msg)) => {
+                let answer = Answer {
+                    code: 0,
+                    kind,
+                    timed_out: msg == TIMED_OUT,
+                    body: None,
+                    body_cut: false,
+                    x_probe: None,
+                };
+                (answer, msg)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plain_path_answers_as_reqwest_does() {
+        let port = server().await;
+        let reset = resetting().await;
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let at = |path: &str| format!("http://127.0.0.1:{port}{path}");
+        let cases = [
+            (at("/ok"), 200, ErrorKind::Unspecified),
+            (at("/fail"), 500, ErrorKind::Unspecified),
+            (at("/chunked"), 200, ErrorKind::Unspecified),
+            (at("/huge"), 200, ErrorKind::Unspecified),
+            (at("/short"), 200, ErrorKind::Body),
+            (at("/trickle"), 200, ErrorKind::Timeout),
+            (at("/slow"), 0, ErrorKind::Timeout),
+            (at("/garbage"), 0, ErrorKind::Connect),
+            (format!("http://127.0.0.1:{reset}/"), 0, ErrorKind::Connect),
+            (format!("http://127.0.0.1:{closed}/"), 0, ErrorKind::Connect),
+            (
+                format!("http://localhost:{port}/ok"),
+                200,
+                ErrorKind::Unspecified,
+            ),
+        ];
+        let (plain, reqwest) = (probe(true, true), probe(true, false));
+        for (url, code, kind) in cases {
+            let (a, a_msg) = answer(&plain, &url).await;
+            let (b, b_msg) = answer(&reqwest, &url).await;
+            assert_eq!((&a, &a_msg), (&b, &b_msg), "{url}");
+            assert_eq!((a.code, a.kind), (code, kind), "{url}: {a:?} {a_msg:?}");
+            assert_eq!(
+                a_msg.is_empty(),
+                kind == ErrorKind::Unspecified,
+                "{url}: {a_msg:?}"
+            );
+        }
+        let (huge, _) = answer(&plain, &at("/huge")).await;
+        assert!(huge.body_cut, "{huge:?}");
+        assert_eq!(huge.body.as_deref(), Some("65536 bytes"));
+        let (chunked, _) = answer(&plain, &at("/chunked")).await;
+        assert_eq!(chunked.body.as_deref(), Some("hello world"));
+    }
+
+    #[tokio::test]
+    async fn the_plain_path_sends_what_reqwest_sends() {
+        let port = server().await;
+        let url = format!("http://127.0.0.1:{port}/echo?a=1&b=%20#fragment");
+        for p in [probe(true, true), probe(true, false)] {
+            let head = answer(&p, &url).await.0.body.unwrap().to_lowercase();
+            assert!(
+                head.starts_with("get /echo?a=1&b=%20 http/1.1\r\n"),
+                "{head}"
+            );
+            for line in [
+                format!("host: 127.0.0.1:{port}\r\n"),
+                format!("user-agent: {}\r\n", USER_AGENT.to_lowercase()),
+                "accept: */*\r\n".to_owned(),
+            ] {
+                assert!(head.contains(&line), "{line:?} in {head}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plain_path_keeps_the_ssrf_guard() {
+        let port = server().await;
+        let (plain, reqwest) = (probe(false, true), probe(false, false));
+        for url in [
+            format!("http://localhost:{port}/ok"),
+            format!("http://127.0.0.1:{port}/ok"),
+            format!("http://[::ffff:127.0.0.1]:{port}/ok"),
+        ] {
+            let (a, a_msg) = answer(&plain, &url).await;
+            let (b, _) = answer(&reqwest, &url).await;
+            assert_eq!(a, b, "{url}");
+            assert_eq!(a.kind, ErrorKind::Blocked, "{url}: {a:?}");
+            assert!(a_msg.contains("MONITOR_ALLOW_PRIVATE_TARGETS"), "{a_msg}");
+        }
+    }
+
+    #[test]
+    fn only_plain_http_without_credentials_or_redirects_takes_the_plain_path() {
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        assert!(super::plain::eligible(&url("http://127.0.0.1:8/x?y"), 0));
+        assert!(!super::plain::eligible(&url("http://127.0.0.1:8/"), 1));
+        assert!(!super::plain::eligible(&url("https://127.0.0.1:8/"), 0));
+        assert!(!super::plain::eligible(&url("http://u:p@127.0.0.1:8/"), 0));
+        assert!(!super::plain::eligible(&url("http://u@127.0.0.1:8/"), 0));
+    }
 }

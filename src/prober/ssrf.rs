@@ -122,26 +122,35 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            type BoxError = Box<dyn std::error::Error + Send + Sync>;
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| Box::new(DnsFailure(format!("{host}: {e}"))) as BoxError)?
-                .collect();
-            if addrs.is_empty() {
-                return Err(Box::new(DnsFailure(format!("{host}: no addresses"))) as BoxError);
-            }
-            let allowed: Vec<SocketAddr> = addrs
-                .iter()
-                .copied()
-                .filter(|a| allow_private || !is_blocked(a.ip()))
-                .collect();
-            if allowed.is_empty() {
-                return Err(Box::new(Blocked(format!("{host} ({})", addrs[0].ip()))) as BoxError);
-            }
+            let allowed = resolve(name.as_str(), allow_private).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
+}
+
+/// Resolves `host` (port 0) and keeps the addresses the guard allows: a
+/// [`DnsFailure`] if it does not resolve, [`Blocked`] if every address is
+/// refused. What reqwest's connections and the plain HTTP probe connect to.
+pub async fn resolve(
+    host: &str,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| Box::new(DnsFailure(format!("{host}: {e}"))))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Box::new(DnsFailure(format!("{host}: no addresses"))));
+    }
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| allow_private || !is_blocked(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Box::new(Blocked(format!("{host} ({})", addrs[0].ip()))));
+    }
+    Ok(allowed)
 }
 
 /// Checks a URL whose host is a literal IP address (DNS is not consulted for those).
