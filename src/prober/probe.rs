@@ -324,12 +324,11 @@ impl Probe {
                 Err(failure) => break Some(failure),
             }
         };
-        let body = kept;
         Ok(Fetched {
             code,
             latency,
             headers,
-            body,
+            body: kept,
             body_cut,
             body_error,
             tls_not_after,
@@ -509,9 +508,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
+            while let Ok((s, _)) = listener.accept().await {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let _ = s.write_all(b"").await;
                 drop(s);
             }
         });
