@@ -33,7 +33,7 @@ use monitor::{
     config::Settings,
     prober::ProbeResult,
     proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient},
-    store::outcomes,
+    store::{outcomes, rollups},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -154,6 +154,9 @@ async fn seed(
         }
         ids.push(url.id);
     }
+    // As a running service leaves them: rolled up to the minute before
+    // (`store::rollups::roll`), only the last minutes read from statuses.
+    rollups::roll(db, now - 60_000).await?;
     Ok(ids)
 }
 

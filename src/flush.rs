@@ -54,6 +54,12 @@ pub struct FlushSettings {
     #[arg(long = "retention-interval", env = "MONITOR_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
 
+    /// How often the roll pass adds the statuses stored since the last one
+    /// to the hour and day rollup buckets (until then readers add them
+    /// from the statuses).
+    #[arg(long = "rollup-interval", env = "MONITOR_ROLLUP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub rollup_interval: Duration,
+
     /// How long hour rollup buckets are kept.
     #[arg(long = "rollup-hours", env = "MONITOR_ROLLUP_HOURS", default_value = "90days", value_parser = humantime::parse_duration)]
     pub rollup_hours: Duration,
@@ -85,6 +91,11 @@ impl FlushSettings {
             self.retention_interval >= Duration::from_secs(1),
             "MONITOR_RETENTION_INTERVAL",
             "must be at least 1s",
+        )?;
+        check_setting(
+            (Duration::from_secs(1)..=Duration::from_secs(3_600)).contains(&self.rollup_interval),
+            "MONITOR_ROLLUP_INTERVAL",
+            "must be between 1s and 1h",
         )?;
         for tier in Tier::STORED {
             let (name, kept) = self.rollup_setting(tier);
@@ -129,6 +140,8 @@ pub struct Flusher {
     windows: Arc<WindowCache>,
     /// Set while closed days are being packed (beside the flush).
     packing: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while a roll pass runs (beside the flush).
+    rolling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Flusher {
@@ -141,6 +154,7 @@ impl Flusher {
             live: None,
             windows: Arc::default(),
             packing: Arc::default(),
+            rolling: Arc::default(),
         }
     }
 
@@ -229,9 +243,24 @@ impl Flusher {
     /// snapshot, which a busy pool rarely allows: under steady load the file
     /// grew by ~4 MiB a minute. A `TRUNCATE` checkpoint each retention pass
     /// bounds it to about one interval of writes.
+    ///
+    /// No status goes before it is rolled: URLs whose roll mark is before
+    /// the cutoff are rolled up to it first, and statuses at or after the
+    /// lowest mark stay (a URL the roll skipped, its state row held by a
+    /// flush, holds the cutoff back until the next pass).
     pub async fn retention_once(&self, now: DateTime<Utc>) -> anyhow::Result<statuses::Retention> {
         let retention = chrono::Duration::from_std(self.settings.retention)?;
-        let gone = statuses::retain(&self.db, now, now - retention).await?;
+        let mut cutoff = now - retention;
+        if rollups::rolled_floor(&self.db)
+            .await?
+            .is_some_and(|floor| floor < cutoff.timestamp_millis())
+        {
+            rollups::roll(&self.db, cutoff.timestamp_millis()).await?;
+        }
+        if let Some(floor) = rollups::rolled_floor(&self.db).await? {
+            cutoff = cutoff.min(DateTime::from_timestamp_millis(floor).unwrap_or(cutoff));
+        }
+        let gone = statuses::retain(&self.db, now, cutoff).await?;
         self.metrics.retention_deleted.inc_by(gone.deleted);
         self.metrics
             .retention_dropped_days
@@ -244,6 +273,39 @@ impl Flusher {
         store::checkpoint(&self.db).await?;
         self.pack_in_background(now);
         Ok(gone)
+    }
+
+    /// The roll pass (`store::rollups::roll`): every URL's statuses due
+    /// up to the start of the minute before `now`'s are added to its hour
+    /// and day buckets (a status due later may still be on its way; one
+    /// that arrives after the pass is merged by the flush).
+    pub async fn roll_once(&self, now: DateTime<Utc>) -> anyhow::Result<rollups::Rolled> {
+        let until = Tier::Minute.bucket_of(now.timestamp_millis()) - Tier::Minute.width_ms();
+        let rolled = rollups::roll(&self.db, until).await?;
+        self.metrics.rollup_statuses.inc_by(rolled.statuses);
+        Ok(rolled)
+    }
+
+    /// Starts [`Self::roll_once`] beside the flush (a pass at 100,000 URLs
+    /// takes seconds, in chunks that let the flush's own transactions in
+    /// between), unless the last one still runs.
+    fn roll_in_background(&self, now: DateTime<Utc>) {
+        use std::sync::atomic::Ordering;
+        if self.rolling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.roll_once(now).await {
+                Ok(rolled) => tracing::debug!(
+                    urls = rolled.urls,
+                    statuses = rolled.statuses,
+                    "rolled statuses into hour and day buckets"
+                ),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "the roll pass failed"),
+            }
+            this.rolling.store(false, Ordering::Release);
+        });
     }
 
     /// Starts [`statuses::pack_closed_days`] beside the flush (packing a
@@ -273,6 +335,7 @@ impl Flusher {
         // The first pass one interval after start: a restart loop must not
         // turn into a stream of large deletes.
         let mut next_retention = tokio::time::Instant::now() + self.settings.retention_interval;
+        let mut next_roll = tokio::time::Instant::now() + self.settings.rollup_interval;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -285,6 +348,10 @@ impl Flusher {
             }
             .await;
             outage.record(&result);
+            if tokio::time::Instant::now() >= next_roll {
+                next_roll += self.settings.rollup_interval;
+                self.roll_in_background(Utc::now());
+            }
             if tokio::time::Instant::now() >= next_retention {
                 next_retention += self.settings.retention_interval;
                 match self.retention_once(Utc::now()).await {

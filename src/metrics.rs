@@ -111,6 +111,7 @@ pub struct Metrics {
     pub flush_failures: Counter,
     pub retention_deleted: Counter,
     pub retention_dropped_days: Counter,
+    pub rollup_statuses: Counter,
     pub rpcs: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabels, Histogram>,
     pub db_pool: Family<PoolLabels, Gauge>,
@@ -143,6 +144,7 @@ impl Metrics {
             flush_failures: Counter::default(),
             retention_deleted: Counter::default(),
             retention_dropped_days: Counter::default(),
+            rollup_statuses: Counter::default(),
             rpcs: Family::default(),
             rpc_duration: Family::new_with_constructor(histogram_seconds),
             db_pool: Family::default(),
@@ -239,6 +241,11 @@ impl Metrics {
             "monitor_retention_dropped_days",
             "Days of statuses (Postgres partitions) dropped by retention",
             self.retention_dropped_days.clone(),
+        );
+        r.register(
+            "monitor_rollup_statuses",
+            "Statuses the roll pass added to the hour and day rollup buckets",
+            self.rollup_statuses.clone(),
         );
     }
 
@@ -337,6 +344,7 @@ mod tests {
             "monitor_schedule_lateness_seconds_bucket",
             "monitor_flush_rows_total 0",
             "monitor_retention_deleted_rows_total 0",
+            "monitor_rollup_statuses_total 0",
             "monitor_rpcs_total{transport=\"grpc\",method=\"/monitor.v1.MonitorService/AddUrl\",code=\"OK\"} 1",
             "monitor_rpc_duration_seconds_count{transport=\"grpc\",method=\"/monitor.v1.MonitorService/AddUrl\"} 1",
             "# TYPE monitor_buffer_backlog gauge",

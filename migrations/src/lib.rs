@@ -26,6 +26,7 @@ mod m20261127_000016_dependencies;
 mod m20261127_000017_statuses_without_url_key;
 mod m20261127_000018_narrow_statuses;
 mod m20261127_000019_packed_statuses;
+mod m20261128_000020_rolled_to;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000017_statuses_without_url_key::Migration),
             Box::new(m20261127_000018_narrow_statuses::Migration),
             Box::new(m20261127_000019_packed_statuses::Migration),
+            Box::new(m20261128_000020_rolled_to::Migration),
         ]
     }
 }

@@ -2,8 +2,9 @@
 //! statuses (minute buckets are built from the raw statuses, which are kept
 //! as long; hour and day buckets are stored): a bucket counts the probes due within it (up, degraded, down)
 //! and holds a [`Sketch`] of the latencies of those that got a response,
-//! plus their exact maximum. Every tier is kept from the raw results (one
-//! upsert per flush batch), and a bucket of a coarser tier is, exactly, the
+//! plus their exact maximum. Every tier is kept from the raw results (the
+//! roll pass adds each URL's new statuses every few minutes; readers add
+//! those not yet rolled: `store::rollups`), and a bucket of a coarser tier is, exactly, the
 //! merge of the finer buckets it spans: counts add, sketches merge.
 //!
 //! Expected slots (what a bucket should have had) come from the URL's
@@ -25,8 +26,8 @@ impl Tier {
 
     /// The tiers kept as rollup rows. Minutes are not: raw statuses are kept
     /// as long as minute buckets would be (two days), so a minute bucket is
-    /// read from them, and the flush writes two rollup rows per URL and
-    /// batch instead of one more row per result.
+    /// read from them, and the roll pass writes two rollup rows per URL and
+    /// pass instead of one more row per result.
     pub const STORED: [Self; 2] = [Self::Hour, Self::Day];
 
     pub fn width_ms(self) -> i64 {

@@ -289,7 +289,8 @@ impl StatusPageService {
         let since_first_day = DateTime::from_timestamp_millis(first_day).unwrap_or(now);
         let limit = INCIDENTS_READ.saturating_mul(u64::try_from(ids.len()).unwrap_or(1));
         // The week: the hours of its first, partial day, then whole days
-        // (a day bucket is the sum of its hours: the flush writes both).
+        // (a day bucket is the sum of its hours: the roll pass writes both,
+        // and the readers add the statuses not yet rolled to both).
         let week_from = hour(Duration::days(7));
         let week_days = Tier::Day.bucket_of(week_from) + Tier::Day.width_ms();
         // The five reads at once, each on its own pooled connection: the

@@ -16,9 +16,10 @@
 //!    in `url_id` order (Postgres `FOR UPDATE`; SQLite's writer lock is
 //!    already held), so two flushers never apply one URL's results in two
 //!    interleaved orders and never deadlock.
-//! 3. Every inserted row, in time order or not, is added to its URL's
-//!    rollup buckets in every tier (`store::rollups`: one read and one
-//!    upsert for the batch).
+//! 3. An inserted row due before its URL's roll mark (stored late, after
+//!    the roll pass went by) is added to its URL's hour and day buckets
+//!    (`store::rollups`: one read and one upsert for the batch); the rest
+//!    are left to the roll pass, which reads them from the statuses.
 //! 4. Each URL's new results, in due-time order, go through
 //!    [`Tracker::apply`] (the domain's state machine).
 //! 5. Incidents opened are inserted, the open ones updated, the changed
@@ -368,7 +369,13 @@ type StateRow = (
     i32,
     Option<i64>,
     Option<i16>,
+    i64,
 );
+
+/// Each locked URL's roll mark (`store::rollups`).
+fn marks(rows: &[StateRow]) -> HashMap<i64, i64> {
+    rows.iter().map(|r| (r.0, r.14)).collect()
+}
 
 fn locked(rows: Vec<StateRow>) -> Vec<Locked> {
     rows.into_iter()
@@ -590,7 +597,7 @@ const STATE_COLUMNS: &str = "url_id, state, state_since, last_applied_ms, run_ok
 /// The `SELECT … FOR UPDATE` of the state rows, less its `WHERE`.
 const SELECT_STATES: &str = "SELECT s.url_id, s.state, s.state_since, s.last_applied_ms, s.run_ok, \
      s.run_len, s.run_start_ms, s.run_first, s.open_incident_id, u.failure_threshold, \
-     u.success_threshold, s.down_run, s.down_run_start_ms, s.incident_state \
+     u.success_threshold, s.down_run, s.down_run_start_ms, s.incident_state, s.rolled_to_ms \
      FROM url_states s JOIN urls u ON u.id = s.url_id";
 
 mod postgres {
@@ -598,7 +605,8 @@ mod postgres {
         Changes, DateTime, Derive, HashSet, IncidentEvent, IncidentSql, LINK_TO_PARENTS, LINKED,
         Narrow, Postgres, ProbeResult, SELECT_STATES, STATE_COLUMNS, StateRow, Transaction, Utc,
         Written, apply_all, count, events_of_new, events_of_update, failed_json, first_json,
-        incident_ids, locked, ms_to_time, notices, outcomes_by_url, states_before, timestamp,
+        incident_ids, locked, marks, ms_to_time, notices, outcomes_by_url, states_before,
+        timestamp,
     };
 
     pub(super) async fn write(
@@ -677,7 +685,11 @@ mod postgres {
             rows.extend(lock_states(tx, &missing).await?);
             rows.sort_unstable_by_key(|r| r.0);
         }
-        crate::store::rollups::merge_postgres(tx, crate::store::rollups::deltas(&per_url)).await?;
+        crate::store::rollups::merge_postgres(
+            tx,
+            crate::store::rollups::deltas(&per_url, &marks(&rows)),
+        )
+        .await?;
         crate::store::certificates::record_postgres(tx, &per_url).await?;
         let locked = locked(rows);
         let before = states_before(&locked);
@@ -769,7 +781,7 @@ mod sqlite {
         Changes, DateTime, Derive, HashSet, IncidentEvent, IncidentSql, LINK_TO_PARENTS, LINKED,
         Narrow, ProbeResult, SELECT_STATES, STATE_COLUMNS, Sqlite, StateRow, Transaction, Utc,
         Written, apply_all, count, events_of_new, events_of_update, failed_json, first_json,
-        incident_ids, locked, ms_to_time, notices, outcomes_by_url, sqlite_timestamp_text,
+        incident_ids, locked, marks, ms_to_time, notices, outcomes_by_url, sqlite_timestamp_text,
         states_before, timestamp,
     };
 
@@ -842,7 +854,11 @@ mod sqlite {
                 .fetch_all(&mut **tx)
                 .await?;
         }
-        crate::store::rollups::merge_sqlite(tx, crate::store::rollups::deltas(&per_url)).await?;
+        crate::store::rollups::merge_sqlite(
+            tx,
+            crate::store::rollups::deltas(&per_url, &marks(&rows)),
+        )
+        .await?;
         crate::store::certificates::record_sqlite(tx, &per_url).await?;
         let locked = locked(rows);
         let before = states_before(&locked);

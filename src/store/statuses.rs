@@ -251,8 +251,11 @@ pub const PACK_AFTER: chrono::Duration = chrono::Duration::hours(1);
 const BUSY: i64 = -2;
 
 /// Packs each Postgres day partition whose day ended [`PACK_AFTER`] or
-/// more before `now` into one row per URL (`statuses_packed`, migration
-/// 19), oldest first; returns how many days (0 on SQLite).
+/// more before `now`, and whose statuses are all rolled (the day ended at
+/// or before every URL's roll mark: the roll pass and the readers' tails
+/// read the day partitions only, `store::rollups`), into one row per URL
+/// (`statuses_packed`, migration 19), oldest first; returns how many days
+/// (0 on SQLite).
 ///
 /// A status in a partition costs ~98 bytes once its index is rebuilt full
 /// (a heap tuple and a btree entry, ~60 of them headers); packed, ~22 plus
@@ -274,6 +277,8 @@ pub async fn pack_closed_days(db: &DatabaseConnection, now: DateTime<Utc>) -> Re
          WHERE i.inhparent = 'statuses'::regclass AND c.relname ~ '^statuses_[0-9]{8}$' \
            AND (to_date(right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp <= ($1 AT TIME ZONE 'UTC') \
            AND to_date(right(c.relname, 8), 'YYYYMMDD') NOT IN (SELECT day FROM statuses_packed_days) \
+           AND (to_date(right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC' \
+               <= COALESCE((SELECT to_timestamp(MIN(rolled_to_ms) / 1000.0) FROM url_states), 'infinity') \
          ORDER BY 1",
     )
     .bind(now - PACK_AFTER)

@@ -327,8 +327,8 @@ async fn statuses_keep_every_row_and_field_when_narrowed(backend: Backend) {
         pack_two_days(&db).await;
     }
 
-    // And back (19, then 18): the old table, the same probe times.
-    Migrator::down(&db, Some(2)).await.unwrap();
+    // And back (20, 19, then 18): the old table, the same probe times.
+    Migrator::down(&db, Some(3)).await.unwrap();
     let probed: Vec<(String, DateTime<Utc>)> = pairs(
         &db,
         "SELECT CAST(status_code AS TEXT), probed_at FROM statuses ORDER BY due_at",
@@ -347,7 +347,90 @@ async fn statuses_keep_every_row_and_field_when_narrowed(backend: Backend) {
     db.close().await.ok();
 }
 
+/// Migration 20: a status the flush had merged into the rollups before
+/// (every one, then) is not counted again by the roll pass: the marks
+/// start at the migration's time.
+async fn statuses_merged_before_the_roll_marks_are_not_rolled_again(backend: Backend) {
+    use monitor::{domain::rollup::Tier, store::rollups};
+
+    let (db, _database, _dir) = migrated_to(backend, 18).await; // through migration 19
+    exec(
+        &db,
+        "INSERT INTO users (email, password_hash, created_at) VALUES
+         ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
+         SELECT id, 'https://a.example/', 60, '2026-11-20T00:00:00Z', 0, 0 FROM users",
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO url_states (url_id, state) SELECT id, 2 FROM urls",
+    )
+    .await;
+    let due = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let (due_at, sketch) = if backend == Backend::Postgres {
+        monitor::store::statuses::ensure_days(&db, &[due.date_naive()])
+            .await
+            .unwrap();
+        ("'2026-11-20T10:00:00Z'", "''")
+    } else {
+        ("'2026-11-20T10:00:00+00:00'", "x''")
+    };
+    // What the flush of before wrote: the status, and it in its buckets.
+    exec(
+        &db,
+        &format!(
+            "INSERT INTO statuses (url_id, due_at, probed_after_us, latency_micros, status_code, verdict)
+             SELECT id, {due_at}, 1000, 5000, 200, 2 FROM urls"
+        ),
+    )
+    .await;
+    for tier in Tier::STORED {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO rollups (url_id, tier, bucket_ms, up, degraded, down, latency_max_us, sketch)
+                 SELECT id, {}, {}, 1, 0, 0, 5000, {sketch} FROM urls",
+                tier as i16,
+                tier.bucket_of(due.timestamp_millis())
+            ),
+        )
+        .await;
+    }
+    Migrator::up(&db, None).await.unwrap();
+
+    let url_id: i64 = pairs::<i64>(&db, "SELECT url, id FROM urls").await[0].1;
+    let now = chrono::Utc::now().timestamp_millis();
+    let marks: Vec<(String, i64)> = pairs(
+        &db,
+        "SELECT CAST(url_id AS TEXT), rolled_to_ms FROM url_states",
+    )
+    .await;
+    assert!(
+        marks.len() == 1 && marks[0].1 > due.timestamp_millis() && marks[0].1 <= now,
+        "{marks:?}"
+    );
+    let rolled = rollups::roll(&db, now).await.unwrap();
+    assert_eq!((rolled.urls, rolled.statuses), (1, 0), "{rolled:?}");
+    for tier in Tier::STORED {
+        let buckets = rollups::read(&db, url_id, tier, 0, now).await.unwrap();
+        assert_eq!(
+            buckets.iter().map(|(_, b)| b.up).collect::<Vec<_>>(),
+            vec![1],
+            "{tier:?}: counted once"
+        );
+    }
+    db.close().await.ok();
+}
+
 crate::on_both_backends!(
+    statuses_merged_before_the_roll_marks_are_not_rolled_again,
     statements_prepared_before_a_migration_keep_working_after_it,
     statuses_keep_every_row_and_field_when_narrowed,
     the_quota_counter_starts_from_the_urls_users_already_have,

@@ -7,7 +7,7 @@ use monitor::{
     buffer::{Buffer, MemoryBuffer, RedisBuffer},
     flush::{FlushSettings, Flusher, store_results},
     prober::ProbeResult,
-    store::statuses,
+    store::{rollups, statuses},
 };
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, QueryOrder, Set};
 
@@ -295,6 +295,8 @@ async fn a_closed_and_an_open_day(
     let ms = now.timestamp_millis();
     let today = [result(url.id, ms - 1_000), result(url.id, ms)];
     assert_eq!(store_results(&app.db, &today).await.unwrap().0, 2);
+    // Rolled: a day is packed only once its statuses are in the buckets.
+    rollups::roll(&app.db, ms - 60_000).await.unwrap();
     (app, token, url.id, now, (day_start, batch))
 }
 
@@ -485,6 +487,14 @@ async fn a_packed_day_takes_late_statuses_once_and_goes_whole(backend: Backend) 
     let other = app.add_url(&token, "https://example.com/other").await;
     let (_, other_day) = a_closed_day(other.id, now);
     assert_eq!(store_results(&app.db, &other_day[..3]).await.unwrap().0, 3);
+    assert_eq!(
+        statuses::pack_closed_days(&app.db, now).await.unwrap(),
+        0,
+        "not packed before its statuses are rolled (the new URL's mark holds it)"
+    );
+    rollups::roll(&app.db, now.timestamp_millis() - 60_000)
+        .await
+        .unwrap();
     assert_eq!(statuses::pack_closed_days(&app.db, now).await.unwrap(), 1);
     assert_eq!(
         count(&app.db, "SELECT count(*) FROM statuses_packed").await,

@@ -4,7 +4,10 @@
 //! verdicts) delivered in random batches, shuffled within a batch and with
 //! redeliveries, on a real database:
 //! - every stored tier's rollups (hour, day) equal a brute-force recompute
-//!   from the raw rows (minute buckets are built from the raw rows on read);
+//!   from the raw rows (minute buckets are built from the raw rows on read),
+//!   with roll passes to random marks between the batches (statuses rolled
+//!   by a pass, merged by the flush once a pass went by, or read from the
+//!   tail), and again once a last pass has rolled everything;
 //! - the incidents (with their state) and the final state equal a reference
 //!   state machine run over the results sorted by due time.
 
@@ -63,12 +66,16 @@ fn script() -> impl Strategy<Value = Script> {
     })
 }
 
-/// Delivery: chunk sizes, a shuffle seed, redeliveries.
-fn delivery() -> impl Strategy<Value = (Vec<usize>, u64, Vec<(usize, usize)>)> {
+/// Delivery: chunk sizes, a shuffle seed, redeliveries, roll passes (after
+/// which batch, up to which 7-minute step from `T0`: not on an hour).
+type Delivery = (Vec<usize>, u64, Vec<(usize, usize)>, Vec<(usize, i64)>);
+
+fn delivery() -> impl Strategy<Value = Delivery> {
     (
         prop::collection::vec(1_usize..8, 1..20),
         any::<u64>(),
         prop::collection::vec((0_usize..100, 0_usize..20), 0..6),
+        prop::collection::vec((0_usize..100, -5_i64..200), 0..4),
     )
 }
 
@@ -252,11 +259,7 @@ async fn stored_rollups(db: &DatabaseConnection, url_ids: &[i64]) -> Buckets {
 }
 
 #[allow(clippy::too_many_lines)]
-async fn check(
-    backend: Backend,
-    scripts: Vec<Script>,
-    (chunks, seed, redeliver): (Vec<usize>, u64, Vec<(usize, usize)>),
-) {
+async fn check(backend: Backend, scripts: Vec<Script>, (chunks, seed, redeliver, rolls): Delivery) {
     let dir = tempfile::tempdir().unwrap();
     let (db, _database) = database(backend, dir.path()).await;
     let email = Email::parse("email", "prop@example.com").unwrap();
@@ -300,14 +303,36 @@ async fn check(
             batches[at].extend(again);
         }
     }
-    for b in &batches {
+    for (n, b) in batches.iter().enumerate() {
         outcomes::write_batch(&db, &b.iter().collect::<Vec<_>>())
             .await
             .unwrap();
+        for (_, step) in rolls.iter().filter(|(at, _)| at % batches.len() == n) {
+            rollups::roll(&db, T0 + step * 420_000).await.unwrap();
+        }
     }
 
-    // Rollups: stored = recomputed from the raw rows.
-    assert_eq!(stored_rollups(&db, &ids).await, recompute(&db).await);
+    // Rollups: stored (with each URL's tail) = recomputed from the raw rows.
+    let want = recompute(&db).await;
+    assert_eq!(stored_rollups(&db, &ids).await, want);
+    // A last pass rolls every status into the buckets: the same answer.
+    rollups::roll(&db, T0 + 30 * 86_400_000).await.unwrap();
+    assert_eq!(stored_rollups(&db, &ids).await, want, "all rolled");
+    let rows = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM rollups",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(
+        usize::try_from(rows).unwrap(),
+        want.len(),
+        "every bucket a row once all is rolled"
+    );
 
     // State and incidents: as the reference over the results by due time.
     let stored: Vec<incidents::Model> = incidents::Entity::find().all(&db).await.unwrap();
@@ -341,7 +366,7 @@ async fn check(
     db.close().await.ok();
 }
 
-fn run(backend: Backend, scripts: Vec<Script>, d: (Vec<usize>, u64, Vec<(usize, usize)>)) {
+fn run(backend: Backend, scripts: Vec<Script>, d: Delivery) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

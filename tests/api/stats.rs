@@ -364,7 +364,83 @@ async fn bad_ranges_and_other_users_are_refused(backend: Backend) {
     assert!(fresh.total.unwrap().expected <= 1);
 }
 
+async fn rollup_rows(app: &TestApp, url_id: i64) -> i64 {
+    app.db
+        .query_one_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            format!("SELECT count(*) AS n FROM rollups WHERE url_id = {url_id}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap()
+}
+
+/// The flush writes no rollup bucket of its own: the roll pass builds the
+/// buckets from the statuses, and what GetUrlStats answers is the same
+/// before it (read from the statuses), after it (from the buckets) and
+/// with a status stored after the pass went by (merged by the flush),
+/// counted once whatever is rolled again.
+async fn the_roll_pass_builds_the_buckets_without_changing_an_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user().await;
+    let (url_id, range, _) = two_hours(&app, &token).await;
+    let answer = |g| stats(&app, &token, url_id, range, g);
+    let (hours, days) = (
+        answer(Granularity::Hour).await.unwrap(),
+        answer(Granularity::Day).await.unwrap(),
+    );
+    assert_eq!(hours.total.as_ref().unwrap().up, 105, "{hours:?}");
+    assert_eq!(rollup_rows(&app, url_id).await, 0, "the flush wrote none");
+
+    // A pass up to the middle of the second hour: the first hour and a
+    // half in buckets, the rest read from the statuses.
+    let flusher = Flusher::new(
+        app.db.clone(),
+        std::sync::Arc::new(monitor::buffer::MemoryBuffer::new(1, 1)),
+        monitor::config::Settings::for_tests("unused").flush,
+    );
+    let rolled = monitor::store::rollups::roll(&app.db, range.0 + HOUR + 30 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(rolled.statuses, 85, "{rolled:?}");
+    assert!(rollup_rows(&app, url_id).await >= 2);
+    assert_eq!(answer(Granularity::Hour).await.unwrap(), hours);
+    assert_eq!(answer(Granularity::Day).await.unwrap(), days);
+
+    // A status stored late, due before the mark (a slot that was missed):
+    // the flush merges it; the answers count it once.
+    let late = ProbeResult {
+        url_id,
+        due_ms: range.0 + 31 * MINUTE,
+        started_us: (range.0 + 31 * MINUTE) * 1000 + 2_000,
+        status_code: 200,
+        latency_us: 50_000,
+        ..Default::default()
+    };
+    outcomes::write_batch(&app.db, &[&late]).await.unwrap();
+    let with_late = answer(Granularity::Hour).await.unwrap();
+    assert_eq!(with_late.total.as_ref().unwrap().up, 106);
+    assert_eq!(with_late.total.as_ref().unwrap().missed, 4);
+
+    // Everything rolled (the flusher's own pass, up to the minute before
+    // now): the same answers, the statuses still there.
+    let rolled = flusher.roll_once(Utc::now()).await.unwrap();
+    assert_eq!(rolled.statuses, 30, "{rolled:?}");
+    assert_eq!(answer(Granularity::Hour).await.unwrap(), with_late);
+    let again = flusher.roll_once(Utc::now()).await.unwrap();
+    assert_eq!(again.statuses, 0, "nothing rolled twice");
+    assert_eq!(answer(Granularity::Hour).await.unwrap(), with_late);
+    assert_eq!(
+        answer(Granularity::Day).await.unwrap().total.unwrap().up,
+        106
+    );
+    assert_eq!(app.statuses(&token, url_id).await.len(), 116);
+}
+
 crate::on_both_backends!(
+    the_roll_pass_builds_the_buckets_without_changing_an_answer,
     buckets_count_expected_missed_up_and_down_with_percentiles,
     rollups_outlive_raw_retention_and_go_with_their_url,
     bad_ranges_and_other_users_are_refused,

@@ -560,6 +560,7 @@ async fn the_flush_loop_writes_each_interval_and_retention_waits_one_interval() 
     let f = Fixture::new(|s| {
         s.flush.interval = Duration::from_secs(1);
         s.flush.retention_interval = Duration::from_secs(60);
+        s.flush.rollup_interval = Duration::from_secs(30);
     })
     .await;
     // Retention compares with the system's clock: statuses of today.
@@ -591,7 +592,26 @@ async fn the_flush_loop_writes_each_interval_and_retention_waits_one_interval() 
     assert_eq!(stored().await, 1, "nothing flushed before the interval");
     advance(Duration::from_millis(1)).await;
     wait_for(|| async { stored().await == 4 }).await;
-    advance(Duration::from_secs(58)).await;
+    // The URL's roll mark: the roll pass moves it every rollup interval.
+    let mark = || async {
+        sea_orm::ConnectionTrait::query_one_raw(
+            &f.db,
+            sea_orm::Statement::from_string(
+                f.db.get_database_backend(),
+                format!("SELECT rolled_to_ms FROM url_states WHERE url_id = {id}"),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "rolled_to_ms")
+        .unwrap()
+    };
+    advance(Duration::from_secs(28)).await;
+    assert_eq!(mark().await, 0, "no roll pass in the first interval");
+    advance(Duration::from_secs(2)).await;
+    wait_for(|| async { mark().await > old.timestamp_millis() }).await;
+    advance(Duration::from_secs(28)).await;
     assert_eq!(stored().await, 4, "no retention pass in the first interval");
     advance(Duration::from_secs(2)).await;
     wait_for(|| async { stored().await == 3 }).await;
