@@ -15,12 +15,13 @@
 //! `DNS`, `BLOCKED`), failures in the body `BODY` (or `TIMEOUT`), each
 //! with its deepest cause's message.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, pin::Pin};
 
 use bytes::Bytes;
 use http::header;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::{net::TcpStream, time::Instant};
 use url::{Host, Position, Url};
 
@@ -48,15 +49,20 @@ pub(super) fn eligible(url: &Url, follow_redirects: usize) -> bool {
 pub(super) struct Body {
     incoming: Incoming,
     deadline: Instant,
-    /// Drives the connection; dropped with the body, it closes it.
-    _connection: AbortOnDrop,
+    /// Dropped with the body, it closes the connection.
+    connection: Driver,
 }
 
 impl Body {
     /// The next piece of the body; `None` at its end.
     pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        let Self {
+            incoming,
+            deadline,
+            connection,
+        } = self;
         loop {
-            match tokio::time::timeout_at(self.deadline, self.incoming.frame()).await {
+            match tokio::time::timeout_at(*deadline, connection.drive(incoming.frame())).await {
                 Err(_) => return Err((ErrorKind::Timeout, TIMED_OUT.to_owned())),
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => return Err((ErrorKind::Body, short(&deepest(&e)))),
@@ -69,13 +75,31 @@ impl Body {
     }
 }
 
-/// Aborts the task driving a connection when the probe is done with it
-/// (or dropped: a cancelled probe leaves no connection behind).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+type Connection = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>;
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// A connection driven by the probe's own task while it waits for the
+/// response (no task of its own: a spawn and a wake-up across tasks per
+/// probe saved); `None` once it has ended. Dropped, it closes the socket
+/// (a probe done with its body, or cancelled, leaves nothing behind).
+struct Driver(Option<Pin<Box<Connection>>>);
+
+impl Driver {
+    /// Waits for `work` (the response's head, a piece of its body) while
+    /// driving the connection that produces it.
+    async fn drive<F: Future>(&mut self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        loop {
+            let Some(connection) = self.0.as_mut() else {
+                return work.await;
+            };
+            tokio::select! {
+                biased;
+                // Its failure reaches the request or the body, which
+                // report it.
+                _ = connection.as_mut() => self.0 = None,
+                out = &mut work => return out,
+            }
+        }
     }
 }
 
@@ -108,16 +132,12 @@ async fn exchange(
         .body(Empty::<Bytes>::new())
         .map_err(|e| (ErrorKind::Other, short(&e.to_string())))?;
     let failed = |e: hyper::Error| (ErrorKind::Connect, short(&deepest(&e)));
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(failed)?;
-    let connection = AbortOnDrop(tokio::spawn(async move {
-        // Its failure reaches the request or the body, which report it.
-        let _ = connection.await;
-    }));
-    let (parts, body) = sender
-        .send_request(request)
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(failed)?;
+    let mut connection = Driver(Some(Box::pin(connection)));
+    let (parts, body) = connection
+        .drive(sender.send_request(request))
         .await
         .map_err(failed)?
         .into_parts();
@@ -126,7 +146,7 @@ async fn exchange(
         Body {
             incoming: body,
             deadline,
-            _connection: connection,
+            connection,
         },
     ))
 }
