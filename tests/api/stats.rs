@@ -237,18 +237,7 @@ async fn rollups_outlive_raw_retention_and_go_with_their_url(backend: Backend) {
         .delete_url(authed(pb::DeleteUrlRequest { id: url_id }, &token))
         .await
         .unwrap();
-    let left = app
-        .db
-        .query_one_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            format!("SELECT count(*) AS n FROM rollups WHERE url_id = {url_id}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(rollup_rows(&app, url_id).await, 0);
 }
 
 #[allow(clippy::too_many_lines)] // one case after another, each short
