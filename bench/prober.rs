@@ -41,7 +41,7 @@ use monitor::{
     proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient},
     store::{statuses, urls},
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use tokio_util::sync::CancellationToken;
 
 /// The server binary's allocator (src/main.rs), so this in-process bench
@@ -321,6 +321,15 @@ async fn main() -> anyhow::Result<()> {
             .exec_without_returning(&db)
             .await?;
     }
+    // Their state rows as AddUrl makes them: pending, the roll mark at the
+    // creation (the flush would otherwise create them with no status
+    // rolled, and the first retention pass would roll all of them).
+    db.execute_unprepared(&format!(
+        "INSERT INTO url_states (url_id, state, rolled_to_ms) \
+         SELECT id, 1, {} FROM urls WHERE user_id = {user_id}",
+        now.timestamp_millis()
+    ))
+    .await?;
 
     let warmup = args
         .warmup

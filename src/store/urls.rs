@@ -291,7 +291,7 @@ pub async fn insert_within_limits(
             if let Some(url) = &added {
                 let schedule = [
                     url.id.into(),
-                    since_ms,
+                    since_ms.clone(),
                     url.period_seconds.into(),
                     url.phase_ms.into(),
                 ];
@@ -304,7 +304,7 @@ pub async fn insert_within_limits(
                 txn.execute_raw(Statement::from_sql_and_values(
                     backend,
                     INSERT_STATE,
-                    [url.id.into()],
+                    [url.id.into(), since_ms],
                 ))
                 .await?;
             }
@@ -345,7 +345,7 @@ const ADD_POSTGRES: &str = concat!(
     INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
     SELECT id, $12, period_seconds, phase_ms, false FROM added
 ), state AS (
-    INSERT INTO url_states (url_id, state) SELECT id, 1 FROM added
+    INSERT INTO url_states (url_id, state, rolled_to_ms) SELECT id, 1, $12 FROM added
 )
 SELECT ",
     url_columns!(),
@@ -366,7 +366,9 @@ WHERE host_rates.rate_micros + excluded.rate_micros <= ?4";
 const INSERT_SCHEDULE: &str =
     "INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
 VALUES (?, ?, ?, ?, false)";
-const INSERT_STATE: &str = "INSERT INTO url_states (url_id, state) VALUES (?, 1)";
+/// (Its roll mark is its creation: it has no status before, nothing to
+/// roll; `store::rollups`.)
+const INSERT_STATE: &str = "INSERT INTO url_states (url_id, state, rolled_to_ms) VALUES (?, 1, ?)";
 
 /// ...after the insert.
 const INSERT: &str = concat!(

@@ -64,6 +64,8 @@ pub(crate) async fn backdate(app: &TestApp, url_id: i64, t0: i64) {
         format!(
             "UPDATE url_periods SET since_ms = {t0}, period_seconds = 60, phase_ms = 0 WHERE url_id = {url_id}"
         ),
+        // AddUrl's roll mark is the creation time (nothing to roll before).
+        format!("UPDATE url_states SET rolled_to_ms = {t0} WHERE url_id = {url_id}"),
     ] {
         db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
             .await

@@ -566,6 +566,14 @@ async fn the_flush_loop_writes_each_interval_and_retention_waits_one_interval() 
     // Retention compares with the system's clock: statuses of today.
     let t0 = Utc::now().timestamp_millis();
     let id = f.url(0, 60, 0, i64::MAX).await;
+    // Nothing of it rolled yet (AddUrl's mark is its creation; a restored
+    // URL's may be older): the roll pass has its status of long ago to add.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &f.db,
+        &format!("UPDATE url_states SET rolled_to_ms = 0 WHERE url_id = {id}"),
+    )
+    .await
+    .unwrap();
     // A status from long ago, for retention.
     let old = Utc::now() - chrono::Duration::days(3);
     let result = |due_ms: i64| ProbeResult {
