@@ -323,10 +323,13 @@ async fn main() -> anyhow::Result<()> {
     }
     // Their state rows as AddUrl makes them: pending, the roll mark at the
     // creation (the flush would otherwise create them with no status
-    // rolled, and the first retention pass would roll all of them).
+    // rolled, and the first retention pass would roll all of them). The
+    // first URLs may be probed and flushed while the rest are inserted:
+    // the flush's own state rows (mark 0) get the mark too.
     db.execute_unprepared(&format!(
         "INSERT INTO url_states (url_id, state, rolled_to_ms) \
-         SELECT id, 1, {} FROM urls WHERE user_id = {user_id}",
+         SELECT id, 1, {} FROM urls WHERE user_id = {user_id} \
+         ON CONFLICT (url_id) DO UPDATE SET rolled_to_ms = excluded.rolled_to_ms",
         now.timestamp_millis()
     ))
     .await?;
