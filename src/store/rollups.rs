@@ -595,6 +595,16 @@ pub struct Rolled {
     pub statuses: u64,
 }
 
+impl Rolled {
+    /// What one chunk did: its URLs' marks moved, its statuses added.
+    fn of(urls: &[i64], statuses: &[RawRow]) -> Self {
+        Self {
+            urls: urls.len() as u64,
+            statuses: statuses.len() as u64,
+        }
+    }
+}
+
 /// A status as the roll pass reads it: URL, due time, code, latency,
 /// error kind, verdict.
 type RawRow = (i64, DateTime<Utc>, i16, i32, Option<i16>, Option<i16>);
@@ -693,13 +703,7 @@ async fn roll_postgres(
         .bind(until_ms)
         .execute(&mut **tx)
         .await?;
-    Ok(Some((
-        last,
-        Rolled {
-            urls: ids.len() as u64,
-            statuses: raw.len() as u64,
-        },
-    )))
+    Ok(Some((last, Rolled::of(&ids, &raw))))
 }
 
 /// [`roll_postgres`] on SQLite (the writer lock held).
@@ -742,13 +746,7 @@ async fn roll_sqlite(
     .bind(until_ms)
     .execute(&mut **tx)
     .await?;
-    Ok(Some((
-        last,
-        Rolled {
-            urls: ids.len() as u64,
-            statuses: raw.len() as u64,
-        },
-    )))
+    Ok(Some((last, Rolled::of(&ids, &raw))))
 }
 
 /// The lowest roll mark: every status due before it is rolled (`None`: no

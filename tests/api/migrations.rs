@@ -9,6 +9,16 @@ async fn exec(db: &DatabaseConnection, sql: &str) {
     db.execute_unprepared(sql).await.unwrap();
 }
 
+/// The one user the tests' URLs belong to.
+async fn insert_user(db: &DatabaseConnection) {
+    exec(
+        db,
+        "INSERT INTO users (email, password_hash, created_at) VALUES
+         ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
+    )
+    .await;
+}
+
 /// The rows of a two-column query.
 async fn pairs<B: sea_orm::TryGetable>(db: &DatabaseConnection, sql: &str) -> Vec<(String, B)> {
     db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
@@ -70,12 +80,7 @@ async fn the_quota_counter_starts_from_the_urls_users_already_have(backend: Back
 async fn the_host_rates_start_from_the_urls_users_already_have(backend: Backend) {
     // The schema before the per-host rate, with URLs on two hosts.
     let (db, _database, _dir) = migrated_to(backend, 3).await;
-    exec(
-        &db,
-        "INSERT INTO users (email, password_hash, created_at) VALUES
-         ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
-    )
-    .await;
+    insert_user(&db).await;
     exec(
         &db,
         "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
@@ -107,12 +112,7 @@ async fn every_url_gets_a_state_row_and_kept_states_stay(backend: Backend) {
     // Before AddUrl created state rows: one URL with results (a state row
     // the flush made), one without.
     let (db, _database, _dir) = migrated_to(backend, 8).await;
-    exec(
-        &db,
-        "INSERT INTO users (email, password_hash, created_at) VALUES
-         ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
-    )
-    .await;
+    insert_user(&db).await;
     exec(
         &db,
         "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
@@ -354,12 +354,7 @@ async fn statuses_merged_before_the_roll_marks_are_not_rolled_again(backend: Bac
     use monitor::{domain::rollup::Tier, store::rollups};
 
     let (db, _database, _dir) = migrated_to(backend, 18).await; // through migration 19
-    exec(
-        &db,
-        "INSERT INTO users (email, password_hash, created_at) VALUES
-         ('a@example.com', 'x', '2026-11-20T00:00:00Z')",
-    )
-    .await;
+    insert_user(&db).await;
     exec(
         &db,
         "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
