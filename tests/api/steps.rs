@@ -185,6 +185,13 @@ async fn ticks_for(prober: &Prober, tick: Duration, span: Duration) -> usize {
     failed
 }
 
+/// When a probe due at `due_ms` starts with the default start step on
+/// SQLite (`MONITOR_PROBE_START_STEP`, 10 ms): the first multiple of it at
+/// or after the due time.
+fn on_step(due_ms: i64) -> i64 {
+    (due_ms + 9) / 10 * 10
+}
+
 #[tokio::test(start_paused = true)]
 async fn ticks_probe_every_url_on_its_grid_once_per_due_time() {
     let f = Fixture::new(|s| s.urls.min_period = Duration::from_secs(1)).await;
@@ -212,10 +219,12 @@ async fn ticks_probe_every_url_on_its_grid_once_per_due_time() {
         }
         assert_eq!(dues, want, "URL {id} (phase {phase} ms)");
     }
-    // Claimed within the look-ahead, a probe starts at its due time.
+    // Claimed within the look-ahead, a probe starts at the first step
+    // (10 ms by default) at or after its due time: phase 9,999 ms, 1 ms late.
     for r in &results {
-        assert_eq!(r.started_us, r.due_ms * 1000, "started late");
+        assert_eq!(r.started_us, on_step(r.due_ms) * 1000, "started late");
     }
+    assert!(results.iter().any(|r| r.started_us > r.due_ms * 1000));
 }
 
 /// UpdateUrl at paused time `since` the prober's clock started.
@@ -232,7 +241,12 @@ async fn update_at(f: &Fixture, id: i64, since: Duration, update: UrlUpdate) {
 
 #[tokio::test(start_paused = true)]
 async fn period_changes_and_a_pause_keep_the_url_on_a_grid_with_no_burst_and_no_gap() {
-    let f = Fixture::new(|s| s.urls.min_period = Duration::from_secs(1)).await;
+    let f = Fixture::new(|s| {
+        s.urls.min_period = Duration::from_secs(1);
+        // No start step: each probe starts at its due time.
+        s.prober.start_step = Some(Duration::ZERO);
+    })
+    .await;
     let t0 = start().timestamp_millis();
     let id = f.url(0, 10, 1_000, t0).await;
     let prober = f.prober();
@@ -456,7 +470,7 @@ async fn while_claims_fail_the_held_urls_are_probed_from_memory_on_their_grid() 
         assert_eq!(dues, want, "URL {id}: its grid, through the outage");
     }
     for r in &results {
-        assert_eq!(r.started_us, r.due_ms * 1000, "started late");
+        assert_eq!(r.started_us, on_step(r.due_ms) * 1000, "started late");
     }
 }
 
