@@ -193,11 +193,7 @@ impl ProberSettings {
     /// The tick, given whether the service runs on Postgres (see
     /// [`ProberSettings::tick`]).
     pub fn tick(&self, postgres: bool) -> Duration {
-        self.tick.unwrap_or(if postgres {
-            Self::TICK_POSTGRES
-        } else {
-            Self::TICK_SQLITE
-        })
+        by_backend(self.tick, postgres, Self::TICK_POSTGRES, Self::TICK_SQLITE)
     }
 
     /// How far ahead of its due time a probe is claimed, with ticks every
@@ -220,11 +216,12 @@ impl ProberSettings {
     /// The probes' start step, given whether the service runs on Postgres
     /// (see [`ProberSettings::start_step`]).
     pub fn start_step(&self, postgres: bool) -> Duration {
-        self.start_step.unwrap_or(if postgres {
-            Duration::ZERO
-        } else {
-            Self::START_STEP_SQLITE
-        })
+        by_backend(
+            self.start_step,
+            postgres,
+            Duration::ZERO,
+            Self::START_STEP_SQLITE,
+        )
     }
 
     /// Threads of the probes' own runtime (0: none), given whether the
@@ -287,6 +284,11 @@ impl ProberSettings {
             max_held: self.max_pending(),
         }
     }
+}
+
+/// A setting's value: as set, else its default on the service's backend.
+fn by_backend<T>(set: Option<T>, postgres: bool, on_postgres: T, on_sqlite: T) -> T {
+    set.unwrap_or(if postgres { on_postgres } else { on_sqlite })
 }
 
 /// Wall-clock time as the prober reads it: due times are wall-clock
