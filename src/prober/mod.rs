@@ -227,7 +227,7 @@ impl ProberSettings {
     /// Threads of the probes' own runtime (0: none), given whether the
     /// service runs on Postgres (see [`ProberSettings::threads`]).
     pub fn threads(&self, postgres: bool) -> usize {
-        self.threads.unwrap_or(usize::from(!postgres))
+        by_backend(self.threads, postgres, 0, 1)
     }
 
     /// Most claimed probes unfinished at once (see [`Prober::tick`]): room
