@@ -124,6 +124,8 @@ impl FlushSettings {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FlushReport {
     pub read: usize,
+    /// The buffer may hold more already (the read stopped at a limit).
+    pub more: bool,
     pub inserted: u64,
     pub dropped_deleted_urls: usize,
 }
@@ -189,6 +191,7 @@ impl Flusher {
         let batch = self.buffer.read(self.settings.batch).await?;
         let mut report = FlushReport {
             read: batch.results.len(),
+            more: batch.more,
             ..FlushReport::default()
         };
         let mut notices = Vec::new();
@@ -343,7 +346,7 @@ impl Flusher {
                 () = self.buffer.batch_ready().wait() => {}
             }
             let result = async {
-                while self.flush_once().await?.read >= self.settings.batch {}
+                while self.flush_once().await?.more {}
                 anyhow::Ok(())
             }
             .await;

@@ -48,6 +48,7 @@ impl Buffer for MemoryBuffer {
         Ok(Batch {
             results,
             receipt: Receipt::Front(n),
+            more: n > 0 && n == max,
         })
     }
 

@@ -72,6 +72,8 @@ impl BufferSettings {
 pub struct Batch {
     pub results: Vec<ProbeResult>,
     pub(crate) receipt: Receipt,
+    /// The read stopped at a limit: more may be waiting already.
+    pub more: bool,
 }
 
 #[derive(Debug, Default)]

@@ -1,6 +1,12 @@
 //! The Redis buffer: a stream with a consumer group.
 //!
-//! Probes `XADD` results to `<prefix>:results`. The flush task of each
+//! Probes `XADD` results to `<prefix>:results`, packed: results pushed
+//! while this instance's previous `XADD` is in flight wait for it and then
+//! go together, up to [`PACK`] to one stream entry (a group commit: each
+//! push still returns only once its result is in Redis or kept locally).
+//! Under load one command carries tens of results, so Redis, and this
+//! process's side of the connection, spend per entry what they spent per
+//! result. The flush task of each
 //! instance reads with `XREADGROUP` as its own consumer, stores the batch,
 //! then `XACK`s and `XDEL`s it. Entries read but never acknowledged (the
 //! database was down, or the instance died mid-flush) stay pending: the same
@@ -12,7 +18,14 @@
 //! have reached Redis, so an entry can arrive twice; the store's unique
 //! `(url_id, due_at)` drops the second.
 
-use std::{collections::VecDeque, sync::Mutex, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use fred::{
@@ -24,7 +37,14 @@ use super::{Batch, BatchTrigger, Buffer, Receipt};
 use crate::domain::ProbeResult;
 
 const GROUP: &str = "flushers";
+/// One result (entries written before results were packed; still read).
 const FIELD: &str = "r";
+/// A JSON array of results.
+const PACKED: &str = "b";
+/// How many results `PACKED` holds: counted without decoding.
+const COUNT: &str = "n";
+/// Results in one stream entry at most.
+pub const PACK: usize = 128;
 
 #[derive(Debug)]
 pub struct RedisBuffer {
@@ -36,6 +56,13 @@ pub struct RedisBuffer {
     local_capacity: usize,
     trigger: BatchTrigger,
     command_timeout: Duration,
+    /// Results pushed and waiting for the next `XADD` of this instance.
+    queued: Mutex<Vec<ProbeResult>>,
+    /// Held by the push that writes the queued results.
+    writer: tokio::sync::Mutex<()>,
+    /// Results per stream entry lately, written or read here (at least 1):
+    /// how many entries a read asks for, and the backlog's estimate.
+    per_entry: AtomicUsize,
 }
 
 impl RedisBuffer {
@@ -70,6 +97,9 @@ impl RedisBuffer {
             local_capacity,
             trigger: BatchTrigger::new(batch_size),
             command_timeout,
+            queued: Mutex::new(Vec::new()),
+            writer: tokio::sync::Mutex::new(()),
+            per_entry: AtomicUsize::new(1),
         };
         if let Ok(Ok(())) =
             tokio::time::timeout(Duration::from_secs(5), buffer.client.wait_for_connect()).await
@@ -102,13 +132,68 @@ impl RedisBuffer {
         })
     }
 
-    async fn xadd(&self, result: &ProbeResult) -> anyhow::Result<()> {
-        let json = serde_json::to_string(result)?;
+    /// One stream entry holding `results` (at most [`PACK`]).
+    async fn xadd(&self, results: &[ProbeResult]) -> anyhow::Result<()> {
+        let json = serde_json::to_string(results)?;
         let _: String = self
             .opts()
-            .xadd(&self.key, false, None, "*", vec![(FIELD, json)])
+            .xadd(
+                &self.key,
+                false,
+                None,
+                "*",
+                vec![(COUNT, results.len().to_string()), (PACKED, json)],
+            )
             .await?;
+        self.saw(results.len(), 1);
         Ok(())
+    }
+
+    /// Folds `results` in `entries` into the results-per-entry estimate
+    /// (a moving average, an eighth per observation).
+    fn saw(&self, results: usize, entries: usize) {
+        if entries == 0 {
+            return;
+        }
+        let sample = results.div_ceil(entries);
+        let _ = self
+            .per_entry
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(((old * 7 + sample).div_ceil(8)).max(1))
+            });
+    }
+
+    /// Writes what was queued, [`PACK`] to an entry, the entries pipelined
+    /// on the one connection; what fails is kept locally.
+    async fn write(&self, mut results: Vec<ProbeResult>) {
+        let backed_up = !self.local.lock().expect("local queue poisoned").is_empty();
+        if backed_up {
+            // Keep order simple: while anything waits locally, queue behind it.
+            for r in results {
+                self.keep_locally(r);
+            }
+            self.move_local().await;
+            return;
+        }
+        let mut packs = Vec::with_capacity(results.len().div_ceil(PACK));
+        while results.len() > PACK {
+            let rest = results.split_off(PACK);
+            packs.push(std::mem::replace(&mut results, rest));
+        }
+        packs.push(results);
+        let written = futures_util::future::join_all(packs.iter().map(|p| self.xadd(p))).await;
+        for (pack, outcome) in packs.into_iter().zip(written) {
+            if let Err(e) = outcome {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    results = pack.len(),
+                    "Redis unreachable: keeping the results locally"
+                );
+                for r in pack {
+                    self.keep_locally(r);
+                }
+            }
+        }
     }
 
     fn keep_locally(&self, result: ProbeResult) {
@@ -123,22 +208,65 @@ impl RedisBuffer {
         local.push_back(result);
     }
 
+    /// How many results an entry holds, from its count field alone.
+    fn count_of(fields: &HashMap<String, String>) -> usize {
+        fields
+            .get(COUNT)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+
     fn decode(entries: Vec<XReadValue<String, String, String>>) -> (Vec<ProbeResult>, Vec<String>) {
-        let mut results = Vec::with_capacity(entries.len());
+        let mut results = Vec::with_capacity(entries.iter().map(|(_, f)| Self::count_of(f)).sum());
         let mut ids = Vec::with_capacity(entries.len());
         for (id, fields) in entries {
             // Not ours or corrupt: acknowledged anyway, so it does not block the stream.
-            if let Some(Ok(r)) = fields
-                .get(FIELD)
-                .map(|v| serde_json::from_str::<ProbeResult>(v))
-            {
-                results.push(r);
+            let decoded = if let Some(packed) = fields.get(PACKED) {
+                serde_json::from_str::<Vec<ProbeResult>>(packed).ok()
+            } else {
+                fields
+                    .get(FIELD)
+                    .and_then(|v| serde_json::from_str::<ProbeResult>(v).ok())
+                    .map(|r| vec![r])
+            };
+            if let Some(rs) = decoded {
+                results.extend(rs);
             } else {
                 tracing::error!(%id, "skipping an unreadable stream entry");
             }
             ids.push(id);
         }
         (results, ids)
+    }
+
+    /// Moves locally kept results to the stream, [`PACK`] at a time, until
+    /// one fails. Only with the writer held: one mover at a time.
+    async fn move_local(&self) -> usize {
+        let mut moved = 0;
+        loop {
+            let next: Vec<ProbeResult> = self
+                .local
+                .lock()
+                .expect("local queue poisoned")
+                .iter()
+                .take(PACK)
+                .cloned()
+                .collect();
+            if next.is_empty() || self.xadd(&next).await.is_err() {
+                break;
+            }
+            // Only a push holding the writer or the flush task gets here,
+            // and both only add at the back: the front is still `next`.
+            let mut local = self.local.lock().expect("local queue poisoned");
+            let n = next.len().min(local.len());
+            local.drain(..n);
+            moved += n;
+        }
+        if moved > 0 {
+            tracing::info!(moved, "moved locally kept results to Redis");
+        }
+        moved
     }
 
     async fn read_group(
@@ -170,45 +298,35 @@ impl RedisBuffer {
 #[tonic::async_trait]
 impl Buffer for RedisBuffer {
     async fn push(&self, result: ProbeResult) {
-        let backed_up = !self.local.lock().expect("local queue poisoned").is_empty();
-        if backed_up {
-            // Keep order simple: while anything waits locally, queue behind it.
-            self.keep_locally(result);
-            self.retry_local().await;
-        } else if let Err(e) = self.xadd(&result).await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "Redis unreachable: keeping the result locally"
-            );
-            self.keep_locally(result);
+        self.queued
+            .lock()
+            .expect("push queue poisoned")
+            .push(result);
+        // When this push holds the writer, its result is either still
+        // queued (taken below) or was taken, and written, by a push that
+        // held the writer before.
+        let _writer = self.writer.lock().await;
+        let queued = std::mem::take(&mut *self.queued.lock().expect("push queue poisoned"));
+        if !queued.is_empty() {
+            self.write(queued).await;
         }
         self.trigger.pushed();
     }
 
     async fn retry_local(&self) -> usize {
-        let mut moved = 0;
-        loop {
-            let next = self
-                .local
-                .lock()
-                .expect("local queue poisoned")
-                .front()
-                .cloned();
-            let Some(result) = next else { break };
-            if self.xadd(&result).await.is_err() {
-                break;
-            }
-            self.local.lock().expect("local queue poisoned").pop_front();
-            moved += 1;
-        }
-        if moved > 0 {
-            tracing::info!(moved, "moved locally kept results to Redis");
-        }
-        moved
+        let _writer = self.writer.lock().await;
+        self.move_local().await
     }
 
     async fn read(&self, max: usize) -> anyhow::Result<Batch> {
-        let pending = match self.read_group(max, "0").await {
+        let max = max.max(1);
+        // Entries for `max` results at the recent packing; a stale estimate
+        // (one result each, then a backlog of full entries) reads at most
+        // eight batches' worth.
+        let count = max
+            .div_ceil(self.per_entry.load(Ordering::Relaxed))
+            .min((8 * max).div_ceil(PACK).max(256));
+        let pending = match self.read_group(count, "0").await {
             Ok(p) => p,
             Err(e) if format!("{e:#}").contains("NOGROUP") => {
                 self.ensure_group().await?;
@@ -216,7 +334,7 @@ impl Buffer for RedisBuffer {
             }
             Err(e) => return Err(e),
         };
-        let entries = if pending.is_empty() {
+        let (mut entries, old) = if pending.is_empty() {
             let idle = u64::try_from(self.claim_idle.as_millis()).unwrap_or(u64::MAX);
             let (_, claimed): (String, Vec<XReadValue<String, String, String>>) = self
                 .opts()
@@ -226,26 +344,40 @@ impl Buffer for RedisBuffer {
                     &self.consumer,
                     idle,
                     "0-0",
-                    Some(max as u64),
+                    Some(count as u64),
                     false,
                 )
                 .await?;
             if claimed.is_empty() {
-                self.read_group(max, ">").await?
+                (self.read_group(count, ">").await?, false)
             } else {
                 tracing::info!(
-                    count = claimed.len(),
+                    entries = claimed.len(),
                     "took over results another instance left pending"
                 );
-                claimed
+                (claimed, true)
             }
         } else {
-            pending
+            (pending, true)
         };
+        let counts: Vec<usize> = entries.iter().map(|(_, f)| Self::count_of(f)).collect();
+        self.saw(counts.iter().sum(), counts.len());
+        // Whole entries up to `max` results (at least one); the rest stay
+        // pending to this consumer and come first in the next read.
+        let mut take = 0;
+        let mut results = 0;
+        while take < counts.len() && (take == 0 || results + counts[take] <= max) {
+            results += counts[take];
+            take += 1;
+        }
+        let full = entries.len() >= count || take < entries.len();
+        entries.truncate(take);
         let (results, ids) = Self::decode(entries);
         Ok(Batch {
             results,
             receipt: Receipt::Ids(ids),
+            // Pending or taken-over entries came first: new ones may wait.
+            more: full || old,
         })
     }
 

@@ -3,13 +3,16 @@
 //! middle of that flush, then restarted. Probes made at the target are
 //! counted against rows stored: none lost, none twice.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use monitor::proto::monitor::v1::{self as pb, monitor_service_client::MonitorServiceClient};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
 use crate::{
-    helpers::{Backend, PASSWORD, TestDatabase, authed, count, restartable_port, test_redis_url},
+    helpers::{
+        Backend, PASSWORD, TestDatabase, authed, count, redis_cli, restartable_port,
+        results_in_stream, test_redis_url,
+    },
     scaleout::Instance,
     target::Target,
 };
@@ -128,12 +131,7 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
     // wait unread behind the stalled flush.)
     let stream = format!("{prefix}:results");
     let redis_number = |args: &[&str]| {
-        let out = Command::new("redis-cli")
-            .args(["-u", &redis])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
+        redis_cli(args)
             .lines()
             .next()
             .unwrap_or("0")
@@ -143,7 +141,7 @@ async fn kill_9_during_a_slow_flush_loses_and_duplicates_nothing() {
     };
     let pending = || redis_number(&["XPENDING", &stream, "flushers"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis_number(&["XLEN", &stream]) < 14 || pending() == 0 {
+    while results_in_stream(&stream) < 14 || pending() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the results never reached the stream, or the flush never read them"

@@ -204,6 +204,32 @@ pub fn test_redis_url() -> String {
     std::env::var("MONITOR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// What `redis-cli --raw` prints for `args` against the test Redis.
+pub fn redis_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["--raw", "-u", &test_redis_url()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How many results a Redis results stream holds: each entry's count
+/// field, or 1 for an entry of one result.
+pub fn results_in_stream(stream: &str) -> u64 {
+    let listed = redis_cli(&["XRANGE", stream, "-", "+"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| match *line {
+            "n" => lines.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(0),
+            "r" => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Points settings at the test Redis under a prefix no other test uses.
 pub fn use_redis(s: &mut Settings) {
     s.redis_url = Some(test_redis_url());

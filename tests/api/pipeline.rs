@@ -11,7 +11,9 @@ use monitor::{
 };
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder, Set};
 
-use crate::helpers::{Backend, TestApp, count, spawn_app, test_redis_url};
+use crate::helpers::{
+    Backend, TestApp, count, redis_cli, results_in_stream, spawn_app, test_redis_url,
+};
 
 fn result(url_id: i64, due_ms: i64) -> ProbeResult {
     ProbeResult {
@@ -606,4 +608,73 @@ async fn an_unacknowledged_redis_batch_is_delivered_again() {
     again.ack(batch).await.unwrap();
     assert_eq!(again.backlog().await.unwrap(), 0);
     assert!(again.read(10).await.unwrap().results.is_empty());
+}
+
+/// Results pushed together go to Redis packed, many to a stream entry. A
+/// read takes whole entries up to its batch size and leaves the rest
+/// pending for the next read; every result comes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redis_pushes_are_packed_and_each_read_once() {
+    let prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+    let stream = format!("{prefix}:results");
+    let buffer = Arc::new(
+        RedisBuffer::connect(&test_redis_url(), &prefix, "instance-a".into(), 10, 100_000)
+            .await
+            .unwrap(),
+    );
+    let n: i64 = 3_000;
+    let pushes: Vec<_> = (0..n)
+        .map(|i| {
+            let buffer = buffer.clone();
+            tokio::spawn(async move { buffer.push(result(1, i)).await })
+        })
+        .collect();
+    for p in pushes {
+        p.await.unwrap();
+    }
+    let entries: i64 = redis_cli(&["XLEN", &stream]).trim().parse().unwrap();
+    assert!(
+        entries * 10 <= n,
+        "{n} concurrent pushes made {entries} stream entries: not packed"
+    );
+    assert_eq!(results_in_stream(&stream), 3_000);
+
+    let mut seen = Vec::new();
+    let mut reads = 0;
+    loop {
+        let batch = buffer.read(300).await.unwrap();
+        if batch.results.is_empty() {
+            assert!(!batch.more);
+            break;
+        }
+        // Whole entries of up to 128 results: 300 holds two full ones.
+        assert!(batch.results.len() <= 300, "{}", batch.results.len());
+        seen.extend(batch.results.iter().map(|r| r.due_ms));
+        buffer.ack(batch).await.unwrap();
+        reads += 1;
+        assert!(reads < 100, "reads never end");
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..n).collect::<Vec<_>>(), "each result once");
+    assert_eq!(redis_cli(&["XLEN", &stream]).trim(), "0");
+    assert_eq!(buffer.backlog().await.unwrap(), 0);
+}
+
+/// An entry of one result, as written before results were packed (an
+/// older instance during an upgrade), is read beside packed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_entry_of_one_result_from_an_older_writer_is_still_read() {
+    let prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+    let stream = format!("{prefix}:results");
+    let buffer = RedisBuffer::connect(&test_redis_url(), &prefix, "instance-a".into(), 10, 100)
+        .await
+        .unwrap();
+    let old = serde_json::to_string(&result(1, 7)).unwrap();
+    redis_cli(&["XADD", &stream, "*", "r", &old]);
+    buffer.push(result(1, 8)).await;
+    let batch = buffer.read(10).await.unwrap();
+    let dues: Vec<i64> = batch.results.iter().map(|r| r.due_ms).collect();
+    assert_eq!(dues, vec![7, 8]);
+    buffer.ack(batch).await.unwrap();
+    assert!(buffer.read(10).await.unwrap().results.is_empty());
 }
