@@ -183,7 +183,7 @@ impl Metrics {
         );
         r.register(
             "monitor_buffer_backlog",
-            "Probe results waiting to be flushed (in Redis or in process)",
+            "Probe results waiting to be flushed (in process; in Redis, its entries times the results per entry lately)",
             m.buffer_backlog.clone(),
         );
         r.register(

@@ -98,7 +98,8 @@ pub trait Buffer: Send + Sync + fmt::Debug {
     /// Removes a batch that has been stored.
     async fn ack(&self, batch: Batch) -> anyhow::Result<()>;
 
-    /// Results waiting to be flushed.
+    /// Results waiting to be flushed (Redis: an estimate, its stream's
+    /// entries times the results per entry this instance saw lately).
     async fn backlog(&self) -> anyhow::Result<u64>;
 
     /// Moves results kept locally during an outage to the shared buffer.

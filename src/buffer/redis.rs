@@ -392,8 +392,10 @@ impl Buffer for RedisBuffer {
     }
 
     async fn backlog(&self) -> anyhow::Result<u64> {
-        let len: u64 = self.opts().xlen(&self.key).await?;
-        Ok(len + self.local.lock().expect("local queue poisoned").len() as u64)
+        let entries: u64 = self.opts().xlen(&self.key).await?;
+        let per_entry = self.per_entry.load(Ordering::Relaxed) as u64;
+        let local = self.local.lock().expect("local queue poisoned").len() as u64;
+        Ok(entries.saturating_mul(per_entry) + local)
     }
 
     fn batch_ready(&self) -> &BatchTrigger {
