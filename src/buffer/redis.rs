@@ -44,7 +44,7 @@ const PACKED: &str = "b";
 /// How many results `PACKED` holds: counted without decoding.
 const COUNT: &str = "n";
 /// Results in one stream entry at most.
-pub const PACK: usize = 128;
+const PACK: usize = 128;
 
 #[derive(Debug)]
 pub struct RedisBuffer {
@@ -165,7 +165,7 @@ impl RedisBuffer {
 
     /// Writes what was queued, [`PACK`] to an entry, the entries pipelined
     /// on the one connection; what fails is kept locally.
-    async fn write(&self, mut results: Vec<ProbeResult>) {
+    async fn write(&self, results: Vec<ProbeResult>) {
         let backed_up = !self.local.lock().expect("local queue poisoned").is_empty();
         if backed_up {
             // Keep order simple: while anything waits locally, queue behind it.
@@ -175,12 +175,7 @@ impl RedisBuffer {
             self.move_local().await;
             return;
         }
-        let mut packs = Vec::with_capacity(results.len().div_ceil(PACK));
-        while results.len() > PACK {
-            let rest = results.split_off(PACK);
-            packs.push(std::mem::replace(&mut results, rest));
-        }
-        packs.push(results);
+        let packs: Vec<&[ProbeResult]> = results.chunks(PACK).collect();
         let written = futures_util::future::join_all(packs.iter().map(|p| self.xadd(p))).await;
         for (pack, outcome) in packs.into_iter().zip(written) {
             if let Err(e) = outcome {
@@ -190,7 +185,7 @@ impl RedisBuffer {
                     "Redis unreachable: keeping the results locally"
                 );
                 for r in pack {
-                    self.keep_locally(r);
+                    self.keep_locally(r.clone());
                 }
             }
         }
@@ -217,8 +212,13 @@ impl RedisBuffer {
             .max(1)
     }
 
-    fn decode(entries: Vec<XReadValue<String, String, String>>) -> (Vec<ProbeResult>, Vec<String>) {
-        let mut results = Vec::with_capacity(entries.iter().map(|(_, f)| Self::count_of(f)).sum());
+    /// The results of `entries` (`holding` of them, by their counts) and
+    /// the entries' ids.
+    fn decode(
+        entries: Vec<XReadValue<String, String, String>>,
+        holding: usize,
+    ) -> (Vec<ProbeResult>, Vec<String>) {
+        let mut results = Vec::with_capacity(holding);
         let mut ids = Vec::with_capacity(entries.len());
         for (id, fields) in entries {
             // Not ours or corrupt: acknowledged anyway, so it does not block the stream.
@@ -256,8 +256,8 @@ impl RedisBuffer {
             if next.is_empty() || self.xadd(&next).await.is_err() {
                 break;
             }
-            // Only a push holding the writer or the flush task gets here,
-            // and both only add at the back: the front is still `next`.
+            // Only the writer's holder moves from the front; others only
+            // add at the back: the front is still `next`.
             let mut local = self.local.lock().expect("local queue poisoned");
             let n = next.len().min(local.len());
             local.drain(..n);
@@ -372,7 +372,7 @@ impl Buffer for RedisBuffer {
         }
         let full = entries.len() >= count || take < entries.len();
         entries.truncate(take);
-        let (results, ids) = Self::decode(entries);
+        let (results, ids) = Self::decode(entries, results);
         Ok(Batch {
             results,
             receipt: Receipt::Ids(ids),
