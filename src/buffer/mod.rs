@@ -7,6 +7,7 @@
 //! implementations: Redis (shared by all instances, survives restarts) and
 //! in-process (the embedded default).
 
+pub mod group;
 pub mod memory;
 pub mod redis;
 

@@ -20,10 +20,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Mutex,
     time::Duration,
 };
 
@@ -33,7 +30,10 @@ use fred::{
     types::streams::{XReadResponse, XReadValue},
 };
 
-use super::{Batch, BatchTrigger, Buffer, Receipt};
+use super::{
+    Batch, BatchTrigger, Buffer, Receipt,
+    group::{GroupCommit, PerEntry},
+};
 use crate::domain::ProbeResult;
 
 const GROUP: &str = "flushers";
@@ -57,12 +57,10 @@ pub struct RedisBuffer {
     trigger: BatchTrigger,
     command_timeout: Duration,
     /// Results pushed and waiting for the next `XADD` of this instance.
-    queued: Mutex<Vec<ProbeResult>>,
-    /// Held by the push that writes the queued results.
-    writer: tokio::sync::Mutex<()>,
-    /// Results per stream entry lately, written or read here (at least 1):
-    /// how many entries a read asks for, and the backlog's estimate.
-    per_entry: AtomicUsize,
+    pushes: GroupCommit<ProbeResult>,
+    /// Results per stream entry lately, written or read here: how many
+    /// entries a read asks for, and the backlog's estimate.
+    per_entry: PerEntry,
 }
 
 impl RedisBuffer {
@@ -97,9 +95,8 @@ impl RedisBuffer {
             local_capacity,
             trigger: BatchTrigger::new(batch_size),
             command_timeout,
-            queued: Mutex::new(Vec::new()),
-            writer: tokio::sync::Mutex::new(()),
-            per_entry: AtomicUsize::new(1),
+            pushes: GroupCommit::default(),
+            per_entry: PerEntry::default(),
         };
         if let Ok(Ok(())) =
             tokio::time::timeout(Duration::from_secs(5), buffer.client.wait_for_connect()).await
@@ -145,22 +142,8 @@ impl RedisBuffer {
                 vec![(COUNT, results.len().to_string()), (PACKED, json)],
             )
             .await?;
-        self.saw(results.len(), 1);
+        self.per_entry.saw(results.len(), 1);
         Ok(())
-    }
-
-    /// Folds `results` in `entries` into the results-per-entry estimate
-    /// (a moving average, an eighth per observation).
-    fn saw(&self, results: usize, entries: usize) {
-        if entries == 0 {
-            return;
-        }
-        let sample = results.div_ceil(entries);
-        let _ = self
-            .per_entry
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                Some(((old * 7 + sample).div_ceil(8)).max(1))
-            });
     }
 
     /// Writes what was queued, [`PACK`] to an entry, the entries pipelined
@@ -298,23 +281,14 @@ impl RedisBuffer {
 #[tonic::async_trait]
 impl Buffer for RedisBuffer {
     async fn push(&self, result: ProbeResult) {
-        self.queued
-            .lock()
-            .expect("push queue poisoned")
-            .push(result);
-        // When this push holds the writer, its result is either still
-        // queued (taken below) or was taken, and written, by a push that
-        // held the writer before.
-        let _writer = self.writer.lock().await;
-        let queued = std::mem::take(&mut *self.queued.lock().expect("push queue poisoned"));
-        if !queued.is_empty() {
-            self.write(queued).await;
-        }
+        self.pushes
+            .submit([result], |queued| self.write(queued))
+            .await;
         self.trigger.pushed();
     }
 
     async fn retry_local(&self) -> usize {
-        let _writer = self.writer.lock().await;
+        let _writer = self.pushes.exclusive().await;
         self.move_local().await
     }
 
@@ -324,7 +298,7 @@ impl Buffer for RedisBuffer {
         // (one result each, then a backlog of full entries) reads at most
         // eight batches' worth.
         let count = max
-            .div_ceil(self.per_entry.load(Ordering::Relaxed))
+            .div_ceil(self.per_entry.get())
             .min((8 * max).div_ceil(PACK).max(256));
         let pending = match self.read_group(count, "0").await {
             Ok(p) => p,
@@ -361,7 +335,7 @@ impl Buffer for RedisBuffer {
             (pending, true)
         };
         let counts: Vec<usize> = entries.iter().map(|(_, f)| Self::count_of(f)).collect();
-        self.saw(counts.iter().sum(), counts.len());
+        self.per_entry.saw(counts.iter().sum(), counts.len());
         // Whole entries up to `max` results (at least one); the rest stay
         // pending to this consumer and come first in the next read.
         let mut take = 0;
@@ -393,7 +367,7 @@ impl Buffer for RedisBuffer {
 
     async fn backlog(&self) -> anyhow::Result<u64> {
         let entries: u64 = self.opts().xlen(&self.key).await?;
-        let per_entry = self.per_entry.load(Ordering::Relaxed) as u64;
+        let per_entry = self.per_entry.get() as u64;
         let local = self.local.lock().expect("local queue poisoned").len() as u64;
         Ok(entries.saturating_mul(per_entry) + local)
     }
