@@ -260,15 +260,15 @@ impl Publisher {
     pub async fn publish(&self, event: LiveEvent) {
         match self {
             Self::Local(hub) => hub.publish(event),
-            Self::Shared(feed) => feed.publish(&event).await,
+            Self::Shared(feed) => feed.publish(event).await,
         }
     }
 
-    /// Publishes `events` in order; to Redis in one round trip.
+    /// Publishes `events` in order; to Redis packed, as [`redis::RedisFeed::publish`].
     pub async fn publish_all(&self, events: Vec<LiveEvent>) {
         match self {
             Self::Local(hub) => events.into_iter().for_each(|e| hub.publish(e)),
-            Self::Shared(feed) => feed.publish_all(&events).await,
+            Self::Shared(feed) => feed.publish_all(events).await,
         }
     }
 }
@@ -282,10 +282,10 @@ impl LiveBuffer {
 #[tonic::async_trait]
 impl Buffer for LiveBuffer {
     async fn push(&self, result: ProbeResult) {
-        self.publish
-            .publish(LiveEvent::Status(Arc::new(result.clone())))
-            .await;
-        self.inner.push(result).await;
+        // Two round trips to Redis (the live stream and the buffer) at once:
+        // the one that fails does not hold up the other.
+        let event = LiveEvent::Status(Arc::new(result.clone()));
+        tokio::join!(self.publish.publish(event), self.inner.push(result));
     }
 
     async fn read(&self, max: usize) -> anyhow::Result<Batch> {

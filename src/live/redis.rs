@@ -22,18 +22,37 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Hub, Key, LiveEvent};
 use crate::{
+    buffer::group::{GroupCommit, PerEntry},
     domain::{ProbeResult, notification::LiveNotice},
     telemetry::OutageLog,
 };
 
-/// The field of a result (a `ProbeResult`, JSON).
+/// The field of a result (a `ProbeResult`, JSON): entries of one event,
+/// written before events were packed; still read.
 const FIELD: &str = "r";
 
-/// The field of a notice (a `LiveNotice`, JSON).
+/// The field of a notice (a `LiveNotice`, JSON), as `FIELD`.
 const NOTICE: &str = "n";
+
+/// A JSON array of events, each `{"r": result}` or `{"n": notice}`.
+const PACKED: &str = "b";
+
+/// How many events `PACKED` holds: counted without decoding.
+const COUNT: &str = "c";
+
+/// Events in one entry at most.
+const PACK: usize = 128;
+
+/// An event's key is its entry's id with the sequence part times `STRIDE`
+/// plus the event's place in the entry: entry `1764180000000-2`'s third
+/// event is `1764180000000-2002`. Above `PACK`, so keys never collide.
+const STRIDE: u64 = 1000;
 
 /// Most entries one read takes.
 const READ_AT_ONCE: u64 = 500;
+
+/// Entries per page of the start-up fill.
+const FILL_PAGE: u64 = 256;
 
 /// How long one `XREAD` waits for new entries.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -48,6 +67,37 @@ pub struct RedisFeed {
     key: String,
     retained: usize,
     block: Duration,
+    /// Events published and waiting for this instance's next `XADD`.
+    pending: GroupCommit<LiveEvent>,
+    /// Events per entry lately: the stream is capped near `retained`
+    /// events, so near `retained / per_entry` entries.
+    per_entry: PerEntry,
+}
+
+/// An event as an entry's array holds it.
+#[derive(serde::Serialize)]
+enum Packed<'a> {
+    #[serde(rename = "r")]
+    Status(&'a ProbeResult),
+    #[serde(rename = "n")]
+    Notice(&'a LiveNotice),
+}
+
+#[derive(serde::Deserialize)]
+enum Unpacked {
+    #[serde(rename = "r")]
+    Status(ProbeResult),
+    #[serde(rename = "n")]
+    Notice(LiveNotice),
+}
+
+impl From<Unpacked> for LiveEvent {
+    fn from(event: Unpacked) -> Self {
+        match event {
+            Unpacked::Status(r) => Self::Status(Arc::new(r)),
+            Unpacked::Notice(n) => Self::Notice(Arc::new(n)),
+        }
+    }
 }
 
 type Entry = (String, HashMap<String, String>);
@@ -77,6 +127,8 @@ impl RedisFeed {
             key: format!("{prefix}:events"),
             retained,
             block: BLOCK,
+            pending: GroupCommit::default(),
+            per_entry: PerEntry::default(),
         })
     }
 
@@ -88,92 +140,132 @@ impl RedisFeed {
         self
     }
 
-    fn encode(event: &LiveEvent) -> Option<(&'static str, String)> {
-        match event {
-            LiveEvent::Status(result) => serde_json::to_string(&**result).map(|j| (FIELD, j)),
-            LiveEvent::Notice(notice) => serde_json::to_string(&**notice).map(|j| (NOTICE, j)),
-        }
-        .ok()
-    }
-
+    /// `MAXLEN ~` for about `retained` events at the recent packing.
     fn cap(&self) -> (&'static str, &'static str, i64) {
-        (
-            "MAXLEN",
-            "~",
-            i64::try_from(self.retained).unwrap_or(i64::MAX),
-        )
+        let entries = self.retained.div_ceil(self.per_entry.get());
+        ("MAXLEN", "~", i64::try_from(entries).unwrap_or(i64::MAX))
     }
 
-    /// Adds a result to the stream; a failure is logged and the event lost
-    /// (the result itself is kept by the buffer).
-    pub async fn publish(&self, event: &LiveEvent) {
-        let Some((field, json)) = Self::encode(event) else {
-            return;
-        };
-        let added: Result<String, Error> = self
-            .client
-            .xadd(&self.key, false, self.cap(), "*", vec![(field, json)])
-            .await;
-        if let Err(e) = added {
-            tracing::debug!(error = %e, "live event not published");
-        }
+    /// Adds an event to the stream. Events published while this instance's
+    /// previous `XADD` is in flight wait for it and go together, up to
+    /// [`PACK`] to an entry. A failure is logged and the events lost (a
+    /// result itself is kept by the buffer).
+    pub async fn publish(&self, event: LiveEvent) {
+        self.publish_all(vec![event]).await;
     }
 
-    /// Adds events to the stream in order, in one round trip (a pipeline);
-    /// a failure is logged and those events lost, as in [`Self::publish`].
-    pub async fn publish_all(&self, events: &[LiveEvent]) {
+    /// Adds events to the stream in order, as [`Self::publish`].
+    pub async fn publish_all(&self, events: Vec<LiveEvent>) {
         if events.is_empty() {
             return;
         }
-        let pipeline = self.client.pipeline();
-        for (field, json) in events.iter().filter_map(Self::encode) {
-            // Queued, not sent: the pipeline sends them all at once below.
-            let queued: Result<(), Error> = pipeline
-                .xadd(&self.key, false, self.cap(), "*", vec![(field, json)])
-                .await;
-            if let Err(e) = queued {
-                tracing::debug!(error = %e, "live event not published");
-            }
-        }
-        let added: Vec<Result<Value, Error>> = pipeline.try_all().await;
+        self.pending.submit(events, |all| self.write(all)).await;
+    }
+
+    /// One entry per [`PACK`] events, the entries pipelined on the one
+    /// connection.
+    async fn write(&self, events: Vec<LiveEvent>) {
+        let added =
+            futures_util::future::join_all(events.chunks(PACK).map(|pack| self.xadd(pack))).await;
         if let Some(Err(e)) = added.iter().find(|r| r.is_err()) {
             tracing::debug!(error = %e, "live events not published");
         }
     }
 
+    async fn xadd(&self, events: &[LiveEvent]) -> anyhow::Result<()> {
+        let packed: Vec<Packed<'_>> = events
+            .iter()
+            .map(|e| match e {
+                LiveEvent::Status(r) => Packed::Status(r),
+                LiveEvent::Notice(n) => Packed::Notice(n),
+            })
+            .collect();
+        let json = serde_json::to_string(&packed)?;
+        let _: String = self
+            .client
+            .xadd(
+                &self.key,
+                false,
+                self.cap(),
+                "*",
+                vec![(COUNT, events.len().to_string()), (PACKED, json)],
+            )
+            .await?;
+        self.per_entry.saw(events.len(), 1);
+        Ok(())
+    }
+
+    /// The events of one entry, oldest first (an unreadable one: none).
+    fn events_of(fields: &HashMap<String, String>) -> Vec<LiveEvent> {
+        if let Some(json) = fields.get(PACKED) {
+            return serde_json::from_str::<Vec<Unpacked>>(json)
+                .map(|events| events.into_iter().map(LiveEvent::from).collect())
+                .unwrap_or_default();
+        }
+        let event = if let Some(json) = fields.get(FIELD) {
+            serde_json::from_str::<ProbeResult>(json)
+                .ok()
+                .map(|r| LiveEvent::Status(Arc::new(r)))
+        } else {
+            fields
+                .get(NOTICE)
+                .and_then(|json| serde_json::from_str::<LiveNotice>(json).ok())
+                .map(|n| LiveEvent::Notice(Arc::new(n)))
+        };
+        event.into_iter().collect()
+    }
+
+    /// Puts the entries' events in the ring under their keys (see
+    /// [`STRIDE`]); returns the last entry's id, where a read goes on.
     fn decode(hub: &Hub, entries: Vec<Entry>) -> Option<Key> {
         let mut last = None;
         for (id, fields) in entries {
-            let Some(key) = Key::parse_redis_id(&id) else {
+            let Some(entry) = Key::parse_redis_id(&id) else {
                 continue;
             };
-            last = Some(key);
-            let event = if let Some(json) = fields.get(FIELD) {
-                serde_json::from_str::<ProbeResult>(json)
-                    .ok()
-                    .map(|r| LiveEvent::Status(Arc::new(r)))
-            } else {
-                fields
-                    .get(NOTICE)
-                    .and_then(|json| serde_json::from_str::<LiveNotice>(json).ok())
-                    .map(|n| LiveEvent::Notice(Arc::new(n)))
-            };
-            if let Some(event) = event {
-                hub.publish_at(key, event);
+            last = Some(entry);
+            let first = entry.1.saturating_mul(STRIDE);
+            for (place, event) in (0..STRIDE).zip(Self::events_of(&fields)) {
+                hub.publish_at(Key(entry.0, first + place), event);
             }
         }
         last
     }
 
-    /// Fills the ring with the newest entries; returns where to read on.
+    /// How many events an entry holds, from its count field alone.
+    fn count_of(fields: &HashMap<String, String>) -> usize {
+        fields.get(COUNT).and_then(|n| n.parse().ok()).unwrap_or(1)
+    }
+
+    /// Fills the ring with the newest `retained` events or so; returns the
+    /// entry id where to read on.
     async fn fill(&self, hub: &Hub) -> anyhow::Result<Key> {
-        let mut newest: Vec<Entry> = self
-            .client
-            .xrevrange_values(&self.key, "+", "-", Some(self.retained as u64))
-            .await?;
+        let mut newest: Vec<Entry> = Vec::new();
+        let mut events = 0;
+        let mut end = "+".to_owned();
+        while events < self.retained {
+            let page: Vec<Entry> = self
+                .client
+                .xrevrange_values(&self.key, &end, "-", Some(FILL_PAGE))
+                .await?;
+            let Some((oldest, _)) = page.last() else {
+                break;
+            };
+            // Exclusive: the next page ends before this one's oldest.
+            end = format!("({oldest}");
+            events += page.iter().map(|(_, f)| Self::count_of(f)).sum::<usize>();
+            let full = page.len() as u64 == FILL_PAGE;
+            newest.extend(page);
+            if !full {
+                break;
+            }
+        }
         newest.reverse();
-        let first = newest.first().and_then(|(id, _)| Key::parse_redis_id(id));
-        // Everything before the first entry kept is not kept here.
+        let first = newest
+            .first()
+            .and_then(|(id, _)| Key::parse_redis_id(id))
+            .map(|k| Key(k.0, k.1.saturating_mul(STRIDE)));
+        // Everything before the first event kept is not kept here.
         let floor = first.map_or(Key(now_ms(), 0), |k| {
             if k.1 > 0 {
                 Key(k.0, k.1 - 1)
@@ -182,7 +274,7 @@ impl RedisFeed {
             }
         });
         hub.start_after(floor);
-        Ok(Self::decode(hub, newest).unwrap_or(floor))
+        Ok(Self::decode(hub, newest).unwrap_or(Key(floor.0, 0)))
     }
 
     /// Reads the stream into `hub` until `shutdown`.

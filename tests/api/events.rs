@@ -497,7 +497,7 @@ async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
     for n in 1..=3 {
         // Time for the reader to be blocked again (it is, in a few ms).
         tokio::time::sleep(Duration::from_millis(300)).await;
-        tokio::time::timeout(Duration::from_secs(20), feed.publish(&status(n)))
+        tokio::time::timeout(Duration::from_secs(20), feed.publish(status(n)))
             .await
             .expect("published without waiting for the blocking read");
         // The entry wakes the reader: it reaches the ring.
@@ -516,7 +516,7 @@ async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
     }
     // A batch of notices in one pipeline, in order.
     let events: Vec<LiveEvent> = (10..20).map(status).collect();
-    tokio::time::timeout(Duration::from_secs(20), feed.publish_all(&events))
+    tokio::time::timeout(Duration::from_secs(20), feed.publish_all(events))
         .await
         .expect("published without waiting for the blocking read");
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -538,6 +538,115 @@ async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
     .expect("the reader took the batch");
     shutdown.cancel();
     reading.await.unwrap();
+}
+
+/// Events published at once go packed, many to a stream entry, and keep
+/// everything the one-event entries had: each event has a key of its own
+/// (a token pointing inside an entry resumes after exactly that event), an
+/// instance starting later fills its ring with every event in order, the
+/// old one-event entries among them, and reads on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_events_have_keys_of_their_own_and_fill_a_later_instance() {
+    use std::sync::Arc;
+
+    use monitor::live::{Hub, Key, LiveEvent, redis::RedisFeed};
+    use tokio_util::sync::CancellationToken;
+
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
+    let stream = format!("{prefix}:events");
+    let redis = crate::helpers::test_redis_url();
+    let result = |url_id| {
+        ProbeResult::new(
+            url_id,
+            Utc::now(),
+            Utc::now(),
+            200,
+            Duration::from_millis(5),
+            None,
+        )
+    };
+    // An entry an older instance wrote: one result, field `r`.
+    let old = serde_json::to_string(&result(1)).unwrap();
+    crate::helpers::redis_cli(&["XADD", &stream, "*", "r", &old]);
+    let a = Arc::new(RedisFeed::connect(&redis, &prefix, 10_000).unwrap());
+    let publishing: Vec<_> = (2..3_002)
+        .map(|n| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.publish(LiveEvent::Status(Arc::new(result(n)))).await;
+            })
+        })
+        .collect();
+    for p in publishing {
+        p.await.unwrap();
+    }
+    let entries: u64 = crate::helpers::redis_cli(&["XLEN", &stream])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(entries <= 301, "3,000 events in {entries} entries");
+
+    // A later instance: its ring holds all 3,001 events, each once.
+    let hub = Arc::new(Hub::shared(10_000));
+    let b = Arc::new(RedisFeed::connect(&redis, &prefix, 10_000).unwrap());
+    let shutdown = CancellationToken::new();
+    let reading = tokio::spawn(b.clone().run(hub.clone(), shutdown.clone()));
+    let mut seen = hub.subscribe();
+    let all = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let all = hub.after(Key::default(), 100_000).unwrap();
+            if all.len() >= 3_001 {
+                return all;
+            }
+            seen.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the ring filled");
+    assert_eq!(all.len(), 3_001);
+    assert_eq!(all[0].1.url_id(), 1, "the old entry first");
+    let mut ids: Vec<i64> = all.iter().map(|(_, e)| e.url_id()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..3_002).collect::<Vec<_>>());
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "keys increase");
+
+    // A token inside an entry: the events after it, none before, none twice.
+    let (place, (inside, _)) = all
+        .iter()
+        .enumerate()
+        .find(|(_, (k, _))| k.1 % 1000 > 0)
+        .expect("some entry holds more than one event");
+    let token = hub.token(*inside);
+    let resumed = hub.after(hub.resume(&token).unwrap(), 100_000).unwrap();
+    assert_eq!(resumed.len(), all.len() - place - 1);
+    assert_eq!(resumed[0].0, all[place + 1].0);
+
+    // Published after the fill: read on, after the last one.
+    a.publish_all(
+        (5_000..5_010)
+            .map(|n| LiveEvent::Status(Arc::new(result(n))))
+            .collect(),
+    )
+    .await;
+    let more = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let more = hub.after(all[all.len() - 1].0, 100).unwrap();
+            if more.len() >= 10 {
+                return more;
+            }
+            seen.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the reader took the new entry");
+    let more: Vec<i64> = more.iter().map(|(_, e)| e.url_id()).collect();
+    assert_eq!(more, (5_000..5_010).collect::<Vec<_>>());
+    shutdown.cancel();
+    reading.await.unwrap();
+    crate::helpers::redis_cli(&["DEL", &stream]);
 }
 
 /// A shutdown ends open streams (they do not hold the drain), and the
