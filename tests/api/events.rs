@@ -72,6 +72,18 @@ async fn push(app: &TestApp, url_id: i64, n: i64) {
         .await;
 }
 
+/// A result of `url_id`, 200 in 5 ms, due and started now.
+fn ok_now(url_id: i64) -> ProbeResult {
+    ProbeResult::new(
+        url_id,
+        Utc::now(),
+        Utc::now(),
+        200,
+        Duration::from_millis(5),
+        None,
+    )
+}
+
 fn due_seconds(status: &pb::Status) -> i64 {
     status.due_at.unwrap().seconds - 1_800_000_000
 }
@@ -480,16 +492,7 @@ async fn publishing_does_not_wait_for_the_feeds_blocking_read() {
             .unwrap()
             .block_for(Duration::from_secs(60)),
     );
-    let status = |url_id| {
-        LiveEvent::Status(Arc::new(ProbeResult::new(
-            url_id,
-            Utc::now(),
-            Utc::now(),
-            200,
-            Duration::from_millis(5),
-            None,
-        )))
-    };
+    let status = |url_id| LiveEvent::Status(Arc::new(ok_now(url_id)));
     let hub = Arc::new(Hub::shared(100));
     let mut seen = hub.subscribe();
     let shutdown = CancellationToken::new();
@@ -558,25 +561,15 @@ async fn packed_events_have_keys_of_their_own_and_fill_a_later_instance() {
     let prefix = format!("monitor-test-{}", uuid::Uuid::new_v4().simple());
     let stream = format!("{prefix}:events");
     let redis = crate::helpers::test_redis_url();
-    let result = |url_id| {
-        ProbeResult::new(
-            url_id,
-            Utc::now(),
-            Utc::now(),
-            200,
-            Duration::from_millis(5),
-            None,
-        )
-    };
     // An entry an older instance wrote: one result, field `r`.
-    let old = serde_json::to_string(&result(1)).unwrap();
+    let old = serde_json::to_string(&ok_now(1)).unwrap();
     crate::helpers::redis_cli(&["XADD", &stream, "*", "r", &old]);
     let a = Arc::new(RedisFeed::connect(&redis, &prefix, 10_000).unwrap());
     let publishing: Vec<_> = (2..3_002)
         .map(|n| {
             let a = a.clone();
             tokio::spawn(async move {
-                a.publish(LiveEvent::Status(Arc::new(result(n)))).await;
+                a.publish(LiveEvent::Status(Arc::new(ok_now(n)))).await;
             })
         })
         .collect();
@@ -627,7 +620,7 @@ async fn packed_events_have_keys_of_their_own_and_fill_a_later_instance() {
     // Published after the fill: read on, after the last one.
     a.publish_all(
         (5_000..5_010)
-            .map(|n| LiveEvent::Status(Arc::new(result(n))))
+            .map(|n| LiveEvent::Status(Arc::new(ok_now(n))))
             .collect(),
     )
     .await;
