@@ -1,18 +1,20 @@
 //! Live events shared by every instance through Redis: a stream
-//! `<prefix>:events`, capped near `retained` entries (`MAXLEN ~`), apart
+//! `<prefix>:events`, capped near `retained` events (`MAXLEN ~`), apart
 //! from the results stream (whose entries go once they are stored).
 //!
-//! Every instance `XADD`s the results its prober makes, and reads the
-//! stream into its own ring ([`Hub::shared`]) with `XREAD BLOCK`: all rings
-//! hold the same events under the same ids, so a resume token (a Redis
-//! entry id) is good on any instance. The blocking read has a connection of
+//! Every instance `XADD`s the results its prober makes, packed up to
+//! [`PACK`] to an entry, and reads the stream into its own ring
+//! ([`Hub::shared`]) with `XREAD BLOCK`: all rings hold the same events
+//! under the same keys (entry id and place, see [`STRIDE`]), so a resume
+//! token is good on any instance. The blocking read has a connection of
 //! its own: fred holds every other command of a client while one of its
 //! blocking commands is in flight, so on a shared connection each publish
 //! waited for the read to end (up to its second), and a flush publishing a
 //! batch's notices one after another stalled for minutes. At start-up an
-//! instance fills its ring with the newest `retained` entries. While Redis is unreachable,
-//! nothing is published or read (the results themselves wait in the
-//! buffer's local queue); events of that time are not streamed.
+//! instance fills its ring with about the newest `retained` events. While
+//! Redis is unreachable, nothing is published or read (the results
+//! themselves wait in the buffer's local queue); events of that time are
+//! not streamed.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
