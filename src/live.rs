@@ -282,8 +282,8 @@ impl LiveBuffer {
 #[tonic::async_trait]
 impl Buffer for LiveBuffer {
     async fn push(&self, result: ProbeResult) {
-        // Two round trips to Redis (the live stream and the buffer) at once:
-        // the one that fails does not hold up the other.
+        // With Redis, two round trips (the live stream's and the buffer's)
+        // at once: the one that fails does not hold up the other.
         let event = LiveEvent::Status(Arc::new(result.clone()));
         tokio::join!(self.publish.publish(event), self.inner.push(result));
     }

@@ -6,12 +6,28 @@
 //! items as arrived during the last one.
 
 use std::{
+    collections::HashMap,
     future::Future,
+    hash::BuildHasher,
     sync::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
     },
 };
+
+/// Items in one Redis stream entry at most (the results buffer's and the
+/// live stream's).
+pub const PACK: usize = 128;
+
+/// How many items an entry holds, from its count `field` alone (an entry
+/// without one holds one item).
+pub fn count_of<S: BuildHasher>(fields: &HashMap<String, String, S>, field: &str) -> usize {
+    fields
+        .get(field)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
 
 #[derive(Debug)]
 pub struct GroupCommit<T> {

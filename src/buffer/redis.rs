@@ -18,11 +18,7 @@
 //! have reached Redis, so an entry can arrive twice; the store's unique
 //! `(url_id, due_at)` drops the second.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::VecDeque, sync::Mutex, time::Duration};
 
 use anyhow::Context;
 use fred::{
@@ -32,7 +28,7 @@ use fred::{
 
 use super::{
     Batch, BatchTrigger, Buffer, Receipt,
-    group::{GroupCommit, PerEntry},
+    group::{GroupCommit, PACK, PerEntry, count_of},
 };
 use crate::domain::ProbeResult;
 
@@ -43,8 +39,6 @@ const FIELD: &str = "r";
 const PACKED: &str = "b";
 /// How many results `PACKED` holds: counted without decoding.
 const COUNT: &str = "n";
-/// Results in one stream entry at most.
-const PACK: usize = 128;
 
 #[derive(Debug)]
 pub struct RedisBuffer {
@@ -186,15 +180,6 @@ impl RedisBuffer {
         local.push_back(result);
     }
 
-    /// How many results an entry holds, from its count field alone.
-    fn count_of(fields: &HashMap<String, String>) -> usize {
-        fields
-            .get(COUNT)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1)
-            .max(1)
-    }
-
     /// The results of `entries` (`holding` of them, by their counts) and
     /// the entries' ids.
     fn decode(
@@ -334,7 +319,7 @@ impl Buffer for RedisBuffer {
         } else {
             (pending, true)
         };
-        let counts: Vec<usize> = entries.iter().map(|(_, f)| Self::count_of(f)).collect();
+        let counts: Vec<usize> = entries.iter().map(|(_, f)| count_of(f, COUNT)).collect();
         self.per_entry.saw(counts.iter().sum(), counts.len());
         // Whole entries up to `max` results (at least one); the rest stay
         // pending to this consumer and come first in the next read.

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Hub, Key, LiveEvent};
 use crate::{
-    buffer::group::{GroupCommit, PerEntry},
+    buffer::group::{GroupCommit, PACK, PerEntry, count_of},
     domain::{ProbeResult, notification::LiveNotice},
     telemetry::OutageLog,
 };
@@ -42,12 +42,9 @@ const PACKED: &str = "b";
 /// How many events `PACKED` holds: counted without decoding.
 const COUNT: &str = "c";
 
-/// Events in one entry at most.
-const PACK: usize = 128;
-
 /// An event's key is its entry's id with the sequence part times `STRIDE`
 /// plus the event's place in the entry: entry `1764180000000-2`'s third
-/// event is `1764180000000-2002`. Above `PACK`, so keys never collide.
+/// event is `1764180000000-2002`. Above [`PACK`], so keys never collide.
 const STRIDE: u64 = 1000;
 
 /// Most entries one read takes.
@@ -153,7 +150,7 @@ impl RedisFeed {
     /// [`PACK`] to an entry. A failure is logged and the events lost (a
     /// result itself is kept by the buffer).
     pub async fn publish(&self, event: LiveEvent) {
-        self.publish_all(vec![event]).await;
+        self.pending.submit([event], |all| self.write(all)).await;
     }
 
     /// Adds events to the stream in order, as [`Self::publish`].
@@ -234,11 +231,6 @@ impl RedisFeed {
         last
     }
 
-    /// How many events an entry holds, from its count field alone.
-    fn count_of(fields: &HashMap<String, String>) -> usize {
-        fields.get(COUNT).and_then(|n| n.parse().ok()).unwrap_or(1)
-    }
-
     /// Fills the ring with the newest `retained` events or so; returns the
     /// entry id where to read on.
     async fn fill(&self, hub: &Hub) -> anyhow::Result<Key> {
@@ -255,7 +247,7 @@ impl RedisFeed {
             };
             // Exclusive: the next page ends before this one's oldest.
             end = format!("({oldest}");
-            events += page.iter().map(|(_, f)| Self::count_of(f)).sum::<usize>();
+            events += page.iter().map(|(_, f)| count_of(f, COUNT)).sum::<usize>();
             let full = page.len() as u64 == FILL_PAGE;
             newest.extend(page);
             if !full {
