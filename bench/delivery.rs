@@ -247,8 +247,8 @@ async fn run(hook: String, arrivals: Arc<Arrivals>) -> anyhow::Result<serde_json
     )
     .await?;
     db.execute_unprepared(&format!(
-        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, last_due_ms, failure_threshold)
-         SELECT (SELECT id FROM users LIMIT 1), 'http://127.0.0.1/' || g, 60, now(), 0, 9000000000000, 0, 1
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, failure_threshold)
+         SELECT (SELECT id FROM users LIMIT 1), 'http://127.0.0.1/' || g, 60, now(), 0, 1
          FROM generate_series(1, {urls}) g"
     ))
     .await?;

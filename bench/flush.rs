@@ -62,8 +62,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     db.execute_unprepared(&format!(
-        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, last_due_ms)
-         SELECT (SELECT id FROM users LIMIT 1), 'http://127.0.0.1/' || g, 60, now(), 0, 9000000000000, 0
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms)
+         SELECT (SELECT id FROM users LIMIT 1), 'http://127.0.0.1/' || g, 60, now(), 0
          FROM generate_series(1, {urls}) g"
     ))
     .await?;

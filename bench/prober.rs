@@ -306,12 +306,6 @@ async fn main() -> anyhow::Result<()> {
                 period_seconds: Set(i32::try_from(period_ms / 1000).unwrap_or(i32::MAX)),
                 created_at: Set(now),
                 phase_ms: Set(phase),
-                next_due_ms: Set(monitor::domain::schedule::next_grid_after(
-                    now.timestamp_millis() - 1,
-                    phase,
-                    period_ms,
-                )),
-                last_due_ms: Set(None),
                 ..Default::default()
             }
         })
@@ -321,7 +315,16 @@ async fn main() -> anyhow::Result<()> {
             .exec_without_returning(&db)
             .await?;
     }
-    // Their state rows as AddUrl makes them: pending, the roll mark at the
+    // Their schedule rows, each due next at its grid's first point from
+    // `now` on (`domain::schedule::next_grid_after`, in SQL)...
+    db.execute_unprepared(&format!(
+        "INSERT INTO url_schedules (url_id, next_due_ms, period_ms, phase_ms) \
+         SELECT id, {now} + ((phase_ms - {now}) % {period_ms} + {period_ms}) % {period_ms}, \
+         {period_ms}, phase_ms FROM urls WHERE user_id = {user_id}",
+        now = now.timestamp_millis(),
+    ))
+    .await?;
+    // ...and their state rows as AddUrl makes them: pending, the roll mark at the
     // creation (the flush would otherwise create them with no status
     // rolled, and the first retention pass would roll all of them). The
     // first URLs may be probed and flushed while the rest are inserted:

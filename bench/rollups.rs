@@ -79,8 +79,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     db.execute_raw(sql(format!(
-        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms)
-         SELECT (SELECT min(id) FROM users), 'https://example.com/rollups/' || g, 60, now(), 0, 9000000000000
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms)
+         SELECT (SELECT min(id) FROM users), 'https://example.com/rollups/' || g, 60, now(), 0
          FROM generate_series((SELECT count(*) FROM urls) + 1, {urls}) g"
     )))
     .await?;

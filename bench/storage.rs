@@ -76,8 +76,8 @@ async fn fresh(admin: &str, name: &str, steps: Option<u32>) -> anyhow::Result<Da
 /// Adds `urls` URLs to the database's one user; returns the first id.
 async fn add_urls(db: &DatabaseConnection, urls: usize) -> anyhow::Result<i64> {
     db.execute_unprepared(&format!(
-        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, last_due_ms)
-         SELECT (SELECT id FROM users LIMIT 1), 'https://127.0.0.1/' || g, 60, now(), 0, 9000000000000, 0
+        "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms)
+         SELECT (SELECT id FROM users LIMIT 1), 'https://127.0.0.1/' || g, 60, now(), 0
          FROM generate_series(1, {urls}) g"
     ))
     .await?;

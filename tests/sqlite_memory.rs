@@ -41,8 +41,6 @@ async fn flushes_of_many_sizes_leave_sqlite_memory_flat() {
             period_seconds: Set(60),
             created_at: Set(Utc::now()),
             phase_ms: Set(0),
-            next_due_ms: Set(i64::MAX),
-            last_due_ms: Set(None),
             ..Default::default()
         }
         .insert(&db)

@@ -27,6 +27,7 @@ mod m20261127_000017_statuses_without_url_key;
 mod m20261127_000018_narrow_statuses;
 mod m20261127_000019_packed_statuses;
 mod m20261128_000020_rolled_to;
+mod m20261129_000021_url_schedules;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000018_narrow_statuses::Migration),
             Box::new(m20261127_000019_packed_statuses::Migration),
             Box::new(m20261128_000020_rolled_to::Migration),
+            Box::new(m20261129_000021_url_schedules::Migration),
         ]
     }
 }

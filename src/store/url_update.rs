@@ -28,6 +28,10 @@ const APPEND_PERIOD: &str =
 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (url_id, since_ms) DO UPDATE SET
 period_seconds = excluded.period_seconds, phase_ms = excluded.phase_ms, paused = excluded.paused";
 
+/// The URL's due times on its new grid, and the copies of the grid itself.
+const MOVE_DUE: &str =
+    "UPDATE url_schedules SET next_due_ms = $2, period_ms = $3, phase_ms = $4 WHERE url_id = $1";
+
 /// What [`update_for_user`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Updated {
@@ -125,11 +129,12 @@ pub async fn update_for_user(
         return Ok(refused);
     }
     let now_ms = now.timestamp_millis();
+    let (next_due_ms, last_due_ms) = lock_due(&txn, id).await?;
     let before = Schedule {
         period: Period::from_stored_seconds(url.period_seconds),
         phase_ms: url.phase_ms,
-        next_due_ms: url.next_due_ms,
-        last_due_ms: url.last_due_ms,
+        next_due_ms,
+        last_due_ms,
         paused: url.paused,
     };
     let after = before.change(
@@ -156,9 +161,9 @@ pub async fn update_for_user(
         .from_raw_sql(Statement::from_sql_and_values(
             backend,
             sql(concat!(
-                "UPDATE urls SET name = $3, period_seconds = $4, phase_ms = $5, next_due_ms = $6, \
-                 paused = $7, failure_threshold = $8, success_threshold = $9, assertions = $10, \
-                 depends_on = $11 WHERE id = $1 AND user_id = $2 RETURNING ",
+                "UPDATE urls SET name = $3, period_seconds = $4, phase_ms = $5, \
+                 paused = $6, failure_threshold = $7, success_threshold = $8, assertions = $9, \
+                 depends_on = $10 WHERE id = $1 AND user_id = $2 RETURNING ",
                 super::urls::url_columns!()
             )),
             [
@@ -169,7 +174,6 @@ pub async fn update_for_user(
                     .unwrap_or(i32::MAX)
                     .into(),
                 after.phase_ms.into(),
-                after.next_due_ms.into(),
                 after.paused.into(),
                 threshold(update.failure_threshold, url.failure_threshold).into(),
                 threshold(update.success_threshold, url.success_threshold).into(),
@@ -184,26 +188,92 @@ pub async fn update_for_user(
         .one(&txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the URL locked for its update".into()))?;
-    if after.period != before.period || after.paused != before.paused {
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql(APPEND_PERIOD),
-            [
-                id.into(),
-                now_ms.into(),
-                updated.period_seconds.into(),
-                after.phase_ms.into(),
-                after.paused.into(),
-            ],
-        ))
-        .await?;
-    }
+    move_schedule(&txn, id, &before, &after, now_ms).await?;
     if after.paused != before.paused {
         set_paused(&txn, id, after.paused, now_ms).await?;
     }
     let record = with_states(&txn, vec![updated]).await?.pop();
     txn.commit().await?;
     Ok(record.map_or(Updated::NotFound, Updated::Url))
+}
+
+/// Moves the URL's due times to `after` and appends a row to its schedule
+/// history when its period or pause changed.
+async fn move_schedule(
+    txn: &sea_orm::DatabaseTransaction,
+    id: i64,
+    before: &Schedule,
+    after: &Schedule,
+    now_ms: i64,
+) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let run = |pg: &str, values: Vec<sea_orm::Value>| {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(backend, pg),
+            values,
+        ))
+    };
+    if after != before {
+        run(
+            MOVE_DUE,
+            vec![
+                id.into(),
+                after.next_due_ms.into(),
+                (i64::from(after.period.seconds()) * 1000).into(),
+                after.phase_ms.into(),
+            ],
+        )
+        .await?;
+    }
+    if after.period != before.period || after.paused != before.paused {
+        run(
+            APPEND_PERIOD,
+            vec![
+                id.into(),
+                now_ms.into(),
+                i32::try_from(after.period.seconds())
+                    .unwrap_or(i32::MAX)
+                    .into(),
+                after.phase_ms.into(),
+                after.paused.into(),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The URL's next and last claimed due times, its schedule row locked after
+/// its `urls` row (Postgres `FOR NO KEY UPDATE`: a claim skips it; one that
+/// holds it is one statement, and its change is read here after it).
+async fn lock_due(
+    txn: &sea_orm::DatabaseTransaction,
+    id: i64,
+) -> Result<(i64, Option<i64>), DbErr> {
+    let backend = txn.get_database_backend();
+    let lock = if backend == DbBackend::Postgres {
+        " FOR NO KEY UPDATE"
+    } else {
+        ""
+    };
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            numbered(
+                backend,
+                &format!(
+                    "SELECT next_due_ms, last_due_ms FROM url_schedules WHERE url_id = $1{lock}"
+                ),
+            ),
+            [id.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("the schedule of URL {id}")))?;
+    Ok((
+        row.try_get("", "next_due_ms")?,
+        row.try_get("", "last_due_ms")?,
+    ))
 }
 
 /// The user's URL, locked for an update: Postgres `FOR NO KEY UPDATE`

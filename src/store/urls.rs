@@ -24,10 +24,6 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Fixes the grid of due times: `phase_ms + k * period` (ms since the epoch).
     pub phase_ms: i64,
-    /// The next due time no prober has claimed yet.
-    pub next_due_ms: i64,
-    /// The due time claimed last.
-    pub last_due_ms: Option<i64>,
     pub name: Option<String>,
     pub paused: bool,
     pub failure_threshold: i32,
@@ -65,8 +61,7 @@ impl ActiveModelBehavior for ActiveModel {}
 /// `migrations::*::statements_prepared_before_a_migration_keep_working_after_it`).
 macro_rules! url_columns {
     () => {
-        "id, user_id, url, period_seconds, created_at, phase_ms, next_due_ms, last_due_ms, \
-         name, paused, failure_threshold, success_threshold, assertions, depends_on"
+        "id, user_id, url, period_seconds, created_at, phase_ms, name, paused, failure_threshold, success_threshold, assertions, depends_on"
     };
 }
 pub(crate) use url_columns;
@@ -241,16 +236,16 @@ pub async fn insert_within_limits(
         new.period.rate_micros().into(),
         limits.max_host_rate_micros.into(),
     ];
-    let row: [sea_orm::Value; 6] = [
+    let row: [sea_orm::Value; 5] = [
         new.url.as_str().into(),
         i32::try_from(new.period.seconds())
             .unwrap_or(i32::MAX)
             .into(),
         new.created_at.into(),
         new.phase_ms.into(),
-        new.next_due_ms.into(),
         new.assertions.to_json().into(),
     ];
+    let next_due_ms: sea_orm::Value = new.next_due_ms.into();
     let backend = db.get_database_backend();
     let txn = db.begin().await?;
     let since_ms: sea_orm::Value = new.created_at.timestamp_millis().into();
@@ -259,7 +254,7 @@ pub async fn insert_within_limits(
             .into_iter()
             .chain(host)
             .chain(row)
-            .chain(std::iter::once(since_ms));
+            .chain([next_due_ms, since_ms]);
         Entity::find()
             .from_raw_sql(Statement::from_sql_and_values(
                 backend,
@@ -289,6 +284,17 @@ pub async fn insert_within_limits(
                 .one(&txn)
                 .await?;
             if let Some(url) = &added {
+                txn.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    INSERT_DUE,
+                    [
+                        url.id.into(),
+                        next_due_ms,
+                        (i64::from(url.period_seconds) * 1000).into(),
+                        url.phase_ms.into(),
+                    ],
+                ))
+                .await?;
                 let schedule = [
                     url.id.into(),
                     since_ms.clone(),
@@ -323,7 +329,7 @@ pub async fn insert_within_limits(
 
 /// Postgres: raise the quota counter while below the quota, then the
 /// (user, host) rate while within its limit, insert, and start the URL's
-/// schedule history and its state row (pending: the flush then only
+/// due times, its schedule history and its state row (pending: the flush then only
 /// locks and updates state rows, never creates them on its hot path). No row back means a limit was reached; the caller
 /// rolls back what was raised.
 const ADD_POSTGRES: &str = concat!(
@@ -336,11 +342,14 @@ const ADD_POSTGRES: &str = concat!(
     WHERE host_rates.rate_micros + EXCLUDED.rate_micros <= $5
     RETURNING user_id
 ), added AS (
-    INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, assertions)
-    SELECT user_id, $6, $7, $8, $9, $10, $11 FROM host
+    INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, assertions)
+    SELECT user_id, $6, $7, $8, $9, $10 FROM host
     RETURNING ",
     url_columns!(),
     "
+), due AS (
+    INSERT INTO url_schedules (url_id, next_due_ms, period_ms, phase_ms)
+    SELECT id, $11, period_seconds::bigint * 1000, phase_ms FROM added
 ), schedule AS (
     INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
     SELECT id, $12, period_seconds, phase_ms, false FROM added
@@ -362,7 +371,10 @@ SELECT ?1, ?2, ?3 WHERE ?3 <= ?4
 ON CONFLICT (user_id, host) DO UPDATE SET rate_micros = host_rates.rate_micros + excluded.rate_micros
 WHERE host_rates.rate_micros + excluded.rate_micros <= ?4";
 
-/// ...start its schedule history and its (pending) state...
+/// ...set its first due time, start its schedule history and its
+/// (pending) state...
+const INSERT_DUE: &str =
+    "INSERT INTO url_schedules (url_id, next_due_ms, period_ms, phase_ms) VALUES (?, ?, ?, ?)";
 const INSERT_SCHEDULE: &str =
     "INSERT INTO url_periods (url_id, since_ms, period_seconds, phase_ms, paused)
 VALUES (?, ?, ?, ?, false)";
@@ -372,8 +384,8 @@ const INSERT_STATE: &str = "INSERT INTO url_states (url_id, state, rolled_to_ms)
 
 /// ...after the insert.
 const INSERT: &str = concat!(
-    "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, assertions)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+    "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, assertions)
+VALUES (?, ?, ?, ?, ?, ?)
 RETURNING ",
     url_columns!()
 );

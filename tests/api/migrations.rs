@@ -19,19 +19,19 @@ async fn insert_user(db: &DatabaseConnection) {
     .await;
 }
 
-/// The rows of a two-column query.
-async fn pairs<B: sea_orm::TryGetable>(db: &DatabaseConnection, sql: &str) -> Vec<(String, B)> {
+/// The rows of a query, each a tuple of its columns.
+async fn rows<T: sea_orm::TryGetableMany>(db: &DatabaseConnection, sql: &str) -> Vec<T> {
     db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                r.try_get_by_index(0).unwrap(),
-                r.try_get_by_index(1).unwrap(),
-            )
-        })
+        .map(|r| r.try_get_many_by_index().unwrap())
         .collect()
+}
+
+/// The rows of a two-column query.
+async fn pairs<B: sea_orm::TryGetable>(db: &DatabaseConnection, sql: &str) -> Vec<(String, B)> {
+    rows(db, sql).await
 }
 
 /// A fresh database of `backend` with the first `migrations` applied (the
@@ -327,8 +327,8 @@ async fn statuses_keep_every_row_and_field_when_narrowed(backend: Backend) {
         pack_two_days(&db).await;
     }
 
-    // And back (20, 19, then 18): the old table, the same probe times.
-    Migrator::down(&db, Some(3)).await.unwrap();
+    // And back (21, 20, 19, then 18): the old table, the same probe times.
+    Migrator::down(&db, Some(4)).await.unwrap();
     let probed: Vec<(String, DateTime<Utc>)> = pairs(
         &db,
         "SELECT CAST(status_code AS TEXT), probed_at FROM statuses ORDER BY due_at",
@@ -424,7 +424,110 @@ async fn statuses_merged_before_the_roll_marks_are_not_rolled_again(backend: Bac
     db.close().await.ok();
 }
 
+/// (url, next due, last due, period in ms, phase in ms) of each row.
+async fn schedules(
+    db: &DatabaseConnection,
+    sql: &str,
+) -> Vec<(String, i64, Option<i64>, i64, i64)> {
+    rows(db, sql).await
+}
+
+/// Migration 21: every URL's due times and grid move to `url_schedules`
+/// as they were (a paused URL stays past any horizon), claims go on from
+/// them on the same grid, and the way down puts them back on `urls`.
+async fn due_times_move_to_their_own_table_and_claims_go_on(backend: Backend) {
+    use monitor::store::schedule;
+
+    let (db, _database, _dir) = migrated_to(backend, 19).await; // through migration 20
+    insert_user(&db).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    // Due now-ish on a minute grid of phase 5 s, claimed before.
+    let due = now - (now - 5_000).rem_euclid(60_000);
+    for (path, period, phase, next, last, paused) in [
+        ("due", 60, 5_000, due, (due - 60_000).to_string(), false),
+        ("later", 10, 0, now + 3_600_000, "NULL".into(), false),
+        ("paused", 30, 7, i64::MAX, "42".into(), true),
+    ] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO urls (user_id, url, period_seconds, created_at, phase_ms, next_due_ms, last_due_ms, paused)
+                 SELECT id, 'https://a.example/{path}', {period}, '2026-11-20T00:00:00Z', {phase}, {next}, {last}, {paused}
+                 FROM users"
+            ),
+        )
+        .await;
+    }
+    Migrator::up(&db, None).await.unwrap();
+
+    let moved = "SELECT u.url, s.next_due_ms, s.last_due_ms, s.period_ms, s.phase_ms
+                 FROM url_schedules s JOIN urls u ON u.id = s.url_id ORDER BY u.url";
+    // The three rows, the due URL's due times as given.
+    let expected = |next: i64, last: i64| {
+        vec![
+            (
+                "https://a.example/due".to_string(),
+                next,
+                Some(last),
+                60_000,
+                5_000,
+            ),
+            (
+                "https://a.example/later".into(),
+                now + 3_600_000,
+                None,
+                10_000,
+                0,
+            ),
+            (
+                "https://a.example/paused".into(),
+                i64::MAX,
+                Some(42),
+                30_000,
+                7,
+            ),
+        ]
+    };
+    assert_eq!(schedules(&db, moved).await, expected(due, due - 60_000));
+    assert!(
+        db.execute_unprepared("SELECT next_due_ms FROM urls")
+            .await
+            .is_err(),
+        "the column is gone from urls"
+    );
+
+    let claims = schedule::claim_due(&db, now, 500, 60_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims
+            .iter()
+            .map(|c| (c.url.to_string(), c.due_ms, c.next_ms, c.period_ms))
+            .collect::<Vec<_>>(),
+        vec![("https://a.example/due".into(), due, due + 60_000, 60_000)],
+        "the due URL, once, on its grid"
+    );
+    assert!(
+        schedule::claim_due(&db, now, 500, 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    Migrator::down(&db, Some(1)).await.unwrap();
+    let back =
+        "SELECT url, next_due_ms, last_due_ms, CAST(period_seconds AS BIGINT) * 1000, phase_ms
+                FROM urls ORDER BY url";
+    assert_eq!(
+        schedules(&db, back).await,
+        expected(due + 60_000, due),
+        "the way down keeps the claim"
+    );
+    db.close().await.ok();
+}
+
 crate::on_both_backends!(
+    due_times_move_to_their_own_table_and_claims_go_on,
     statuses_merged_before_the_roll_marks_are_not_rolled_again,
     statements_prepared_before_a_migration_keep_working_after_it,
     statuses_keep_every_row_and_field_when_narrowed,

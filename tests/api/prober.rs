@@ -371,7 +371,7 @@ async fn a_url_referenced_by_an_unfinished_flush_is_still_claimed() {
     let due: i64 = chrono::Utc::now().timestamp_millis();
     app.db
         .execute_unprepared(&format!(
-            "UPDATE urls SET next_due_ms = {due} WHERE id = {}",
+            "UPDATE url_schedules SET next_due_ms = {due} WHERE url_id = {}",
             url.id
         ))
         .await
@@ -397,5 +397,49 @@ async fn a_url_referenced_by_an_unfinished_flush_is_still_claimed() {
         claims.iter().map(|c| c.url_id).collect::<Vec<_>>(),
         vec![url.id],
         "claimed while the flush holds its key-share lock"
+    );
+}
+
+/// A URL whose schedule row an UpdateUrl holds (`store::url_update` locks
+/// it after the URL's row) is skipped by a claim, not waited for; once the
+/// update commits, the claim takes the new due time and steps on with the
+/// new period, read from the same row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_being_updated_is_skipped_then_claimed_on_its_new_grid() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if crate::helpers::postgres_skipped() {
+        return;
+    }
+    let app = crate::helpers::spawn_app(Backend::Postgres).await;
+    let (_, token) = app.user().await;
+    let url = app.add_url(&token, "https://example.com/updating").await;
+    let due: i64 = chrono::Utc::now().timestamp_millis() / 1000 * 1000;
+    let other = app.open_db().await;
+    let update = other.begin().await.unwrap();
+    for sql in [
+        format!("SELECT 1 FROM urls WHERE id = {} FOR NO KEY UPDATE", url.id),
+        format!(
+            "SELECT 1 FROM url_schedules WHERE url_id = {} FOR NO KEY UPDATE",
+            url.id
+        ),
+        // A period of 10 s on a grid of phase 0, due at `due`.
+        format!(
+            "UPDATE url_schedules SET next_due_ms = {due}, period_ms = 10000, phase_ms = 0 \
+             WHERE url_id = {}",
+            url.id
+        ),
+    ] {
+        update.execute_unprepared(&sql).await.unwrap();
+    }
+    let claim = || monitor::store::schedule::claim_due(&app.db, due, 1_000, 5_000, 10);
+    assert!(claim().await.unwrap().is_empty(), "skipped while held");
+    update.commit().await.unwrap();
+    let claims = claim().await.unwrap();
+    assert_eq!(
+        claims
+            .iter()
+            .map(|c| (c.url_id, c.due_ms, c.next_ms, c.period_ms))
+            .collect::<Vec<_>>(),
+        vec![(url.id, due, due + 10_000, 10_000)]
     );
 }

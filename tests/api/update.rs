@@ -407,7 +407,7 @@ async fn update_url_writes_the_schedule_history_and_keeps_the_url_on_its_grid(ba
         .query_one_raw(Statement::from_string(
             backend,
             format!(
-                "SELECT phase_ms, next_due_ms FROM urls WHERE id = {}",
+                "SELECT phase_ms, next_due_ms FROM url_schedules WHERE url_id = {}",
                 url.id
             ),
         ))
