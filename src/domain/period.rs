@@ -54,6 +54,11 @@ impl Period {
         self.0
     }
 
+    /// The period in milliseconds: the unit of the schedule's grid.
+    pub fn millis(self) -> i64 {
+        i64::from(self.0) * 1000
+    }
+
     /// How often a URL with this period is probed, in millionths of a probe
     /// per second, rounded down (10 s: 100,000).
     pub fn rate_micros(self) -> i64 {

@@ -45,10 +45,7 @@ pub fn second_due(first: i64, phase: i64, period: i64) -> i64 {
 /// A new URL's place on the grid: a random phase within its period, and
 /// its first due time (now: a new URL is probed at once).
 pub fn first_due(period: Period, now: DateTime<Utc>) -> (i64, i64) {
-    let phase_ms = rand::Rng::gen_range(
-        &mut rand::thread_rng(),
-        0..i64::from(period.seconds()) * 1000,
-    );
+    let phase_ms = rand::Rng::gen_range(&mut rand::thread_rng(), 0..period.millis());
     (phase_ms, now.timestamp_millis())
 }
 
@@ -79,7 +76,7 @@ impl Schedule {
     /// at a due time already claimed. Paused, it has no due time.
     #[must_use]
     pub fn change(self, period: Period, paused: bool, now_ms: i64) -> Self {
-        let period_ms = i64::from(period.seconds()) * 1000;
+        let period_ms = period.millis();
         let phase_ms = if period == self.period {
             self.phase_ms
         } else {

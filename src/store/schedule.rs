@@ -11,8 +11,8 @@
 //! URL (migration 21's doc; README, Performance). On Postgres the rows are
 //! picked with `FOR NO KEY UPDATE SKIP LOCKED`, so concurrent instances
 //! claim disjoint rows, and a due time, once advanced past, is never
-//! claimed again: each due time is probed by one instance, once. State lives in the database, so the schedule
-//! survives restarts. A due time missed by more than the allowed lateness
+//! claimed again: each due time is probed by one instance, once. State
+//! lives in the database, so the schedule survives restarts. A due time missed by more than the allowed lateness
 //! (the service was down, or every instance was overloaded) is skipped, not
 //! made up: [`skip_missed`] moves the URL to the newest grid point, probed
 //! if that one is still within the lateness, so a restart brings no burst

@@ -220,7 +220,7 @@ async fn move_schedule(
             vec![
                 id.into(),
                 after.next_due_ms.into(),
-                (i64::from(after.period.seconds()) * 1000).into(),
+                after.period.millis().into(),
                 after.phase_ms.into(),
             ],
         )
@@ -252,11 +252,7 @@ async fn lock_due(
     id: i64,
 ) -> Result<(i64, Option<i64>), DbErr> {
     let backend = txn.get_database_backend();
-    let lock = if backend == DbBackend::Postgres {
-        " FOR NO KEY UPDATE"
-    } else {
-        ""
-    };
+    let lock = row_lock(backend);
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
@@ -276,20 +272,25 @@ async fn lock_due(
     ))
 }
 
-/// The user's URL, locked for an update: Postgres `FOR NO KEY UPDATE`
-/// (claims skip it; the flush's foreign-key checks do not wait for it);
-/// SQLite's writer lock is the transaction's already.
+/// The row lock of an update: Postgres `FOR NO KEY UPDATE` (claims skip
+/// it; the flush's foreign-key checks do not wait for it); SQLite's writer
+/// lock is the transaction's already.
+fn row_lock(backend: DbBackend) -> &'static str {
+    if backend == DbBackend::Postgres {
+        " FOR NO KEY UPDATE"
+    } else {
+        ""
+    }
+}
+
+/// The user's URL, locked for an update ([`row_lock`]).
 async fn lock_for_user(
     txn: &sea_orm::DatabaseTransaction,
     user: UserId,
     id: i64,
 ) -> Result<Option<Model>, DbErr> {
     let backend = txn.get_database_backend();
-    let lock = if backend == DbBackend::Postgres {
-        " FOR NO KEY UPDATE"
-    } else {
-        ""
-    };
+    let lock = row_lock(backend);
     Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             backend,

@@ -290,7 +290,7 @@ pub async fn insert_within_limits(
                     [
                         url.id.into(),
                         next_due_ms,
-                        (i64::from(url.period_seconds) * 1000).into(),
+                        new.period.millis().into(),
                         url.phase_ms.into(),
                     ],
                 ))
